@@ -1,0 +1,169 @@
+"""Calibration texts + model -> per-(layer, expert) sufficient statistics for every saliency criterion.
+
+One pass records everything (DESIGN.md, "Saliency criteria"). For MoE layer l, expert i and
+non-padding token t, with g(i,t) the model's actual combine weight (0 when not selected),
+E_i(h_t) the unweighted expert output, h_t the hidden state the experts module receives and
+h~_t = h_t + sum_i g(i,t) E_i(h_t):
+
+    routed_count      = sum_t 1[g > 0]
+    gate_sum          = sum_t g
+    ean_sum           = sum_t 1[g > 0] ||E_i(h_t)||
+    weighted_norm_sum = sum_t g ||E_i(h_t)||
+    easy_ep_sum       = sum_t g ||E_i(h_t)|| (1 - cos(h_t, h~_t))
+
+All sums are float64. The experts module is wrapped, not re-implemented: each routed
+(token, expert) pair is sent through the module's own forward with weight 1, so only routed
+pairs are computed and the router is never re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+
+from expertlab.moe.adapters import MoELayer, adapter_for
+
+STAT_COLUMNS = ("routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum")
+
+
+@dataclass
+class LayerAccumulator:
+    num_experts: int
+    tokens: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sums = {name: torch.zeros(self.num_experts, dtype=torch.float64) for name in STAT_COLUMNS}
+
+    def add(
+        self,
+        hidden: torch.Tensor,
+        top_k_index: torch.Tensor,
+        top_k_weights: torch.Tensor,
+        expert_outputs: torch.Tensor,
+        token_mask: torch.Tensor | None,
+    ) -> None:
+        """Accumulate one batch: hidden [T, H], index/weights [T, K], expert_outputs [T, K, H]."""
+        g = top_k_weights.detach().to(torch.float64)
+        norms = torch.linalg.vector_norm(expert_outputs.detach().to(torch.float64), dim=-1)
+        h = hidden.detach().to(torch.float64)
+        h_tilde = h + (g.unsqueeze(-1) * expert_outputs.detach().to(torch.float64)).sum(dim=1)
+        shift = 1.0 - nn.functional.cosine_similarity(h, h_tilde, dim=-1, eps=1e-12)
+        keep = torch.ones_like(g) if token_mask is None else token_mask.to(torch.float64).unsqueeze(-1).expand_as(g)
+        routed = (g > 0).to(torch.float64) * keep
+        weighted_norm = g * norms * keep
+        values = {
+            "routed_count": routed,
+            "gate_sum": g * keep,
+            "ean_sum": routed * norms,
+            "weighted_norm_sum": weighted_norm,
+            "easy_ep_sum": weighted_norm * shift.unsqueeze(-1),
+        }
+        index = top_k_index.reshape(-1).cpu()
+        for name, value in values.items():
+            self.sums[name].index_add_(0, index, value.reshape(-1).cpu())
+        self.tokens += int(keep[:, 0].sum().item()) if keep.numel() else 0
+
+
+class ExpertObserver:
+    """Wraps every experts module of a model so its forwards accumulate statistics."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.adapter = adapter_for(model)
+        self.layers: list[MoELayer] = self.adapter.moe_layers(model)
+        if not self.layers:
+            raise ValueError(f"model of type {model.config.model_type!r} has no MoE layers")
+        self.routing = self.adapter.routing(self.adapter.text_config(model.config))
+        self.stats = {layer.index: LayerAccumulator(self.routing.num_experts) for layer in self.layers}
+        self.token_mask: torch.Tensor | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[ExpertObserver]:
+        for layer in self.layers:
+            layer.experts.forward = self._instrumented(layer.experts, self.stats[layer.index])
+        try:
+            yield self
+        finally:
+            for layer in self.layers:
+                del layer.experts.forward
+
+    def _instrumented(self, experts: nn.Module, acc: LayerAccumulator):  # noqa: ANN202
+        original = type(experts).forward.__get__(experts)
+
+        def forward(hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):  # noqa: ANN202
+            tokens, k = top_k_index.shape
+            pair_hidden = hidden_states.repeat_interleave(k, dim=0)
+            pair_index = top_k_index.reshape(-1, 1)
+            ones = torch.ones(pair_index.shape, dtype=top_k_weights.dtype, device=top_k_weights.device)
+            outputs = original(pair_hidden, pair_index, ones).view(tokens, k, -1)
+            mask = self.token_mask
+            if mask is not None and mask.numel() != tokens:
+                raise ValueError(f"padding mask has {mask.numel()} tokens, experts module saw {tokens}")
+            acc.add(hidden_states, top_k_index, top_k_weights, outputs, mask)
+            combined = (outputs * top_k_weights.unsqueeze(-1).to(outputs.dtype)).sum(dim=1)
+            return combined.to(hidden_states.dtype)
+
+        return forward
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        for layer in self.layers:
+            acc = self.stats[layer.index]
+            for expert in range(acc.num_experts):
+                row = {"layer": layer.index, "expert": expert, "tokens": acc.tokens}
+                row.update({name: acc.sums[name][expert].item() for name in STAT_COLUMNS})
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        frame["routed_count"] = frame["routed_count"].round().astype("int64")
+        frame["tokens"] = frame["tokens"].astype("int64")
+        frame["layer"] = frame["layer"].astype("int32")
+        frame["expert"] = frame["expert"].astype("int32")
+        return frame
+
+
+def observe_batches(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+) -> pd.DataFrame:
+    """Run (input_ids, attention_mask) batches once through the model; one row per (layer, expert)."""
+    observer = ExpertObserver(model)
+    model.eval()
+    with observer.installed(), torch.inference_mode():
+        for input_ids, attention_mask in batches:
+            observer.token_mask = attention_mask.reshape(-1).bool()
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    observer.token_mask = None
+    return observer.frame()
+
+
+def observe(
+    model: nn.Module,
+    tokenizer,  # noqa: ANN001
+    texts: Sequence[str],
+    batch_size: int = 8,
+    max_length: int = 512,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Tokenise the calibration texts (length-sorted batches) and observe them in one pass."""
+    from tqdm.auto import tqdm
+
+    if not texts:
+        raise ValueError("calibration set is empty")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="observe", unit="batch", disable=not progress):
+            chunk = [texts[i] for i in order[start : start + batch_size]]
+            encoded = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+            yield encoded["input_ids"], encoded["attention_mask"]
+
+    return observe_batches(model, batches())
