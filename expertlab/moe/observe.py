@@ -35,10 +35,14 @@ STAT_COLUMNS = ("routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "eas
 class LayerAccumulator:
     num_experts: int
     tokens: int = 0
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    totals: torch.Tensor = field(init=False)  # [num_experts, len(STAT_COLUMNS)], float64
 
     def __post_init__(self) -> None:
-        self.sums = {name: torch.zeros(self.num_experts, dtype=torch.float64) for name in STAT_COLUMNS}
+        self.totals = torch.zeros(self.num_experts, len(STAT_COLUMNS), dtype=torch.float64)
+
+    @property
+    def sums(self) -> dict[str, torch.Tensor]:
+        return {name: self.totals[:, i] for i, name in enumerate(STAT_COLUMNS)}
 
     def add(
         self,
@@ -47,27 +51,32 @@ class LayerAccumulator:
         top_k_weights: torch.Tensor,
         expert_outputs: torch.Tensor,
         token_mask: torch.Tensor | None,
+        combined: torch.Tensor | None = None,
     ) -> None:
-        """Accumulate one batch: hidden [T, H], index/weights [T, K], expert_outputs [T, K, H]."""
+        """Accumulate one batch: hidden [T, H], index/weights [T, K], expert_outputs [T, K, H].
+
+        `combined` [T, H] is sum_k g E(h) as the model computed it (derived here when absent).
+        Per-pair norms are taken in at least float32; everything summed is float64.
+        """
+        outputs = expert_outputs.detach()
+        if outputs.dtype not in (torch.float32, torch.float64):
+            outputs = outputs.float()
+        norms = torch.linalg.vector_norm(outputs, dim=-1).to(torch.float64)
         g = top_k_weights.detach().to(torch.float64)
-        norms = torch.linalg.vector_norm(expert_outputs.detach().to(torch.float64), dim=-1)
+        if combined is None:
+            combined = (outputs * top_k_weights.detach().to(outputs.dtype).unsqueeze(-1)).sum(dim=1)
         h = hidden.detach().to(torch.float64)
-        h_tilde = h + (g.unsqueeze(-1) * expert_outputs.detach().to(torch.float64)).sum(dim=1)
+        h_tilde = h + combined.detach().to(torch.float64)
         shift = 1.0 - nn.functional.cosine_similarity(h, h_tilde, dim=-1, eps=1e-12)
-        keep = torch.ones_like(g) if token_mask is None else token_mask.to(torch.float64).unsqueeze(-1).expand_as(g)
-        routed = (g > 0).to(torch.float64) * keep
-        weighted_norm = g * norms * keep
-        values = {
-            "routed_count": routed,
-            "gate_sum": g * keep,
-            "ean_sum": routed * norms,
-            "weighted_norm_sum": weighted_norm,
-            "easy_ep_sum": weighted_norm * shift.unsqueeze(-1),
-        }
-        index = top_k_index.reshape(-1).cpu()
-        for name, value in values.items():
-            self.sums[name].index_add_(0, index, value.reshape(-1).cpu())
-        self.tokens += int(keep[:, 0].sum().item()) if keep.numel() else 0
+        if token_mask is not None:
+            g = g * token_mask.to(torch.float64).unsqueeze(-1)
+        routed = (g > 0).to(torch.float64)
+        weighted_norm = g * norms
+        values = torch.stack(
+            [routed, g, routed * norms, weighted_norm, weighted_norm * shift.unsqueeze(-1)], dim=-1
+        )  # [T, K, 5] in STAT_COLUMNS order
+        self.totals.index_add_(0, top_k_index.reshape(-1).cpu(), values.reshape(-1, len(STAT_COLUMNS)).cpu())
+        self.tokens += hidden.shape[0] if token_mask is None else int(token_mask.sum().item())
 
 
 class ExpertObserver:
@@ -105,8 +114,8 @@ class ExpertObserver:
             mask = self.token_mask
             if mask is not None and mask.numel() != tokens:
                 raise ValueError(f"padding mask has {mask.numel()} tokens, experts module saw {tokens}")
-            acc.add(hidden_states, top_k_index, top_k_weights, outputs, mask)
             combined = (outputs * top_k_weights.unsqueeze(-1).to(outputs.dtype)).sum(dim=1)
+            acc.add(hidden_states, top_k_index, top_k_weights, outputs, mask, combined)
             return combined.to(hidden_states.dtype)
 
         return forward
@@ -117,7 +126,7 @@ class ExpertObserver:
             acc = self.stats[layer.index]
             for expert in range(acc.num_experts):
                 row = {"layer": layer.index, "expert": expert, "tokens": acc.tokens}
-                row.update({name: acc.sums[name][expert].item() for name in STAT_COLUMNS})
+                row.update({name: acc.totals[expert, i].item() for i, name in enumerate(STAT_COLUMNS)})
                 rows.append(row)
         frame = pd.DataFrame(rows)
         frame["routed_count"] = frame["routed_count"].round().astype("int64")

@@ -1,0 +1,84 @@
+"""Benchmark: time(observe with all statistics) / time(plain forward) on the same tokens. Target <= 1.15.
+
+Uses models/toy when it exists (after `make run`), otherwise a randomly initialised Qwen3-MoE of
+the toy default size. Both timings come from this one run, interleaved, median of several repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from expertlab.moe.observe import observe_batches
+
+
+def toy_sized_model() -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    if (Path("models/toy") / "config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained("models/toy").eval()
+    torch.manual_seed(0)
+    config = Qwen3MoeConfig(
+        vocab_size=2048,
+        hidden_size=128,
+        intermediate_size=256,
+        moe_intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        num_experts=16,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+    )
+    return Qwen3MoeForCausalLM(config).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    model = toy_sized_model()
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    batches = []
+    for _ in range(args.batches):
+        ids = torch.randint(0, vocab, (args.batch_size, args.seq_len), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[: args.batch_size // 2, args.seq_len * 3 // 4 :] = 0  # some padding, as in real calibration batches
+        batches.append((ids, mask))
+
+    def plain() -> None:
+        with torch.inference_mode():
+            for ids, mask in batches:
+                model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+    def observed() -> None:
+        observe_batches(model, batches)
+
+    plain(), observed()  # warm-up
+    plain_times, observe_times = [], []
+    for _ in range(args.repeats):
+        for fn, sink in ((plain, plain_times), (observed, observe_times)):
+            start = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - start)
+    tokens = sum(int(mask.sum()) for _, mask in batches)
+    plain_s, observe_s = statistics.median(plain_times), statistics.median(observe_times)
+    ratio = observe_s / plain_s
+    print(f"tokens per pass: {tokens}, experts implementation: {model.config._experts_implementation}")
+    print(f"plain forward:  {plain_s:.3f} s (median of {args.repeats})")
+    print(f"observe:        {observe_s:.3f} s (median of {args.repeats})")
+    print(f"observe overhead = {ratio:.3f} (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""params.yaml -> a validated `Params` object; every error names its key path and the allowed values.
+
+The vocabularies (criteria, tasks, model families) come from the registries, so a name is
+accepted exactly when some code computes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from expertlab.criteria import CRITERIA, kept_count, resolve_top_k
+from expertlab.data.toy import WorldConfig
+from expertlab.moe.adapters import FAMILIES
+from expertlab.registry import Registry
+from expertlab.tasks import TASKS
+from expertlab.train import ToyModelConfig, TrainConfig
+
+DOMAINS = ("biomedical", "general")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _known(registry: Registry, names: list[str]) -> list[str]:
+    for name in names:
+        if name not in registry:
+            raise ValueError(registry.unknown_message(name))
+    if len(set(names)) != len(names):
+        raise ValueError(f"repeated {registry.kind} names: {names}")
+    return names
+
+
+class Study(Strict):
+    """The grid: every combination is one variant."""
+
+    models: list[str] = Field(min_length=1)
+    calibrations: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    criteria: list[str] = Field(min_length=1)
+    ratios: list[float] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria(cls, value: list[str]) -> list[str]:
+        return _known(CRITERIA, value)
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, value: list[str]) -> list[str]:
+        return _known(TASKS, value)
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, value: list[float]) -> list[float]:
+        for ratio in value:
+            if not 0 < ratio < 1:
+                raise ValueError(f"ratio {ratio} is outside (0, 1)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"repeated ratios: {value}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value) or any(seed < 0 for seed in value):
+            raise ValueError(f"seeds must be distinct non-negative integers: {value}")
+        return value
+
+
+class ModelSpec(Strict):
+    """A base MoE model, stored as a Hugging Face directory at models/<name>."""
+
+    family: str
+    toy: bool = False  # built by the train_toy stage from the `toy` section
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(FAMILIES.unknown_message(value))
+        return value
+
+
+class Calibration(Strict):
+    domains: list[str] = Field(min_length=1)
+    samples: int = Field(gt=0)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if domain not in DOMAINS:
+                raise ValueError(f"unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
+        return value
+
+
+class Observe(Strict):
+    batch_size: int = Field(default=16, gt=0)
+    max_length: int = Field(default=256, gt=0)
+
+
+class Select(Strict):
+    allow_top_k_reduction: bool = False
+
+
+class Generate(Strict):
+    batch_size: int = Field(default=32, gt=0)
+    limit: int | None = Field(default=None, gt=0)  # items per task; None = all
+
+
+class Report(Strict):
+    headline: str = "headline"
+
+
+class Toy(Strict):
+    world: WorldConfig = WorldConfig()
+    model: ToyModelConfig = ToyModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+class Params(Strict):
+    study: Study
+    models: dict[str, ModelSpec]
+    calibrations: dict[str, Calibration]
+    observe: Observe = Observe()
+    select: Select = Select()
+    generate: Generate = Generate()
+    report: Report = Report()
+    toy: Toy = Toy()
+
+    @model_validator(mode="after")
+    def _grid(self) -> Params:
+        for name in self.study.models:
+            if name not in self.models:
+                raise ValueError(f"study.models: {name!r} has no entry under models (defined: {', '.join(self.models)})")
+        for name in self.study.calibrations:
+            if name not in self.calibrations:
+                raise ValueError(
+                    f"study.calibrations: {name!r} has no entry under calibrations "
+                    f"(defined: {', '.join(self.calibrations)})"
+                )
+        for name in self.study.models:
+            num_experts, top_k = self.expert_counts(name)
+            for ratio in self.study.ratios:
+                try:
+                    resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
+                except ValueError as err:
+                    raise ValueError(f"study.ratios: model {name!r}: {err}") from None
+        return self
+
+    def expert_counts(self, model: str) -> tuple[int, int]:
+        """(experts per layer, top-k) of a model, from the toy config or its config.json."""
+        if self.models[model].toy:
+            return self.toy.model.num_experts, self.toy.model.top_k
+        config_path = Path("models") / model / "config.json"
+        if not config_path.is_file():
+            raise ValueError(f"models.{model}: no model directory at models/{model} (config.json missing)")
+        from expertlab.moe.adapters import FAMILIES as families
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(config_path.parent)
+        adapter = families[self.models[model].family]
+        routing = adapter.routing(adapter.text_config(config))
+        return routing.num_experts, routing.top_k
+
+    def kept_per_layer(self, model: str, ratio: float) -> int:
+        return kept_count(self.expert_counts(model)[0], ratio)
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed; the message lists every problem with its key path."""
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s)"]
+    for problem in err.errors():
+        path = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown key{_allowed_keys(problem['loc'])}"
+        lines.append(f"  {path or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    """The keys the model at `loc[:-1]` accepts, for 'unknown key' messages."""
+    model: Any = Params
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return ""
+        model = fields[part].annotation
+        if getattr(model, "__origin__", None) is dict:
+            model = model.__args__[-1]
+            if parts:
+                parts.pop(0)  # the user-chosen name, e.g. models.<name>
+            else:
+                return ""
+    fields = getattr(model, "model_fields", None)
+    return f"; allowed: {', '.join(fields)}" if fields else ""
+
+
+def parse_params(data: Any, source: str = "params") -> Params:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing params file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err})") from None
+    return parse_params(data, str(path))

@@ -1,0 +1,71 @@
+"""Model dir + calibration JSONL -> DIR/expert_stats.parquet (one row per layer, expert) + DIR/meta.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.common import add_params_argument, load_optional_params
+
+HELP = "one calibration pass recording per-(layer, expert) statistics for every criterion"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="Hugging Face model directory")
+    parser.add_argument("--data", required=True, metavar="FILE.jsonl", help='calibration texts, lines {"text": ...}')
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--batch-size", type=int, help="sequences per forward pass (default 16 or observe.batch_size)")
+    parser.add_argument("--max-length", type=int, help="tokens per sequence (default 256 or observe.max_length)")
+    parser.add_argument("--model", help="model name recorded in meta.json (default: the directory name)")
+    parser.add_argument("--calibration", default="custom", help="calibration name recorded in meta.json")
+    parser.add_argument("--seed", type=int, default=0, help="calibration seed recorded in meta.json")
+    add_params_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_optional_params(args)
+    batch_size = args.batch_size or (params.observe.batch_size if params else 16)
+    max_length = args.max_length or (params.observe.max_length if params else 256)
+
+    from expertlab.io import atomic_dir, read_jsonl, write_json
+
+    rows = read_jsonl(args.data)
+    texts = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f'{args.data}:{number}: expected an object with a "text" string')
+        texts.append(row["text"])
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from expertlab.moe.adapters import adapter_for
+    from expertlab.moe.observe import observe
+
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    adapter = adapter_for(model)
+    routing = adapter.routing(adapter.text_config(model.config))
+    frame = observe(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    meta = {
+        "kind": "observation",
+        "model": args.model or model_dir.name,
+        "calibration": args.calibration,
+        "seed": args.seed,
+        "model_type": model.config.model_type,
+        "num_experts": routing.num_experts,
+        "top_k": routing.top_k,
+        "n_group": routing.n_group,
+        "moe_layers": sorted(int(i) for i in frame["layer"].unique()),
+        "samples": len(texts),
+        "tokens": int(frame["tokens"].iloc[0]),
+        "batch_size": batch_size,
+        "max_length": max_length,
+    }
+    with atomic_dir(args.out) as tmp:
+        frame.to_parquet(tmp / "expert_stats.parquet", index=False)
+        write_json(tmp / "meta.json", meta)
+    print(f"observe: {len(texts)} texts, {meta['tokens']} tokens, {len(meta['moe_layers'])} MoE layers -> {args.out}")
+    return 0

@@ -1,0 +1,32 @@
+"""params.yaml -> validated, then `dvc repro`, then the headline table printed from the store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+HELP = "validate params.yaml, run `dvc repro` and print the headline table"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", metavar="FILE")
+    parser.add_argument("--store", default="results.duckdb", metavar="FILE")
+    parser.add_argument("dvc_args", nargs=argparse.REMAINDER, help="extra arguments passed to `dvc repro`")
+
+
+def run(args: argparse.Namespace) -> int:
+    from expertlab.params import load_params
+
+    params = load_params(args.params)
+    # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them
+    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    code = subprocess.call([sys.executable, "-m", "dvc", "repro", *args.dvc_args], env=env)
+    if code != 0:
+        print(f"expertlab run: dvc repro failed (exit {code})", file=sys.stderr)
+        return code
+    from expertlab.report import print_table
+
+    print_table(args.store, params.report.headline)
+    return 0
