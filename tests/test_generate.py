@@ -1,0 +1,176 @@
+"""Batched greedy generation on a tiny Qwen3-MoE, and the generate -> score stages end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow.parquet as pq
+import pytest
+
+import stages.generate
+import stages.score
+from expertlab.generate import generate, load_model, render_prompt
+
+PROMPTS = [
+    "what is the dose of aspirin",
+    "pain",
+    "one plus two equals",
+    "the trial with patients and diabetes outcome improved in ten",
+    "yes",
+    "A B C",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: thread start-up and contention on a busy machine cost 100x the arithmetic."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_moe_dir):
+    return load_model(tiny_moe_dir)
+
+
+def run_stage(module: ModuleType, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def test_load_model_pads_left_in_float32_eval_mode(loaded):
+    model, tokenizer = loaded
+    assert tokenizer.padding_side == "left"
+    assert tokenizer.pad_token is not None
+    assert not model.training
+    assert next(model.parameters()).dtype.is_floating_point and next(model.parameters()).element_size() == 4
+
+
+def test_prompt_goes_through_the_chat_template(loaded):
+    _, tokenizer = loaded
+    assert render_prompt(tokenizer, "pain") == "<|im_start|>user pain<|im_end|><|im_start|>assistant "
+
+
+def test_batched_generation_equals_one_by_one_in_prompt_order(loaded):
+    model, tokenizer = loaded
+    one_by_one = [generate(model, tokenizer, [prompt], 8, batch_size=1, progress=False)[0] for prompt in PROMPTS]
+    batched = generate(model, tokenizer, PROMPTS, 8, batch_size=4, progress=False)
+    assert batched == one_by_one
+    assert len(set(one_by_one)) > 1  # the outputs differ, so a wrong order would show
+    assert generate(model, tokenizer, PROMPTS, 8, batch_size=4, progress=False) == batched  # deterministic
+
+
+def test_generation_stops_at_eos(loaded):
+    model, tokenizer = loaded
+    free = generate(model, tokenizer, PROMPTS, 8, batch_size=3, progress=False)
+    words = free[0].split()
+    stop = next(word for word in words[1:] if word not in words[: words.index(word)])
+    position = words.index(stop)
+    eos = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(stop)
+    try:
+        stopped = generate(model, tokenizer, PROMPTS, 8, batch_size=3, progress=False)
+    finally:
+        model.generation_config.eos_token_id = eos
+    assert stopped[0] == " ".join(words[:position])
+    assert all(stop not in output.split() for output in stopped)
+
+
+def write_tasks(tasks_dir: Path) -> None:
+    tasks_dir.mkdir()
+    qa = [{"id": f"q{i}", "prompt": prompt, "target": "aspirin", "choices": None} for i, prompt in enumerate(PROMPTS[:4])]
+    mcq = [
+        {"id": f"m{i}", "prompt": prompt, "target": "insulin", "choices": ["aspirin", "insulin", "fever", "pain"]}
+        for i, prompt in enumerate(PROMPTS[2:])
+    ]
+    (tasks_dir / "bio_qa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in qa))
+    (tasks_dir / "bio_mcq.jsonl").write_text("".join(json.dumps(row) + "\n" for row in mcq))
+
+
+def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, capsys):
+    write_tasks(tmp_path / "tasks")
+    gen_dir, score_dir = tmp_path / "gen", tmp_path / "scores"
+    argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_qa,bio_mcq", "--out", str(gen_dir)]
+    assert run_stage(stages.generate, [*argv, "--batch-size", "3", "--limit", "3"]) == 0
+
+    rows = [json.loads(line) for line in (gen_dir / "generations.jsonl").read_text().splitlines()]
+    assert [(row["task"], row["sample_id"]) for row in rows] == [
+        ("bio_qa", "q0"), ("bio_qa", "q1"), ("bio_qa", "q2"), ("bio_mcq", "m0"), ("bio_mcq", "m1"), ("bio_mcq", "m2"),
+    ]  # fmt: skip
+    assert all(set(row) == {"task", "sample_id", "prompt", "output", "target", "choices"} for row in rows)
+    meta = json.loads((gen_dir / "meta.json").read_text())
+    assert meta == {
+        "kind": "generations",
+        "variant": {
+            "variant_id": "tiny-moe:source",
+            "model": "tiny-moe",
+            "calibration": None,
+            "seed": None,
+            "criterion": None,
+            "ratio": None,
+            "kept_per_layer": None,
+            "top_k": 2,
+        },
+        "tasks": ["bio_qa", "bio_mcq"],
+        "max_new_tokens": {"bio_qa": 12, "bio_mcq": 4},
+    }
+
+    assert run_stage(stages.score, [str(gen_dir), "--out", str(score_dir)]) == 0
+    table = pq.read_table(score_dir / "sample_scores.parquet")
+    assert [(field.name, str(field.type)) for field in table.schema] == [
+        ("task", "string"), ("sample_id", "string"), ("metric", "string"), ("value", "double"),
+    ]  # fmt: skip
+    scores = table.to_pylist()
+    assert len(scores) == 3 * 2 + 3 * 1  # bio_qa: exact_match, token_f1; bio_mcq: accuracy
+    keys = [(s["task"], s["sample_id"], s["metric"]) for s in scores]
+    assert keys == sorted(keys)
+    assert all(0.0 <= s["value"] <= 1.0 for s in scores)
+    assert json.loads((score_dir / "meta.json").read_text()) == {"kind": "scores", "variant": meta["variant"]}
+    assert "bio_mcq" in capsys.readouterr().out
+
+
+def test_generate_records_the_given_variant(tiny_moe_dir, tmp_path):
+    write_tasks(tmp_path / "tasks")
+    variant = {"variant_id": "tiny:toy:0:reap:0.5", "model": "tiny", "criterion": "reap"}
+    (tmp_path / "variant.json").write_text(json.dumps(variant))
+    argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_mcq", "--out", str(tmp_path / "gen")]
+    assert run_stage(stages.generate, [*argv, "--limit", "1", "--variant-meta", str(tmp_path / "variant.json")]) == 0
+    assert json.loads((tmp_path / "gen" / "meta.json").read_text())["variant"] == variant
+
+
+def test_bad_task_names_and_missing_files_fail_before_loading(tmp_path):
+    write_tasks(tmp_path / "tasks")
+    argv = ["no-such-model", "--tasks-dir", str(tmp_path / "tasks"), "--out", str(tmp_path / "gen"), "--tasks"]
+    with pytest.raises(ValueError, match=r"unknown task 'bio_qaa' \(did you mean 'bio_qa'\?\); allowed: .*bio_mcq"):
+        run_stage(stages.generate, [*argv, "bio_qaa"])
+    with pytest.raises(FileNotFoundError, match=r"missing task file: .*general_mcq\.jsonl"):
+        run_stage(stages.generate, [*argv, "bio_qa,general_mcq"])
+    assert not (tmp_path / "gen").exists()
+
+
+def test_an_interrupted_run_leaves_no_output(tiny_moe_dir, tmp_path, monkeypatch):
+    write_tasks(tmp_path / "tasks")
+    import expertlab.generate
+
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return [""] * len(args[2])
+
+    monkeypatch.setattr(expertlab.generate, "generate", interrupted)
+    argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_qa,bio_mcq", "--out", str(tmp_path / "gen")]
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(stages.generate, argv)
+    assert len(calls) == 2  # the first task was done when the run died
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tasks"]  # no OUT_DIR, no temporary sibling
