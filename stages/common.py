@@ -33,13 +33,10 @@ def variant_record(
     top_k: int | None = None,
 ) -> dict[str, Any]:
     """The identity of a model as evaluated: the source model, or one pruned variant of it."""
-    pruned = criterion is not None
-    if pruned:
-        variant_id = f"{model}:{calibration}:{seed}:{criterion}:{float(ratio)}"
-    else:
-        variant_id = f"{model}:source"
+    from expertlab.variants import variant_id
+
     return {
-        "variant_id": variant_id,
+        "variant_id": variant_id(model, calibration, seed, criterion, ratio),
         "model": model,
         "calibration": calibration,
         "seed": seed,

@@ -47,12 +47,11 @@ def run(args: argparse.Namespace) -> int:
     ratio = args.ratio if args.ratio is not None else entry.get("ratio")
     model = args.model or Path(args.model_dir).name
     kept_per_layer = len(kept[0]) if kept and isinstance(kept[0], list) else None
+    # without a criterion the mask came from elsewhere: the checkpoint carries no variant record
+    # and is evaluated as a model of its own, named after its directory
+    variant = None
     if criterion is not None:
         variant = variant_record(model, args.calibration, args.seed, criterion, ratio, kept_per_layer)
-    else:
-        # a mask from elsewhere: identified by the output directory's name
-        variant = variant_record(model, kept_per_layer=kept_per_layer)
-        variant["variant_id"] = f"{model}:{Path(args.out).name}"
     record = prune_checkpoint(args.model_dir, mask_path, args.out, variant=variant, top_k=top_k)
     print(
         f"prune: {record['source_num_experts']} -> {record['kept_per_layer']} experts per layer, "

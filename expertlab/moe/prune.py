@@ -84,7 +84,7 @@ def prune_checkpoint(
     prune_model(model, kept, top_k=top_k)
     routing = adapter_for(model).routing(model.config)
     record = dict(variant or {})
-    record.update(
+    record.update(  # provenance of the pruned checkpoint
         {
             "source_model_dir": str(model_dir),
             "source_num_experts": source_experts,
@@ -97,7 +97,8 @@ def prune_checkpoint(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         restore_count_keys(tmp / "config.json", source_config, routing.num_experts, routing.top_k)
-        write_json(tmp / VARIANT_FILE, record)
+        if variant is not None:
+            write_json(tmp / VARIANT_FILE, record)
     return record
 
 

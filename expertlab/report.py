@@ -1,0 +1,288 @@
+"""The store (read-only) + queries/*.sql -> one markdown and one CSV table per query, plus altair charts.
+
+Each query file begins with its contract: `-- table: <name>` (the file's stem) and one
+`-- column: <name>: <description>` line per output column, in order; the report refuses a query whose
+output differs from it. Output is deterministic: the same store gives byte-identical .md and .csv files
+(floats are written with 10 significant digits, so summation order cannot show).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expertlab.registry import Registry
+
+_TABLE_LINE = re.compile(r"^--\s*table:\s*(\w+)\s*$")
+_COLUMN_LINE = re.compile(r"^--\s*column:\s*(\w+)\s*:\s*(\S.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One queries/<table>.sql file and its documented output."""
+
+    table: str
+    path: Path
+    sql: str
+    description: str
+    columns: dict[str, str]  # column -> description, in output order
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+def read_query(path: str | Path) -> Query:
+    """Parse a query file's header comment; errors name the file."""
+    path = Path(path)
+    sql = path.read_text()
+    table, description, columns = None, [], {}
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        if match := _TABLE_LINE.match(line):
+            table = match.group(1)
+        elif match := _COLUMN_LINE.match(line):
+            if match.group(1) in columns:
+                raise ValueError(f"{path}: column {match.group(1)!r} documented twice")
+            columns[match.group(1)] = match.group(2)
+        else:
+            description.append(line.lstrip("-").strip())
+    if table != path.stem:
+        raise ValueError(f"{path}: header must start with '-- table: {path.stem}' (found {table!r})")
+    if not columns:
+        raise ValueError(f"{path}: header documents no '-- column: <name>: <description>' lines")
+    return Query(table, path, sql, " ".join(d for d in description if d), columns)
+
+
+def read_queries(queries_dir: str | Path) -> list[Query]:
+    queries_dir = Path(queries_dir)
+    if not queries_dir.is_dir():
+        raise FileNotFoundError(f"no such queries directory: {queries_dir}")
+    queries = [read_query(path) for path in sorted(queries_dir.glob("*.sql"))]
+    if not queries:
+        raise FileNotFoundError(f"{queries_dir}: no .sql files")
+    return queries
+
+
+def connect_read_only(store: str | Path):  # noqa: ANN201 (duckdb is imported lazily)
+    """The store opened read-only; a missing file is an error, never a new empty store."""
+    import duckdb
+
+    store = Path(store)
+    if not store.is_file():
+        raise FileNotFoundError(f"no store at {store}; build it with `expertlab ingest`")
+    try:
+        return duckdb.connect(str(store), read_only=True)
+    except duckdb.Error as err:
+        raise ValueError(f"{store}: cannot open the store read-only ({err})") from None
+
+
+def _execute(con, sql: str, where: str) -> tuple[list[str], list[tuple[Any, ...]]]:  # noqa: ANN001
+    import duckdb
+
+    try:
+        cursor = con.execute(sql)
+        columns = [column[0] for column in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall() if columns else []
+    except duckdb.Error as err:
+        message = str(err)
+        if "read-only" in message:
+            refused = "the store is opened read-only, so statements that write are refused"
+            raise ValueError(f"{where}: {refused} ({message})") from None
+        raise ValueError(f"{where}: {message}") from None
+
+
+def query_store(store: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of one ad-hoc query against the store, opened read-only."""
+    con = connect_read_only(store)
+    try:
+        return _execute(con, sql, "query failed")
+    finally:
+        con.close()
+
+
+def run_query(con, query: Query) -> Table:  # noqa: ANN001
+    """Execute a query file; its output columns must be exactly the documented ones, in order."""
+    columns, rows = _execute(con, query.sql, str(query.path))
+    if columns != list(query.columns):
+        raise ValueError(f"{query.path}: the query returns {columns}, its header documents {list(query.columns)}")
+    return Table(query.table, columns, rows)
+
+
+# --- formatting ---------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    """A value as written to text: floats with 10 significant digits, lists as JSON, null as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, ".10g")
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def to_markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".4f") -> str:
+    """A GitHub table; numeric columns right-aligned, floats with `floatfmt`."""
+    from tabulate import tabulate
+
+    def cell(value: Any) -> Any:
+        return format(value, floatfmt) if isinstance(value, float) else _cell(value)
+
+    numeric = [
+        all(_is_number(row[i]) or row[i] is None for row in rows) and any(row[i] is not None for row in rows)
+        for i in range(len(columns))
+    ]
+    cells = [[cell(v) for v in row] for row in rows]
+    align = ["right" if flag else "left" for flag in numeric]
+    return tabulate(cells, headers=list(columns), tablefmt="github", disable_numparse=True, colalign=align) + "\n"
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """Rows as `table` (aligned, for terminals), `csv` or `json` (a list of objects)."""
+    if fmt == "csv":
+        return to_csv(columns, rows)
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1) + "\n"
+    if fmt == "table":
+        from tabulate import tabulate
+
+        return tabulate([[_cell(v) for v in row] for row in rows], headers=list(columns), tablefmt="psql",
+                        disable_numparse=True) + "\n"
+    raise ValueError(f"unknown format {fmt!r}; allowed: table, csv, json")
+
+
+def markdown_document(query: Query, table: Table) -> str:
+    """A report page: title, description, the column glossary and the table."""
+    glossary = "\n".join(f"- `{name}`: {text}" for name, text in query.columns.items())
+    return f"# {query.table}\n\n{query.description}\n\n{glossary}\n\n{to_markdown(table.columns, table.rows)}"
+
+
+# --- charts ---------------------------------------------------------------------------------------------
+
+# table name -> function drawing that table (an altair chart); saved as <table>.png and <table>.html.
+Chart = Callable[[Table], Any]
+CHARTS: Registry[Chart] = Registry("chart")
+
+
+@CHARTS.register("utility_retention")
+def utility_retention_chart(table: Table) -> Any:
+    """Figure 2: retention vs pruning ratio, one line per criterion, sd band, columns = domains, rows = model x kind."""
+    import altair as alt
+
+    records = []
+    for row in table.records():
+        sd = row["retention_sd"] or 0.0
+        records.append(
+            {
+                "panel": f"{row['model']} / {row['calibration']} / {row['kind']}",
+                "domain": row["domain"],
+                "criterion": row["criterion"],
+                "ratio": row["ratio"],
+                "retention": row["retention_mean"],
+                "low": row["retention_mean"] - sd,
+                "high": row["retention_mean"] + sd,
+                "n_seeds": row["n_seeds"],
+            }
+        )
+    # rows arrive in enum order (criteria as registered, generation before classification): keep it
+    criteria = list(dict.fromkeys(r["criterion"] for r in records))
+    panels = list(dict.fromkeys(r["panel"] for r in records))
+    x = alt.X("ratio:Q", title="pruning ratio", axis=alt.Axis(format="%"))
+    color = alt.Color("criterion:N", sort=criteria, title="criterion")
+    band = alt.Chart().mark_area(opacity=0.2).encode(x=x, y="low:Q", y2="high:Q", color=color)
+    line = alt.Chart().mark_line(point=True).encode(
+        x=x,
+        y=alt.Y("retention:Q", title="utility retention (source = 100%)", axis=alt.Axis(format="%")),
+        color=color,
+        tooltip=["criterion:N", "ratio:Q", alt.Tooltip("retention:Q", format=".3f"), "n_seeds:Q"],
+    )
+    source = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(1))
+    return (
+        alt.layer(band, line, source, data=alt.Data(values=records))
+        .properties(width=260, height=180)
+        .facet(column=alt.Column("domain:N", title=None), row=alt.Row("panel:N", title=None, sort=panels))
+        .properties(title="Utility retention vs pruning ratio (mean ± sd over seeds)")
+        .configure_legend(symbolOpacity=1)  # the legend shares the bands' symbols: draw them opaque
+    )
+
+
+def save_chart(chart: Any, png: Path, html: Path) -> None:
+    """PNG and a self-contained (offline) HTML page, both rendered by vl-convert."""
+    import vl_convert as vlc
+
+    spec = chart.to_json()
+    png.write_bytes(vlc.vegalite_to_png(spec, scale=2))
+    html.write_text(vlc.vegalite_to_html(spec, bundle=True))
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+
+def run_queries(store: str | Path, queries_dir: str | Path = "queries") -> list[tuple[Query, Table]]:
+    queries = read_queries(queries_dir)
+    con = connect_read_only(store)
+    try:
+        return [(query, run_query(con, query)) for query in queries]
+    finally:
+        con.close()
+
+
+def write_report(store: str | Path, queries_dir: str | Path = "queries", out_dir: str | Path = "report") -> list[Path]:
+    """Every query as OUT/<table>.md and .csv, every registered chart as .png and .html; OUT is replaced whole."""
+    from expertlab.io import atomic_dir
+
+    results = run_queries(store, queries_dir)
+    names: list[str] = []
+    with atomic_dir(out_dir) as tmp:
+        for query, table in results:
+            (tmp / f"{table.name}.md").write_text(markdown_document(query, table))
+            (tmp / f"{table.name}.csv").write_text(to_csv(table.columns, table.rows))
+            names += [f"{table.name}.md", f"{table.name}.csv"]
+            if table.name in CHARTS and table.rows:
+                save_chart(CHARTS[table.name](table), tmp / f"{table.name}.png", tmp / f"{table.name}.html")
+                names += [f"{table.name}.png", f"{table.name}.html"]
+    return [Path(out_dir) / name for name in names]
+
+
+def print_table(store: str | Path, name: str, queries_dir: str | Path = "queries") -> None:
+    """Run queries/<name>.sql on the store and print it as markdown (e.g. the headline after a run)."""
+    path = Path(queries_dir) / f"{name}.sql"
+    if not path.is_file():
+        raise FileNotFoundError(f"no query {name!r}: {path} does not exist")
+    query = read_query(path)
+    con = connect_read_only(store)
+    try:
+        table = run_query(con, query)
+    finally:
+        con.close()
+    print(f"{name}: {query.description}\n")
+    print(to_markdown(table.columns, table.rows), end="")

@@ -1,0 +1,411 @@
+"""Artifact directories (meta.json + data files) -> checked, hashed `Artifact`s; per-kind load and unload.
+
+One registry entry per artifact kind (the `kind` of meta.json): its identity, the files it reads, how its
+rows are loaded, how they are deleted again and which variants it names. Adding an artifact kind is one
+entry here plus its tables in schema/expertlab.sql.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from expertlab.registry import Registry
+from expertlab.variants import variant_id
+
+Meta = dict[str, Any]
+Connection = duckdb.DuckDBPyConnection
+
+OBSERVATION_COLUMNS = {
+    "layer": "integer",
+    "expert": "integer",
+    "tokens": "bigint",
+    "routed_count": "bigint",
+    "gate_sum": "double",
+    "ean_sum": "double",
+    "weighted_norm_sum": "double",
+    "easy_ep_sum": "double",
+}
+SELECTION_COLUMNS = {"criterion": "varchar", "layer": "integer", "expert": "integer", "score": "double"}
+SAMPLE_SCORE_COLUMNS = {"task": "varchar", "sample_id": "varchar", "metric": "varchar", "value": "double"}
+GENERATION_KEYS = ("task", "sample_id", "prompt", "output", "target")
+VARIANT_KEYS = ("variant_id", "model", "calibration", "seed", "criterion", "ratio", "kept_per_layer", "top_k")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact directory, read and hashed but not loaded."""
+
+    kind: str
+    identity: str
+    path: Path
+    meta: Meta
+    files: tuple[str, ...]  # names relative to `path` that the loader reads, sorted
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    identity: Callable[[Meta, Path], str]  # checks meta.json, returns the artifact's identity
+    files: Callable[[Meta], list[str]]  # data files read besides meta.json
+    load: Callable[[Connection, Artifact], None]
+    unload: Callable[[Connection, str, Meta], None]  # delete what `load` inserted, given identity and meta
+    variants: Callable[[Meta], list[Meta]]  # variant records the artifact names
+
+
+KINDS: Registry[ArtifactKind] = Registry("artifact kind")
+
+
+# --- reading and checking -------------------------------------------------------------------------
+
+
+def _require(meta: Meta, where: object, key: str, types: type | tuple[type, ...]) -> Any:
+    """meta[key], failing with the file (or entry) named unless it has one of `types` (a bool is no int)."""
+    if key not in meta:
+        raise ValueError(f"{where}: missing key {key!r}")
+    value = meta[key]
+    allowed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join(t.__name__ for t in allowed)
+        raise ValueError(f"{where}: {key!r} is {value!r}, expected {names}")
+    return value
+
+
+def _run_identity(meta: Meta, where: Path) -> str:
+    model = _require(meta, where, "model", str)
+    calibration = _require(meta, where, "calibration", str)
+    seed = _require(meta, where, "seed", int)
+    return f"{model}:{calibration}:{seed}"
+
+
+def _checked_variant(meta: Meta, where: Path) -> Meta:
+    variant = _require(meta, where, "variant", dict)
+    missing = [key for key in VARIANT_KEYS if key not in variant]
+    if missing:
+        raise ValueError(f"{where}: variant lacks {missing}")
+    expected = variant_id(*(variant[key] for key in ("model", "calibration", "seed", "criterion", "ratio")))
+    if variant["variant_id"] != expected:
+        raise ValueError(f"{where}: variant_id {variant['variant_id']!r} does not match its fields ({expected!r})")
+    return variant
+
+
+def content_hash(directory: Path, names: list[str]) -> str:
+    """sha256 over each file's name, size and bytes, in the given order."""
+    digest = hashlib.sha256()
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"missing file: {path}")
+        digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_artifact(directory: str | Path) -> Artifact:
+    """Read and check an artifact directory's meta.json, list and hash the files its kind reads."""
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"missing file: {meta_path}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object")
+    kind_name = meta.get("kind")
+    if kind_name not in KINDS:
+        raise ValueError(f"{meta_path}: {KINDS.unknown_message(str(kind_name))}")
+    kind = KINDS[kind_name]
+    identity = kind.identity(meta, meta_path)
+    files = sorted({"meta.json", *kind.files(meta)})
+    return Artifact(kind_name, identity, directory, meta, tuple(files), content_hash(directory, files))
+
+
+def _parquet_columns(con: Connection, path: Path, expected: dict[str, str]) -> None:
+    """Fail naming the file unless its columns are exactly `expected`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing file: {path}")
+    try:
+        found = [row[0] for row in con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()]
+    except duckdb.Error as err:
+        raise ValueError(f"{path}: not a readable parquet file ({err})") from None
+    if sorted(found) != sorted(expected):
+        raise ValueError(f"{path}: expected columns {sorted(expected)}, found {sorted(found)}")
+
+
+def _select_columns(expected: dict[str, str]) -> str:
+    return ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type in expected.items())
+
+
+# --- observation: observations/<model>/<calibration>/<seed>/ ---------------------------------------
+
+
+def _observation_identity(meta: Meta, where: Path) -> str:
+    for key in ("num_experts", "top_k", "samples", "tokens"):
+        _require(meta, where, key, int)
+    _require(meta, where, "model_type", str)
+    layers = _require(meta, where, "moe_layers", list)
+    if not all(isinstance(layer, int) for layer in layers):
+        raise ValueError(f"{where}: moe_layers must be a list of integers")
+    return _run_identity(meta, where)
+
+
+def _load_observation(con: Connection, artifact: Artifact) -> None:
+    meta, stats = artifact.meta, artifact.path / "expert_stats.parquet"
+    _parquet_columns(con, stats, OBSERVATION_COLUMNS)
+    run = [meta["model"], meta["calibration"], meta["seed"]]
+    con.execute(
+        "insert into observations values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [*run, meta["model_type"], meta["num_experts"], meta["top_k"], meta.get("n_group", 1),
+         meta["moe_layers"], meta["samples"], meta["tokens"]],
+    )
+    con.execute(
+        f"insert into expert_stats select ?, ?, ?, {_select_columns(OBSERVATION_COLUMNS)} from read_parquet(?)",
+        [*run, str(stats)],
+    )
+
+
+def _unload_run(tables: tuple[str, ...]) -> Callable[[Connection, str, Meta], None]:
+    def unload(con: Connection, identity: str, meta: Meta) -> None:
+        for table in tables:
+            con.execute(
+                f"delete from {table} where model = ? and calibration = ? and seed = ?",
+                [meta["model"], meta["calibration"], meta["seed"]],
+            )
+
+    return unload
+
+
+KINDS.add(
+    "observation",
+    ArtifactKind(
+        identity=_observation_identity,
+        files=lambda meta: ["expert_stats.parquet"],
+        load=_load_observation,
+        unload=_unload_run(("observations", "expert_stats")),
+        variants=lambda meta: [],
+    ),
+)
+
+
+# --- selection: masks/<model>/<calibration>/<seed>/ ----------------------------------------------
+
+
+def _selection_identity(meta: Meta, where: Path) -> str:
+    identity = _run_identity(meta, where)
+    _require(meta, where, "num_experts", int)
+    _require(meta, where, "top_k", int)
+    _require(meta, where, "moe_layers", list)
+    for number, mask in enumerate(_require(meta, where, "masks", list)):
+        entry = f"{where}: masks[{number}]"
+        if not isinstance(mask, dict):
+            raise ValueError(f"{entry}: expected an object")
+        _require(mask, entry, "criterion", str)
+        _require(mask, entry, "ratio", (int, float))
+        _require(mask, entry, "file", str)
+        _require(mask, entry, "kept_per_layer", int)
+        _require(mask, entry, "top_k", int)
+    return identity
+
+
+def _selection_variants(meta: Meta) -> list[Meta]:
+    return [
+        {
+            "variant_id": variant_id(
+                meta["model"], meta["calibration"], meta["seed"], mask["criterion"], mask["ratio"]
+            ),
+            "model": meta["model"],
+            "calibration": meta["calibration"],
+            "seed": meta["seed"],
+            "criterion": mask["criterion"],
+            "ratio": float(mask["ratio"]),
+            "kept_per_layer": mask["kept_per_layer"],
+            "top_k": mask["top_k"],
+        }
+        for mask in meta["masks"]
+    ]
+
+
+def _mask_rows(path: Path, kept: Any, layers: list[int], num_experts: int, kept_per_layer: int) -> list[list[Any]]:
+    """Columns (layer, expert, kept) of one mask file, checked against the selection's meta."""
+    if not isinstance(kept, list) or len(kept) != len(layers):
+        raise ValueError(f"{path}: expected a list of {len(layers)} kept-expert lists (one per MoE layer)")
+    columns: list[list[Any]] = [[], [], []]
+    for layer, experts in zip(layers, kept):
+        if not isinstance(experts, list) or len(set(experts)) != kept_per_layer:
+            raise ValueError(f"{path}: layer {layer} does not keep {kept_per_layer} distinct experts")
+        if not all(isinstance(e, int) and 0 <= e < num_experts for e in experts):
+            raise ValueError(f"{path}: layer {layer} names an expert outside 0..{num_experts - 1}")
+        chosen = set(experts)
+        columns[0] += [layer] * num_experts
+        columns[1] += list(range(num_experts))
+        columns[2] += [e in chosen for e in range(num_experts)]
+    return columns
+
+
+def _load_selection(con: Connection, artifact: Artifact) -> None:
+    import pyarrow as pa
+
+    meta, scores = artifact.meta, artifact.path / "scores.parquet"
+    _parquet_columns(con, scores, SELECTION_COLUMNS)
+    con.execute(
+        """
+        insert into expert_scores
+        select
+            ?, ?, ?,
+            cast(criterion as criterion),
+            cast(layer as integer),
+            cast(expert as integer),
+            cast(score as double),
+            row_number() over (partition by criterion, layer order by score desc, expert)
+        from read_parquet(?)
+        """,
+        [meta["model"], meta["calibration"], meta["seed"], str(scores)],
+    )
+    variant_ids, layers, experts, kept = [], [], [], []
+    for mask, variant in zip(meta["masks"], _selection_variants(meta)):
+        path = artifact.path / mask["file"]
+        try:
+            value = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        rows = _mask_rows(path, value, meta["moe_layers"], meta["num_experts"], mask["kept_per_layer"])
+        variant_ids += [variant["variant_id"]] * len(rows[0])
+        layers += rows[0]
+        experts += rows[1]
+        kept += rows[2]
+    masks = pa.table(
+        {
+            "variant_id": pa.array(variant_ids, pa.string()),
+            "layer": pa.array(layers, pa.int32()),
+            "expert": pa.array(experts, pa.int32()),
+            "kept": pa.array(kept, pa.bool_()),
+        }
+    )
+    con.register("_masks", masks)
+    try:
+        con.execute("insert into expert_masks select * from _masks")
+    finally:
+        con.unregister("_masks")
+
+
+def _unload_selection(con: Connection, identity: str, meta: Meta) -> None:
+    _unload_run(("expert_scores",))(con, identity, meta)
+    ids = [variant["variant_id"] for variant in _selection_variants(meta)]
+    if ids:
+        con.execute("delete from expert_masks where list_contains(?, variant_id)", [ids])
+
+
+KINDS.add(
+    "selection",
+    ArtifactKind(
+        identity=_selection_identity,
+        files=lambda meta: ["scores.parquet", *(mask["file"] for mask in meta["masks"])],
+        load=_load_selection,
+        unload=_unload_selection,
+        variants=_selection_variants,
+    ),
+)
+
+
+# --- scores: scores/<variant path>/ ---------------------------------------------------------------
+
+
+def _load_scores(con: Connection, artifact: Artifact) -> None:
+    scores = artifact.path / "sample_scores.parquet"
+    _parquet_columns(con, scores, SAMPLE_SCORE_COLUMNS)
+    vid = artifact.meta["variant"]["variant_id"]
+    con.execute(
+        f"insert into sample_scores select ?, {_select_columns(SAMPLE_SCORE_COLUMNS)} from read_parquet(?)",
+        [vid, str(scores)],
+    )
+    # task_scores of this variant are recomputed in the same transaction as its sample_scores.
+    con.execute(
+        """
+        insert into task_scores
+        select variant_id, task, metric, avg(value), count(*)
+        from sample_scores
+        where variant_id = ?
+        group by variant_id, task, metric
+        """,
+        [vid],
+    )
+
+
+def _unload_variant(tables: tuple[str, ...]) -> Callable[[Connection, str, Meta], None]:
+    def unload(con: Connection, identity: str, meta: Meta) -> None:
+        for table in tables:
+            con.execute(f"delete from {table} where variant_id = ?", [identity])
+
+    return unload
+
+
+KINDS.add(
+    "scores",
+    ArtifactKind(
+        identity=lambda meta, where: _checked_variant(meta, where)["variant_id"],
+        files=lambda meta: ["sample_scores.parquet"],
+        load=_load_scores,
+        unload=_unload_variant(("task_scores", "sample_scores")),
+        variants=lambda meta: [meta["variant"]],
+    ),
+)
+
+
+# --- generations: generations/<variant path>/ -----------------------------------------------------
+
+
+def _load_generations(con: Connection, artifact: Artifact) -> None:
+    import pyarrow as pa
+
+    path = artifact.path / "generations.jsonl"
+    columns: dict[str, list[Any]] = {key: [] for key in (*GENERATION_KEYS, "choices")}
+    with path.open() as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err})") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(key), (str, int)) for key in GENERATION_KEYS):
+                raise ValueError(f"{path}:{number}: expected an object with the keys {list(GENERATION_KEYS)}")
+            for key in GENERATION_KEYS:
+                columns[key].append(str(row[key]))
+            choices = row.get("choices")
+            if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+                raise ValueError(f"{path}:{number}: choices must be a list of strings or null")
+            columns["choices"].append(choices)
+    table = pa.table(
+        {
+            "variant_id": pa.array([artifact.identity] * len(columns["task"]), pa.string()),
+            **{key: pa.array(columns[key], pa.string()) for key in GENERATION_KEYS},
+            "choices": pa.array(columns["choices"], pa.list_(pa.string())),
+        }
+    )
+    con.register("_generations", table)
+    try:
+        con.execute("insert into generations select * from _generations")
+    finally:
+        con.unregister("_generations")
+
+
+KINDS.add(
+    "generations",
+    ArtifactKind(
+        identity=lambda meta, where: _checked_variant(meta, where)["variant_id"],
+        files=lambda meta: ["generations.jsonl"],
+        load=_load_generations,
+        unload=_unload_variant(("generations",)),
+        variants=lambda meta: [meta["variant"]],
+    ),
+)

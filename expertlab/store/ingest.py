@@ -1,0 +1,253 @@
+"""Artifact directories -> results.duckdb, incrementally: changed artifacts loaded, unchanged skipped, vanished removed.
+
+An artifact is keyed by (kind, identity) and compared by the sha256 of the files it reads; the store
+mirrors exactly the artifacts given, so deleting it and re-ingesting gives the same tables.
+
+Crash safety. The store file is never written in place: ingest works on a hidden sibling copy (a fresh
+store when the schema fingerprint changed), loads each artifact there in its own transaction,
+checkpoints, closes, and renames the copy over the store (os.replace, atomic on POSIX). A killed or
+failed ingest therefore leaves the store exactly as it was, and the next run starts a new copy. Why not
+rely on DuckDB's WAL alone: DVC may check the store out as a link into its cache (cache.type symlink or
+hardlink), where an in-place write would corrupt the cached version; readers (`expertlab sql`, the
+report) never see a half-built store nor meet the writer's lock; and no .wal file is left beside the
+store. The price is one file copy per run that changes anything; a run that changes nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import duckdb
+
+from expertlab.store import schema
+from expertlab.store.artifacts import KINDS, VARIANT_KEYS, Artifact, read_artifact
+
+
+class ArtifactRef(NamedTuple):
+    kind: str
+    identity: str
+    path: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; `rebuilt` is true when the store was created anew (new file or new schema)."""
+
+    store: Path
+    rebuilt: bool = False
+    added: list[ArtifactRef] = field(default_factory=list)
+    replaced: list[ArtifactRef] = field(default_factory=list)
+    removed: list[ArtifactRef] = field(default_factory=list)
+    skipped: list[ArtifactRef] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.rebuilt or bool(self.added or self.replaced or self.removed)
+
+    def summary(self) -> str:
+        how = " (built from scratch)" if self.rebuilt else ""
+        return (
+            f"ingest: {self.store}{how}: {len(self.added)} added, {len(self.replaced)} replaced, "
+            f"{len(self.removed)} removed, {len(self.skipped)} unchanged"
+        )
+
+
+def find_artifacts(paths: Sequence[str | Path]) -> list[Path]:
+    """Artifact directories: each path holding a meta.json, else every non-hidden directory below it that does."""
+    found: dict[Path, Path] = {}
+    for given in map(Path, paths):
+        if not given.is_dir():
+            raise FileNotFoundError(f"no such artifact directory: {given}")
+        if (given / "meta.json").is_file():
+            candidates = [given]
+        else:
+            candidates = sorted(
+                meta.parent
+                for meta in given.rglob("meta.json")
+                if not any(part.startswith(".") for part in meta.relative_to(given).parts)
+            )
+            if not candidates:
+                raise FileNotFoundError(f"{given}: no artifact (meta.json) in it or below it")
+        for candidate in candidates:
+            found.setdefault(candidate.resolve(), candidate)
+    return sorted(found.values())
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.begin()
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
+def _manifest(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = con.execute("select kind::varchar, identity, path, content_hash, meta::varchar from artifacts").fetchall()
+    return {
+        (kind, identity): {"path": path, "content_hash": digest, "meta": json.loads(meta)}
+        for kind, identity, path, digest, meta in rows
+    }
+
+
+def _read_existing(store: Path) -> tuple[str | None, dict[tuple[str, str], dict[str, Any]]]:
+    """The store's fingerprint and manifest; (None, {}) when there is no store, an error for a foreign file."""
+    if not store.exists():
+        return None, {}
+    try:
+        con = duckdb.connect(str(store), read_only=True)
+    except duckdb.Error as err:
+        raise ValueError(f"{store}: cannot read the store ({err})") from None
+    try:
+        found = schema.stored_fingerprint(con)
+        if found is None:
+            raise ValueError(f"{store}: not an expertlab store (no store_schema table); move it away or delete it")
+        return found, _manifest(con)
+    finally:
+        con.close()
+
+
+def _remove_file(path: Path) -> None:
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+
+
+def _load(con: duckdb.DuckDBPyConnection, artifact: Artifact, old: dict[str, Any] | None, now: dt.datetime) -> None:
+    """Replace one artifact's rows and manifest entry in one transaction; errors name the artifact."""
+    kind = KINDS[artifact.kind]
+    try:
+        with transaction(con):
+            if old is not None:
+                kind.unload(con, artifact.identity, old["meta"])
+                con.execute("delete from artifacts where kind = ? and identity = ?", [artifact.kind, artifact.identity])
+            kind.load(con, artifact)
+            con.execute(
+                "insert into artifacts values (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    artifact.kind,
+                    artifact.identity,
+                    artifact.path.as_posix(),
+                    artifact.content_hash,
+                    list(artifact.files),
+                    json.dumps(artifact.meta, sort_keys=True),
+                    now,
+                ],
+            )
+    except duckdb.Error as err:
+        raise ValueError(f"{artifact.path}: cannot load {artifact.kind} artifact: {err}") from None
+
+
+def _remove(con: duckdb.DuckDBPyConnection, key: tuple[str, str], old: dict[str, Any]) -> None:
+    with transaction(con):
+        KINDS[key[0]].unload(con, key[1], old["meta"])
+        con.execute("delete from artifacts where kind = ? and identity = ?", list(key))
+
+
+def _refresh_tasks(con: duckdb.DuckDBPyConnection) -> None:
+    with transaction(con):
+        con.execute("delete from tasks")
+        for row in schema.task_rows():
+            con.execute("insert into tasks values (?, ?, ?, ?, ?, ?, ?, ?)", list(row.values()))
+
+
+def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
+    """`variants` from every variant record the manifest names; a field two artifacts disagree on is an error."""
+    merged: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+    rows = con.execute("select kind::varchar, path, meta::varchar from artifacts order by kind, identity").fetchall()
+    for kind, path, meta in rows:
+        for record in KINDS[kind].variants(json.loads(meta)):
+            vid = record["variant_id"]
+            current = merged.setdefault(vid, {key: None for key in VARIANT_KEYS})
+            for key in VARIANT_KEYS:
+                value = record.get(key)
+                if value is None:
+                    continue
+                if current[key] is not None and current[key] != value:
+                    raise ValueError(
+                        f"variant {vid!r}: {key} is {current[key]!r} in {origin[vid]} but {value!r} in {path}"
+                    )
+                current[key] = value
+            origin.setdefault(vid, path)
+    with transaction(con):
+        con.execute("delete from variants")
+        for vid in sorted(merged):
+            v = merged[vid]
+            con.execute(
+                "insert into variants values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [vid, v["criterion"] is None, v["model"], v["calibration"], v["seed"], v["criterion"],
+                 v["ratio"], v["kept_per_layer"], v["top_k"]],
+            )
+
+
+def ingest(store_path: str | Path, artifact_dirs: Sequence[str | Path]) -> IngestReport:
+    """Make the store at `store_path` hold exactly the given artifacts (directories, or parents of them)."""
+    store = Path(store_path)
+    artifacts = [read_artifact(path) for path in find_artifacts(artifact_dirs)]
+    by_key: dict[tuple[str, str], Artifact] = {}
+    for artifact in artifacts:
+        key = (artifact.kind, artifact.identity)
+        if key in by_key:
+            raise ValueError(
+                f"two {artifact.kind} artifacts for {artifact.identity!r}: {by_key[key].path} and {artifact.path}"
+            )
+        by_key[key] = artifact
+
+    ddl = schema.render_ddl()
+    current = schema.fingerprint(ddl)
+    found, manifest = _read_existing(store)
+    report = IngestReport(store, rebuilt=found != current)
+    if report.rebuilt:
+        manifest = {}
+
+    kind_order = {name: index for index, name in enumerate(KINDS.names())}
+    in_order = sorted(by_key, key=lambda key: (kind_order[key[0]], key[1]))
+    plan: list[tuple[Artifact, dict[str, Any] | None]] = []
+    for key in in_order:
+        artifact, old = by_key[key], manifest.get(key)
+        ref = ArtifactRef(artifact.kind, artifact.identity, artifact.path.as_posix())
+        if old and old["content_hash"] == artifact.content_hash and old["path"] == ref.path:
+            report.skipped.append(ref)
+            continue
+        (report.replaced if old else report.added).append(ref)
+        plan.append((artifact, old))
+    vanished = sorted(set(manifest) - set(by_key), key=lambda key: (kind_order.get(key[0], -1), key[1]))
+    report.removed = [ArtifactRef(kind, identity, manifest[(kind, identity)]["path"]) for kind, identity in vanished]
+    if not report.changed:
+        return report
+
+    work = store.with_name(f".{store.name}.ingest-tmp")
+    _remove_file(work)  # left by a killed run
+    store.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if report.rebuilt:
+            schema.create_store(work, ddl, current)
+        else:
+            shutil.copyfile(store, work)
+        con = duckdb.connect(str(work))
+        try:
+            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            for key in vanished:
+                _remove(con, key, manifest[key])
+            for artifact, old in plan:
+                _load(con, artifact, old, now)
+            if report.rebuilt:
+                _refresh_tasks(con)
+            _rebuild_variants(con)
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        os.replace(work, store)
+    finally:
+        _remove_file(work)
+    return report

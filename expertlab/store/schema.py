@@ -1,0 +1,109 @@
+"""schema/expertlab.sql + the registries -> rendered DDL, its fingerprint, and new stores created from it.
+
+Migration policy: the store is derived, so a store whose fingerprint differs from the current one
+(schema, ingest code or task registry changed) is rebuilt from scratch by the next ingest rather than
+altered in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, get_args
+
+import duckdb
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "expertlab.sql"
+# Source files whose behaviour shapes the stored rows: editing one rebuilds the store at next ingest.
+_INGEST_SOURCES = ("artifacts.py", "ingest.py", "schema.py")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def vocabularies() -> dict[str, list[str]]:
+    """The closed vocabularies the schema's ENUM types take, each read from its registry."""
+    from expertlab.criteria import CRITERIA
+    from expertlab.store.artifacts import KINDS
+    from expertlab.tasks import Aspect, Domain, Kind
+
+    return {
+        "criterion": CRITERIA.names(),
+        "domain": list(get_args(Domain)),
+        "aspect": list(get_args(Aspect)),
+        "task_kind": list(get_args(Kind)),
+        "artifact_kind": KINDS.names(),
+    }
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_ddl(text: str | None = None, values: dict[str, list[str]] | None = None) -> str:
+    """The schema file with every `{{ name }}` replaced by its vocabulary as a quoted SQL list."""
+    text = SCHEMA_FILE.read_text() if text is None else text
+    values = vocabularies() if values is None else values
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(f"{SCHEMA_FILE}: unknown placeholder {{{{ {name} }}}}; known: {', '.join(values)}")
+        if not values[name]:
+            raise ValueError(f"{SCHEMA_FILE}: vocabulary {name!r} is empty")
+        return ", ".join(_quote(v) for v in values[name])
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
+def task_rows() -> list[dict[str, Any]]:
+    """The `tasks` table: one row per registered task, in registry order."""
+    from expertlab.tasks import TASKS
+
+    return [
+        {
+            "task": name,
+            "domain": task.domain,
+            "aspect": task.aspect,
+            "kind": task.kind,
+            "metrics": list(task.metrics),
+            "primary_metric": task.primary_metric,
+            "max_new_tokens": task.max_new_tokens,
+            "description": task.description,
+        }
+        for name, task in TASKS.items()
+    ]
+
+
+def fingerprint(ddl: str) -> str:
+    """sha256 of everything a store's rows depend on besides the artifacts themselves."""
+    digest = hashlib.sha256(ddl.encode())
+    here = Path(__file__).resolve().parent
+    for name in _INGEST_SOURCES:
+        digest.update(b"\0" + name.encode() + b"\0" + (here / name).read_bytes())
+    digest.update(b"\0tasks\0" + json.dumps(task_rows(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def create_store(path: str | Path, ddl: str, store_fingerprint: str) -> None:
+    """A new store file at `path` holding the empty schema and its fingerprint (the file must not exist)."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"store already exists: {path}")
+    con = duckdb.connect(str(path))
+    try:
+        con.begin()
+        con.execute(ddl)
+        con.execute("insert into store_schema values (?, ?)", [store_fingerprint, ddl])
+        con.commit()
+    finally:
+        con.close()
+
+
+def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The fingerprint a store was built with; None for a file that is not an expertlab store."""
+    try:
+        row = con.execute("select fingerprint from store_schema").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None

@@ -1,0 +1,299 @@
+-- The store's schema (results.duckdb): the one definition of every type, table and view.
+-- The double-brace placeholders below are filled from the registries by expertlab/store/schema.py, so a new
+-- criterion, task domain or artifact kind changes the enum without an edit here.
+-- Keys are declared, foreign keys are not: DuckDB cannot update or delete a referenced row, and
+-- every table is derived by `expertlab ingest`, which keeps them consistent.
+
+create type criterion as enum ({{ criterion }});
+create type domain as enum ({{ domain }});
+create type aspect as enum ({{ aspect }});
+create type task_kind as enum ({{ task_kind }});
+create type artifact_kind as enum ({{ artifact_kind }});
+
+create table store_schema (
+    fingerprint varchar primary key,
+    ddl varchar not null
+);
+comment on table store_schema is 'one row: the fingerprint of the schema and ingest code that built this store; a mismatch makes the next ingest rebuild it from scratch';
+comment on column store_schema.fingerprint is 'sha256 of the rendered DDL, the ingest code and the task registry';
+comment on column store_schema.ddl is 'the rendered DDL this store was created with';
+
+create table artifacts (
+    kind artifact_kind not null,
+    identity varchar not null,
+    path varchar not null,
+    content_hash varchar not null,
+    files varchar[] not null,
+    meta json not null,
+    ingested_at timestamp not null,
+    primary key (kind, identity)
+);
+comment on table artifacts is 'ingest manifest: one row per artifact directory loaded into the store';
+comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations)';
+comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations';
+comment on column artifacts.path is 'artifact directory as given to ingest';
+comment on column artifacts.content_hash is 'sha256 over the names and bytes of the files read (see files); an unchanged hash skips the artifact';
+comment on column artifacts.files is 'files of the artifact directory that were read and hashed, sorted';
+comment on column artifacts.meta is 'the artifact''s meta.json, verbatim';
+comment on column artifacts.ingested_at is 'UTC time the artifact was (re)loaded';
+
+create table tasks (
+    task varchar primary key,
+    domain domain not null,
+    aspect aspect not null,
+    kind task_kind not null,
+    metrics varchar[] not null,
+    primary_metric varchar not null,
+    max_new_tokens integer not null,
+    description varchar not null
+);
+comment on table tasks is 'evaluation tasks, copied from the registry expertlab.tasks.TASKS at ingest';
+comment on column tasks.task is 'task name';
+comment on column tasks.domain is 'domain the task probes (biomedical, general)';
+comment on column tasks.aspect is 'what the task measures: utility (can the model do the task) or reliability (does it stay factual)';
+comment on column tasks.kind is 'generation (free text scored against a target) or classification (one of given choices)';
+comment on column tasks.metrics is 'metrics computed for every sample, in registry order';
+comment on column tasks.primary_metric is 'the metric reported for the task in the study''s tables and figures';
+comment on column tasks.max_new_tokens is 'generation budget per sample, in tokens';
+comment on column tasks.description is 'one-line description and the benchmark it mirrors';
+
+create table observations (
+    model varchar not null,
+    calibration varchar not null,
+    seed integer not null,
+    model_type varchar not null,
+    num_experts integer not null,
+    top_k integer not null,
+    n_group integer not null,
+    moe_layers integer[] not null,
+    samples integer not null,
+    tokens bigint not null,
+    primary key (model, calibration, seed)
+);
+comment on table observations is 'one calibration pass per (model, calibration, seed): what was observed (the observe stage''s meta.json)';
+comment on column observations.model is 'base model name';
+comment on column observations.calibration is 'calibration set name';
+comment on column observations.seed is 'calibration sampling seed';
+comment on column observations.model_type is 'transformers model_type of the base model (e.g. qwen3_moe)';
+comment on column observations.num_experts is 'routed experts per MoE layer in the base model';
+comment on column observations.top_k is 'experts the base model routes each token to';
+comment on column observations.n_group is 'router expert groups (1 unless group-limited routing)';
+comment on column observations.moe_layers is 'decoder layer indices that hold an MoE block, ascending';
+comment on column observations.samples is 'calibration texts passed through the model';
+comment on column observations.tokens is 'non-padding calibration tokens seen by each MoE layer';
+
+create table expert_stats (
+    model varchar not null,
+    calibration varchar not null,
+    seed integer not null,
+    layer integer not null,
+    expert integer not null,
+    tokens bigint not null,
+    routed_count bigint not null,
+    gate_sum double not null,
+    ean_sum double not null,
+    weighted_norm_sum double not null,
+    easy_ep_sum double not null,
+    primary key (model, calibration, seed, layer, expert)
+);
+comment on table expert_stats is 'sufficient statistics per (layer, expert) from one calibration pass; every criterion is computed from them (DESIGN.md, Saliency criteria)';
+comment on column expert_stats.model is 'base model name';
+comment on column expert_stats.calibration is 'calibration set name';
+comment on column expert_stats.seed is 'calibration sampling seed';
+comment on column expert_stats.layer is 'decoder layer index of the MoE block';
+comment on column expert_stats.expert is 'routed expert index in the base model (0-based)';
+comment on column expert_stats.tokens is 'non-padding tokens seen by the layer';
+comment on column expert_stats.routed_count is 'tokens routed to the expert: sum_t 1[g > 0] (the frequency criterion)';
+comment on column expert_stats.gate_sum is 'sum_t g, the combine weight after the model''s own top-k and normalisation (the gate criterion)';
+comment on column expert_stats.ean_sum is 'sum_t 1[g > 0] ||E(h_t)||_2 (the ean criterion)';
+comment on column expert_stats.weighted_norm_sum is 'sum_t g ||E(h_t)||_2 (reap = weighted_norm_sum / routed_count)';
+comment on column expert_stats.easy_ep_sum is 'sum_t g ||E(h_t)||_2 (1 - cos(h_t, h~_t)) (the easy_ep criterion)';
+
+create table expert_scores (
+    model varchar not null,
+    calibration varchar not null,
+    seed integer not null,
+    criterion criterion not null,
+    layer integer not null,
+    expert integer not null,
+    score double not null,
+    rank integer not null,
+    primary key (model, calibration, seed, criterion, layer, expert)
+);
+comment on table expert_scores is 'saliency score of every expert under every criterion, from one observation';
+comment on column expert_scores.model is 'base model name';
+comment on column expert_scores.calibration is 'calibration set name';
+comment on column expert_scores.seed is 'calibration sampling seed (also seeds the random criterion)';
+comment on column expert_scores.criterion is 'saliency criterion';
+comment on column expert_scores.layer is 'decoder layer index of the MoE block';
+comment on column expert_scores.expert is 'routed expert index in the base model (0-based)';
+comment on column expert_scores.score is 'saliency score; higher means more important';
+comment on column expert_scores.rank is 'rank within the layer, 1 = most salient; ties go to the lower expert index, so a mask keeping M experts keeps ranks 1..M';
+
+create table variants (
+    variant_id varchar primary key,
+    is_source boolean not null,
+    model varchar not null,
+    calibration varchar,
+    seed integer,
+    criterion criterion,
+    ratio double,
+    kept_per_layer integer,
+    top_k integer
+);
+comment on table variants is 'models as evaluated: each source (unpruned) model and every pruned variant named by a selection, score or generation artifact';
+comment on column variants.variant_id is 'model:source, or model:calibration:seed:criterion:ratio with the ratio as Python writes a float';
+comment on column variants.is_source is 'true for the unpruned source model';
+comment on column variants.model is 'base model name';
+comment on column variants.calibration is 'calibration set the experts were selected on; null for the source';
+comment on column variants.seed is 'calibration seed; null for the source';
+comment on column variants.criterion is 'saliency criterion that chose the kept experts; null for the source';
+comment on column variants.ratio is 'fraction of routed experts removed per MoE layer; null for the source';
+comment on column variants.kept_per_layer is 'routed experts kept per MoE layer, round((1 - ratio) * num_experts); null for the source';
+comment on column variants.top_k is 'experts each token is routed to (lower than the source''s only when top-k reduction was allowed); null when no artifact recorded it';
+
+create table expert_masks (
+    variant_id varchar not null,
+    layer integer not null,
+    expert integer not null,
+    kept boolean not null,
+    primary key (variant_id, layer, expert)
+);
+comment on table expert_masks is 'which experts a pruned variant keeps: one row per (variant, MoE layer, base-model expert), kept or not, so overlaps are joins and counts';
+comment on column expert_masks.variant_id is 'pruned variant (see variants)';
+comment on column expert_masks.layer is 'decoder layer index of the MoE block';
+comment on column expert_masks.expert is 'routed expert index in the base model (0-based); the pruned checkpoint renumbers kept experts 0..M-1 in this order';
+comment on column expert_masks.kept is 'true when the variant keeps the expert';
+
+create table sample_scores (
+    variant_id varchar not null,
+    task varchar not null,
+    sample_id varchar not null,
+    metric varchar not null,
+    value double not null,
+    primary key (variant_id, task, sample_id, metric)
+);
+comment on table sample_scores is 'every metric of every evaluated sample, long format';
+comment on column sample_scores.variant_id is 'evaluated variant (see variants)';
+comment on column sample_scores.task is 'evaluation task (see tasks)';
+comment on column sample_scores.sample_id is 'task item id';
+comment on column sample_scores.metric is 'metric name (expertlab.metrics.METRICS)';
+comment on column sample_scores.value is 'metric value for the sample';
+
+create table task_scores (
+    variant_id varchar not null,
+    task varchar not null,
+    metric varchar not null,
+    mean double not null,
+    n bigint not null,
+    primary key (variant_id, task, metric)
+);
+comment on table task_scores is 'sample_scores averaged per (variant, task, metric); recomputed at ingest for every variant whose scores changed';
+comment on column task_scores.variant_id is 'evaluated variant (see variants)';
+comment on column task_scores.task is 'evaluation task (see tasks)';
+comment on column task_scores.metric is 'metric name';
+comment on column task_scores.mean is 'mean of the metric over the task''s samples';
+comment on column task_scores.n is 'samples averaged';
+
+create table generations (
+    variant_id varchar not null,
+    task varchar not null,
+    sample_id varchar not null,
+    prompt varchar not null,
+    output varchar not null,
+    target varchar not null,
+    choices varchar[],
+    primary key (variant_id, task, sample_id)
+);
+comment on table generations is 'model outputs: one row per (variant, task item)';
+comment on column generations.variant_id is 'generating variant (see variants)';
+comment on column generations.task is 'evaluation task (see tasks)';
+comment on column generations.sample_id is 'task item id';
+comment on column generations.prompt is 'user turn given to the model (before the chat template)';
+comment on column generations.output is 'decoded model output';
+comment on column generations.target is 'reference answer or summary';
+comment on column generations.choices is 'answer options for classification tasks; null for generation tasks';
+
+-- The study's unit of comparison: a variant's primary-metric score next to its source model's.
+create view primary_scores as
+with
+
+task_scores as (
+    select * from task_scores
+),
+
+tasks as (
+    select * from tasks
+),
+
+variants as (
+    select * from variants
+),
+
+primary_task_scores as (
+    select
+        task_scores.variant_id,
+        task_scores.task,
+        task_scores.metric,
+        task_scores.mean as score
+    from task_scores
+    inner join tasks
+        on task_scores.task = tasks.task
+        and task_scores.metric = tasks.primary_metric
+),
+
+source_scores as (
+    select
+        variants.model,
+        primary_task_scores.task,
+        primary_task_scores.score as source_score
+    from primary_task_scores
+    inner join variants
+        on primary_task_scores.variant_id = variants.variant_id
+    where variants.is_source
+),
+
+final as (
+    select
+        variants.variant_id,
+        variants.model,
+        variants.calibration,
+        variants.seed,
+        variants.criterion,
+        variants.ratio,
+        tasks.task,
+        tasks.domain,
+        tasks.aspect,
+        tasks.kind,
+        primary_task_scores.metric,
+        primary_task_scores.score,
+        source_scores.source_score,
+        -- undefined (null) where the source scores 0
+        primary_task_scores.score / nullif(source_scores.source_score, 0) as retention
+    from primary_task_scores
+    inner join variants
+        on primary_task_scores.variant_id = variants.variant_id
+    inner join tasks
+        on primary_task_scores.task = tasks.task
+    left join source_scores
+        on variants.model = source_scores.model
+        and primary_task_scores.task = source_scores.task
+    where not variants.is_source
+)
+
+select * from final;
+comment on view primary_scores is 'each pruned variant''s primary-metric score per task beside its source model''s score (the input of every retention table)';
+comment on column primary_scores.variant_id is 'pruned variant (see variants)';
+comment on column primary_scores.model is 'base model name';
+comment on column primary_scores.calibration is 'calibration set name';
+comment on column primary_scores.seed is 'calibration seed';
+comment on column primary_scores.criterion is 'saliency criterion';
+comment on column primary_scores.ratio is 'fraction of routed experts removed per MoE layer';
+comment on column primary_scores.task is 'evaluation task';
+comment on column primary_scores.domain is 'task domain';
+comment on column primary_scores.aspect is 'task aspect (utility, reliability)';
+comment on column primary_scores.kind is 'task kind (generation, classification)';
+comment on column primary_scores.metric is 'the task''s primary metric';
+comment on column primary_scores.score is 'the variant''s mean primary metric on the task';
+comment on column primary_scores.source_score is 'the source model''s mean primary metric on the task; null when the source was not scored';
+comment on column primary_scores.retention is 'score / source_score; null when the source score is missing or 0';

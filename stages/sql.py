@@ -1,0 +1,23 @@
+"""A SQL query + the store (opened read-only) -> its result as a table, CSV or JSON on stdout."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run a SQL query against the store, read-only (tables: see schema/expertlab.sql)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", metavar="QUERY", help='e.g. "select * from task_scores limit 5"')
+    parser.add_argument("--store", default="results.duckdb", metavar="FILE", help="store built by `expertlab ingest`")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from expertlab.report import format_rows, query_store
+
+    columns, rows = query_store(args.store, args.query)
+    sys.stdout.write(format_rows(columns, rows, args.format))
+    return 0

@@ -1,0 +1,186 @@
+"""Report queries: documented columns == real output for every queries/*.sql, hand-computed retention, report files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_store import run_stage, seed_study, variant, write_scores
+
+from expertlab.report import read_query, read_queries, run_queries, write_report
+from expertlab.store import ingest
+
+REPO = Path(__file__).resolve().parents[1]
+QUERIES = REPO / "queries"
+QUERY_FILES = sorted(QUERIES.glob("*.sql"))
+
+
+@pytest.fixture(scope="module")
+def study_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    store = root / "results.duckdb"
+    ingest(store, seed_study(root / "run"))
+    return store
+
+
+def test_the_required_queries_exist() -> None:
+    assert {"utility_retention", "task_scores_at_half", "headline"} <= {path.stem for path in QUERY_FILES}
+
+
+@pytest.mark.parametrize("path", QUERY_FILES, ids=lambda p: p.stem)
+def test_query_returns_exactly_its_documented_columns(path: Path, study_store: Path) -> None:
+    import duckdb
+
+    query = read_query(path)
+    assert query.table == path.stem and query.description
+    assert all(text.strip() for text in query.columns.values())
+    con = duckdb.connect(str(study_store), read_only=True)
+    try:
+        cursor = con.execute(query.sql)
+        columns = [column[0] for column in cursor.description]
+        rows = cursor.fetchall()
+    finally:
+        con.close()
+    assert columns == list(query.columns)
+    assert rows, f"{path.stem} is empty on the seeded study"
+
+
+@pytest.mark.parametrize("path", QUERY_FILES, ids=lambda p: p.stem)
+def test_query_reads_as_a_cte_chain_ending_in_final(path: Path) -> None:
+    body = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+    assert body.lstrip().startswith("with\n")
+    assert "\nfinal as (" in body and "\nselect * from final" in body
+    keywords = ("SELECT", "FROM", "WHERE", "GROUP BY", "JOIN", "ORDER BY", "WITH")
+    assert not [word for word in keywords if word in body], "keywords are lowercase"
+
+
+def test_undocumented_or_missing_columns_fail_the_report(tmp_path: Path, study_store: Path) -> None:
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "ratios.sql").write_text(
+        "-- table: ratios\n-- column: ratio: pruning ratio\n-- column: n: variants\n"
+        "select ratio from variants group by ratio\n"
+    )
+    with pytest.raises(ValueError, match=r"ratios.sql: the query returns \['ratio'\], its header documents"):
+        run_queries(study_store, queries)
+    (queries / "ratios.sql").write_text("-- table: ratio\n-- column: ratio: x\nselect 1 as ratio\n")
+    with pytest.raises(ValueError, match="header must start with '-- table: ratios'"):
+        read_queries(queries)
+
+
+# --- hand-computed values ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Source 0.8 on bio_qa, 0.5 on general_arith, 0 on bio_mcq; reap at 0.5 on two seeds.
+
+    bio_qa: 0.4 and 0.6 -> retention 0.5, 0.75 -> mean 0.625, sd 0.1767767
+    general_arith: 0.5 and 0.25 -> retention 1.0, 0.5 -> mean 0.75, sd 0.3535534
+    bio_mcq: the source scores 0, so no retention; trial_summary is reliability, not utility.
+    """
+    root = tmp_path_factory.mktemp("tiny")
+    write_scores(root, variant("toy"), {
+        ("bio_qa", "token_f1"): [0.7, 0.9],
+        ("bio_qa", "exact_match"): [0.0, 0.0],  # not the primary metric: ignored
+        ("general_arith", "exact_match"): [0.0, 1.0],
+        ("bio_mcq", "accuracy"): [0.0, 0.0],
+        ("trial_summary", "rouge_l"): [0.5],
+    })
+    for seed, bio, general in ((0, [0.3, 0.5], [0.5]), (1, [0.6], [0.0, 0.5])):
+        record = variant("toy", "biomed", seed, "reap", 0.5, kept_per_layer=2)
+        write_scores(root, record, {
+            ("bio_qa", "token_f1"): bio,
+            ("general_arith", "exact_match"): general,
+            ("bio_mcq", "accuracy"): [1.0],
+            ("trial_summary", "rouge_l"): [0.1],
+        })
+    store = root / "results.duckdb"
+    ingest(store, [root / "scores"])
+    return store
+
+
+def _table(store: Path, name: str) -> list[dict]:
+    (table,) = [table for query, table in run_queries(store, QUERIES) if query.table == name]
+    return table.records()
+
+
+def test_utility_retention_by_hand(tiny_store: Path) -> None:
+    rows = _table(tiny_store, "utility_retention")
+    assert rows == [
+        {"model": "toy", "calibration": "biomed", "criterion": "reap", "ratio": 0.5, "domain": "biomedical",
+         "kind": "generation", "n_seeds": 2, "retention_mean": pytest.approx(0.625),
+         "retention_sd": pytest.approx(0.1767767, abs=1e-7)},
+        {"model": "toy", "calibration": "biomed", "criterion": "reap", "ratio": 0.5, "domain": "general",
+         "kind": "generation", "n_seeds": 2, "retention_mean": pytest.approx(0.75),
+         "retention_sd": pytest.approx(0.3535534, abs=1e-7)},
+    ]
+
+
+def test_headline_by_hand(tiny_store: Path) -> None:
+    (row,) = _table(tiny_store, "headline")
+    assert row["criterion"] == "reap" and row["n_seeds"] == 2
+    assert row["biomedical_utility"] == "62.5 ± 17.7"
+    assert row["general_utility"] == "75.0 ± 35.4"
+    assert row["biomedical_retention_mean"] == pytest.approx(0.625)
+    assert row["general_retention_sd"] == pytest.approx(0.3535534, abs=1e-7)
+
+
+def test_task_scores_at_half_by_hand(tiny_store: Path) -> None:
+    rows = {row["task"]: row for row in _table(tiny_store, "task_scores_at_half")}
+    assert set(rows) == {"bio_qa", "bio_mcq", "general_arith", "trial_summary"}
+    assert rows["bio_qa"]["metric"] == "token_f1"
+    assert rows["bio_qa"]["score_mean"] == pytest.approx(0.5)
+    assert rows["bio_qa"]["score_sd"] == pytest.approx(0.1414214, abs=1e-7)
+    assert rows["bio_qa"]["source_score"] == pytest.approx(0.8)
+    assert rows["bio_mcq"]["source_score"] == 0.0 and rows["bio_mcq"]["score_mean"] == 1.0
+    assert rows["trial_summary"]["aspect"] == "reliability"
+
+
+def test_seeded_study_orders_criteria_and_domains(study_store: Path) -> None:
+    """On the seeded study reap keeps more than random, and general utility falls below biomedical."""
+    rows = {row["criterion"]: row for row in _table(study_store, "headline")}
+    assert list(rows) == ["random", "reap"]  # registry order, not alphabetical
+    assert rows["reap"]["biomedical_retention_mean"] > rows["random"]["biomedical_retention_mean"]
+    assert rows["reap"]["general_retention_mean"] < rows["reap"]["biomedical_retention_mean"]
+
+
+# --- report files ------------------------------------------------------------------------------------
+
+
+def test_report_writes_every_table_and_the_chart_deterministically(tmp_path: Path, study_store: Path) -> None:
+    first = write_report(study_store, QUERIES, tmp_path / "a")
+    second = write_report(study_store, QUERIES, tmp_path / "b")
+    names = sorted(path.name for path in first)
+    for path in QUERY_FILES:
+        assert f"{path.stem}.md" in names and f"{path.stem}.csv" in names
+    assert {"utility_retention.png", "utility_retention.html"} <= set(names)
+    assert (tmp_path / "a" / "utility_retention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in names:
+        if name.endswith((".md", ".csv")):
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert sorted(path.name for path in second) == names
+    headline = (tmp_path / "a" / "headline.md").read_text()
+    assert headline.startswith("# headline\n") and "| reap " in headline
+
+
+def test_rebuilt_store_gives_the_same_report(tmp_path: Path, study_store: Path) -> None:
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    ingest(rebuilt, seed_study(tmp_path / "run"))
+    write_report(study_store, QUERIES, tmp_path / "a")
+    write_report(rebuilt, QUERIES, tmp_path / "b")
+    for path in QUERY_FILES:
+        for suffix in (".md", ".csv"):
+            name = path.stem + suffix
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_report_stage_prints_the_headline(
+    tmp_path: Path, study_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    argv = ["--store", str(study_store), "--queries", str(QUERIES), "--out", str(out), "--print", "headline"]
+    assert run_stage("stages.report", argv) == 0
+    printed = capsys.readouterr().out
+    assert "| criterion" in printed and "| random" in printed and "±" in printed
+    assert (out / "headline.csv").read_text().splitlines()[0].startswith("model,calibration,criterion,n_seeds")

@@ -1,0 +1,585 @@
+"""The DuckDB store: schema contract, incremental idempotent ingest, crash safety, and `expertlab sql`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, get_args
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from expertlab.store import ingest
+from expertlab.store.artifacts import KINDS, variant_id
+from expertlab.store.schema import render_ddl, vocabularies
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --- artifact writers: the exact formats the pipeline's stages write ------------------------------
+
+
+def _meta(directory: Path, meta: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def variant(model: str, calibration: str | None = None, seed: int | None = None, criterion: str | None = None,
+            ratio: float | None = None, kept_per_layer: int | None = None, top_k: int = 2) -> dict[str, Any]:
+    return {
+        "variant_id": variant_id(model, calibration, seed, criterion, ratio),
+        "model": model,
+        "calibration": calibration,
+        "seed": seed,
+        "criterion": criterion,
+        "ratio": None if ratio is None else float(ratio),
+        "kept_per_layer": kept_per_layer,
+        "top_k": top_k,
+    }
+
+
+def variant_path(record: dict[str, Any]) -> Path:
+    if record["criterion"] is None:
+        return Path(record["model"], "source")
+    return Path(record["model"], record["calibration"], str(record["seed"]), record["criterion"], str(record["ratio"]))
+
+
+def write_observation(root: Path, model: str, calibration: str, seed: int, layers: tuple[int, ...] = (1, 3),
+                      num_experts: int = 4) -> Path:
+    directory = root / "observations" / model / calibration / str(seed)
+    rows = [
+        {"layer": layer, "expert": e, "tokens": 100, "routed_count": 10 * (e + 1) + seed, "gate_sum": 1.5 * e,
+         "ean_sum": 2.0 * e + layer, "weighted_norm_sum": 0.5 * e, "easy_ep_sum": 0.25 * e}
+        for layer in layers for e in range(num_experts)
+    ]
+    schema = pa.schema([("layer", pa.int32()), ("expert", pa.int32()), ("tokens", pa.int64()),
+                        ("routed_count", pa.int64()), ("gate_sum", pa.float64()), ("ean_sum", pa.float64()),
+                        ("weighted_norm_sum", pa.float64()), ("easy_ep_sum", pa.float64())])
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "expert_stats.parquet")
+    _meta(directory, {"kind": "observation", "model": model, "calibration": calibration, "seed": seed,
+                      "model_type": "qwen3_moe", "num_experts": num_experts, "top_k": 2, "n_group": 1,
+                      "moe_layers": list(layers), "samples": 8, "tokens": 100})
+    return directory
+
+
+def write_selection(root: Path, model: str, calibration: str, seed: int, criteria: tuple[str, ...],
+                    ratios: tuple[float, ...], layers: tuple[int, ...] = (1, 3), num_experts: int = 4) -> Path:
+    """Scores favour higher expert ids (random: lower), so a mask keeps the top ids by rank."""
+    directory = root / "masks" / model / calibration / str(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    rows, masks = [], []
+    for criterion in criteria:
+        for layer in layers:
+            for e in range(num_experts):
+                score = float(num_experts - e) if criterion == "random" else float(e + seed)
+                rows.append({"criterion": criterion, "layer": layer, "expert": e, "score": score})
+        for ratio in ratios:
+            kept = round((1 - ratio) * num_experts)
+            ranked = sorted(range(num_experts), key=lambda e: (-(num_experts - e if criterion == "random" else e), e))
+            name = f"{criterion}-{float(ratio)}.json"
+            (directory / name).write_text(json.dumps([sorted(ranked[:kept]) for _ in layers]))
+            masks.append({"criterion": criterion, "ratio": float(ratio), "file": name, "kept_per_layer": kept,
+                          "top_k": 2})
+    schema = pa.schema([("criterion", pa.string()), ("layer", pa.int32()), ("expert", pa.int32()),
+                        ("score", pa.float64())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "scores.parquet")
+    _meta(directory, {"kind": "selection", "model": model, "calibration": calibration, "seed": seed,
+                      "random_seed": seed, "moe_layers": list(layers), "num_experts": num_experts, "top_k": 2,
+                      "masks": masks})
+    return directory
+
+
+def write_scores(root: Path, record: dict[str, Any], values: dict[tuple[str, str], list[float]]) -> Path:
+    """values: (task, metric) -> one value per sample (sample ids s0, s1, ...)."""
+    directory = root / "scores" / variant_path(record)
+    rows = [
+        {"task": task, "sample_id": f"s{i}", "metric": metric, "value": value}
+        for (task, metric), samples in values.items()
+        for i, value in enumerate(samples)
+    ]
+    schema = pa.schema([("task", pa.string()), ("sample_id", pa.string()), ("metric", pa.string()),
+                        ("value", pa.float64())])
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "sample_scores.parquet")
+    _meta(directory, {"kind": "scores", "variant": record})
+    return directory
+
+
+def write_generations(root: Path, record: dict[str, Any], tasks: dict[str, int]) -> Path:
+    directory = root / "generations" / variant_path(record)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "generations.jsonl").open("w") as fh:
+        for task, count in tasks.items():
+            for i in range(count):
+                choices = ["yes", "no"] if task.endswith("mcq") else None
+                fh.write(json.dumps({"task": task, "sample_id": f"s{i}", "prompt": f"{task} question {i}",
+                                     "output": "yes", "target": "yes", "choices": choices}) + "\n")
+    _meta(directory, {"kind": "generations", "variant": record, "tasks": list(tasks)})
+    return directory
+
+
+# Utility tasks of the study's suite and the score of one variant: source 0.8 on every primary metric.
+UTILITY = {"bio_qa": "token_f1", "bio_mcq": "accuracy", "general_arith": "exact_match", "general_mcq": "accuracy"}
+
+
+def seed_study(root: Path, criteria: tuple[str, ...] = ("random", "reap"), ratios: tuple[float, ...] = (0.25, 0.5),
+               seeds: tuple[int, ...] = (0, 1)) -> list[Path]:
+    """A small complete study: observations, selections, source and pruned scores and generations.
+
+    Pruned primary scores are 0.8 * (1 - ratio) * factor, factor 1.0 for reap and 0.5 for random, plus
+    0.02 * seed; general tasks lose another 0.1 (absolute) so general retention is lower.
+    """
+    source = variant("toy")
+    write_scores(root, source, {(task, metric): [0.7, 0.9] for task, metric in UTILITY.items()}
+                 | {("trial_summary", "rouge_l"): [0.5, 0.5]})
+    write_generations(root, source, {"bio_qa": 2, "bio_mcq": 2})
+    for seed in seeds:
+        write_observation(root, "toy", "biomed", seed)
+        write_selection(root, "toy", "biomed", seed, criteria, ratios)
+        for criterion in criteria:
+            for ratio in ratios:
+                record = variant("toy", "biomed", seed, criterion, ratio, kept_per_layer=round((1 - ratio) * 4))
+                factor = 0.5 if criterion == "random" else 1.0
+                values = {}
+                for task, metric in UTILITY.items():
+                    score = 0.8 * (1 - ratio) * factor + 0.02 * seed - (0.1 if task.startswith("general") else 0.0)
+                    values[(task, metric)] = [score - 0.05, score + 0.05]
+                values[("trial_summary", "rouge_l")] = [0.4, 0.4]
+                write_scores(root, record, values)
+                write_generations(root, record, {"bio_qa": 2, "bio_mcq": 2})
+    return [root / "observations", root / "masks", root / "scores", root / "generations"]
+
+
+TABLES = ("artifacts", "tasks", "observations", "expert_stats", "expert_scores", "variants", "expert_masks",
+          "sample_scores", "task_scores", "generations")
+
+
+def snapshot(store: Path) -> dict[str, list[tuple]]:
+    """Every table's rows in a canonical order (ingest times left out)."""
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        result = {}
+        for table in TABLES:
+            columns = "* exclude (ingested_at)" if table == "artifacts" else "*"
+            result[table] = con.execute(f"select {columns} from {table} order by all").fetchall()
+        return result
+    finally:
+        con.close()
+
+
+# --- schema contract ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
+    path = tmp_path_factory.mktemp("schema") / "empty.duckdb"
+    from expertlab.store.schema import create_store, fingerprint
+
+    ddl = render_ddl()
+    create_store(path, ddl, fingerprint(ddl))
+    con = duckdb.connect(str(path), read_only=True)
+    yield con
+    con.close()
+
+
+# The exact tables, columns, types and keys (sqlite-utils style): a schema edit must update this on purpose.
+EXPECTED_COLUMNS = {
+    "store_schema": "fingerprint VARCHAR, ddl VARCHAR",
+    "artifacts": "kind artifact_kind, identity VARCHAR, path VARCHAR, content_hash VARCHAR, files VARCHAR[], "
+                 "meta JSON, ingested_at TIMESTAMP",
+    "tasks": "task VARCHAR, domain domain, aspect aspect, kind task_kind, metrics VARCHAR[], primary_metric VARCHAR, "
+             "max_new_tokens INTEGER, description VARCHAR",
+    "observations": "model VARCHAR, calibration VARCHAR, seed INTEGER, model_type VARCHAR, num_experts INTEGER, "
+                    "top_k INTEGER, n_group INTEGER, moe_layers INTEGER[], samples INTEGER, tokens BIGINT",
+    "expert_stats": "model VARCHAR, calibration VARCHAR, seed INTEGER, layer INTEGER, expert INTEGER, tokens BIGINT, "
+                    "routed_count BIGINT, gate_sum DOUBLE, ean_sum DOUBLE, weighted_norm_sum DOUBLE, "
+                    "easy_ep_sum DOUBLE",
+    "expert_scores": "model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, layer INTEGER, "
+                     "expert INTEGER, score DOUBLE, rank INTEGER",
+    "variants": "variant_id VARCHAR, is_source BOOLEAN, model VARCHAR, calibration VARCHAR, seed INTEGER, "
+                "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER",
+    "expert_masks": "variant_id VARCHAR, layer INTEGER, expert INTEGER, kept BOOLEAN",
+    "sample_scores": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, metric VARCHAR, value DOUBLE",
+    "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, mean DOUBLE, n BIGINT",
+    "generations": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, prompt VARCHAR, output VARCHAR, "
+                   "target VARCHAR, choices VARCHAR[]",
+    "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
+                      "ratio DOUBLE, task VARCHAR, domain domain, aspect aspect, kind task_kind, metric VARCHAR, "
+                      "score DOUBLE, source_score DOUBLE, retention DOUBLE",
+}
+EXPECTED_KEYS = {
+    "store_schema": ["fingerprint"],
+    "artifacts": ["kind", "identity"],
+    "tasks": ["task"],
+    "observations": ["model", "calibration", "seed"],
+    "expert_stats": ["model", "calibration", "seed", "layer", "expert"],
+    "expert_scores": ["model", "calibration", "seed", "criterion", "layer", "expert"],
+    "variants": ["variant_id"],
+    "expert_masks": ["variant_id", "layer", "expert"],
+    "sample_scores": ["variant_id", "task", "sample_id", "metric"],
+    "task_scores": ["variant_id", "task", "metric"],
+    "generations": ["variant_id", "task", "sample_id"],
+}
+
+
+def test_schema_has_exactly_the_expected_tables_columns_and_types(empty_store: duckdb.DuckDBPyConnection) -> None:
+    rows = empty_store.execute(
+        "select table_name, column_name, data_type from duckdb_columns() where not internal "
+        "order by table_name, column_index"
+    ).fetchall()
+    enums = empty_store.execute(
+        "select type_name, labels from duckdb_types() where logical_type = 'ENUM' and not internal"
+    ).fetchall()
+    enum_names = {"ENUM(" + ", ".join(f"'{label}'" for label in labels) + ")": name for name, labels in enums}
+    found: dict[str, list[str]] = {}
+    for table, column, data_type in rows:
+        found.setdefault(table, []).append(f"{column} {enum_names.get(data_type, data_type)}")
+    assert {table: ", ".join(columns) for table, columns in found.items()} == EXPECTED_COLUMNS
+
+
+def test_schema_primary_keys(empty_store: duckdb.DuckDBPyConnection) -> None:
+    rows = empty_store.execute(
+        "select table_name, constraint_column_names from duckdb_constraints() where constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    assert dict(rows) == EXPECTED_KEYS
+
+
+def test_every_table_view_and_column_has_a_comment(empty_store: duckdb.DuckDBPyConnection) -> None:
+    relations = empty_store.execute(
+        "select table_name, comment from duckdb_tables() where not internal "
+        "union all select view_name, comment from duckdb_views() where not internal"
+    ).fetchall()
+    assert {name for name, _ in relations} == set(EXPECTED_COLUMNS)
+    assert [name for name, comment in relations if not (comment or "").strip()] == []
+    columns = empty_store.execute(
+        "select table_name, column_name, comment from duckdb_columns() where not internal"
+    ).fetchall()
+    assert [f"{t}.{c}" for t, c, comment in columns if not (comment or "").strip()] == []
+
+
+def test_enum_types_come_from_the_registries(empty_store: duckdb.DuckDBPyConnection) -> None:
+    from expertlab.criteria import CRITERIA
+    from expertlab.tasks import Aspect, Domain, Kind
+
+    labels = dict(empty_store.execute(
+        "select type_name, labels from duckdb_types() where logical_type = 'ENUM' and not internal"
+    ).fetchall())
+    assert labels == {
+        "criterion": CRITERIA.names(),
+        "domain": list(get_args(Domain)),
+        "aspect": list(get_args(Aspect)),
+        "task_kind": list(get_args(Kind)),
+        "artifact_kind": KINDS.names(),
+    }
+    assert vocabularies()["criterion"] == CRITERIA.names()
+
+
+def test_render_ddl_rejects_unknown_placeholders() -> None:
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        render_ddl("create type x as enum ({{ nope }});", {"criterion": ["a"]})
+    assert render_ddl("({{ criterion }})", {"criterion": ["a", "o'b"]}) == "('a', 'o''b')"
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+
+
+def test_ingest_loads_every_table(tmp_path: Path) -> None:
+    dirs = seed_study(tmp_path / "run")
+    store = tmp_path / "results.duckdb"
+    report = ingest(store, dirs)
+    assert report.rebuilt and not report.skipped and not report.removed
+    # 2 observations + 2 selections + (1 + 8) scores + (1 + 8) generations
+    assert len(report.added) == 22
+    con = duckdb.connect(str(store), read_only=True)
+    count = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    assert count("select count(*) from expert_stats") == 2 * 2 * 4
+    assert count("select count(*) from expert_scores") == 2 * 2 * 2 * 4
+    assert count("select count(*) from expert_masks") == 8 * 2 * 4
+    assert count("select count(*) from variants") == 9
+    assert count("select count(*) from variants where is_source") == 1
+    assert count("select count(*) from tasks") >= 10
+    assert count("select count(*) from generations where choices is not null") == 9 * 2
+    # a mask keeps exactly the experts ranked 1..M by its criterion (ties: lower index first)
+    assert count(
+        """
+        select count(*)
+        from expert_masks as m
+        join variants as v using (variant_id)
+        join expert_scores as s
+            on s.model = v.model and s.calibration = v.calibration and s.seed = v.seed
+            and s.criterion = v.criterion and s.layer = m.layer and s.expert = m.expert
+        where m.kept != (s.rank <= v.kept_per_layer)
+        """
+    ) == 0
+    assert con.execute(
+        "select kept_per_layer, top_k from variants where variant_id = 'toy:biomed:1:reap:0.25'"
+    ).fetchone() == (3, 2)
+    # task_scores is the mean of sample_scores
+    assert con.execute(
+        "select mean, n from task_scores where variant_id = 'toy:source' and task = 'bio_qa'"
+    ).fetchone() == (pytest.approx(0.8), 2)
+    con.close()
+
+
+def test_ingest_twice_is_a_no_op(tmp_path: Path) -> None:
+    dirs = seed_study(tmp_path / "run")
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    before, bytes_before = snapshot(store), store.read_bytes()
+    report = ingest(store, dirs)
+    assert not report.changed
+    assert len(report.skipped) == 22
+    assert snapshot(store) == before
+    assert store.read_bytes() == bytes_before  # nothing was written
+    assert not list(tmp_path.glob(".results.duckdb*"))
+
+
+def test_changed_artifact_is_replaced_and_task_scores_recomputed(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    dirs = seed_study(root)
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    record = variant("toy", "biomed", 0, "reap", 0.5, kept_per_layer=2)
+    write_scores(root, record, {("bio_qa", "token_f1"): [0.1, 0.3]})
+    report = ingest(store, dirs)
+    assert [ref.identity for ref in report.replaced] == ["toy:biomed:0:reap:0.5"]
+    assert not report.added and not report.removed and len(report.skipped) == 21
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute(
+        "select task, metric, mean, n from task_scores where variant_id = 'toy:biomed:0:reap:0.5'"
+    ).fetchall() == [("bio_qa", "token_f1", pytest.approx(0.2), 2)]
+    assert con.execute(
+        "select count(*) from sample_scores where variant_id = 'toy:biomed:0:reap:0.5'"
+    ).fetchone() == (2,)
+    con.close()
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, dirs)
+    assert snapshot(fresh) == snapshot(store)
+
+
+def test_vanished_artifacts_are_removed(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "run"
+    dirs = seed_study(root)
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    shutil.rmtree(root / "masks" / "toy" / "biomed" / "1")
+    shutil.rmtree(root / "scores" / "toy" / "biomed" / "1")
+    shutil.rmtree(root / "generations" / "toy" / "biomed" / "1")
+    report = ingest(store, dirs)
+    assert len(report.removed) == 1 + 4 + 4
+    con = duckdb.connect(str(store), read_only=True)
+    for table in ("expert_scores", "sample_scores", "task_scores", "generations", "expert_masks"):
+        column = "seed" if table == "expert_scores" else "variant_id"
+        value = 1 if table == "expert_scores" else None
+        where = f"seed = {value}" if value is not None else "variant_id like 'toy:biomed:1:%'"
+        assert con.execute(f"select count(*) from {table} where {where}").fetchone() == (0,), (table, column)
+    # seed 1's variants are gone: no artifact names them any more
+    assert con.execute("select count(*) from variants where seed = 1").fetchone() == (0,)
+    assert con.execute("select count(*) from observations").fetchone() == (2,)
+    con.close()
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, dirs)
+    assert snapshot(fresh) == snapshot(store)
+
+
+def test_parent_directories_and_single_artifacts_are_accepted(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    seed_study(root, criteria=("reap",), ratios=(0.5,), seeds=(0,))
+    store = tmp_path / "results.duckdb"
+    report = ingest(store, [root / "scores" / "toy" / "source", root])
+    assert len(report.added) == 1 + 1 + 2 + 2  # the source scores counted once
+
+
+def test_schema_change_rebuilds_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dirs = seed_study(tmp_path / "run", criteria=("reap",), ratios=(0.5,), seeds=(0,))
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    before = snapshot(store)
+    from expertlab.store import schema
+
+    monkeypatch.setattr(schema, "fingerprint", lambda ddl: "changed")
+    report = ingest(store, dirs)
+    assert report.rebuilt and len(report.added) == 6 and not report.skipped
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "meta.json").unlink(), "no artifact"),
+        (lambda d: (d / "meta.json").write_text("{"), "meta.json: not valid JSON"),
+        (lambda d: (d / "meta.json").write_text('{"kind": "scorez"}'), "did you mean 'scores'"),
+        (lambda d: (d / "sample_scores.parquet").unlink(), "sample_scores.parquet"),
+        (lambda d: pq.write_table(pa.table({"task": ["a"], "value": [1.0]}), d / "sample_scores.parquet"),
+         r"sample_scores.parquet: expected columns \['metric', 'sample_id', 'task', 'value'\]"),
+        (lambda d: pq.write_table(pa.table({"task": ["a", "a"], "sample_id": ["1", "1"], "metric": ["m", "m"],
+                                            "value": [1.0, 2.0]}), d / "sample_scores.parquet"),
+         "scores/toy/source: cannot load scores artifact"),
+    ],
+)
+def test_malformed_artifact_fails_naming_the_file_and_leaves_the_store(tmp_path: Path, damage, message: str) -> None:
+    root = tmp_path / "run"
+    write_observation(root, "toy", "biomed", 0)
+    source_dir = write_scores(root, variant("toy"), {("bio_qa", "token_f1"): [0.5]})
+    store = tmp_path / "results.duckdb"
+    ingest(store, [root / "observations", root / "scores"])
+    before, bytes_before = snapshot(store), store.read_bytes()
+    damage(source_dir)
+    write_observation(root, "toy", "biomed", 1)  # a valid change in the same run is not published either
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        ingest(store, [root / "observations", root / "scores" / "toy" / "source"])
+    assert store.read_bytes() == bytes_before and snapshot(store) == before
+    assert not list(tmp_path.glob(".results.duckdb*"))
+
+
+def test_mask_not_matching_its_meta_is_rejected(tmp_path: Path) -> None:
+    directory = write_selection(tmp_path, "toy", "biomed", 0, ("reap",), (0.5,))
+    (directory / "reap-0.5.json").write_text("[[0, 1, 2], [0, 1]]")
+    with pytest.raises(ValueError, match=r"reap-0.5.json: layer 1 does not keep 2 distinct experts"):
+        ingest(tmp_path / "s.duckdb", [directory])
+
+
+def test_conflicting_variant_records_are_rejected(tmp_path: Path) -> None:
+    write_selection(tmp_path, "toy", "biomed", 0, ("reap",), (0.5,))
+    write_scores(tmp_path, variant("toy", "biomed", 0, "reap", 0.5, kept_per_layer=3), {("bio_qa", "token_f1"): [1.0]})
+    with pytest.raises(ValueError, match=r"variant 'toy:biomed:0:reap:0.5': kept_per_layer is 2"):
+        ingest(tmp_path / "s.duckdb", [tmp_path / "masks", tmp_path / "scores"])
+
+
+def test_variant_id_must_match_its_fields(tmp_path: Path) -> None:
+    record = variant("toy", "biomed", 0, "reap", 0.5) | {"variant_id": "toy:biomed:0:reap:0.50"}
+    write_scores(tmp_path, record, {("bio_qa", "token_f1"): [1.0]})
+    with pytest.raises(ValueError, match="does not match its fields"):
+        ingest(tmp_path / "s.duckdb", [tmp_path / "scores"])
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from expertlab.store import artifacts, ingest
+
+loader = artifacts.KINDS["scores"].load
+count = 0
+
+def slow_load(con, artifact):
+    global count
+    loader(con, artifact)
+    count += 1
+    if count == 3:  # mid-ingest: some artifacts committed to the working copy, this one mid-transaction
+        Path(sys.argv[2]).write_text("paused")
+        time.sleep(60)
+
+object.__setattr__(artifacts.KINDS["scores"], "load", slow_load)
+ingest(sys.argv[1], sys.argv[3:])
+"""
+
+
+def test_killed_ingest_leaves_the_store_intact(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    dirs = seed_study(root)
+    store = tmp_path / "results.duckdb"
+    # first state: everything but seed 1's scores
+    ingest(store, [root / "observations", root / "masks", root / "generations", root / "scores" / "toy" / "source",
+                   root / "scores" / "toy" / "biomed" / "0"])
+    before, bytes_before = snapshot(store), store.read_bytes()
+    flag = tmp_path / "paused"
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(store), str(flag), *map(str, dirs)],
+                               cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert process.poll() is None, "ingest ended before the kill point"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert store.read_bytes() == bytes_before and snapshot(store) == before
+    report = ingest(store, dirs)  # the re-run recovers: same tables as a fresh store
+    assert len(report.added) == 4 and len(report.skipped) == 18
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, dirs)
+    assert snapshot(store) == snapshot(fresh)
+    assert not list(tmp_path.glob(".results.duckdb*"))
+
+
+# --- expertlab sql ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    store = root / "results.duckdb"
+    ingest(store, seed_study(root / "run"))
+    return store
+
+
+def run_stage(module_name: str, argv: list[str]) -> int:
+    """Parse argv with a stage module's own arguments and run it (what `expertlab <command>` does)."""
+    import argparse
+    import importlib
+
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def test_sql_formats(seeded_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    query = "select variant_id, ratio from variants where criterion = 'reap' and seed = 0 order by ratio"
+    assert run_stage("stages.sql", [query, "--store", str(seeded_store), "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "variant_id,ratio\ntoy:biomed:0:reap:0.25,0.25\ntoy:biomed:0:reap:0.5,0.5\n"
+    assert run_stage("stages.sql", [query, "--store", str(seeded_store), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"variant_id": "toy:biomed:0:reap:0.25", "ratio": 0.25},
+        {"variant_id": "toy:biomed:0:reap:0.5", "ratio": 0.5},
+    ]
+    assert run_stage("stages.sql", [query, "--store", str(seeded_store)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split() == ["|", "variant_id", "|", "ratio", "|"]
+    assert table[-2].split() == ["|", "toy:biomed:0:reap:0.5", "|", "0.5", "|"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["delete from variants", "insert into tasks select * from tasks", "drop table variants",
+     "create table scratch (x integer)"],
+)
+def test_sql_is_read_only(seeded_store: Path, statement: str) -> None:
+    before = seeded_store.read_bytes()
+    with pytest.raises(ValueError, match="the store is opened read-only, so statements that write are refused"):
+        run_stage("stages.sql", [statement, "--store", str(seeded_store)])
+    assert seeded_store.read_bytes() == before
+
+
+def test_sql_errors_are_clear(tmp_path: Path, seeded_store: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no store at .*missing.duckdb; build it with `expertlab ingest`"):
+        run_stage("stages.sql", ["select 1", "--store", str(tmp_path / "missing.duckdb")])
+    assert not (tmp_path / "missing.duckdb").exists()
+    with pytest.raises(ValueError, match="query failed: .*nope"):
+        run_stage("stages.sql", ["select nope from variants", "--store", str(seeded_store)])
+
+
+def test_ingest_stage_prints_its_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = seed_study(tmp_path / "run", criteria=("reap",), ratios=(0.5,), seeds=(0,))
+    store = tmp_path / "results.duckdb"
+    assert run_stage("stages.ingest", ["--store", str(store), *map(str, dirs)]) == 0
+    assert capsys.readouterr().out.strip().endswith("6 added, 0 replaced, 0 removed, 0 unchanged")
+    assert run_stage("stages.ingest", ["--store", str(store), *map(str, dirs)]) == 0
+    assert capsys.readouterr().out.strip().endswith("0 added, 0 replaced, 0 removed, 6 unchanged")
+
+
+def test_a_foreign_file_is_never_overwritten(tmp_path: Path) -> None:
+    foreign = tmp_path / "other.duckdb"
+    duckdb.connect(str(foreign)).close()
+    write_observation(tmp_path / "run", "toy", "biomed", 0)
+    with pytest.raises(ValueError, match="not an expertlab store"):
+        ingest(foreign, [tmp_path / "run"])
