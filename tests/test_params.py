@@ -1,0 +1,107 @@
+"""params.yaml validation: every malformed input fails before any stage runs, naming its key path."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expertlab.criteria import CRITERIA
+from expertlab.params import ParamsError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(path: str, value) -> dict:  # noqa: ANN001
+    data = copy.deepcopy(DEFAULT)
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+def error_of(data: dict) -> str:
+    with pytest.raises(ParamsError) as info:
+        parse_params(data, "params.yaml")
+    return str(info.value)
+
+
+def test_default_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.study.criteria == CRITERIA.names()
+    assert params.kept_per_layer("toy", 0.5) == params.toy.model.num_experts // 2
+
+
+def test_misspelt_top_level_key_names_allowed_keys():
+    data = copy.deepcopy(DEFAULT)
+    data["stduy"] = data.pop("study")
+    message = error_of(data)
+    assert "stduy: unknown key; allowed: study, models, calibrations" in message
+    assert "study: Field required" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("observe.batchsize", 8, "observe.batchsize: unknown key; allowed: batch_size, max_length"),
+        ("models.toy.famly", "qwen3_moe", "models.toy.famly: unknown key; allowed: family, toy"),
+        ("toy.world.no_such_key", 1, "toy.world.no_such_key: unknown key"),
+        ("study.criteria", ["random", "reapp"], "unknown criterion 'reapp' (did you mean 'reap'?); allowed: random"),
+        ("study.tasks", ["bio_qa", "bio_qaa"], "study.tasks: unknown task 'bio_qaa'"),
+        ("models.toy.family", "qwen4_moe", "models.toy.family: unknown model family 'qwen4_moe'"),
+        ("study.ratios", [0.5, 1.0], "study.ratios: ratio 1.0 is outside (0, 1)"),
+        ("study.ratios", [0.0], "ratio 0.0 is outside (0, 1)"),
+        ("study.ratios", [-0.25], "ratio -0.25 is outside (0, 1)"),
+        ("study.ratios", [0.5, 0.5], "repeated ratios"),
+        ("study.ratios", [0.95], "keeps 1 of 16 experts, fewer than top-k=2; set select.allow_top_k_reduction"),
+        ("study.models", ["toy", "ghost"], "study.models: 'ghost' has no entry under models"),
+        ("study.calibrations", ["nope"], "'nope' has no entry under calibrations"),
+        ("calibrations.biomed.domains", ["legal"], "unknown domain 'legal'; allowed: biomedical, general"),
+        ("calibrations.biomed.samples", 0, "calibrations.biomed.samples: Input should be greater than 0"),
+        ("study.seeds", "zero", "study.seeds: Input should be a valid list"),
+    ],
+)
+def test_bad_params_fail_with_key_path(path, value, expected):
+    assert expected in error_of(with_change(path, value))
+
+
+def test_top_k_reduction_is_allowed_explicitly():
+    data = with_change("study.ratios", [0.95])
+    data["select"] = {"allow_top_k_reduction": True}
+    assert parse_params(data).study.ratios == [0.95]
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        parse_params([1, 2])
+    bad = tmp_path / "params.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(FileNotFoundError, match="missing params file"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_check_command_reports_errors_and_exit_code(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(with_change("study.criteria", ["frequncy"])))
+    result = subprocess.run(
+        [sys.executable, "-m", "expertlab.cli", "check", "--params", str(bad)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "did you mean 'frequency'?" in result.stderr
+    good = subprocess.run(
+        [sys.executable, "-m", "expertlab.cli", "check", "--params", str(ROOT / "params.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "54 pruned variant(s)" in good.stdout
