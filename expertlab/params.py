@@ -119,20 +119,21 @@ class Report(Strict):
 
 
 class Toy(Strict):
-    world: WorldConfig = WorldConfig()
-    model: ToyModelConfig = ToyModelConfig()
-    train: TrainConfig = TrainConfig()
+    world: WorldConfig
+    model: ToyModelConfig
+    train: TrainConfig
 
 
 class Params(Strict):
     study: Study
     models: dict[str, ModelSpec]
     calibrations: dict[str, Calibration]
-    observe: Observe = Observe()
-    select: Select = Select()
-    generate: Generate = Generate()
-    report: Report = Report()
-    toy: Toy = Toy()
+    # dvc.yaml tracks these sections, so they must be present even where their fields default
+    observe: Observe
+    select: Select
+    generate: Generate
+    report: Report
+    toy: Toy
 
     @model_validator(mode="after")
     def _grid(self) -> Params:

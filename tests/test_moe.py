@@ -245,3 +245,25 @@ def test_pruned_logits_equal_router_restricted_logits(family, tmp_path):
             assert shape == src[key]
     out = reloaded.generate(input_ids[:1, :3], max_new_tokens=4, do_sample=False)
     assert out.shape == (1, 7)
+
+
+def test_prune_checkpoint_keeps_the_source_config_keys(tmp_path):
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    from expertlab.moe.prune import prune_checkpoint
+
+    source = tmp_path / "source"
+    tiny_qwen3_moe().save_pretrained(source)
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>"))).save_pretrained(source)
+    config = json.loads((source / "config.json").read_text())
+    config["num_experts"] = config.pop("num_local_experts")  # the key Qwen3-MoE hub checkpoints use
+    (source / "config.json").write_text(json.dumps(config))
+    (tmp_path / "mask.json").write_text(json.dumps([[0, 1, 2], [3, 4, 5]]))
+    record = prune_checkpoint(source, tmp_path / "mask.json", tmp_path / "pruned", variant={"variant_id": "x"})
+    saved = json.loads((tmp_path / "pruned" / "config.json").read_text())
+    assert saved["num_experts"] == 3 and saved["num_experts_per_tok"] == 2
+    assert "text_config" not in saved
+    assert record["kept_per_layer"] == 3 and record["source_num_experts"] == 8
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").config.num_experts == 3
+    assert json.loads((tmp_path / "pruned" / "expertlab_variant.json").read_text())["variant_id"] == "x"

@@ -36,7 +36,9 @@ MICRO = {
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
     "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 8}},
     "observe": {"batch_size": 8, "max_length": 64},
+    "select": {"allow_top_k_reduction": False},
     "generate": {"batch_size": 8, "limit": 3},
+    "report": {"headline": "headline"},
     "toy": {
         "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
         "model": {
@@ -110,7 +112,9 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     for name in ("utility_retention", "task_scores_at_half", "headline"):
         assert (repo / "report" / f"{name}.md").is_file()
         assert (repo / "report" / f"{name}.csv").is_file()
-    assert (repo / "report" / "utility_retention.png").stat().st_size > 0
+    # the micro model trains for 8 steps and scores 0 everywhere, so retention is undefined and the
+    # chart is skipped; tests/test_queries.py draws it from a seeded store
+    assert "retention_mean" in (repo / "report" / "utility_retention.csv").read_text()
     commit(repo, "first run")
 
 
@@ -141,7 +145,7 @@ def test_remote_round_trip_recomputes_nothing(repo: Path, first_run: str, tmp_pa
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
     sh("dvc", "pull", "--allow-missing", cwd=clone)
-    assert not (clone / "checkpoints").exists()  # never pushed: reproducible from the masks
+    assert not list(clone.glob("checkpoints/**/config.json"))  # never pushed: reproducible from the masks
     assert (clone / "results.duckdb").is_file() and (clone / "masks").is_dir()
     output = sh("dvc", "repro", "--allow-missing", cwd=clone)
     assert ran(output) == set()

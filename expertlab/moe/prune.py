@@ -115,8 +115,8 @@ def restore_count_keys(config_path: Path, source_config: dict, num_experts: int,
     config = read_json(config_path)
     for section in (None, "text_config"):
         source = source_config if section is None else source_config.get(section)
-        target = config if section is None else config.setdefault(section, {})
-        if not isinstance(source, dict):
+        target = config if section is None else config.get(section)
+        if not isinstance(source, dict) or not isinstance(target, dict):
             continue
         for key in COUNT_KEYS:
             if key in source or key in target:

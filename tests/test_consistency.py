@@ -1,0 +1,59 @@
+"""README, dvc.yaml, params.yaml, the CLI and the registries must not drift apart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from expertlab.cli import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+README = (ROOT / "README.md").read_text()
+
+
+def lookup(data: dict, dotted: str):  # noqa: ANN201
+    node = data
+    for part in dotted.split("."):
+        assert isinstance(node, dict) and part in node, f"params.yaml lacks {dotted!r}"
+        node = node[part]
+    return node
+
+
+def test_every_tracked_params_key_exists():
+    for name, stage in DVC["stages"].items():
+        for key in stage.get("params", []):
+            lookup(PARAMS, key)
+        for axis in stage.get("matrix", {}).values():
+            match = re.fullmatch(r"\$\{(.+)\}", axis)
+            assert match, f"stage {name}: matrix axes come from params.yaml"
+            assert isinstance(lookup(PARAMS, match.group(1)), list)
+
+
+def test_every_stage_command_is_a_cli_command_and_its_code_is_a_dependency():
+    for name, stage in DVC["stages"].items():
+        command = stage["cmd"].split()
+        assert command[0] == "expertlab" and command[1] in COMMANDS, name
+        module_file = COMMANDS[command[1]].replace(".", "/") + ".py"
+        assert module_file in stage["deps"], f"stage {name} does not depend on {module_file}"
+        for dep in stage["deps"]:
+            if "${" not in dep and not dep.startswith(("data/", "models/", "observations", "masks", "generations", "scores", "results")):
+                assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
+
+
+def test_every_cli_command_is_documented_in_the_readme():
+    parser = build_parser()
+    names = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    for name in names:
+        assert f"expertlab {name}" in README or f"make {name}" in README, f"`expertlab {name}` is not in README.md"
+
+
+def test_readme_tables_section_lists_every_query_and_store_table():
+    for query in sorted((ROOT / "queries").glob("*.sql")):
+        assert f"`{query.stem}`" in README, f"README does not document report table {query.stem}"
+    ddl = (ROOT / "schema" / "expertlab.sql").read_text()
+    for table in re.findall(r"^create (?:table|view) (\w+)", ddl, flags=re.M):
+        assert f"`{table}`" in README, f"README does not document store table {table}"
