@@ -149,7 +149,7 @@ def naive_statistics(model, input_ids, attention_mask):
                 out = experts.down_proj[e].double() @ (torch.nn.functional.silu(gate) * up)
                 outs.append((e, float(weights[t, k]), out))
             h_tilde = h + sum(g * out for _, g, out in outs)
-            shift = 1 - float(h.detach() @ h_tilde.detach() / (h.norm() * h_tilde.norm()))
+            shift = 1 - float((h @ h_tilde / (h.norm() * h_tilde.norm())).detach())
             for e, g, out in outs:
                 norm = float(out.norm())
                 sums["routed_count"][e] += g > 0

@@ -1,0 +1,26 @@
+"""params (toy.world, calibrations, study.seeds) -> OUT/{train.jsonl, pools/, calibration/<name>/seed<s>.jsonl, tasks/}."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "build the toy world; write its training corpus, calibration sets and task files"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", metavar="FILE", help="study params (default params.yaml)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory, e.g. data/toy")
+
+
+def run(args: argparse.Namespace) -> int:
+    from expertlab.data.toy import write_toy_data
+    from expertlab.params import load_params
+
+    params = load_params(args.params)
+    counts = write_toy_data(params.toy.world, args.out, params.calibrations, params.study.seeds)
+    print(
+        f"prepare: {counts['train']} training texts, pools of {params.toy.world.pool_size} per domain, "
+        f"{len(params.calibrations)} calibration set(s) x {len(params.study.seeds)} seed(s), "
+        f"{counts['tasks']} task files -> {args.out}"
+    )
+    return 0

@@ -1,0 +1,209 @@
+"""The toy world: deterministic files, valid task items for every registered task, held-out prompts,
+seeded calibration sets, a chat tokenizer that round-trips answers, and a micro model that trains and loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from expertlab.data.tokenizer import build_tokenizer, render_chat, render_prompt
+from expertlab.data.toy import DOMAINS, NO_SUCH_DRUG, NOTA, WorldConfig, build_world, write_toy_data
+from expertlab.io import read_jsonl
+from expertlab.tasks import TASKS
+from expertlab.train import MICRO_MODEL, MICRO_TRAIN, DomainRouting, build_model
+
+SMALL_WORLD = WorldConfig(seed=3, drugs=8, countries=8, train_examples_per_domain=400, pool_size=64, eval_items=12)
+CALIBRATIONS = {
+    "biomed": SimpleNamespace(domains=["biomedical"], samples=20),
+    "mixed": SimpleNamespace(domains=["biomedical", "general"], samples=30),
+}
+SEEDS = [0, 1]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "data"
+    write_toy_data(SMALL_WORLD, out, CALIBRATIONS, SEEDS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def train_texts(toy_dir: Path) -> list[str]:
+    return [row["text"] for row in read_jsonl(toy_dir / "train.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(train_texts: list[str]):  # noqa: ANN201
+    return build_tokenizer(train_texts)
+
+
+def test_same_seed_writes_identical_files_and_another_seed_does_not(toy_dir: Path, tmp_path: Path) -> None:
+    write_toy_data(SMALL_WORLD, tmp_path / "again", CALIBRATIONS, SEEDS)
+    assert _files(tmp_path / "again") == _files(toy_dir)
+    other = SMALL_WORLD.model_copy(update={"seed": 4})
+    write_toy_data(other, tmp_path / "other", CALIBRATIONS, SEEDS)
+    assert _files(tmp_path / "other")["train.jsonl"] != _files(toy_dir)["train.jsonl"]
+
+
+def test_layout_and_sizes(toy_dir: Path, train_texts: list[str]) -> None:
+    assert len(train_texts) == 2 * SMALL_WORLD.train_examples_per_domain
+    for domain in DOMAINS:
+        assert len(read_jsonl(toy_dir / "pools" / f"{domain}.jsonl")) == SMALL_WORLD.pool_size
+    assert sorted(p.stem for p in (toy_dir / "tasks").iterdir()) == sorted(TASKS.names())
+
+
+@pytest.mark.parametrize("task_name", TASKS.names())
+def test_task_items_are_valid(toy_dir: Path, train_texts: list[str], task_name: str) -> None:
+    task = TASKS[task_name]
+    items = read_jsonl(toy_dir / "tasks" / f"{task_name}.jsonl")
+    assert len(items) == SMALL_WORLD.eval_items
+    assert len({item["id"] for item in items}) == len({item["prompt"] for item in items}) == len(items)
+    trained_prompts = set(train_texts)
+    for item in items:
+        assert set(item) == {"id", "prompt", "target", "choices"}
+        assert item["prompt"] and item["target"]
+        if task.kind == "classification":
+            assert len(item["choices"]) == 4 and len(set(item["choices"])) == 4
+            assert item["target"] in item["choices"]
+        else:
+            assert item["choices"] is None
+        # held out: the exact prompt never appears in training, with any answer
+        assert not any(text.startswith(render_prompt(item["prompt"])) for text in trained_prompts)
+
+
+def test_medhalt_items_follow_their_definitions(toy_dir: Path) -> None:
+    world = build_world(SMALL_WORLD)
+    real = {drug.name for drug in world.drugs}
+    for item in read_jsonl(toy_dir / "tasks" / "medhalt_nota.jsonl"):
+        assert item["target"] == NOTA == item["choices"][-1]
+    for item in read_jsonl(toy_dir / "tasks" / "medhalt_fake.jsonl"):
+        assert item["target"] == NO_SUCH_DRUG
+        assert not real & set(item["prompt"].replace("?", " ").split())
+    for item in read_jsonl(toy_dir / "tasks" / "medhalt_fct.jsonl"):
+        assert "A student answered" in item["prompt"]
+
+
+def test_qa_facts_are_stated_in_training(toy_dir: Path, train_texts: list[str]) -> None:
+    """Each QA item's answer follows its drug somewhere in training: the task is learnable."""
+    names = [drug.name for drug in build_world(SMALL_WORLD).drugs]
+    for item in read_jsonl(toy_dir / "tasks" / "bio_qa.jsonl"):
+        (drug,) = [name for name in names if name in item["prompt"].rstrip("?").split()]
+        assert any(drug in text and item["target"] in text for text in train_texts)
+
+
+def test_calibration_sets_are_seeded_samples_of_the_pools(toy_dir: Path) -> None:
+    pools = {d: [r["text"] for r in read_jsonl(toy_dir / "pools" / f"{d}.jsonl")] for d in DOMAINS}
+    for name, spec in CALIBRATIONS.items():
+        union = [text for domain in spec.domains for text in pools[domain]]
+        sets = [[r["text"] for r in read_jsonl(toy_dir / "calibration" / name / f"seed{s}.jsonl")] for s in SEEDS]
+        for texts in sets:
+            assert len(texts) == spec.samples == len(set(texts))
+            assert set(texts) <= set(union)
+        assert sets[0] != sets[1]
+
+
+def test_too_many_calibration_samples_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="pool_size"):
+        write_toy_data(SMALL_WORLD, tmp_path, {"big": SimpleNamespace(domains=["general"], samples=65)}, [0])
+
+
+def test_world_config_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        WorldConfig(drug=3)
+
+
+def test_tokenizer_renders_chats_and_round_trips_answers(toy_dir: Path, tokenizer) -> None:  # noqa: ANN001
+    item = read_jsonl(toy_dir / "tasks" / "trial_summary.jsonl")[0]
+    templated = tokenizer.apply_chat_template(
+        [{"role": "user", "content": item["prompt"]}], add_generation_prompt=True, tokenize=False
+    )
+    assert templated == render_prompt(item["prompt"])
+    text = render_chat(item["prompt"], item["target"])
+    prompt_ids = tokenizer(templated)["input_ids"]
+    ids = tokenizer(text)["input_ids"]
+    assert ids[: len(prompt_ids)] == prompt_ids  # generation continues exactly where training did
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.unk_token_id not in ids
+    answer = tokenizer.decode(ids[len(prompt_ids) :], skip_special_tokens=True)
+    assert answer == item["target"]  # numbers re-join: "240" is "2", "##4", "##0"
+    assert tokenizer.convert_ids_to_tokens(tokenizer("240 mg")["input_ids"]) == ["2", "##4", "##0", "mg"]
+    # a fake drug is a word training never saw
+    fake = read_jsonl(toy_dir / "tasks" / "medhalt_fake.jsonl")[0]
+    assert tokenizer.unk_token_id in tokenizer(fake["prompt"])["input_ids"]
+
+
+def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from expertlab.cli import main
+
+    params = {
+        "study": {
+            "models": ["toy"],
+            "calibrations": ["biomed"],
+            "seeds": SEEDS,
+            "criteria": ["random"],
+            "ratios": [0.5],
+            "tasks": ["bio_qa"],
+        },
+        "models": {"toy": {"family": "qwen3_moe", "toy": True}},
+        "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 20}},
+        "observe": {"batch_size": 8, "max_length": 64},
+        "select": {"allow_top_k_reduction": False},
+        "generate": {"batch_size": 8, "limit": 3},
+        "report": {"headline": "headline"},
+        "toy": {
+            "world": SMALL_WORLD.model_dump(),
+            "model": MICRO_MODEL.model_dump(),
+            "train": MICRO_TRAIN.model_dump(),
+        },
+    }
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    data, model_dir = tmp_path / "data", tmp_path / "models" / "toy"
+    assert main(["prepare", "--params", str(params_path), "--out", str(data)]) == 0
+    expected = {name: content for name, content in _files(toy_dir).items() if "mixed" not in name}
+    assert _files(data) == expected
+    train_args = ["--params", str(params_path), "--data", str(data / "train.jsonl"), "--out", str(model_dir)]
+    assert main(["train-toy", *train_args]) == 0
+
+    log = json.loads((model_dir / "train_log.json").read_text())
+    assert log["curve"][-1]["lm_loss"] < log["curve"][0]["lm_loss"] - 0.5
+    assert not list(model_dir.parent.glob(".*"))  # the temporary directory was renamed away
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert model.config.model_type == "qwen3_moe"
+    assert model.config.num_experts == MICRO_MODEL.num_experts
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    text = render_chat("What is the capital of Nowhere?", "Somewhere")
+    with torch.no_grad():
+        logits = model(**tokenizer(text, return_tensors="pt")).logits
+    assert logits.shape[-1] == len(tokenizer)
+
+
+def test_domain_routing_confines_each_domain_to_its_block_until_removed(tokenizer) -> None:  # noqa: ANN001
+    import torch
+
+    model = build_model(MICRO_MODEL, tokenizer, seed=0)
+    routing = DomainRouting(model, num_domains=2)
+    router = routing.routers[0]
+    hidden = torch.randn(2 * 5, MICRO_MODEL.hidden_size, generator=torch.Generator().manual_seed(0))
+    routing.install()
+    routing.set_domains(torch.tensor([0, 1]), seq_len=5)
+    logits, weights, index = router(hidden)
+    block = MICRO_MODEL.num_experts // 2
+    assert (index[:5] < block).all() and (index[5:] >= block).all()
+    assert torch.allclose(weights, torch.softmax(logits, dim=-1).gather(1, index))  # probabilities stay unmasked
+    loss = routing.router_loss([logits], torch.ones(2, 5))
+    assert loss.item() > 0
+    routing.remove()
+    assert "forward" not in router.__dict__
