@@ -151,7 +151,7 @@ def naive_statistics(model, input_ids, attention_mask):
             h_tilde = h + sum(g * out for _, g, out in outs)
             shift = 1 - float((h @ h_tilde / (h.norm() * h_tilde.norm())).detach())
             for e, g, out in outs:
-                norm = float(out.norm())
+                norm = float(out.detach().norm())
                 sums["routed_count"][e] += g > 0
                 sums["gate_sum"][e] += g
                 sums["ean_sum"][e] += norm if g > 0 else 0.0

@@ -6,7 +6,8 @@ frequency, route, common side effect); the general half holds invented countries
 river, language, currency, mountain, region, population) and small-number arithmetic. The two
 halves share only function words and digits, so a trained MoE's experts can specialise by domain.
 
-Every text is one chat turn (`render_chat`: user prompt, assistant answer). Evaluation items are
+Every text is one chat turn (`render_chat`: user prompt, assistant answer); training lines also
+name their domain, which the toy model's domain-routed warm-up reads (expertlab/train.py). Evaluation items are
 about facts the training corpus states, but their exact prompts never occur in training or in the
 pools: a QA item asks with the one question phrasing held out for that (entity, attribute), and
 every other kind of item is a fresh random combination rejected if seen.
