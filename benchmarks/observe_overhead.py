@@ -16,26 +16,24 @@ import torch
 from expertlab.moe.observe import observe_batches
 
 
+class _Vocabulary:
+    """Stands in for a tokenizer where only the vocabulary size and special ids matter."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __len__(self) -> int:
+        return 2048
+
+
 def toy_sized_model() -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+    """models/toy when trained, else a fresh model built from the default toy config."""
+    from transformers import AutoModelForCausalLM
+
+    from expertlab.train import ToyModelConfig, build_model
 
     if (Path("models/toy") / "config.json").is_file():
         return AutoModelForCausalLM.from_pretrained("models/toy").eval()
-    torch.manual_seed(0)
-    config = Qwen3MoeConfig(
-        vocab_size=2048,
-        hidden_size=128,
-        intermediate_size=256,
-        moe_intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
-        num_experts=16,
-        num_experts_per_tok=2,
-        norm_topk_prob=True,
-    )
-    return Qwen3MoeForCausalLM(config).eval()
+    return build_model(ToyModelConfig(), _Vocabulary(), seed=0).eval()
 
 
 def main() -> None:
