@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from expertlab.criteria import CRITERIA, kept_count, resolve_top_k
 from expertlab.data.toy import WorldConfig
-from expertlab.moe.adapters import FAMILIES
+from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
 from expertlab.tasks import TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
@@ -162,12 +162,9 @@ class Params(Strict):
         config_path = Path("models") / model / "config.json"
         if not config_path.is_file():
             raise ValueError(f"models.{model}: no model directory at models/{model} (config.json missing)")
-        from expertlab.moe.adapters import FAMILIES as families
-        from transformers import AutoConfig
+        from expertlab.io import read_json
 
-        config = AutoConfig.from_pretrained(config_path.parent)
-        adapter = families[self.models[model].family]
-        routing = adapter.routing(adapter.text_config(config))
+        routing = FAMILIES[self.models[model].family].routing(read_json(config_path))
         return routing.num_experts, routing.top_k
 
     def kept_per_layer(self, model: str, ratio: float) -> int:

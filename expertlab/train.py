@@ -154,7 +154,7 @@ class DomainRouting:
     """
 
     def __init__(self, model: Any, num_domains: int) -> None:
-        from expertlab.moe.adapters import adapter_for
+        from expertlab.moe.families import adapter_for
 
         self.routers = [layer.router for layer in adapter_for(model).moe_layers(model)]
         self.num_experts = model.config.num_experts

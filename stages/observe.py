@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from expertlab.moe.adapters import adapter_for
+    from expertlab.moe.families import adapter_for
     from expertlab.moe.observe import observe
 
     model_dir = Path(args.model_dir)
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     adapter = adapter_for(model)
-    routing = adapter.routing(adapter.text_config(model.config))
+    routing = adapter.routing(model.config)
     frame = observe(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
     meta = {
         "kind": "observation",

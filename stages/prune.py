@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     variant = None
     if criterion is not None:
         variant = variant_record(model, args.calibration, args.seed, criterion, ratio, kept_per_layer)
-    record = prune_checkpoint(args.model_dir, mask_path, args.out, variant=variant, top_k=top_k)
+    record = prune_checkpoint(args.model_dir, mask_path, args.out, variant=variant, top_k=top_k, progress=True)
     print(
         f"prune: {record['source_num_experts']} -> {record['kept_per_layer']} experts per layer, "
         f"top-k {record['top_k']} -> {args.out}"

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from expertlab.criteria import CRITERIA, criterion_scores, kept_count, layer_stats, resolve_top_k, select_masks, top_experts
-from expertlab.moe.adapters import FAMILIES, adapter_for
+from expertlab.moe.families import FAMILIES, adapter_for
 from expertlab.moe.observe import LayerAccumulator, observe_batches
 from expertlab.moe.prune import prune_model, restrict_routers, validate_mask
 from tests.moe_models import tiny_qwen3_moe

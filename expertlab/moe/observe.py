@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from expertlab.moe.adapters import MoELayer, adapter_for
+from expertlab.moe.families import MoELayer, adapter_for
 
 STAT_COLUMNS = ("routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum")
 
@@ -88,7 +88,7 @@ class ExpertObserver:
         self.layers: list[MoELayer] = self.adapter.moe_layers(model)
         if not self.layers:
             raise ValueError(f"model of type {model.config.model_type!r} has no MoE layers")
-        self.routing = self.adapter.routing(self.adapter.text_config(model.config))
+        self.routing = self.adapter.routing(model.config)
         self.stats = {layer.index: LayerAccumulator(self.routing.num_experts) for layer in self.layers}
         self.token_mask: torch.Tensor | None = None
 

@@ -1,19 +1,40 @@
-"""Model + kept-expert mask -> physically pruned model (experts, router rows, every count field)."""
+"""Kept-expert mask -> physically pruned model: a loaded model in place, or a checkpoint on disk.
+
+Both remove the experts the mask does not keep, renumber the rest 0..M-1, slice the router
+rows and update every count field (DESIGN.md, "Physical pruning"). torch is imported only by
+the in-memory functions; pruning a checkpoint never loads it.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from expertlab.io import atomic_dir, read_json, write_json
-from expertlab.moe.adapters import adapter_for
+from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors
+from expertlab.moe.families import FAMILIES, Routing, adapter_for
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def validate_mask(kept: Sequence[Sequence[int]], num_layers: int, num_experts: int) -> list[list[int]]:
-    """Check a mask (one list of kept indices per MoE layer) against the model; return it sorted."""
+def group_size(routing: Routing) -> int:
+    """Experts per routing group (the whole layer for routers without groups)."""
+    if routing.n_group > 1 and routing.num_experts % routing.n_group:
+        raise ValueError(f"{routing.num_experts} experts do not split into {routing.n_group} routing groups")
+    return routing.num_experts // max(routing.n_group, 1)
+
+
+def validate_mask(
+    kept: Sequence[Sequence[int]], num_layers: int, num_experts: int, group: int | None = None
+) -> list[list[int]]:
+    """Check a mask (one list of kept indices per MoE layer) against the model; return it sorted.
+
+    With routing groups of `group` experts, every group must keep the same number of experts
+    (group-limited routers pick whole groups first; an uneven drop changes which groups win).
+    """
     if not isinstance(kept, list) or not all(isinstance(layer, list) for layer in kept):
         raise ValueError("a mask is a JSON list holding one list of kept expert indices per MoE layer")
     if len(kept) != num_layers:
@@ -23,10 +44,18 @@ def validate_mask(kept: Sequence[Sequence[int]], num_layers: int, num_experts: i
         raise ValueError(f"mask keeps a different number of experts per layer: {sorted(sizes)}")
     result = []
     for position, layer in enumerate(kept):
-        if any(not isinstance(i, int) or not 0 <= i < num_experts for i in layer):
+        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_experts for i in layer):
             raise ValueError(f"mask layer {position}: indices must be integers in [0, {num_experts})")
         if len(set(layer)) != len(layer):
             raise ValueError(f"mask layer {position}: repeated expert index")
+        if not layer:
+            raise ValueError(f"mask layer {position}: keeps no expert")
+        if group and group < num_experts:
+            per_group = sorted({sum(1 for i in layer if i // group == g) for g in range(num_experts // group)})
+            if len(per_group) != 1:
+                raise ValueError(
+                    f"mask layer {position}: routing groups of {group} experts keep unequal counts {per_group}"
+                )
         result.append(sorted(layer))
     return result
 
@@ -37,10 +66,12 @@ def prune_model(model: nn.Module, kept: Sequence[Sequence[int]], top_k: int | No
     `top_k` is the new routing top-k when the mask keeps fewer experts than the model routes to
     (only when the study explicitly allows it); otherwise the model's top-k is kept.
     """
+    import torch
+
     adapter = adapter_for(model)
-    routing = adapter.routing(adapter.text_config(model.config))
+    routing = adapter.routing(model.config)
     layers = adapter.moe_layers(model)
-    mask = validate_mask(list(map(list, kept)), len(layers), routing.num_experts)
+    mask = validate_mask(list(map(list, kept)), len(layers), routing.num_experts, group_size(routing))
     remaining = len(mask[0])
     new_top_k = routing.top_k if top_k is None else top_k
     if remaining < new_top_k:
@@ -53,15 +84,18 @@ def prune_model(model: nn.Module, kept: Sequence[Sequence[int]], top_k: int | No
 
 def restrict_routers(model: nn.Module, kept: Sequence[Sequence[int]]):  # noqa: ANN201
     """Restrict every router to its kept experts without removing weights; returns an undo function."""
+    import torch
+
     adapter = adapter_for(model)
     layers = adapter.moe_layers(model)
-    routing = adapter.routing(adapter.text_config(model.config))
+    routing = adapter.routing(model.config)
     mask = validate_mask(list(map(list, kept)), len(layers), routing.num_experts)
     undo = [adapter.restrict_router(layer, torch.tensor(idx)) for layer, idx in zip(layers, mask)]
     return lambda: [fn() for fn in undo]
 
 
 VARIANT_FILE = "expertlab_variant.json"
+_REWRITTEN = {"config.json", VARIANT_FILE}
 
 
 def prune_checkpoint(
@@ -70,61 +104,54 @@ def prune_checkpoint(
     out_dir: str | Path,
     variant: dict | None = None,
     top_k: int | None = None,
+    progress: bool = False,
 ) -> dict:
-    """Load a checkpoint, prune it with the mask file, save it (atomically) in the source format."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Prune a safetensors checkpoint with a mask file into `out_dir` (atomically), in the source format.
 
+    Tensors are copied by byte range (expertlab.moe.checkpoint): the source's tensor names,
+    dtypes and sharding are kept; config.json gets the new counts under the source's keys; the
+    tokenizer and every other top-level file are copied unchanged.
+    """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
-    kept = read_json(mask_path)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    source_experts = adapter_for(model).routing(model.config).num_experts
-    prune_model(model, kept, top_k=top_k)
-    routing = adapter_for(model).routing(model.config)
+    source_config = read_json(model_dir / "config.json")
+    adapter = FAMILIES[source_config.get("model_type")]
+    routing = adapter.routing(source_config)
+    layers = adapter.expert_tensors(source_config)
+    mask = validate_mask(read_json(mask_path), len(layers), routing.num_experts, group_size(routing))
+    remaining = len(mask[0])
+    new_top_k = routing.top_k if top_k is None else top_k
+    if not 1 <= new_top_k <= routing.top_k:
+        raise ValueError(f"top-k {new_top_k} must lie in [1, {routing.top_k}] (the source routes to {routing.top_k})")
+    if remaining < new_top_k:
+        raise ValueError(
+            f"mask keeps {remaining} experts per layer, fewer than top-k={new_top_k} "
+            "(reduce top-k explicitly with --top-k, which is recorded with the checkpoint)"
+        )
     record = dict(variant or {})
     record.update(  # provenance of the pruned checkpoint
         {
             "source_model_dir": str(model_dir),
-            "source_num_experts": source_experts,
-            "kept_per_layer": routing.num_experts,
-            "top_k": routing.top_k,
+            "source_num_experts": routing.num_experts,
+            "kept_per_layer": remaining,
+            "top_k": new_top_k,
         }
     )
-    source_config = read_json(model_dir / "config.json")
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        restore_count_keys(tmp / "config.json", source_config, routing.num_experts, routing.top_k)
+        prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, progress=progress)
+        write_json(tmp / "config.json", adapter.pruned_config(source_config, remaining, new_top_k))
+        weights = {p.name for p in tmp.iterdir()}
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file() and path.name not in _REWRITTEN and path.name not in weights and not _is_weights(path):
+                shutil.copy2(path, tmp / path.name)
         if variant is not None:
             write_json(tmp / VARIANT_FILE, record)
     return record
 
 
-COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
-TOP_K_KEYS = ("num_experts_per_tok", "moe_k", "top_k")
-
-
-def restore_count_keys(config_path: Path, source_config: dict, num_experts: int, top_k: int) -> None:
-    """Write the counts under the key names the source config.json used.
-
-    transformers may save an aliased name (e.g. `num_local_experts` for Qwen3-MoE's
-    `num_experts`); readers pinned to the source's key (vLLM, older transformers) must see M.
-    """
-    config = read_json(config_path)
-    for section in (None, "text_config"):
-        source = source_config if section is None else source_config.get(section)
-        target = config if section is None else config.get(section)
-        if not isinstance(source, dict) or not isinstance(target, dict):
-            continue
-        for key in COUNT_KEYS:
-            if key in source or key in target:
-                target[key] = num_experts
-        for key in TOP_K_KEYS:
-            if key in source or key in target:
-                target[key] = top_k
-    write_json(config_path, config)
+def _is_weights(path: Path) -> bool:
+    return path.suffix == ".safetensors" or path.name == INDEX_FILE
 
 
 def load_variant(model_dir: str | Path) -> dict | None:
