@@ -17,19 +17,20 @@ from expertlab.moe.prune import prune_model, restrict_routers, validate_mask
 from tests.moe_models import tiny_qwen3_moe
 
 
-def hand_layer() -> LayerAccumulator:
+def hand_layer(dtype: torch.dtype = torch.float64) -> LayerAccumulator:
     """2 experts x 3 real tokens (top-1) plus one padding token, values chosen to compute by hand.
 
     t0: h=[2,0] -> expert 0, g=0.5, E=[-4,3] (norm 5); h~=[0,1.5], cos=0, shift 1
     t1: h=[0,1] -> expert 1, g=1.0, E=[0,3] (norm 3);  h~=[0,4],   cos=1, shift 0
     t2: h=[1,0] -> expert 0, g=0.25, E=[0,4] (norm 4); h~=[1,1],   cos=1/sqrt2
     t3: padding, routed to expert 1: must not count.
+    Reductions over the hidden axis run in the inputs' precision (float64 here: exact to 1e-12).
     """
     acc = LayerAccumulator(num_experts=2)
-    hidden = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [5.0, 5.0]])
+    hidden = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [5.0, 5.0]], dtype=dtype)
     index = torch.tensor([[0], [1], [0], [1]])
-    weights = torch.tensor([[0.5], [1.0], [0.25], [1.0]])
-    outputs = torch.tensor([[[-4.0, 3.0]], [[0.0, 3.0]], [[0.0, 4.0]], [[7.0, 7.0]]])
+    weights = torch.tensor([[0.5], [1.0], [0.25], [1.0]], dtype=dtype)
+    outputs = torch.tensor([[[-4.0, 3.0]], [[0.0, 3.0]], [[0.0, 4.0]], [[7.0, 7.0]]], dtype=dtype)
     acc.add(hidden, index, weights, outputs, torch.tensor([True, True, True, False]))
     return acc
 
@@ -44,6 +45,14 @@ def test_statistics_by_hand():
     assert acc.sums["easy_ep_sum"][0].item() == pytest.approx(2.5 + (1 - 1 / math.sqrt(2)), abs=1e-12)
     assert acc.sums["easy_ep_sum"][1].item() == pytest.approx(0.0, abs=1e-12)
     assert all(v.dtype == torch.float64 for v in acc.sums.values())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_statistics_from_low_precision_activations_are_float64_sums(dtype):
+    exact, low = hand_layer().sums, hand_layer(dtype).sums
+    for name in exact:
+        assert low[name].dtype == torch.float64
+        assert torch.allclose(low[name], exact[name], rtol=1e-6, atol=1e-7), name
 
 
 def test_criteria_by_hand():

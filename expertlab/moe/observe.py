@@ -56,18 +56,23 @@ class LayerAccumulator:
         """Accumulate one batch: hidden [T, H], index/weights [T, K], expert_outputs [T, K, H].
 
         `combined` [T, H] is sum_k g E(h) as the model computed it (derived here when absent).
-        Per-pair norms are taken in at least float32; everything summed is float64.
+        Reductions over the hidden axis run in at least float32 (the model's own precision);
+        the per-pair terms they give, and every sum, are float64.
         """
-        outputs = expert_outputs.detach()
-        if outputs.dtype not in (torch.float32, torch.float64):
-            outputs = outputs.float()
-        norms = torch.linalg.vector_norm(outputs, dim=-1).to(torch.float64)
-        g = top_k_weights.detach().to(torch.float64)
+        compute = torch.promote_types(expert_outputs.dtype, torch.float32)
+        outputs = expert_outputs.detach().to(compute)
         if combined is None:
-            combined = (outputs * top_k_weights.detach().to(outputs.dtype).unsqueeze(-1)).sum(dim=1)
-        h = hidden.detach().to(torch.float64)
-        h_tilde = h + combined.detach().to(torch.float64)
-        shift = 1.0 - nn.functional.cosine_similarity(h, h_tilde, dim=-1, eps=1e-12)
+            combined = (outputs * top_k_weights.detach().to(compute).unsqueeze(-1)).sum(dim=1)
+        h = hidden.detach().to(compute)
+        h_tilde = h + combined.detach().to(compute)
+        norms = torch.linalg.vector_norm(outputs, dim=-1).to(torch.float64)  # [T, K]
+        # 1 - cos(h, h~) from three per-token reductions; the subtraction is done in float64
+        dot = (h * h_tilde).sum(dim=-1).to(torch.float64)
+        scale = torch.linalg.vector_norm(h, dim=-1).to(torch.float64) * torch.linalg.vector_norm(h_tilde, dim=-1).to(
+            torch.float64
+        )
+        shift = 1.0 - dot / scale.clamp(min=1e-12)  # [T]
+        g = top_k_weights.detach().to(torch.float64)
         if token_mask is not None:
             g = g * token_mask.to(torch.float64).unsqueeze(-1)
         routed = (g > 0).to(torch.float64)
