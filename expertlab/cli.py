@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "observe": "stages.observe",
     "select": "stages.select",
     "prune": "stages.prune",
+    "inspect": "stages.inspect",
     "generate": "stages.generate",
     "score": "stages.score",
     "ingest": "stages.ingest",

@@ -1,4 +1,7 @@
-"""Checkpoint pruning by byte ranges: equal to in-memory pruning, loadable, any dtype and sharding."""
+"""Checkpoint pruning by byte ranges, on the Qwen3-MoE tiny model: any dtype, sharding and layout.
+
+The per-family contract (equal to in-memory pruning, loadable, key format) is in test_families.py.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from expertlab.moe.checkpoint import PrunePlan, read_safetensors_header, write_safetensors
-from expertlab.moe.families import FAMILIES, ExpertTensors
-from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
-from tests.moe_models import tiny_qwen3_moe
+from expertlab.moe.families import ExpertTensors
+from expertlab.moe.prune import prune_checkpoint, prune_model
+from tests.tiny_models.qwen3_moe import build as tiny_qwen3_moe
 
-BUILDERS = {"qwen3_moe": tiny_qwen3_moe}
 KEPT = [[0, 2, 5, 7], [1, 2, 3, 6]]
 
 
@@ -30,34 +32,6 @@ def _mask(tmp_path, kept=KEPT):  # noqa: ANN001, ANN202
     path = tmp_path / "mask.json"
     path.write_text(json.dumps(kept))
     return path
-
-
-def test_contract_every_family_is_tested_here():
-    assert set(FAMILIES.names()) == set(BUILDERS)
-
-
-@pytest.mark.parametrize("family", FAMILIES.names())
-def test_checkpoint_pruning_equals_in_memory_pruning_and_restricted_logits(family, tmp_path):
-    from transformers import AutoModelForCausalLM
-
-    source = _save(BUILDERS[family](), tmp_path / "source")
-    record = prune_checkpoint(source, _mask(tmp_path), tmp_path / "pruned", variant={"variant_id": "v"})
-    assert (record["source_num_experts"], record["kept_per_layer"], record["top_k"]) == (8, 4, 2)
-
-    reloaded, info = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned", output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    expected = prune_model(BUILDERS[family](), KEPT).state_dict()
-    got = reloaded.state_dict()
-    assert set(got) == set(expected)
-    for name, tensor in expected.items():
-        assert torch.equal(got[name], tensor), name
-
-    model = BUILDERS[family]()
-    input_ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(3))
-    restrict_routers(model, KEPT)
-    with torch.no_grad():
-        assert torch.allclose(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits, atol=1e-5)
-    assert (tmp_path / "pruned" / "tokenizer_config.json").read_text() == '{"note": "copied unchanged"}\n'
 
 
 def test_bf16_sharded_checkpoint_keeps_dtype_shards_and_index(tmp_path):
@@ -219,3 +193,51 @@ def test_checkpoint_pruning_never_imports_torch(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert (tmp_path / "pruned" / "model.safetensors").is_file()
+
+
+def test_inspect_counts_parameters_by_hand(tmp_path, capsys):
+    from expertlab.cli import main
+    from expertlab.moe.summary import summarize
+
+    model = tiny_qwen3_moe()
+    source = _save(model, tmp_path / "source")
+    summary = summarize(source, [0.5, 0.75])
+    per_expert = 3 * 32 * 16  # gate, up and down projections, hidden 32, expert width 16
+    assert (summary.family, summary.moe_layers, summary.num_experts, summary.top_k) == ("qwen3_moe", [0, 1], 8, 2)
+    assert summary.parameters == sum(p.numel() for p in model.parameters())
+    assert summary.routed_expert_parameters == 2 * 8 * per_expert
+    half, quarter = summary.pruned
+    # each MoE layer loses 4 (then 6) experts and as many router rows of width 32
+    assert (half.kept_per_layer, half.parameters) == (4, summary.parameters - 2 * 4 * (per_expert + 32))
+    assert (quarter.kept_per_layer, quarter.parameters) == (2, summary.parameters - 2 * 6 * (per_expert + 32))
+
+    # the size it predicts is the size pruning produces
+    prune_checkpoint(source, _mask(tmp_path), tmp_path / "pruned")
+    assert summarize(tmp_path / "pruned").parameters == half.parameters
+
+    assert main(["inspect", str(source), "--ratio", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "MoE layers        2 of 2 decoder layers (0, 1)" in out
+    assert "8 per layer, top-k 2, softmax-topk routing" in out
+    assert f"{half.parameters:,}" in out
+    assert main(["inspect", str(tmp_path / "nowhere")]) == 2
+    assert "missing file" in capsys.readouterr().err
+
+
+def test_prune_checkpoint_keeps_the_source_config_keys(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    source = _save(tiny_qwen3_moe(), tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    config["num_experts"] = config.pop("num_local_experts")  # the key Qwen3-MoE hub checkpoints use
+    (source / "config.json").write_text(json.dumps(config))
+    record = prune_checkpoint(source, _mask(tmp_path, [[0, 1, 2], [3, 4, 5]]), tmp_path / "pruned", variant={"variant_id": "x"})
+    saved = json.loads((tmp_path / "pruned" / "config.json").read_text())
+    assert saved["num_experts"] == 3 and saved["num_experts_per_tok"] == 2
+    assert "num_local_experts" not in saved and "text_config" not in saved
+    assert {k: v for k, v in saved.items() if k not in ("num_experts",)} == {
+        k: v for k, v in config.items() if k not in ("num_experts",)
+    }  # nothing else changes
+    assert record["kept_per_layer"] == 3 and record["source_num_experts"] == 8
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").config.num_experts == 3
+    assert json.loads((tmp_path / "pruned" / "expertlab_variant.json").read_text())["variant_id"] == "x"

@@ -141,7 +141,7 @@ class PrunePlan:
         self._seen_experts: dict[int, dict[int, set[str]]] = {}  # layer position -> kept expert -> tensor suffixes
         self._stacked: dict[int, int] = {}  # layer position -> stacked tensors seen
 
-    def _experts_layer(self, name: str) -> tuple[int, str] | None:
+    def locate_expert_tensor(self, name: str) -> tuple[int, str] | None:
         """(layer position, rest of the name) when `name` lies under a pruned experts module."""
         prefix, dot, rest = name, "", ""
         while True:
@@ -159,7 +159,7 @@ class PrunePlan:
             self._seen_rows.add(entry.name)
             return OutputTensor(entry.name, entry.dtype, (len(self.kept[position]), *entry.shape[1:]),
                                 _row_ranges(entry, self.kept[position], self.num_experts))
-        located = self._experts_layer(entry.name)
+        located = self.locate_expert_tensor(entry.name)
         if located is None:
             return OutputTensor(entry.name, entry.dtype, entry.shape, [(entry.begin, entry.end)])
         position, rest = located

@@ -100,30 +100,22 @@ class ExpertObserver:
     @contextlib.contextmanager
     def installed(self) -> Iterator[ExpertObserver]:
         for layer in self.layers:
-            layer.experts.forward = self._instrumented(layer.experts, self.stats[layer.index])
+            original = type(layer.experts).forward.__get__(layer.experts)
+            layer.experts.forward = self.adapter.observed_forward(layer, original, self._recorder(self.stats[layer.index]))
         try:
             yield self
         finally:
             for layer in self.layers:
                 del layer.experts.forward
 
-    def _instrumented(self, experts: nn.Module, acc: LayerAccumulator):  # noqa: ANN202
-        original = type(experts).forward.__get__(experts)
-
-        def forward(hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):  # noqa: ANN202
-            tokens, k = top_k_index.shape
-            pair_hidden = hidden_states.repeat_interleave(k, dim=0)
-            pair_index = top_k_index.reshape(-1, 1)
-            ones = torch.ones(pair_index.shape, dtype=top_k_weights.dtype, device=top_k_weights.device)
-            outputs = original(pair_hidden, pair_index, ones).view(tokens, k, -1)
+    def _recorder(self, acc: LayerAccumulator):  # noqa: ANN202
+        def record(hidden, top_k_index, top_k_weights, outputs, combined) -> None:  # noqa: ANN001
             mask = self.token_mask
-            if mask is not None and mask.numel() != tokens:
-                raise ValueError(f"padding mask has {mask.numel()} tokens, experts module saw {tokens}")
-            combined = (outputs * top_k_weights.unsqueeze(-1).to(outputs.dtype)).sum(dim=1)
-            acc.add(hidden_states, top_k_index, top_k_weights, outputs, mask, combined)
-            return combined.to(hidden_states.dtype)
+            if mask is not None and mask.numel() != hidden.shape[0]:
+                raise ValueError(f"padding mask has {mask.numel()} tokens, experts module saw {hidden.shape[0]}")
+            acc.add(hidden, top_k_index, top_k_weights, outputs, mask, combined)
 
-        return forward
+        return record
 
     def frame(self) -> pd.DataFrame:
         rows = []

@@ -80,6 +80,10 @@ class FamilyAdapter:
     def routing(self, config: Any) -> Routing:
         raise NotImplementedError
 
+    def shared_experts(self, config: Any) -> int:
+        """Always-active shared experts per MoE layer (never pruned)."""
+        return 0
+
     # --- checkpoint view (config.json + tensor names) ---
 
     def expert_tensors(self, config: Any) -> list[ExpertTensors]:
@@ -116,6 +120,29 @@ class FamilyAdapter:
     def restrict_router(self, layer: MoELayer, keep: torch.Tensor) -> Callable[[], None]:
         """Make the router choose only among `keep`; returns a function that undoes it."""
         raise NotImplementedError
+
+    def observed_forward(self, layer: MoELayer, original: Callable, record: Callable) -> Callable:
+        """A stand-in for `layer.experts.forward` that returns what `original` returns and, per call,
+        hands `record(hidden [T, H], top_k_index [T, K], top_k_weights [T, K], outputs [T, K, H],
+        combined [T, H])` the unweighted output of every routed (token, expert) pair.
+
+        The default fits the transformers v5 experts interface, forward(hidden, top_k_index,
+        top_k_weights) -> sum_k w E(h): every pair goes through `original` once with weight 1, so
+        only routed pairs are computed and the router is never re-run. Families whose experts
+        module has another signature override this.
+        """
+        import torch
+
+        def forward(hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):  # noqa: ANN202
+            tokens, k = top_k_index.shape
+            pair_hidden = hidden_states.repeat_interleave(k, dim=0)
+            ones = top_k_weights.new_ones((tokens * k, 1))
+            outputs = original(pair_hidden, top_k_index.reshape(-1, 1), ones).view(tokens, k, -1)
+            combined = (outputs * top_k_weights.unsqueeze(-1).to(outputs.dtype)).sum(dim=1)
+            record(hidden_states, top_k_index, top_k_weights, outputs, combined)
+            return combined.to(hidden_states.dtype)
+
+        return forward
 
 
 FAMILIES: Registry[FamilyAdapter] = Registry("model family")

@@ -1,12 +1,15 @@
-"""Tiny MoE models built from configs for the family tests (no download, a few k parameters)."""
+"""Tiny Qwen3-MoE: 2 layers, 8 experts, top-2, normalised top-k weights."""
 
 from __future__ import annotations
 
 import torch
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+FAMILY = "qwen3_moe"
 
 
-def tiny_qwen3_moe(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2) -> Qwen3MoeForCausalLM:
+def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):  # noqa: ANN201
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
     torch.manual_seed(seed)
     config = Qwen3MoeConfig(
         vocab_size=64,
@@ -28,3 +31,9 @@ def tiny_qwen3_moe(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: 
         for layer in model.model.layers:
             layer.mlp.gate.weight.normal_(0, 1.0)
     return model.eval()
+
+
+def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """SwiGLU: down (silu(gate h) * up h), with gate_up_proj[e] = [gate; up] stacked on dim 0."""
+    gate, up = (experts.gate_up_proj[e].double() @ h.double()).chunk(2)
+    return experts.down_proj[e].double() @ (torch.nn.functional.silu(gate) * up)

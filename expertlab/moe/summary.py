@@ -1,0 +1,95 @@
+"""Model directory -> its MoE structure and parameter counts before and after pruning, from files only.
+
+Reads config.json and the safetensors headers (never the weights), so it answers instantly for
+any model size. Counts are stored tensor elements: for packed quantised formats (MXFP4 blocks)
+an element holds more than one parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from expertlab.io import read_json
+from expertlab.moe.checkpoint import PrunePlan, checkpoint_files, read_safetensors_header
+from expertlab.moe.families import FAMILIES
+
+
+@dataclass
+class PrunedSize:
+    ratio: float
+    kept_per_layer: int
+    top_k: int
+    parameters: int
+
+
+@dataclass
+class ModelSummary:
+    model_dir: str
+    family: str
+    decoder_layers: int
+    moe_layers: list[int]
+    num_experts: int
+    top_k: int
+    routing: str
+    n_group: int
+    shared_experts: int
+    parameters: int
+    routed_expert_parameters: int
+    pruned: list[PrunedSize] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def even_mask(num_layers: int, num_experts: int, kept: int, n_group: int) -> list[list[int]]:
+    """A mask keeping `kept` experts per layer, the same number from each routing group."""
+    group = num_experts // max(n_group, 1)
+    per_group = kept // max(n_group, 1)
+    layer = [g * group + i for g in range(max(n_group, 1)) for i in range(per_group)]
+    return [list(layer) for _ in range(num_layers)]
+
+
+def summarize(model_dir: str | Path, ratios: list[float] = ()) -> ModelSummary:
+    from expertlab.criteria import kept_count
+
+    model_dir = Path(model_dir)
+    config = read_json(model_dir / "config.json")
+    adapter = FAMILIES[config.get("model_type")]
+    routing = adapter.routing(config)
+    layers = adapter.expert_tensors(config)
+    files, _ = checkpoint_files(model_dir)
+    entries = [entry for name in files for entry in read_safetensors_header(model_dir / name)[0]]
+    total = sum(math.prod(entry.shape) for entry in entries)
+
+    def pruned_parameters(kept: int) -> int:
+        plan = PrunePlan(layers, even_mask(len(layers), routing.num_experts, kept, routing.n_group), routing.num_experts)
+        outputs = [out for out in map(plan.apply, entries) if out is not None]
+        plan.check_complete()
+        return sum(math.prod(out.shape) for out in outputs)
+
+    locator = PrunePlan(layers, [[] for _ in layers], routing.num_experts)
+    routed = sum(math.prod(e.shape) for e in entries if locator.locate_expert_tensor(e.name) is not None)
+    text = adapter.text_config(config)
+    summary = ModelSummary(
+        model_dir=str(model_dir),
+        family=config["model_type"],
+        decoder_layers=int(text.get("num_hidden_layers", 0)),
+        moe_layers=[layer.layer for layer in layers],
+        num_experts=routing.num_experts,
+        top_k=routing.top_k,
+        routing=routing.kind,
+        n_group=routing.n_group,
+        shared_experts=adapter.shared_experts(config),
+        parameters=total,
+        routed_expert_parameters=routed,
+    )
+    for ratio in ratios:
+        kept = kept_count(routing.num_experts, ratio)
+        if routing.n_group > 1 and kept % routing.n_group:
+            raise ValueError(
+                f"ratio {ratio} keeps {kept} experts, which do not split evenly over {routing.n_group} routing groups"
+            )
+        summary.pruned.append(PrunedSize(ratio, kept, min(routing.top_k, kept), pruned_parameters(kept)))
+    return summary

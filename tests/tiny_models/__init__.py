@@ -1,0 +1,29 @@
+"""Tiny models built from configs, one module per model family (no download, a few k parameters).
+
+Each module defines:
+    FAMILY: the `config.model_type` it builds;
+    build(seed=0): an eval-mode CausalLM with at least two MoE layers, 8 routed experts, top-2,
+        vocabulary 64, routers scaled so routing is decisive;
+    reference_expert(experts, e, h): expert e's unweighted output for one hidden vector h
+        (float64), written from the family's formula, independently of expertlab's code.
+A module may define routed_inputs(args, kwargs) -> (hidden, top_k_index, top_k_weights) when its
+experts module is not called as forward(hidden, top_k_index, top_k_weights).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+TINY: dict[str, ModuleType] = {}
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    if _module.FAMILY in TINY:
+        raise ValueError(f"two tiny models for family {_module.FAMILY!r}")
+    TINY[_module.FAMILY] = _module
+
+
+def build(family: str, seed: int = 0):  # noqa: ANN201
+    return TINY[family].build(seed)
