@@ -104,6 +104,12 @@ def checkpoint_files(model_dir: Path) -> tuple[list[str], dict | None]:
     )
 
 
+def tensor_names(model_dir: Path) -> set[str]:
+    """Every tensor name of a checkpoint (headers only)."""
+    files, _ = checkpoint_files(model_dir)
+    return {entry.name for name in files for entry in read_safetensors_header(model_dir / name)[0]}
+
+
 def _row_ranges(entry: TensorEntry, rows: Sequence[int], num_experts: int) -> list[tuple[int, int]]:
     """Byte ranges of dim-0 rows `rows` of a stacked tensor, adjacent rows merged."""
     if not entry.shape or entry.shape[0] != num_experts:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expertlab.io import atomic_dir, read_json, write_json
-from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors
+from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors, tensor_names
 from expertlab.moe.families import FAMILIES, Routing, adapter_for
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def prune_checkpoint(
     source_config = read_json(model_dir / "config.json")
     adapter = FAMILIES[source_config.get("model_type")]
     routing = adapter.routing(source_config)
-    layers = adapter.expert_tensors(source_config)
+    layers = adapter.expert_tensors(source_config, tensor_names(model_dir))
     mask = validate_mask(read_json(mask_path), len(layers), routing.num_experts, group_size(routing))
     remaining = len(mask[0])
     new_top_k = routing.top_k if top_k is None else top_k

@@ -58,9 +58,9 @@ def summarize(model_dir: str | Path, ratios: list[float] = ()) -> ModelSummary:
     config = read_json(model_dir / "config.json")
     adapter = FAMILIES[config.get("model_type")]
     routing = adapter.routing(config)
-    layers = adapter.expert_tensors(config)
     files, _ = checkpoint_files(model_dir)
     entries = [entry for name in files for entry in read_safetensors_header(model_dir / name)[0]]
+    layers = adapter.expert_tensors(config, {entry.name for entry in entries})
     total = sum(math.prod(entry.shape) for entry in entries)
 
     def pruned_parameters(kept: int) -> int:

@@ -8,7 +8,7 @@ torch is imported lazily: the checkpoint view and params validation never load i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +86,12 @@ class FamilyAdapter:
 
     # --- checkpoint view (config.json + tensor names) ---
 
-    def expert_tensors(self, config: Any) -> list[ExpertTensors]:
-        """The MoE layers in decoder order, as tensor names in the saved checkpoint."""
+    def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
+        """The MoE layers in decoder order, as tensor names in the saved checkpoint.
+
+        `names` are the checkpoint's tensor names: a family whose hub checkpoints and
+        transformers-saved ones name the same tensors differently picks the names present.
+        """
         raise NotImplementedError
 
     def pruned_config(self, config: dict, num_experts: int, top_k: int) -> dict:

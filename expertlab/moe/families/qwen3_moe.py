@@ -7,7 +7,7 @@ transformers v5 also writes) or the fused tensors; both are pruned in place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
@@ -40,7 +40,7 @@ class Qwen3MoeAdapter(FamilyAdapter):
             return []
         return [i for i in range(config["num_hidden_layers"]) if i not in dense and (i + 1) % step == 0]
 
-    def expert_tensors(self, config: Any) -> list[ExpertTensors]:
+    def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
         return [
             ExpertTensors(
                 layer=i,
