@@ -62,7 +62,7 @@ def test_observe_matches_a_reference_loop_and_changes_nothing(family):
     input_ids, attention_mask = example_inputs()
     plain = logits(model, input_ids, attention_mask)
 
-    captured = {}
+    captured, residuals = {}, {}
 
     def capture(index):  # noqa: ANN001, ANN202
         def hook(module, args, kwargs):  # noqa: ANN001, ANN202
@@ -71,7 +71,17 @@ def test_observe_matches_a_reference_loop_and_changes_nothing(family):
 
         return hook
 
+    def capture_residual(index):  # noqa: ANN001, ANN202
+        def hook(module, args):  # noqa: ANN001, ANN202
+            residuals[index] = args[0].detach().reshape(-1, args[0].shape[-1]).clone()
+
+        return hook
+
     hooks = [layer.experts.register_forward_pre_hook(capture(layer.index), with_kwargs=True) for layer in layers]
+    hooks += [
+        tiny.residual_module(model, layer.index).register_forward_pre_hook(capture_residual(layer.index))
+        for layer in layers
+    ]
     logits(model, input_ids, attention_mask)
     for hook in hooks:
         hook.remove()
@@ -83,16 +93,18 @@ def test_observe_matches_a_reference_loop_and_changes_nothing(family):
     real = attention_mask.reshape(-1).bool().tolist()
     for layer in layers:
         hidden, index, weights = captured[layer.index]
+        residual = residuals[layer.index]
+        assert not torch.allclose(residual, hidden)  # the residual stream is not the normalised input
         sums = {name: [0.0] * num_experts for name in STAT_COLUMNS}
         for t in range(hidden.shape[0]):
             if not real[t]:
                 continue
-            h = hidden[t].double()
+            x, r = hidden[t].double(), residual[t].double()
             pairs = [(int(index[t, k]), float(weights[t, k])) for k in range(index.shape[1])]
             with torch.no_grad():
-                outs = [tiny.reference_expert(layer.experts, e, h) for e, _ in pairs]
-            h_tilde = h + sum(g * out for (_, g), out in zip(pairs, outs))
-            shift = 1 - float(h @ h_tilde / (h.norm() * h_tilde.norm()))
+                outs = [tiny.reference_expert(layer.experts, e, x) for e, _ in pairs]
+            r_tilde = r + sum(g * out for (_, g), out in zip(pairs, outs))
+            shift = 1 - float(r @ r_tilde / (r.norm() * r_tilde.norm()))
             for (e, g), out in zip(pairs, outs):
                 norm = float(out.norm())
                 sums["routed_count"][e] += g > 0

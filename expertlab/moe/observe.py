@@ -2,14 +2,18 @@
 
 One pass records everything (DESIGN.md, "Saliency criteria"). For MoE layer l, expert i and
 non-padding token t, with g(i,t) the model's actual combine weight (0 when not selected),
-E_i(h_t) the unweighted expert output, h_t the hidden state the experts module receives and
-h~_t = h_t + sum_i g(i,t) E_i(h_t):
+x_t the (normalised) hidden state the experts module receives, E_i(x_t) the unweighted expert
+output, r_t the residual stream entering the MoE block and r~_t = r_t + sum_i g(i,t) E_i(x_t)
+(routed experts only, shared experts excluded):
 
     routed_count      = sum_t 1[g > 0]
     gate_sum          = sum_t g
-    ean_sum           = sum_t 1[g > 0] ||E_i(h_t)||
-    weighted_norm_sum = sum_t g ||E_i(h_t)||
-    easy_ep_sum       = sum_t g ||E_i(h_t)|| (1 - cos(h_t, h~_t))
+    ean_sum           = sum_t 1[g > 0] ||E_i(x_t)||
+    weighted_norm_sum = sum_t g ||E_i(x_t)||
+    easy_ep_sum       = sum_t g ||E_i(x_t)|| (1 - cos(r_t, r~_t))
+
+r_t is read from the input of the norm in front of the MoE block (the adapter names it); for a
+family without one, r_t = x_t.
 
 All sums are float64. The experts module is wrapped, not re-implemented: each routed
 (token, expert) pair is sent through the module's own forward with weight 1, so only routed
@@ -52,10 +56,12 @@ class LayerAccumulator:
         expert_outputs: torch.Tensor,
         token_mask: torch.Tensor | None,
         combined: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
     ) -> None:
         """Accumulate one batch: hidden [T, H], index/weights [T, K], expert_outputs [T, K, H].
 
-        `combined` [T, H] is sum_k g E(h) as the model computed it (derived here when absent).
+        `combined` [T, H] is sum_k g E(x) as the model computed it (derived here when absent);
+        `residual` [T, H] is the residual stream entering the block (`hidden` when absent).
         Reductions over the hidden axis run in at least float32 (the model's own precision);
         the per-pair terms they give, and every sum, are float64.
         """
@@ -63,7 +69,7 @@ class LayerAccumulator:
         outputs = expert_outputs.detach().to(compute)
         if combined is None:
             combined = (outputs * top_k_weights.detach().to(compute).unsqueeze(-1)).sum(dim=1)
-        h = hidden.detach().to(compute)
+        h = (hidden if residual is None else residual).detach().to(compute)
         h_tilde = h + combined.detach().to(compute)
         norms = torch.linalg.vector_norm(outputs, dim=-1).to(torch.float64)  # [T, K]
         # 1 - cos(h, h~) from three per-token reductions; the subtraction is done in float64
@@ -99,21 +105,38 @@ class ExpertObserver:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[ExpertObserver]:
+        residuals: dict[int, torch.Tensor] = {}
+        hooks = []
         for layer in self.layers:
             original = type(layer.experts).forward.__get__(layer.experts)
-            layer.experts.forward = self.adapter.observed_forward(layer, original, self._recorder(self.stats[layer.index]))
+            record = self._recorder(self.stats[layer.index], residuals, layer.index)
+            layer.experts.forward = self.adapter.observed_forward(layer, original, record)
+            if layer.residual_norm is not None:
+                hooks.append(layer.residual_norm.register_forward_pre_hook(self._residual_hook(residuals, layer.index)))
         try:
             yield self
         finally:
+            for hook in hooks:
+                hook.remove()
             for layer in self.layers:
                 del layer.experts.forward
 
-    def _recorder(self, acc: LayerAccumulator):  # noqa: ANN202
+    @staticmethod
+    def _residual_hook(residuals: dict[int, torch.Tensor], index: int):  # noqa: ANN205
+        def hook(module: nn.Module, args: tuple) -> None:
+            residuals[index] = args[0].reshape(-1, args[0].shape[-1])
+
+        return hook
+
+    def _recorder(self, acc: LayerAccumulator, residuals: dict[int, torch.Tensor], index: int):  # noqa: ANN202
         def record(hidden, top_k_index, top_k_weights, outputs, combined) -> None:  # noqa: ANN001
             mask = self.token_mask
             if mask is not None and mask.numel() != hidden.shape[0]:
                 raise ValueError(f"padding mask has {mask.numel()} tokens, experts module saw {hidden.shape[0]}")
-            acc.add(hidden, top_k_index, top_k_weights, outputs, mask, combined)
+            residual = residuals.pop(index, None)
+            if residual is not None and residual.shape != hidden.shape:
+                raise ValueError(f"layer {index}: residual stream {tuple(residual.shape)} does not match {tuple(hidden.shape)}")
+            acc.add(hidden, top_k_index, top_k_weights, outputs, mask, combined, residual)
 
         return record
 

@@ -5,7 +5,9 @@ Each module defines:
     build(seed=0): an eval-mode CausalLM with at least two MoE layers, 8 routed experts, top-2,
         vocabulary 64, routers scaled so routing is decisive;
     reference_expert(experts, e, h): expert e's unweighted output for one hidden vector h
-        (float64), written from the family's formula, independently of expertlab's code.
+        (float64), written from the family's formula, independently of expertlab's code;
+    residual_module(model, layer_index): the module whose input is the residual stream entering
+        that layer's MoE block (the norm in front of it).
 A module may define routed_inputs(args, kwargs) -> (hidden, top_k_index, top_k_weights) when its
 experts module is not called as forward(hidden, top_k_index, top_k_weights).
 """

@@ -33,6 +33,10 @@ def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):
     return model.eval()
 
 
+def residual_module(model, layer_index: int):  # noqa: ANN001, ANN201
+    return model.model.layers[layer_index].post_attention_layernorm
+
+
 def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
     """SwiGLU: down (silu(gate h) * up h), with gate_up_proj[e] = [gate; up] stacked on dim 0."""
     gate, up = (experts.gate_up_proj[e].double() @ h.double()).chunk(2)

@@ -27,6 +27,7 @@ class MoELayer:
     block: nn.Module
     experts: nn.Module  # receives (hidden_states [T, H], top_k_index [T, K], top_k_weights [T, K])
     router: nn.Module
+    residual_norm: nn.Module | None = None  # the norm in front of the block: its input is the residual stream
 
 
 @dataclass(frozen=True)

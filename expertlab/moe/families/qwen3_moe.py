@@ -56,7 +56,9 @@ class Qwen3MoeAdapter(FamilyAdapter):
         for index, layer in enumerate(decoder.layers):
             block = layer.mlp
             if hasattr(block, "experts") and hasattr(block, "gate"):
-                layers.append(MoELayer(index=index, block=block, experts=block.experts, router=block.gate))
+                layers.append(
+                    MoELayer(index, block, block.experts, block.gate, residual_norm=layer.post_attention_layernorm)
+                )
         return layers
 
     def prune_layer(self, layer: MoELayer, keep: torch.Tensor) -> None:
