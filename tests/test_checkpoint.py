@@ -116,6 +116,15 @@ def test_rows_and_per_expert_tensors_by_hand(tmp_path):
     raw = (tmp_path / "b.safetensors").read_bytes()
     assert (8 + struct.unpack("<Q", raw[:8])[0]) % 8 == 0  # data starts 8-byte aligned
 
+    # an expert axis other than 0: a [2, 3] tensor keeps columns 0 and 2 of both rows
+    columns, column_metadata = _handmade(
+        tmp_path / "c.safetensors", {"m.bias": torch.arange(6).reshape(2, 3), "m.experts.w": torch.zeros(3, 1)}
+    )
+    plan = PrunePlan([ExpertTensors(0, "m.experts", ("m.bias",), axes=(("m.bias", 1),))], [[0, 2]], num_experts=3)
+    outputs = [plan.apply(entry) for entry in columns]
+    write_safetensors(tmp_path / "d.safetensors", tmp_path / "c.safetensors", outputs, column_metadata)
+    assert load_file(tmp_path / "d.safetensors")["m.bias"].tolist() == [[0, 2], [3, 5]]
+
     adjacent = PrunePlan([ExpertTensors(0, "m.experts", ("m.gate",))], [[1, 2]], num_experts=3)
     merged = adjacent.apply(next(e for e in entries if e.name == "m.experts.stacked"))
     assert len(merged.ranges) == 1  # rows 1 and 2 are copied as one range

@@ -13,6 +13,7 @@ name to {dtype, shape, data_offsets: [begin, end)} relative to the data that fol
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -110,23 +111,30 @@ def tensor_names(model_dir: Path) -> set[str]:
     return {entry.name for name in files for entry in read_safetensors_header(model_dir / name)[0]}
 
 
-def _row_ranges(entry: TensorEntry, rows: Sequence[int], num_experts: int) -> list[tuple[int, int]]:
-    """Byte ranges of dim-0 rows `rows` of a stacked tensor, adjacent rows merged."""
-    if not entry.shape or entry.shape[0] != num_experts:
+def _row_ranges(entry: TensorEntry, rows: Sequence[int], num_experts: int, axis: int = 0) -> list[tuple[int, int]]:
+    """Byte ranges selecting `rows` along the expert axis of a contiguous tensor, adjacent ranges merged."""
+    if len(entry.shape) <= axis or entry.shape[axis] != num_experts:
         raise ValueError(
-            f"tensor {entry.name!r} has shape {list(entry.shape)}; expected the expert count {num_experts} as dim 0"
+            f"tensor {entry.name!r} has shape {list(entry.shape)}; expected the expert count {num_experts} as dim {axis}"
         )
-    if entry.nbytes % num_experts:
-        raise ValueError(f"tensor {entry.name!r}: {entry.nbytes} bytes do not split into {num_experts} rows")
-    row = entry.nbytes // num_experts
+    outer = math.prod(entry.shape[:axis])
+    if entry.nbytes % (outer * num_experts):
+        raise ValueError(f"tensor {entry.name!r}: {entry.nbytes} bytes do not split into {num_experts} experts")
+    block = entry.nbytes // (outer * num_experts)  # bytes of one expert's slice within one outer index
     ranges: list[tuple[int, int]] = []
-    for index in rows:
-        begin = entry.begin + index * row
-        if ranges and ranges[-1][1] == begin:
-            ranges[-1] = (ranges[-1][0], begin + row)
-        else:
-            ranges.append((begin, begin + row))
+    for o in range(outer):
+        base = entry.begin + o * num_experts * block
+        for index in rows:
+            begin = base + index * block
+            if ranges and ranges[-1][1] == begin:
+                ranges[-1] = (ranges[-1][0], begin + block)
+            else:
+                ranges.append((begin, begin + block))
     return ranges
+
+
+def _with_experts(shape: tuple[int, ...], axis: int, kept: int) -> tuple[int, ...]:
+    return (*shape[:axis], kept, *shape[axis + 1 :])
 
 
 class PrunePlan:
@@ -163,8 +171,10 @@ class PrunePlan:
         if entry.name in self._rows:
             position = self._rows[entry.name]
             self._seen_rows.add(entry.name)
-            return OutputTensor(entry.name, entry.dtype, (len(self.kept[position]), *entry.shape[1:]),
-                                _row_ranges(entry, self.kept[position], self.num_experts))
+            axis = self.layers[position].axis_of(entry.name)
+            kept = self.kept[position]
+            return OutputTensor(entry.name, entry.dtype, _with_experts(entry.shape, axis, len(kept)),
+                                _row_ranges(entry, kept, self.num_experts, axis))
         located = self.locate_expert_tensor(entry.name)
         if located is None:
             return OutputTensor(entry.name, entry.dtype, entry.shape, [(entry.begin, entry.end)])
@@ -181,8 +191,10 @@ class PrunePlan:
             self._seen_experts.setdefault(position, {}).setdefault(new_index, set()).add(suffix)
             return OutputTensor(f"{prefix}.{new_index}.{suffix}", entry.dtype, entry.shape, [(entry.begin, entry.end)])
         self._stacked[position] = self._stacked.get(position, 0) + 1
-        return OutputTensor(entry.name, entry.dtype, (len(self.kept[position]), *entry.shape[1:]),
-                            _row_ranges(entry, self.kept[position], self.num_experts))
+        axis = self.layers[position].axis_of(entry.name)
+        kept = self.kept[position]
+        return OutputTensor(entry.name, entry.dtype, _with_experts(entry.shape, axis, len(kept)),
+                            _row_ranges(entry, kept, self.num_experts, axis))
 
     def check_complete(self) -> None:
         """Every MoE layer's router rows and experts were found, each kept expert with the same tensors."""

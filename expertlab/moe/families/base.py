@@ -44,13 +44,18 @@ class ExpertTensors:
 
     Every tensor under `experts` is either per expert (`<experts>.<e>.<rest>`) or stacked with
     the expert index as dim 0 (`<experts>.<rest>`); `router_rows` are tensors outside it whose
-    dim 0 runs over the experts (router weight, router bias, score-correction bias).
+    dim 0 runs over the experts (router weight, router bias, score-correction bias). `axes`
+    names the tensors whose expert axis is another dim (e.g. a [1, E] bias).
     """
 
     layer: int  # decoder layer index
     experts: str  # e.g. "model.layers.3.mlp.experts"
     router_rows: tuple[str, ...]  # must exist
     optional_rows: tuple[str, ...] = ()  # sliced when the checkpoint has them
+    axes: tuple[tuple[str, int], ...] = ()  # (tensor name, expert axis) where it is not 0
+
+    def axis_of(self, name: str) -> int:
+        return dict(self.axes).get(name, 0)
 
 
 def config_dict(config: Any) -> dict:
