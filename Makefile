@@ -25,6 +25,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py
+	$(BIN)/python benchmarks/observe_memory.py
 
 clean:
 	rm -rf $(VENV)

@@ -103,6 +103,8 @@ class Calibration(Strict):
 class Observe(Strict):
     batch_size: int = Field(default=16, gt=0)
     max_length: int = Field(default=256, gt=0)
+    # CPU memory for weights (e.g. "8GiB"); layers beyond it are loaded from disk one at a time
+    max_memory: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 class Select(Strict):

@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--batch-size", type=int, help="sequences per forward pass (default 16 or observe.batch_size)")
     parser.add_argument("--max-length", type=int, help="tokens per sequence (default 256 or observe.max_length)")
+    parser.add_argument(
+        "--max-memory", metavar="SIZE",
+        help='CPU memory for weights, e.g. "8GiB"; layers beyond it are loaded from disk one at a time '
+        "(default: all in memory, or observe.max_memory)",
+    )
     parser.add_argument("--model", help="model name recorded in meta.json (default: the directory name)")
     parser.add_argument("--calibration", default="custom", help="calibration name recorded in meta.json")
     parser.add_argument("--seed", type=int, default=0, help="calibration seed recorded in meta.json")
@@ -26,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_optional_params(args)
     batch_size = args.batch_size or (params.observe.batch_size if params else 16)
     max_length = args.max_length or (params.observe.max_length if params else 256)
+    max_memory = args.max_memory or (params.observe.max_memory if params else None)
 
     from expertlab.io import atomic_dir, read_jsonl, write_json
 
@@ -36,19 +42,17 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f'{args.data}:{number}: expected an object with a "text" string')
         texts.append(row["text"])
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from expertlab.moe.families import adapter_for
-    from expertlab.moe.observe import observe
+    from expertlab.moe.observe import loaded_model, observe
 
     model_dir = Path(args.model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    adapter = adapter_for(model)
-    routing = adapter.routing(model.config)
-    frame = observe(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    with loaded_model(model_dir, max_memory) as model:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        adapter = adapter_for(model)
+        routing = adapter.routing(model.config)
+        frame = observe(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
     meta = {
         "kind": "observation",
         "model": args.model or model_dir.name,

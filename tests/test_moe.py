@@ -135,3 +135,24 @@ def test_mask_validation_names_the_problem():
     with pytest.raises(ValueError, match=r"routing groups of 4 experts keep unequal counts \[1, 3\]"):
         validate_mask([[0, 4, 5, 6]], 1, 8, group=4)
     assert validate_mask([[5, 0, 4, 1]], 1, 8, group=4) == [[0, 1, 4, 5]]
+
+
+def test_offloaded_observation_equals_in_memory_observation(tmp_path):
+    """A model larger than its memory budget is observed layer by layer from disk, same statistics."""
+    from expertlab.moe.observe import loaded_model, observe_batches
+    from tests.tiny_models.qwen3_moe import build
+
+    build().save_pretrained(tmp_path / "model")
+    input_ids = torch.randint(0, 64, (3, 9), generator=torch.Generator().manual_seed(3))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    with loaded_model(tmp_path / "model") as model:
+        in_memory = observe_batches(model, [(input_ids, attention_mask)])
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = weight_bytes // 2
+    with loaded_model(tmp_path / "model", f"{budget}B") as model:
+        assert "disk" in set(model.hf_device_map.values())  # really offloaded
+        on_cpu = sum(p.numel() * p.element_size() for p in model.parameters() if p.device.type == "cpu")
+        assert on_cpu <= budget
+        offloaded = observe_batches(model, [(input_ids, attention_mask)])
+    assert offloaded.equals(in_memory)

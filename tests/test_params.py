@@ -50,7 +50,8 @@ def test_misspelt_top_level_key_names_allowed_keys():
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("observe.batchsize", 8, "observe.batchsize: unknown key; allowed: batch_size, max_length"),
+        ("observe.batchsize", 8, "observe.batchsize: unknown key; allowed: batch_size, max_length, max_memory"),
+        ("observe.max_memory", "8 gigs", "observe.max_memory: String should match pattern"),
         ("models.toy.famly", "qwen3_moe", "models.toy.famly: unknown key; allowed: family, toy"),
         ("toy.world.no_such_key", 1, "toy.world.no_such_key: unknown key"),
         ("study.criteria", ["random", "reapp"], "unknown criterion 'reapp' (did you mean 'reap'?); allowed: random"),

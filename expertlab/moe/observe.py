@@ -23,8 +23,11 @@ pairs are computed and the router is never re-run.
 from __future__ import annotations
 
 import contextlib
+import re
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -107,10 +110,11 @@ class ExpertObserver:
     def installed(self) -> Iterator[ExpertObserver]:
         residuals: dict[int, torch.Tensor] = {}
         hooks = []
+        # the current forward, not the class's: an offloading hook (accelerate) may wrap it
+        previous = {layer.index: vars(layer.experts).get("forward") for layer in self.layers}
         for layer in self.layers:
-            original = type(layer.experts).forward.__get__(layer.experts)
             record = self._recorder(self.stats[layer.index], residuals, layer.index)
-            layer.experts.forward = self.adapter.observed_forward(layer, original, record)
+            layer.experts.forward = self.adapter.observed_forward(layer, layer.experts.forward, record)
             if layer.residual_norm is not None:
                 hooks.append(layer.residual_norm.register_forward_pre_hook(self._residual_hook(residuals, layer.index)))
         try:
@@ -119,7 +123,10 @@ class ExpertObserver:
             for hook in hooks:
                 hook.remove()
             for layer in self.layers:
-                del layer.experts.forward
+                if previous[layer.index] is None:
+                    del layer.experts.forward
+                else:
+                    layer.experts.forward = previous[layer.index]
 
     @staticmethod
     def _residual_hook(residuals: dict[int, torch.Tensor], index: int):  # noqa: ANN205
@@ -154,6 +161,39 @@ class ExpertObserver:
         frame["layer"] = frame["layer"].astype("int32")
         frame["expert"] = frame["expert"].astype("int32")
         return frame
+
+
+@contextlib.contextmanager
+def loaded_model(model_dir: str | Path, max_memory: str | None = None) -> Iterator[nn.Module]:
+    """The model in its checkpoint dtype on CPU.
+
+    With `max_memory` (e.g. "8GiB") the layers that do not fit stay on disk and accelerate loads
+    each one for its forward: a model larger than memory is observed in the memory of a few
+    layers, with the same statistics (the same computation, only the weights' location changes).
+    """
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
+    if max_memory is None:
+        yield AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+        return
+    with tempfile.TemporaryDirectory(prefix="expertlab-offload-") as offload:
+        yield AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype="auto", device_map="auto", max_memory={"cpu": size_in_bytes(max_memory)}, offload_folder=offload
+        )
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def size_in_bytes(text: str) -> int:
+    """"8GiB" -> 8589934592 (decimal and binary units)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)", text.strip())
+    if not match or match.group(2) not in _UNITS:
+        raise ValueError(f"not a memory size: {text!r} (e.g. 8GiB, 500MB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def observe_batches(
