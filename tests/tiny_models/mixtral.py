@@ -1,0 +1,44 @@
+"""Tiny Mixtral: 2 layers, all MoE, 8 experts, top-2 (weights always renormalised)."""
+
+from __future__ import annotations
+
+import torch
+
+FAMILY = "mixtral"
+
+
+def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):  # noqa: ANN201
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(seed)
+    config = MixtralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        num_local_experts=num_experts,
+        num_experts_per_tok=top_k,
+        max_position_embeddings=128,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    model = MixtralForCausalLM(config)
+    # Random init gives near-uniform routing; scale the routers so choices are decisive.
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.gate.weight.normal_(0, 1.0)
+    return model.eval()
+
+
+def residual_module(model, layer_index: int):  # noqa: ANN001, ANN201
+    return model.model.layers[layer_index].post_attention_layernorm
+
+
+def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """Mixtral's expert: w2 (silu(w1 h) * w3 h), with gate_up_proj[e] = [w1; w3] stacked on dim 0."""
+    w1, w3 = experts.gate_up_proj[e].double().chunk(2)
+    w2 = experts.down_proj[e].double()
+    return w2 @ (torch.nn.functional.silu(w1 @ h.double()) * (w3 @ h.double()))
