@@ -141,8 +141,12 @@ class ExpertObserver:
             if mask is not None and mask.numel() != hidden.shape[0]:
                 raise ValueError(f"padding mask has {mask.numel()} tokens, experts module saw {hidden.shape[0]}")
             residual = residuals.pop(index, None)
-            if residual is not None and residual.shape != hidden.shape:
-                raise ValueError(f"layer {index}: residual stream {tuple(residual.shape)} does not match {tuple(hidden.shape)}")
+            # the experts' input may be narrower (latent projections); their combined output is not
+            if residual is not None and residual.shape != combined.shape:
+                raise ValueError(
+                    f"layer {index}: residual stream {tuple(residual.shape)} does not match the experts' "
+                    f"combined output {tuple(combined.shape)}"
+                )
             acc.add(hidden, top_k_index, top_k_weights, outputs, mask, combined, residual)
 
         return record
