@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "stages.inspect",
     "generate": "stages.generate",
     "score": "stages.score",
+    "import-masks": "stages.import_masks",
     "ingest": "stages.ingest",
     "report": "stages.report",
     "sql": "stages.sql",

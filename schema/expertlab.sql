@@ -139,7 +139,8 @@ create table variants (
     criterion criterion,
     ratio double,
     kept_per_layer integer,
-    top_k integer
+    top_k integer,
+    origin varchar not null
 );
 comment on table variants is 'models as evaluated: each source (unpruned) model and every pruned variant named by a selection, score or generation artifact';
 comment on column variants.variant_id is 'model:source, or model:calibration:seed:criterion:ratio with the ratio as Python writes a float';
@@ -151,6 +152,7 @@ comment on column variants.criterion is 'saliency criterion that chose the kept 
 comment on column variants.ratio is 'fraction of routed experts removed per MoE layer; null for the source';
 comment on column variants.kept_per_layer is 'routed experts kept per MoE layer, round((1 - ratio) * num_experts); null for the source';
 comment on column variants.top_k is 'experts each token is routed to (lower than the source''s only when top-k reduction was allowed); null when no artifact recorded it';
+comment on column variants.origin is 'who chose the kept experts: expertlab (the select stage; also the source models) or imported (`expertlab import-masks`, e.g. the study''s released masks)';
 
 create table expert_masks (
     variant_id varchar not null,

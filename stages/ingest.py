@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="artifact directories (holding meta.json) or parents of them; the store ends up holding exactly these",
     )
+    parser.add_argument(
+        "--optional", action="append", default=[], metavar="DIR",
+        help="also the artifacts under DIR, which may hold none (e.g. imported/); repeatable",
+    )
     parser.add_argument("--store", default="results.duckdb", metavar="FILE", help="DuckDB store to update")
     parser.add_argument("--verbose", "-v", action="store_true", help="list every added, replaced and removed artifact")
 
@@ -21,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from expertlab.store import ingest
 
-    report = ingest(args.store, args.dirs)
+    report = ingest(args.store, args.dirs, args.optional)
     if args.verbose:
         for action, refs in (("added", report.added), ("replaced", report.replaced), ("removed", report.removed)):
             for ref in refs:

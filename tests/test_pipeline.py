@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
-PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries"]
+PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported"]
 
 pytestmark = pytest.mark.slow
 
@@ -135,6 +135,18 @@ def test_adding_a_ratio_runs_only_what_it_touches(repo: Path, first_run: str):
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select count(*) from variants").fetchone() == (5,)
     commit(repo, "add ratio 0.25")
+
+
+def test_imported_masks_rerun_only_ingest_and_report(repo: Path, first_run: str):
+    fixtures = ROOT / "tests" / "fixtures" / "study_masks"
+    sh("expertlab", "import-masks", str(fixtures / "gpt-oss-20b-medinst-reap-0"), "--num-experts", "gpt-oss-20b=32", cwd=repo)
+    output = sh("dvc", "repro", cwd=repo)
+    assert ran(output) == {"ingest", "report"}
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    origins = dict(con.execute("select origin, count(*) from variants group by origin").fetchall())
+    assert origins == {"imported": 1, "expertlab": 5}
+    con.close()
+    commit(repo, "import a released mask")
 
 
 def test_remote_round_trip_recomputes_nothing(repo: Path, first_run: str, tmp_path: Path):

@@ -204,7 +204,7 @@ EXPECTED_COLUMNS = {
     "expert_scores": "model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, layer INTEGER, "
                      "expert INTEGER, score DOUBLE, rank INTEGER",
     "variants": "variant_id VARCHAR, is_source BOOLEAN, model VARCHAR, calibration VARCHAR, seed INTEGER, "
-                "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER",
+                "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER, origin VARCHAR",
     "expert_masks": "variant_id VARCHAR, layer INTEGER, expert INTEGER, kept BOOLEAN",
     "sample_scores": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, metric VARCHAR, value DOUBLE",
     "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, mean DOUBLE, n BIGINT",

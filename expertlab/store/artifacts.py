@@ -35,6 +35,7 @@ OBSERVATION_COLUMNS = {
 SELECTION_COLUMNS = {"criterion": "varchar", "layer": "integer", "expert": "integer", "score": "double"}
 SAMPLE_SCORE_COLUMNS = {"task": "varchar", "sample_id": "varchar", "metric": "varchar", "value": "double"}
 GENERATION_KEYS = ("task", "sample_id", "prompt", "output", "target")
+ORIGINS = ("expertlab", "imported")  # who selected a variant's experts (selection meta.json `origin`)
 VARIANT_KEYS = ("variant_id", "model", "calibration", "seed", "criterion", "ratio", "kept_per_layer", "top_k")
 
 
@@ -203,8 +204,10 @@ KINDS.add(
 def _selection_identity(meta: Meta, where: Path) -> str:
     identity = _run_identity(meta, where)
     _require(meta, where, "num_experts", int)
-    _require(meta, where, "top_k", int)
+    _require(meta, where, "top_k", (int, type(None)))  # None: imported masks do not know the model's top-k
     _require(meta, where, "moe_layers", list)
+    if meta.get("origin", ORIGINS[0]) not in ORIGINS:
+        raise ValueError(f"{where}: origin {meta['origin']!r} is not one of {', '.join(ORIGINS)}")
     for number, mask in enumerate(_require(meta, where, "masks", list)):
         entry = f"{where}: masks[{number}]"
         if not isinstance(mask, dict):
@@ -213,7 +216,7 @@ def _selection_identity(meta: Meta, where: Path) -> str:
         _require(mask, entry, "ratio", (int, float))
         _require(mask, entry, "file", str)
         _require(mask, entry, "kept_per_layer", int)
-        _require(mask, entry, "top_k", int)
+        _require(mask, entry, "top_k", (int, type(None)))
     return identity
 
 
@@ -230,6 +233,7 @@ def _selection_variants(meta: Meta) -> list[Meta]:
             "ratio": float(mask["ratio"]),
             "kept_per_layer": mask["kept_per_layer"],
             "top_k": mask["top_k"],
+            "origin": meta.get("origin", ORIGINS[0]),
         }
         for mask in meta["masks"]
     ]

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import duckdb
 
 from expertlab.store import schema
-from expertlab.store.artifacts import KINDS, VARIANT_KEYS, Artifact, read_artifact
+from expertlab.store.artifacts import KINDS, ORIGINS, VARIANT_KEYS, Artifact, read_artifact
 
 
 class ArtifactRef(NamedTuple):
@@ -60,10 +60,14 @@ class IngestReport:
         )
 
 
-def find_artifacts(paths: Sequence[str | Path]) -> list[Path]:
-    """Artifact directories: each path holding a meta.json, else every non-hidden directory below it that does."""
+def find_artifacts(paths: Sequence[str | Path], optional: Sequence[str | Path] = ()) -> list[Path]:
+    """Artifact directories: each path holding a meta.json, else every non-hidden directory below it that does.
+
+    A path in `optional` may hold no artifact (e.g. `imported/` before anything was imported).
+    """
     found: dict[Path, Path] = {}
-    for given in map(Path, paths):
+    may_be_empty = {Path(p) for p in optional}
+    for given in [*map(Path, paths), *may_be_empty]:
         if not given.is_dir():
             raise FileNotFoundError(f"no such artifact directory: {given}")
         if (given / "meta.json").is_file():
@@ -74,7 +78,7 @@ def find_artifacts(paths: Sequence[str | Path]) -> list[Path]:
                 for meta in given.rglob("meta.json")
                 if not any(part.startswith(".") for part in meta.relative_to(given).parts)
             )
-            if not candidates:
+            if not candidates and given not in may_be_empty:
                 raise FileNotFoundError(f"{given}: no artifact (meta.json) in it or below it")
         for candidate in candidates:
             found.setdefault(candidate.resolve(), candidate)
@@ -164,6 +168,7 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
     """`variants` from every variant record the manifest names; a field two artifacts disagree on is an error."""
     merged: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
+    selected_by: dict[str, str] = {}
     rows = con.execute("select kind::varchar, path, meta::varchar from artifacts order by kind, identity").fetchall()
     for kind, path, meta in rows:
         for record in KINDS[kind].variants(json.loads(meta)):
@@ -178,22 +183,26 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
                         f"variant {vid!r}: {key} is {current[key]!r} in {origin[vid]} but {value!r} in {path}"
                     )
                 current[key] = value
+            if record.get("origin"):
+                selected_by[vid] = record["origin"]
             origin.setdefault(vid, path)
     with transaction(con):
         con.execute("delete from variants")
         for vid in sorted(merged):
             v = merged[vid]
             con.execute(
-                "insert into variants values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into variants values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [vid, v["criterion"] is None, v["model"], v["calibration"], v["seed"], v["criterion"],
-                 v["ratio"], v["kept_per_layer"], v["top_k"]],
+                 v["ratio"], v["kept_per_layer"], v["top_k"], selected_by.get(vid, ORIGINS[0])],
             )
 
 
-def ingest(store_path: str | Path, artifact_dirs: Sequence[str | Path]) -> IngestReport:
+def ingest(
+    store_path: str | Path, artifact_dirs: Sequence[str | Path], optional_dirs: Sequence[str | Path] = ()
+) -> IngestReport:
     """Make the store at `store_path` hold exactly the given artifacts (directories, or parents of them)."""
     store = Path(store_path)
-    artifacts = [read_artifact(path) for path in find_artifacts(artifact_dirs)]
+    artifacts = [read_artifact(path) for path in find_artifacts(artifact_dirs, optional_dirs)]
     by_key: dict[tuple[str, str], Artifact] = {}
     for artifact in artifacts:
         key = (artifact.kind, artifact.identity)
