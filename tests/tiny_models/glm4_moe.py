@@ -1,0 +1,51 @@
+"""Tiny GLM-4.5: 1 dense + 2 MoE layers, 16 experts in 4 groups, top-3 from 2 groups, non-zero correction bias."""
+
+from __future__ import annotations
+
+import torch
+
+FAMILY = "glm4_moe"
+
+
+def build(seed: int = 0, n_group: int = 4, topk_group: int = 2, top_k: int = 3):  # noqa: ANN201
+    from transformers import Glm4MoeConfig, Glm4MoeForCausalLM
+
+    torch.manual_seed(seed)
+    config = Glm4MoeConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        moe_intermediate_size=16,
+        num_hidden_layers=3,
+        first_k_dense_replace=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        use_qk_norm=True,
+        n_routed_experts=16,
+        num_experts_per_tok=top_k,
+        n_group=n_group,
+        topk_group=topk_group,
+        n_shared_experts=1,
+        routed_scaling_factor=2.5,
+        norm_topk_prob=True,
+        max_position_embeddings=128,
+    )
+    model = Glm4MoeForCausalLM(config)
+    # Routers scaled so choices are decisive, yet sigmoid(logits) stays below float32's 1.0 (no ties);
+    # a correction bias comparable to score gaps, so choosing with it differs from choosing without.
+    with torch.no_grad():
+        for layer in model.model.layers[config.first_k_dense_replace :]:
+            layer.mlp.gate.weight.normal_(0, 0.5)
+            layer.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
+    return model.eval()
+
+
+def residual_module(model, layer_index: int):  # noqa: ANN001, ANN201
+    return model.model.layers[layer_index].post_attention_layernorm
+
+
+def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """SwiGLU: down (silu(gate h) * up h), with gate_up_proj[e] = [gate; up] stacked on dim 0."""
+    gate, up = (experts.gate_up_proj[e].double() @ h.double()).chunk(2)
+    return experts.down_proj[e].double() @ (torch.nn.functional.silu(gate) * up)
