@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from expertlab.moe.families import FAMILIES, MoELayer, Routing
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
@@ -59,10 +60,34 @@ def test_hub_config_routing_layers_and_router_rows():
     assert layers[0].router_rows == (f"{gate}.weight", f"{gate}.e_score_correction_bias")
 
 
-def test_multi_token_prediction_layer_is_refused():
+def test_multi_token_prediction_layer_is_dropped():
     names = hub_names(HUB_CONFIG, range(62))  # hub checkpoints hold layer 61, the MTP module
-    with pytest.raises(ValueError, match=r"layer\(s\) \[61\] beyond num_hidden_layers=61"):
-        ADAPTER.expert_tensors(HUB_CONFIG, names)
+    dropped = ADAPTER.dropped_tensors(HUB_CONFIG, names)
+    assert dropped and all(name.startswith("model.layers.61.") for name in dropped)
+    assert dropped == {name for name in names if name.startswith("model.layers.61.")}
+    assert [layer.layer for layer in ADAPTER.expert_tensors(HUB_CONFIG, names)] == list(range(3, 61))
+    assert ADAPTER.pruned_config(HUB_CONFIG, 128, 8)["num_nextn_predict_layers"] == 0
+
+
+def test_checkpoint_with_a_multi_token_prediction_layer_prunes_without_it(tmp_path):
+    """An extra decoder layer past num_hidden_layers (as in hub checkpoints) is left out, and said so."""
+    model = tiny.build()
+    model.save_pretrained(tmp_path / "source")
+    state = load_file(tmp_path / "source" / "model.safetensors")
+    depth = model.config.num_hidden_layers
+    mtp = {k.replace(f"model.layers.{depth - 1}.", f"model.layers.{depth}."): v.clone() for k, v in state.items()
+           if k.startswith(f"model.layers.{depth - 1}.")}
+    save_file({**state, **mtp}, tmp_path / "source" / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((tmp_path / "source" / "config.json").read_text())
+    config["num_nextn_predict_layers"] = 1
+    (tmp_path / "source" / "config.json").write_text(json.dumps(config))
+    mask = [[g * 4 + i for g in range(4) for i in (0, 1)] for _ in range(len(ADAPTER.moe_layers(model)))]
+    (tmp_path / "mask.json").write_text(json.dumps(mask))
+    record = prune_checkpoint(tmp_path / "source", tmp_path / "mask.json", tmp_path / "pruned", variant={})
+    assert record["dropped_tensors"] == len(mtp)
+    pruned = load_file(tmp_path / "pruned" / "model.safetensors")
+    assert not any(k.startswith(f"model.layers.{depth}.") for k in pruned)
+    assert json.loads((tmp_path / "pruned" / "config.json").read_text())["num_nextn_predict_layers"] == 0
 
 
 def test_moe_layer_freq_other_than_one_is_refused():

@@ -51,10 +51,10 @@ def test_hub_configs_routing_and_layers():
 
 
 @pytest.mark.parametrize(("config", "mtp_layer"), [(GLM45_CONFIG, 92), (AIR_CONFIG, 46)])
-def test_multi_token_prediction_layer_is_refused(config, mtp_layer):
+def test_multi_token_prediction_layer_is_dropped(config, mtp_layer):
     names = router_names(range(config["num_hidden_layers"] + 1))
-    with pytest.raises(ValueError, match=rf"layer\(s\) \[{mtp_layer}\] beyond num_hidden_layers"):
-        ADAPTER.expert_tensors(config, names)
+    assert {name.split(".")[2] for name in ADAPTER.dropped_tensors(config, names)} == {str(mtp_layer)}
+    assert ADAPTER.expert_tensors(config, names)[-1].layer == mtp_layer - 1
 
 
 def test_single_group_prunes_any_split_and_matches_the_restricted_router():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,10 +140,17 @@ def _with_experts(shape: tuple[int, ...], axis: int, kept: int) -> tuple[int, ..
 class PrunePlan:
     """Maps every source tensor to its pruned form (or drops it) and checks each layer was found."""
 
-    def __init__(self, layers: Sequence[ExpertTensors], kept: Sequence[Sequence[int]], num_experts: int) -> None:
+    def __init__(
+        self,
+        layers: Sequence[ExpertTensors],
+        kept: Sequence[Sequence[int]],
+        num_experts: int,
+        dropped: Collection[str] = (),
+    ) -> None:
         if len(layers) != len(kept):
             raise ValueError(f"mask has {len(kept)} layers, the model has {len(layers)} MoE layers")
         self.num_experts = num_experts
+        self.dropped = set(dropped)
         self.layers = list(layers)
         self.kept = [list(k) for k in kept]
         self._by_prefix = {layer.experts: position for position, layer in enumerate(self.layers)}
@@ -167,7 +174,9 @@ class PrunePlan:
                 return self._by_prefix[prefix], rest
 
     def apply(self, entry: TensorEntry) -> OutputTensor | None:
-        """The pruned form of one tensor; None when it belongs to a removed expert."""
+        """The pruned form of one tensor; None when it belongs to a removed expert or is dropped."""
+        if entry.name in self.dropped:
+            return None
         if entry.name in self._rows:
             position = self._rows[entry.name]
             self._seen_rows.add(entry.name)
@@ -247,13 +256,14 @@ def prune_safetensors(
     layers: Sequence[ExpertTensors],
     kept: Sequence[Sequence[int]],
     num_experts: int,
+    dropped: Collection[str] = (),
     progress: bool = False,
 ) -> dict[str, int]:
     """Write the pruned shards (and index) of `model_dir` into `out_dir`; returns tensor counts."""
     from tqdm import tqdm
 
     files, index = checkpoint_files(model_dir)
-    plan = PrunePlan(layers, kept, num_experts)
+    plan = PrunePlan(layers, kept, num_experts, dropped)
     headers = {name: read_safetensors_header(model_dir / name) for name in files}
     total = sum(entry.nbytes for entries, _ in headers.values() for entry in entries)
     weight_map: dict[str, str] = {}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from expertlab.io import atomic_dir, read_json, write_json
 from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors, tensor_names
-from expertlab.moe.families import FAMILIES, Routing, adapter_for
+from expertlab.moe.families import FAMILIES, Routing, adapter_for, config_dict
 
 if TYPE_CHECKING:
     from torch import nn
@@ -76,6 +76,7 @@ def prune_model(model: nn.Module, kept: Sequence[Sequence[int]], top_k: int | No
     new_top_k = routing.top_k if top_k is None else top_k
     if remaining < new_top_k:
         raise ValueError(f"mask keeps {remaining} experts per layer, fewer than top-k={new_top_k}")
+    adapter.pruned_config(config_dict(model.config), remaining, new_top_k)  # the family's refusals, before any change
     for layer, indices in zip(layers, mask):
         adapter.prune_layer(layer, torch.tensor(indices, dtype=torch.long))
     adapter.set_counts(model, remaining, new_top_k)
@@ -118,7 +119,9 @@ def prune_checkpoint(
     source_config = read_json(model_dir / "config.json")
     adapter = FAMILIES[source_config.get("model_type")]
     routing = adapter.routing(source_config)
-    layers = adapter.expert_tensors(source_config, tensor_names(model_dir))
+    names = tensor_names(model_dir)
+    layers = adapter.expert_tensors(source_config, names)
+    dropped = adapter.dropped_tensors(source_config, names)
     mask = validate_mask(read_json(mask_path), len(layers), routing.num_experts, group_size(routing))
     remaining = len(mask[0])
     new_top_k = routing.top_k if top_k is None else top_k
@@ -129,6 +132,7 @@ def prune_checkpoint(
             f"mask keeps {remaining} experts per layer, fewer than top-k={new_top_k} "
             "(reduce top-k explicitly with --top-k, which is recorded with the checkpoint)"
         )
+    pruned_config = adapter.pruned_config(source_config, remaining, new_top_k)  # refuses before any copying
     record = dict(variant or {})
     record.update(  # provenance of the pruned checkpoint
         {
@@ -136,11 +140,12 @@ def prune_checkpoint(
             "source_num_experts": routing.num_experts,
             "kept_per_layer": remaining,
             "top_k": new_top_k,
+            "dropped_tensors": len(dropped),
         }
     )
     with atomic_dir(out_dir) as tmp:
-        prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, progress=progress)
-        write_json(tmp / "config.json", adapter.pruned_config(source_config, remaining, new_top_k))
+        prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, dropped, progress=progress)
+        write_json(tmp / "config.json", pruned_config)
         weights = {p.name for p in tmp.iterdir()}
         for path in sorted(model_dir.iterdir()):
             if path.is_file() and path.name not in _REWRITTEN and path.name not in weights and not _is_weights(path):

@@ -100,6 +100,12 @@ class FamilyAdapter:
         """
         raise NotImplementedError
 
+    def dropped_tensors(self, config: Any, names: Collection[str]) -> set[str]:
+        """Tensors a pruned checkpoint leaves out, because no mask covers their experts (e.g. the
+        multi-token-prediction layer of DeepSeek-V3 and GLM-4.5); pruned_config then describes the
+        model without them."""
+        return set()
+
     def pruned_config(self, config: dict, num_experts: int, top_k: int) -> dict:
         """config.json after pruning: every count field the source had, under the source's key names."""
         config = dict(config)

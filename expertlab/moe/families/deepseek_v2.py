@@ -10,8 +10,9 @@ probable, then takes the top-k experts inside them; `greedy` ignores the groups.
 
 Loaded (transformers v5): fused `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`.
 On disk: per-expert `experts.<e>.{gate,up,down}_proj.weight` (the hub format, which
-transformers v5 also writes) or the fused tensors; both are pruned in place. A checkpoint holding
-layers beyond `num_hidden_layers` (multi-token prediction) is refused: no mask covers them.
+transformers v5 also writes) or the fused tensors; both are pruned in place. Layers beyond
+`num_hidden_layers` (the multi-token-prediction module of DeepSeek-V3 / GLM-4.5 checkpoints) are
+dropped, with `num_nextn_predict_layers` set to 0: no mask covers their experts.
 """
 
 from __future__ import annotations
@@ -108,15 +109,12 @@ class DeepseekV2Adapter(FamilyAdapter):
             )
         return list(range(config.get("first_k_dense_replace") or 0, config["num_hidden_layers"]))
 
-    def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
+    def dropped_tensors(self, config: Any, names: Collection[str]) -> set[str]:
+        """The layers beyond `num_hidden_layers`: multi-token prediction, whose experts no mask covers."""
         depth = self.text_config(config)["num_hidden_layers"]
-        extra = sorted({int(m.group(1)) for name in names if (m := _LAYER.match(name)) and int(m.group(1)) >= depth})
-        if extra:
-            raise ValueError(
-                f"checkpoint holds decoder layer(s) {extra} beyond num_hidden_layers={depth} (multi-token "
-                "prediction); no mask covers their experts, and left whole they would no longer fit the "
-                "pruned expert count"
-            )
+        return {name for name in names if (m := _LAYER.match(name)) and int(m.group(1)) >= depth}
+
+    def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
         return [
             ExpertTensors(
                 layer=i,
@@ -128,7 +126,11 @@ class DeepseekV2Adapter(FamilyAdapter):
 
     def pruned_config(self, config: dict, num_experts: int, top_k: int) -> dict:
         self.check_kept(config, num_experts // self.groups(config)[0], top_k)
-        return super().pruned_config(config, num_experts, top_k)
+        pruned = super().pruned_config(config, num_experts, top_k)
+        text = pruned["text_config"] if pruned.get("text_config") else pruned  # pruned is a fresh copy
+        if text.get("num_nextn_predict_layers"):
+            text["num_nextn_predict_layers"] = 0  # the multi-token-prediction layers are dropped
+        return pruned
 
     # --- loaded-module view ---
 
