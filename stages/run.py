@@ -13,7 +13,10 @@ HELP = "validate params.yaml, run `dvc repro` and print the headline table"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", metavar="FILE")
     parser.add_argument("--store", default="results.duckdb", metavar="FILE")
-    parser.add_argument("dvc_args", nargs=argparse.REMAINDER, help="extra arguments passed to `dvc repro`")
+    parser.add_argument(
+        "dvc_args", nargs=argparse.REMAINDER,
+        help="arguments for `dvc repro` (default: the report stage and everything it needs)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them
     env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
-    code = subprocess.call([sys.executable, "-m", "dvc", "repro", *args.dvc_args], env=env)
+    # `report` and its ancestors: the whole study, and the toy model only when study.models lists it
+    code = subprocess.call([sys.executable, "-m", "dvc", "repro", *(args.dvc_args or ["report"])], env=env)
     if code != 0:
         print(f"expertlab run: dvc repro failed (exit {code})", file=sys.stderr)
         return code
