@@ -117,7 +117,7 @@ class Generate(Strict):
 
 
 class Report(Strict):
-    headline: str = "headline"
+    print: list[str] = ["headline", "findings"]  # queries printed after `expertlab run`
 
 
 class Toy(Strict):

@@ -14,17 +14,8 @@
 
 with
 
-primary_scores as (
-    select * from primary_scores
-),
-
-utility_at_half as (
-    select *
-    from primary_scores
-    -- a task the source scores 0 on has no retention
-    where aspect = 'utility'
-        and ratio = 0.5
-        and retention is not null
+domain_retention as (
+    select * from domain_retention
 ),
 
 variant_retention as (
@@ -35,7 +26,8 @@ variant_retention as (
         criterion,
         avg(retention) filter (where domain = 'biomedical') as biomedical_retention,
         avg(retention) filter (where domain = 'general') as general_retention
-    from utility_at_half
+    from domain_retention
+    where ratio = 0.5
     group by
         model,
         calibration,

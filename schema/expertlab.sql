@@ -299,3 +299,53 @@ comment on column primary_scores.metric is 'the task''s primary metric';
 comment on column primary_scores.score is 'the variant''s mean primary metric on the task';
 comment on column primary_scores.source_score is 'the source model''s mean primary metric on the task; null when the source was not scored';
 comment on column primary_scores.retention is 'score / source_score; null when the source score is missing or 0';
+
+-- Utility a variant keeps per domain: the study's headline quantity (DESIGN.md, toy-world findings).
+create view domain_retention as
+with
+
+primary_scores as (
+    select * from primary_scores
+),
+
+utility as (
+    select *
+    from primary_scores
+    -- a task the source scores 0 on has no retention
+    where aspect = 'utility'
+        and retention is not null
+),
+
+final as (
+    select
+        variant_id,
+        model,
+        calibration,
+        seed,
+        criterion,
+        ratio,
+        domain,
+        avg(retention) as retention,
+        count(*) as n_tasks
+    from utility
+    group by
+        variant_id,
+        model,
+        calibration,
+        seed,
+        criterion,
+        ratio,
+        domain
+)
+
+select * from final;
+comment on view domain_retention is 'each pruned variant''s utility retention per domain: the mean over the domain''s utility tasks of score / source score';
+comment on column domain_retention.variant_id is 'pruned variant (see variants)';
+comment on column domain_retention.model is 'base model name';
+comment on column domain_retention.calibration is 'calibration set name';
+comment on column domain_retention.seed is 'calibration seed';
+comment on column domain_retention.criterion is 'saliency criterion';
+comment on column domain_retention.ratio is 'fraction of routed experts removed per MoE layer';
+comment on column domain_retention.domain is 'task domain';
+comment on column domain_retention.retention is 'mean over the domain''s utility tasks of variant score / source score; 1 = source level';
+comment on column domain_retention.n_tasks is 'utility tasks averaged (those the source scores above 0)';

@@ -1,4 +1,4 @@
-"""params.yaml -> validated, then `dvc repro`, then the headline table printed from the store."""
+"""params.yaml -> validated, then `dvc repro`, then the headline and findings tables printed from the store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-HELP = "validate params.yaml, run `dvc repro` and print the headline table"
+HELP = "validate params.yaml, run `dvc repro` and print the headline and findings tables"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,5 +32,7 @@ def run(args: argparse.Namespace) -> int:
         return code
     from expertlab.report import print_table
 
-    print_table(args.store, params.report.headline)
+    for name in params.report.print:
+        print()
+        print_table(args.store, name)
     return 0

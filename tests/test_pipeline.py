@@ -38,7 +38,7 @@ MICRO = {
     "observe": {"batch_size": 8, "max_length": 64},
     "select": {"allow_top_k_reduction": False},
     "generate": {"batch_size": 8, "limit": 3},
-    "report": {"headline": "headline"},
+    "report": {"print": ["headline", "findings"]},
     "toy": {
         "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
         "model": {
@@ -109,7 +109,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (27,)
     kept = con.execute("select count(*) from expert_masks where kept").fetchone()[0]
     assert kept == 2 * 2 * 4  # two masks x two layers x four kept experts
-    for name in ("utility_retention", "task_scores_at_half", "headline"):
+    for name in ("utility_retention", "task_scores_at_half", "headline", "findings"):
         assert (repo / "report" / f"{name}.md").is_file()
         assert (repo / "report" / f"{name}.csv").is_file()
     # the micro model trains for 8 steps and scores 0 everywhere, so retention is undefined and the

@@ -24,7 +24,7 @@ def study_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_required_queries_exist() -> None:
-    assert {"utility_retention", "task_scores_at_half", "headline"} <= {path.stem for path in QUERY_FILES}
+    assert {"utility_retention", "task_scores_at_half", "headline", "findings"} <= {path.stem for path in QUERY_FILES}
 
 
 @pytest.mark.parametrize("path", QUERY_FILES, ids=lambda p: p.stem)
@@ -124,6 +124,24 @@ def test_headline_by_hand(tiny_store: Path) -> None:
     assert row["general_utility"] == "75.0 ± 35.4"
     assert row["biomedical_retention_mean"] == pytest.approx(0.625)
     assert row["general_retention_sd"] == pytest.approx(0.3535534, abs=1e-7)
+
+
+def test_findings_by_hand(tiny_store: Path) -> None:
+    """Only reap is in the tiny store: general (0.75) does not fall below biomedical (0.625); no random to beat."""
+    assert _table(tiny_store, "findings") == [
+        {"model": "toy", "calibration": "biomed", "criterion": "reap", "finding": "general_falls_faster",
+         "value": pytest.approx(0.75), "reference": pytest.approx(0.625), "holds": False},
+    ]
+
+
+def test_findings_hold_on_the_seeded_study(study_store: Path) -> None:
+    rows = {(row["finding"], row["criterion"]): row for row in _table(study_store, "findings")}
+    assert set(rows) == {("beats_random", "reap"), ("general_falls_faster", "reap")}
+    headline = {row["criterion"]: row for row in _table(study_store, "headline")}
+    beats = rows[("beats_random", "reap")]
+    assert beats["value"] == pytest.approx(headline["reap"]["biomedical_retention_mean"])
+    assert beats["reference"] == pytest.approx(headline["random"]["biomedical_retention_mean"])
+    assert beats["holds"] and rows[("general_falls_faster", "reap")]["holds"]
 
 
 def test_task_scores_at_half_by_hand(tiny_store: Path) -> None:

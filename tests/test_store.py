@@ -210,6 +210,8 @@ EXPECTED_COLUMNS = {
     "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, mean DOUBLE, n BIGINT",
     "generations": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, prompt VARCHAR, output VARCHAR, "
                    "target VARCHAR, choices VARCHAR[]",
+    "domain_retention": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
+                        "ratio DOUBLE, domain domain, retention DOUBLE, n_tasks BIGINT",
     "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                       "ratio DOUBLE, task VARCHAR, domain domain, aspect aspect, kind task_kind, metric VARCHAR, "
                       "score DOUBLE, source_score DOUBLE, retention DOUBLE",
