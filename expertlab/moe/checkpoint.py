@@ -133,10 +133,6 @@ def _row_ranges(entry: TensorEntry, rows: Sequence[int], num_experts: int, axis:
     return ranges
 
 
-def _with_experts(shape: tuple[int, ...], axis: int, kept: int) -> tuple[int, ...]:
-    return (*shape[:axis], kept, *shape[axis + 1 :])
-
-
 class PrunePlan:
     """Maps every source tensor to its pruned form (or drops it) and checks each layer was found."""
 
@@ -153,6 +149,7 @@ class PrunePlan:
         self.dropped = set(dropped)
         self.layers = list(layers)
         self.kept = [list(k) for k in kept]
+        self._renumbered = [{expert: new for new, expert in enumerate(k)} for k in self.kept]
         self._by_prefix = {layer.experts: position for position, layer in enumerate(self.layers)}
         self._rows: dict[str, int] = {}
         for position, layer in enumerate(self.layers):
@@ -178,12 +175,8 @@ class PrunePlan:
         if entry.name in self.dropped:
             return None
         if entry.name in self._rows:
-            position = self._rows[entry.name]
             self._seen_rows.add(entry.name)
-            axis = self.layers[position].axis_of(entry.name)
-            kept = self.kept[position]
-            return OutputTensor(entry.name, entry.dtype, _with_experts(entry.shape, axis, len(kept)),
-                                _row_ranges(entry, kept, self.num_experts, axis))
+            return self._sliced(entry, self._rows[entry.name])
         located = self.locate_expert_tensor(entry.name)
         if located is None:
             return OutputTensor(entry.name, entry.dtype, entry.shape, [(entry.begin, entry.end)])
@@ -194,16 +187,20 @@ class PrunePlan:
             expert = int(head)
             if expert >= self.num_experts:
                 raise ValueError(f"tensor {entry.name!r}: expert {expert} beyond the expert count {self.num_experts}")
-            if expert not in self.kept[position]:
+            new_index = self._renumbered[position].get(expert)
+            if new_index is None:
                 return None
-            new_index = self.kept[position].index(expert)
             self._seen_experts.setdefault(position, {}).setdefault(new_index, set()).add(suffix)
             return OutputTensor(f"{prefix}.{new_index}.{suffix}", entry.dtype, entry.shape, [(entry.begin, entry.end)])
         self._stacked[position] = self._stacked.get(position, 0) + 1
+        return self._sliced(entry, position)
+
+    def _sliced(self, entry: TensorEntry, position: int) -> OutputTensor:
+        """A tensor indexed by expert along one axis, keeping the layer's kept experts."""
         axis = self.layers[position].axis_of(entry.name)
         kept = self.kept[position]
-        return OutputTensor(entry.name, entry.dtype, _with_experts(entry.shape, axis, len(kept)),
-                            _row_ranges(entry, kept, self.num_experts, axis))
+        shape = (*entry.shape[:axis], len(kept), *entry.shape[axis + 1 :])
+        return OutputTensor(entry.name, entry.dtype, shape, _row_ranges(entry, kept, self.num_experts, axis))
 
     def check_complete(self) -> None:
         """Every MoE layer's router rows and experts were found, each kept expert with the same tensors."""
