@@ -1,10 +1,10 @@
 """GPU smoke test: prune a tiny checkpoint of every family and load and generate it with vLLM.
 
-Never part of CI (vLLM needs a GPU). For each registered family: build its tiny model
-(tests/tiny_models), save it with a word-level tokenizer, prune half of each routing group with
-`expertlab.moe.prune.prune_checkpoint`, then greedy-decode a few prompts with transformers and
-with vLLM from the pruned directory and report whether vLLM loaded it, generated, and how many
-greedy tokens agree with transformers. `--no-vllm` runs everything but vLLM (the CPU part is
+Never part of CI (vLLM needs a GPU). For each family's tiny model (tests/tiny_models): save it,
+prune half of each routing group with `expertlab.moe.prune.prune_checkpoint`, then greedy-decode a
+few prompts (token ids: the tiny models have no tokenizer) with transformers and with vLLM from
+the pruned directory, and report whether vLLM loaded it, generated, and how many greedy tokens
+agree with transformers. `--no-vllm` runs everything but vLLM (the CPU part is
 tested in tests/test_scripts.py so this script cannot rot).
 
     python scripts/gpu_smoke.py --out /tmp/smoke            # on a GPU machine with vllm installed
@@ -21,19 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PROMPTS = ["w1 w2 w3", "w10 w20 w30 w40", "w5"]
+PROMPTS = [[1, 2, 3], [10, 20, 30, 40], [5]]  # token ids below every tiny model's vocabulary size (64)
 NEW_TOKENS = 8
-
-
-def save_tokenizer(path: Path, vocab_size: int) -> None:
-    """A word-level tokenizer `w0 .. w<n>` filling the model's vocabulary (w0 is eos and pad)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"w{i}": i for i in range(vocab_size)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="w1"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="w1", eos_token="w0", pad_token="w0").save_pretrained(path)
 
 
 def prepare(family: str, out: Path) -> Path:
@@ -46,7 +35,6 @@ def prepare(family: str, out: Path) -> Path:
     model = build(family)
     source, pruned = out / family / "source", out / family / "pruned"
     model.save_pretrained(source)
-    save_tokenizer(source, model.config.get_text_config().vocab_size)
     (out / family / "mask.json").write_text(json.dumps(example_mask(model)))
     prune_checkpoint(source, out / family / "mask.json", pruned)
     return pruned
@@ -54,13 +42,12 @@ def prepare(family: str, out: Path) -> Path:
 
 def transformers_tokens(model_dir: Path) -> list[list[int]]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     result = []
     for prompt in PROMPTS:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        ids = torch.tensor([prompt])
         with torch.no_grad():
             out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, min_new_tokens=NEW_TOKENS)
         result.append(out[0, ids.shape[1] :].tolist())
@@ -70,9 +57,12 @@ def transformers_tokens(model_dir: Path) -> list[list[int]]:
 def vllm_tokens(model_dir: Path) -> list[list[int]]:
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=str(model_dir), dtype="float32", enforce_eager=True, gpu_memory_utilization=0.3, max_model_len=64)
+    llm = LLM(
+        model=str(model_dir), dtype="float32", enforce_eager=True, gpu_memory_utilization=0.3,
+        max_model_len=64, skip_tokenizer_init=True,
+    )
     params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS, ignore_eos=True)
-    outputs = llm.generate(PROMPTS, params)
+    outputs = llm.generate([{"prompt_token_ids": prompt} for prompt in PROMPTS], params)
     return [list(output.outputs[0].token_ids) for output in outputs]
 
 
@@ -83,9 +73,9 @@ def main() -> int:
     parser.add_argument("--no-vllm", action="store_true", help="prune and decode with transformers only")
     args = parser.parse_args()
 
-    from expertlab.moe.families import FAMILIES
+    from tests.tiny_models import TINY
 
-    families = args.families.split(",") if args.families else FAMILIES.names()
+    families = args.families.split(",") if args.families else sorted(TINY)
     results = {}
     for family in families:
         row: dict[str, object] = {}

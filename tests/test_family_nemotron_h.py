@@ -229,10 +229,14 @@ def test_checkpoint_in_either_naming_prunes_and_reloads(layout, tmp_path):
     assert all(torch.equal(reloaded.state_dict()[name], tensor) for name, tensor in expected.items())
 
 
-def test_multi_token_prediction_experts_are_refused():
-    names = {"backbone.layers.1.mixer.gate.weight", "mtp.layers.1.mixer.experts.0.up_proj.weight"}
-    with pytest.raises(ValueError, match="multi-token-prediction experts"):
-        ADAPTER.expert_tensors({"hybrid_override_pattern": "ME"}, names)
+def test_multi_token_prediction_layers_are_left_out():
+    names = {"backbone.layers.1.mixer.gate.weight", "mtp.layers.1.mixer.experts.0.up_proj.weight", "mtp.norm.weight"}
+    config = {"hybrid_override_pattern": "ME", "n_routed_experts": 8, "num_experts_per_tok": 2,
+              "num_nextn_predict_layers": 1}
+    assert ADAPTER.dropped_tensors(config, names) == {"mtp.layers.1.mixer.experts.0.up_proj.weight", "mtp.norm.weight"}
+    assert [layer.layer for layer in ADAPTER.expert_tensors(config, names)] == [1]
+    pruned = ADAPTER.pruned_config(config, 4, 2)
+    assert (pruned["num_nextn_predict_layers"], pruned["n_routed_experts"]) == (0, 4)
 
 
 def test_latent_projection_outputs_are_recorded_in_the_residual_space():

@@ -160,7 +160,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "observe": {"batch_size": 8, "max_length": 64},
         "select": {"allow_top_k_reduction": False},
         "generate": {"batch_size": 8, "limit": 3},
-        "report": {"headline": "headline"},
+        "report": {"print": ["headline"]},
         "toy": {
             "world": SMALL_WORLD.model_dump(),
             "model": MICRO_MODEL.model_dump(),

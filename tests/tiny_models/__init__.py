@@ -9,7 +9,9 @@ Each module defines:
     residual_module(model, layer_index): the module whose input is the residual stream entering
         that layer's MoE block (the norm in front of it).
 A module may define routed_inputs(args, kwargs) -> (hidden, top_k_index, top_k_weights) when its
-experts module is not called as forward(hidden, top_k_index, top_k_weights).
+experts module is not called as forward(hidden, top_k_index, top_k_weights), and ALSO: the other
+model types its model stands for (a vision-language family's text-only type, which is what
+AutoModelForCausalLM loads).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import pkgutil
 from types import ModuleType
 
 TINY: dict[str, ModuleType] = {}
+COVERED: set[str] = set()  # every model type some tiny model stands for
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     _module = importlib.import_module(f"{__name__}.{_info.name}")
-    if _module.FAMILY in TINY:
-        raise ValueError(f"two tiny models for family {_module.FAMILY!r}")
+    _types = (_module.FAMILY, *getattr(_module, "ALSO", ()))
+    if COVERED & set(_types):
+        raise ValueError(f"two tiny models for model type(s) {sorted(COVERED & set(_types))}")
     TINY[_module.FAMILY] = _module
+    COVERED |= set(_types)
 
 
 def build(family: str, seed: int = 0):  # noqa: ANN201

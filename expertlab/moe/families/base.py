@@ -77,6 +77,10 @@ class FamilyAdapter:
     # config fields holding the routed-expert count and top-k, under any alias transformers writes
     count_keys: tuple[str, ...] = ()
     top_k_keys: tuple[str, ...] = ()
+    # multi-token-prediction modules carry experts no mask covers: a pruned checkpoint leaves out
+    # the tensors under these prefixes and sets these config counts (in the decoder's config) to 0
+    mtp_prefixes: tuple[str, ...] = ()
+    mtp_count_keys: tuple[str, ...] = ()
 
     def text_config(self, config: Any) -> dict:
         """The decoder's config as a dict (multimodal families nest it under `text_config`)."""
@@ -101,10 +105,10 @@ class FamilyAdapter:
         raise NotImplementedError
 
     def dropped_tensors(self, config: Any, names: Collection[str]) -> set[str]:
-        """Tensors a pruned checkpoint leaves out, because no mask covers their experts (e.g. the
-        multi-token-prediction layer of DeepSeek-V3 and GLM-4.5); pruned_config then describes the
-        model without them."""
-        return set()
+        """Tensors a pruned checkpoint leaves out because no mask covers their experts: the
+        multi-token-prediction modules (transformers never loads them; vLLM's MTP speculative
+        decoding would need them pruned too). pruned_config then describes the model without them."""
+        return {name for name in names if name.startswith(self.mtp_prefixes)} if self.mtp_prefixes else set()
 
     def pruned_config(self, config: dict, num_experts: int, top_k: int) -> dict:
         """config.json after pruning: every count field the source had, under the source's key names."""
@@ -116,6 +120,9 @@ class FamilyAdapter:
         for key in self.top_k_keys:
             if key in target:
                 target[key] = top_k
+        for key in self.mtp_count_keys:
+            if target.get(key):
+                target[key] = 0  # the multi-token-prediction modules are dropped (dropped_tensors)
         if target is not config:
             config["text_config"] = target
         return config

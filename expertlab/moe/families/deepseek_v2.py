@@ -47,6 +47,7 @@ def mask_unpicked_groups(
 class DeepseekV2Adapter(FamilyAdapter):
     count_keys = ("n_routed_experts", "num_experts")  # transformers reads `num_experts` as an alias
     top_k_keys = ("num_experts_per_tok",)
+    mtp_count_keys = ("num_nextn_predict_layers",)  # its layers sit past num_hidden_layers: dropped_tensors
     router_tensors: tuple[str, ...] = ("weight",)  # under `mlp.gate`, one row per routed expert
     scored_per_group = 1  # group_limited_greedy scores a group by its most probable expert
 
@@ -126,11 +127,7 @@ class DeepseekV2Adapter(FamilyAdapter):
 
     def pruned_config(self, config: dict, num_experts: int, top_k: int) -> dict:
         self.check_kept(config, num_experts // self.groups(config)[0], top_k)
-        pruned = super().pruned_config(config, num_experts, top_k)
-        text = pruned["text_config"] if pruned.get("text_config") else pruned  # pruned is a fresh copy
-        if text.get("num_nextn_predict_layers"):
-            text["num_nextn_predict_layers"] = 0  # the multi-token-prediction layers are dropped
-        return pruned
+        return super().pruned_config(config, num_experts, top_k)
 
     # --- loaded-module view ---
 

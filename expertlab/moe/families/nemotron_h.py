@@ -48,6 +48,8 @@ def check_groups(num_experts: int, n_group: int, topk_group: int, top_k: int | N
 class NemotronHAdapter(FamilyAdapter):
     count_keys = ("n_routed_experts", "num_local_experts")  # transformers maps the alias onto n_routed_experts
     top_k_keys = ("num_experts_per_tok",)
+    mtp_prefixes = ("mtp.",)  # multi-token-prediction layers (Nemotron-3-Super), with experts of their own
+    mtp_count_keys = ("num_nextn_predict_layers",)
 
     def routing(self, config: Any) -> Routing:
         config = self.text_config(config)
@@ -79,13 +81,6 @@ class NemotronHAdapter(FamilyAdapter):
         return super().pruned_config(config, num_experts, top_k)
 
     def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
-        mtp_experts = sorted(name for name in names if name.startswith("mtp.") and ".experts." in name)
-        if mtp_experts:
-            # the mask covers the decoder only; pruned counts would no longer fit these tensors
-            raise ValueError(
-                f"checkpoint has multi-token-prediction experts ({mtp_experts[0]!r}, ...) that no mask covers; "
-                "pruning would leave them at the source expert count"
-            )
         prefix = "backbone" if any(name.startswith("backbone.") for name in names) else "model"
         layers = []
         for i in self.moe_layer_indices(config):
