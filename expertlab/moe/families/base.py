@@ -191,3 +191,93 @@ def keep_rows(param: nn.Parameter, keep: torch.Tensor) -> nn.Parameter:
     from torch import nn
 
     return nn.Parameter(param.data.index_select(0, keep.to(param.device)).clone(), requires_grad=param.requires_grad)
+
+
+class SoftmaxTopKAdapter(FamilyAdapter):
+    """Families on transformers' v5 softmax top-k MoE block: `mlp.gate` (a bias-free linear router:
+    softmax over all experts, top-k, optionally renormalised) and fused SwiGLU `mlp.experts`
+    (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`), the block behind the decoder's
+    `post_attention_layernorm`. Subclasses say where the tensors sit on disk."""
+
+    renormalise: bool | None = None  # renormalise the top-k weights: None = the router's norm_topk_prob
+    weights_in_logit_dtype = True  # the router returns its top-k weights cast to the logits' dtype
+
+    def routing(self, config: Any) -> Routing:
+        config = self.text_config(config)
+        return Routing(
+            num_experts=config[first_key(config, self.count_keys, "expert count")],
+            top_k=config[first_key(config, self.top_k_keys, "top-k")],
+            n_group=1,
+            kind="softmax-topk",
+        )
+
+    def moe_layer_indices(self, config: Any) -> list[int]:
+        """Decoder layers with a sparse block: all but `mlp_only_layers`, every `decoder_sparse_step`-th
+        (the Qwen-MoE rule; families without those fields are sparse everywhere)."""
+        config = self.text_config(config)
+        dense = set(config.get("mlp_only_layers") or [])
+        step = config.get("decoder_sparse_step") or 1
+        if self.routing(config).num_experts <= 0:
+            return []
+        return [i for i in range(config["num_hidden_layers"]) if i not in dense and (i + 1) % step == 0]
+
+    def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
+        return [
+            ExpertTensors(
+                layer=i,
+                experts=f"model.layers.{i}.mlp.experts",
+                router_rows=(f"model.layers.{i}.mlp.gate.weight",),
+            )
+            for i in self.moe_layer_indices(config)
+        ]
+
+    def moe_layers(self, model: nn.Module) -> list[MoELayer]:
+        decoder = model.model if hasattr(model, "model") else model
+        return [
+            MoELayer(index, layer.mlp, layer.mlp.experts, layer.mlp.gate, residual_norm=layer.post_attention_layernorm)
+            for index, layer in enumerate(decoder.layers)
+            if hasattr(layer.mlp, "experts") and hasattr(layer.mlp, "gate")  # dense layers hold a plain MLP
+        ]
+
+    def prune_layer(self, layer: MoELayer, keep: torch.Tensor) -> None:
+        experts, router = layer.experts, layer.router
+        experts.gate_up_proj = keep_rows(experts.gate_up_proj, keep)
+        experts.down_proj = keep_rows(experts.down_proj, keep)
+        experts.num_experts = len(keep)  # sizes the expert one-hot in the eager forward
+        router.weight = keep_rows(router.weight, keep)
+        router.num_experts = len(keep)
+
+    def set_counts(self, model: nn.Module, num_experts: int, top_k: int) -> None:
+        setattr(model.config, self.count_keys[0], num_experts)
+        setattr(model.config, self.top_k_keys[0], top_k)
+        if hasattr(model, "num_experts"):
+            model.num_experts = num_experts  # read by the load-balancing loss
+        if hasattr(model, "num_experts_per_tok"):
+            model.num_experts_per_tok = top_k
+        for layer in self.moe_layers(model):
+            layer.router.top_k = top_k
+            if hasattr(layer.block, "top_k"):
+                layer.block.top_k = top_k
+
+    def restrict_router(self, layer: MoELayer, keep: torch.Tensor) -> Callable[[], None]:
+        import torch
+        from torch import nn
+
+        router = layer.router
+        allowed = torch.zeros(router.num_experts, dtype=torch.bool)
+        allowed[keep] = True
+        renormalise = router.norm_topk_prob if self.renormalise is None else self.renormalise
+
+        def forward(hidden_states: torch.Tensor):  # noqa: ANN202
+            hidden_states = hidden_states.reshape(-1, router.hidden_dim)
+            logits = nn.functional.linear(hidden_states, router.weight)
+            # -inf before the softmax: its denominator runs over the kept experts, as in the pruned router
+            logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+            probs = torch.softmax(logits, dtype=torch.float, dim=-1)
+            top_value, top_index = torch.topk(probs, router.top_k, dim=-1)
+            if renormalise:
+                top_value /= top_value.sum(dim=-1, keepdim=True)
+            return logits, top_value.to(logits.dtype) if self.weights_in_logit_dtype else top_value, top_index
+
+        router.forward = forward
+        return lambda: delattr(router, "forward")

@@ -15,34 +15,22 @@ with `mtp_num_hidden_layers` set to 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any
 
-from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+from expertlab.moe.families.base import ExpertTensors, SoftmaxTopKAdapter, family
 
 _VISION_LANGUAGE_PREFIX = "model.language_model"
 
 
 @family("qwen3_5_moe")
 @family("qwen3_5_moe_text")
-class Qwen35MoeAdapter(FamilyAdapter):
+class Qwen35MoeAdapter(SoftmaxTopKAdapter):
     count_keys = ("num_experts",)  # transformers defines no alias for it
     top_k_keys = ("num_experts_per_tok",)
+    renormalise = True
     mtp_prefixes = ("mtp.",)  # the hub checkpoints' multi-token-prediction head, with experts of its own
     mtp_count_keys = ("mtp_num_hidden_layers",)
-
-    def routing(self, config: Any) -> Routing:
-        config = self.text_config(config)
-        return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
-            n_group=1,
-            kind="softmax-topk",
-        )
 
     def shared_experts(self, config: Any) -> int:
         """transformers always builds the shared expert; only a zero width makes it a no-op."""
@@ -59,46 +47,3 @@ class Qwen35MoeAdapter(FamilyAdapter):
             )
             for i in range(self.text_config(config)["num_hidden_layers"])  # every decoder layer is sparse
         ]
-
-    def moe_layers(self, model: nn.Module) -> list[MoELayer]:
-        return [
-            MoELayer(index, layer.mlp, layer.mlp.experts, layer.mlp.gate, residual_norm=layer.post_attention_layernorm)
-            for index, layer in enumerate(model.model.layers)
-        ]
-
-    def prune_layer(self, layer: MoELayer, keep: torch.Tensor) -> None:
-        experts, router = layer.experts, layer.router
-        experts.gate_up_proj = keep_rows(experts.gate_up_proj, keep)
-        experts.down_proj = keep_rows(experts.down_proj, keep)
-        experts.num_experts = len(keep)  # sizes the expert one-hot in the eager forward
-        router.weight = keep_rows(router.weight, keep)
-        router.num_experts = len(keep)
-
-    def set_counts(self, model: nn.Module, num_experts: int, top_k: int) -> None:
-        model.config.num_experts = num_experts
-        model.config.num_experts_per_tok = top_k
-        model.num_experts = num_experts  # read by the load-balancing loss
-        model.num_experts_per_tok = top_k
-        for layer in self.moe_layers(model):
-            layer.router.top_k = top_k
-
-    def restrict_router(self, layer: MoELayer, keep: torch.Tensor) -> Callable[[], None]:
-        import torch
-        from torch import nn
-
-        router = layer.router
-        allowed = torch.zeros(router.num_experts, dtype=torch.bool)
-        allowed[keep] = True
-
-        def forward(hidden_states: torch.Tensor):  # noqa: ANN202
-            hidden_states = hidden_states.reshape(-1, router.hidden_dim)
-            logits = nn.functional.linear(hidden_states, router.weight)
-            # -inf before the softmax: its denominator runs over the kept experts, as in the pruned router
-            logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
-            probs = torch.softmax(logits, dtype=torch.float, dim=-1)
-            top_value, top_index = torch.topk(probs, router.top_k, dim=-1)
-            top_value /= top_value.sum(dim=-1, keepdim=True)
-            return logits, top_value.to(logits.dtype), top_index
-
-        router.forward = forward
-        return lambda: delattr(router, "forward")
