@@ -76,7 +76,7 @@ class LayerAccumulator:
         h_tilde = h + combined.detach().to(compute)
         norms = torch.linalg.vector_norm(outputs, dim=-1).to(torch.float64)  # [T, K]
         # 1 - cos(h, h~) from three per-token reductions; the subtraction is done in float64
-        dot = (h * h_tilde).sum(dim=-1).to(torch.float64)
+        dot = torch.linalg.vecdot(h, h_tilde).to(torch.float64)
         scale = torch.linalg.vector_norm(h, dim=-1).to(torch.float64) * torch.linalg.vector_norm(h_tilde, dim=-1).to(
             torch.float64
         )
