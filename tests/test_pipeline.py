@@ -164,3 +164,28 @@ def test_remote_round_trip_recomputes_nothing(repo: Path, first_run: str, tmp_pa
     sh("expertlab", "report", "--store", "results.duckdb", "--queries", "queries", "--out", "report_again", cwd=clone)
     for table in sorted((repo / "report").glob("*.csv")) + sorted((repo / "report").glob("*.md")):
         assert (clone / "report_again" / table.name).read_bytes() == table.read_bytes(), table.name
+
+
+def test_a_local_checkpoint_is_studied_without_training_the_toy(tmp_path: Path, tiny_moe_dir: Path):
+    """The README's real-model recipe: a checkpoint under models/<name>, tracked by `dvc add`."""
+    repo = tmp_path / "study"
+    repo.mkdir()
+    for name in PIPELINE_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    params = {**MICRO, "study": {**MICRO["study"], "models": ["tiny"]}, "models": {"tiny": {"family": "qwen3_moe"}}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / ".gitignore").write_text("__pycache__/\n")
+    shutil.copytree(tiny_moe_dir, repo / "models" / "tiny")
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "add", "-q", "models/tiny", cwd=repo)
+    commit(repo, "a local checkpoint")
+    output = sh("expertlab", "run", cwd=repo)
+    assert "train_toy" not in ran(output) and not (repo / "models" / "toy").exists()
+    assert {"observe@tiny-biomed-0", "prune@tiny-biomed-0-reap-0.5", "report"} <= ran(output)
+    assert "headline:" in output and "findings:" in output  # (a random tiny model scores 0: no rows to show)
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    assert con.execute("select count(*) from variants where model = 'tiny'").fetchone() == (3,)
+    assert con.execute("select distinct num_experts from observations").fetchall() == [(4,)]
