@@ -35,9 +35,13 @@ def run(args: argparse.Namespace) -> int:
     share = s.routed_expert_parameters / s.parameters if s.parameters else 0.0
     print(f"  parameters        {s.parameters:,} ({s.routed_expert_parameters:,} in routed experts, {share:.1%})")
     for pruned in s.pruned:
+        if pruned.parameters is None:
+            print(f"  pruned {pruned.ratio:>5.3g}      refused: {pruned.refused}")
+            continue
         change = pruned.parameters / s.parameters - 1 if s.parameters else 0.0
         print(
             f"  pruned {pruned.ratio:>5.3g}      {pruned.parameters:,} ({change:+.1%}), "
             f"{pruned.kept_per_layer} experts per layer kept, top-k {pruned.top_k}"
+            + (" (reduced: needs select.allow_top_k_reduction)" if pruned.top_k < s.top_k else "")
         )
     return 0

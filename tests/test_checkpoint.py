@@ -250,3 +250,24 @@ def test_prune_checkpoint_keeps_the_source_config_keys(tmp_path):
     assert record["kept_per_layer"] == 3 and record["source_num_experts"] == 8
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").config.num_experts == 3
     assert json.loads((tmp_path / "pruned" / "expertlab_variant.json").read_text())["variant_id"] == "x"
+
+
+def test_inspect_reports_refused_ratios_and_leaves_out_dropped_tensors(tmp_path, capsys):
+    from expertlab.cli import main
+    from expertlab.moe.summary import summarize
+    from tests.tiny_models.deepseek_v3 import build as tiny_deepseek_v3
+
+    source = tmp_path / "source"
+    tiny_deepseek_v3().save_pretrained(source)  # 16 experts in 4 groups, top-3 from 2 groups
+    state = load_file(source / "model.safetensors")
+    mtp = {"model.layers.3.mlp.gate.weight": torch.zeros(16, 8)}  # a layer past num_hidden_layers
+    save_file({**state, **mtp}, source / "model.safetensors", metadata={"format": "pt"})
+    summary = summarize(source, [0.5, 0.875])
+    half, most = summary.pruned
+    assert summary.parameters == sum(t.numel() for t in state.values()) + 16 * 8
+    assert half.refused is None and most.parameters is None  # 2 of 16 kept: fewer than 2 per group
+    assert "group" in most.refused
+    prune_checkpoint(source, _mask(tmp_path, [[g * 4 + i for g in range(4) for i in (0, 1)]] * 2), tmp_path / "pruned")
+    assert summarize(tmp_path / "pruned").parameters == half.parameters  # the MTP layer is not counted
+    assert main(["inspect", str(source), "--ratio", "0.875"]) == 0
+    assert "refused:" in capsys.readouterr().out

@@ -21,7 +21,8 @@ class PrunedSize:
     ratio: float
     kept_per_layer: int
     top_k: int
-    parameters: int
+    parameters: int | None  # None when the family refuses this ratio
+    refused: str | None = None  # why
 
 
 @dataclass
@@ -60,11 +61,14 @@ def summarize(model_dir: str | Path, ratios: list[float] = ()) -> ModelSummary:
     routing = adapter.routing(config)
     files, _ = checkpoint_files(model_dir)
     entries = [entry for name in files for entry in read_safetensors_header(model_dir / name)[0]]
-    layers = adapter.expert_tensors(config, {entry.name for entry in entries})
+    names = {entry.name for entry in entries}
+    layers = adapter.expert_tensors(config, names)
+    dropped = adapter.dropped_tensors(config, names)  # left out of every pruned checkpoint (MTP modules)
     total = sum(math.prod(entry.shape) for entry in entries)
 
     def pruned_parameters(kept: int) -> int:
-        plan = PrunePlan(layers, even_mask(len(layers), routing.num_experts, kept, routing.n_group), routing.num_experts)
+        mask = even_mask(len(layers), routing.num_experts, kept, routing.n_group)
+        plan = PrunePlan(layers, mask, routing.num_experts, dropped)
         outputs = [out for out in map(plan.apply, entries) if out is not None]
         plan.check_complete()
         return sum(math.prod(out.shape) for out in outputs)
@@ -87,9 +91,13 @@ def summarize(model_dir: str | Path, ratios: list[float] = ()) -> ModelSummary:
     )
     for ratio in ratios:
         kept = kept_count(routing.num_experts, ratio)
-        if routing.n_group > 1 and kept % routing.n_group:
-            raise ValueError(
-                f"ratio {ratio} keeps {kept} experts, which do not split evenly over {routing.n_group} routing groups"
-            )
-        summary.pruned.append(PrunedSize(ratio, kept, min(routing.top_k, kept), pruned_parameters(kept)))
+        top_k = min(routing.top_k, kept)
+        try:
+            if routing.n_group > 1 and kept % routing.n_group:
+                raise ValueError(f"{kept} experts do not split evenly over {routing.n_group} routing groups")
+            adapter.pruned_config(config, kept, top_k)  # the family's own refusals
+        except ValueError as err:
+            summary.pruned.append(PrunedSize(ratio, kept, top_k, None, refused=str(err)))
+            continue
+        summary.pruned.append(PrunedSize(ratio, kept, top_k, pruned_parameters(kept)))
     return summary
