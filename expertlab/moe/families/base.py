@@ -161,8 +161,7 @@ class FamilyAdapter:
             pair_hidden = hidden_states.repeat_interleave(k, dim=0)
             ones = top_k_weights.new_ones((tokens * k, 1))
             outputs = original(pair_hidden, top_k_index.reshape(-1, 1), ones).view(tokens, k, -1)
-            # sum_k w E: [T, 1, K] @ [T, K, H], no [T, K, H] temporary
-            combined = torch.bmm(top_k_weights.unsqueeze(1).to(outputs.dtype), outputs).squeeze(1)
+            combined = (outputs * top_k_weights.unsqueeze(-1).to(outputs.dtype)).sum(dim=1)
             record(hidden_states, top_k_index, top_k_weights, outputs, combined)
             return combined.to(hidden_states.dtype)
 
