@@ -20,6 +20,19 @@ import importlib
 import pkgutil
 from types import ModuleType
 
+def swiglu_expert(experts, e: int, h):  # noqa: ANN001, ANN201
+    """The v5 fused SwiGLU expert: down (silu(gate h) * up h), gate_up_proj[e] = [gate; up] stacked on dim 0."""
+    import torch
+
+    gate, up = (experts.gate_up_proj[e].double() @ h.double()).chunk(2)
+    return experts.down_proj[e].double() @ (torch.nn.functional.silu(gate) * up)
+
+
+def post_attention_norm(model, layer_index: int):  # noqa: ANN001, ANN201
+    """The norm in front of a decoder layer's MLP block (most families)."""
+    return model.model.layers[layer_index].post_attention_layernorm
+
+
 TINY: dict[str, ModuleType] = {}
 COVERED: set[str] = set()  # every model type some tiny model stands for
 

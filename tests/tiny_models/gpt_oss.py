@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    post_attention_norm as residual_module,
+)
+
 FAMILY = "gpt_oss"
 
 
@@ -39,10 +43,6 @@ def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):
             mlp.experts.down_proj.normal_(0, 0.1)
             mlp.experts.down_proj_bias.normal_(0, 0.1)
     return model.eval()
-
-
-def residual_module(model, layer_index: int):  # noqa: ANN001, ANN201
-    return model.model.layers[layer_index].post_attention_layernorm
 
 
 def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    swiglu_expert as reference_expert,
+    post_attention_norm as residual_module,
+)
+
 FAMILY = "qwen3_5_moe"
 ALSO = ("qwen3_5_moe_text",)  # what AutoModelForCausalLM loads
 
@@ -44,13 +49,3 @@ def build(seed: int = 0):  # noqa: ANN201
     model = Qwen3_5MoeForCausalLM(config.text_config)  # what AutoModelForCausalLM makes of a qwen3_5_moe checkpoint
     scale_routers(model.model)
     return model.eval()
-
-
-def residual_module(model, layer_index: int):  # noqa: ANN001, ANN201
-    return model.model.layers[layer_index].post_attention_layernorm
-
-
-def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-    """A routed expert (SwiGLU): down (silu(gate h) * up h), with gate_up_proj[e] = [gate; up] stacked on dim 0."""
-    gate, up = (experts.gate_up_proj[e].double() @ h.double()).chunk(2)
-    return experts.down_proj[e].double() @ (torch.nn.functional.silu(gate) * up)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    swiglu_expert as reference_expert,
+    post_attention_norm as residual_module,
+)
+
 FAMILY = "qwen3_moe"
 
 
@@ -31,13 +36,3 @@ def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):
         for layer in model.model.layers:
             layer.mlp.gate.weight.normal_(0, 1.0)
     return model.eval()
-
-
-def residual_module(model, layer_index: int):  # noqa: ANN001, ANN201
-    return model.model.layers[layer_index].post_attention_layernorm
-
-
-def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-    """SwiGLU: down (silu(gate h) * up h), with gate_up_proj[e] = [gate; up] stacked on dim 0."""
-    gate, up = (experts.gate_up_proj[e].double() @ h.double()).chunk(2)
-    return experts.down_proj[e].double() @ (torch.nn.functional.silu(gate) * up)
