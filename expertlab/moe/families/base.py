@@ -186,6 +186,24 @@ def adapter_for(model_or_config: Any) -> FamilyAdapter:
     return FAMILIES[model_type]
 
 
+def exclude_by_correction_bias(router: nn.Module, keep: torch.Tensor) -> Callable[[], None]:
+    """Restrict a router that chooses by score + `e_score_correction_bias` (DeepSeek-V3, GLM-4.5,
+    Nemotron-H): a -inf bias outside `keep` makes its own forward score groups and pick top-k among the
+    kept experts only, while the combine weights, read from the uncorrected scores, are unchanged.
+    Returns the undo function."""
+    import torch
+
+    original = router.e_score_correction_bias
+    allowed = torch.zeros_like(original, dtype=torch.bool)
+    allowed[keep.to(allowed.device)] = True
+    router.e_score_correction_bias = original.masked_fill(~allowed, float("-inf"))
+
+    def undo() -> None:
+        router.e_score_correction_bias = original
+
+    return undo
+
+
 def keep_rows(param: nn.Parameter, keep: torch.Tensor) -> nn.Parameter:
     """A new parameter holding rows `keep` of `param` (dim 0 is the expert index)."""
     from torch import nn

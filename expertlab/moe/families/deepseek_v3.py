@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import MoELayer, Routing, family, first_key
+from expertlab.moe.families.base import MoELayer, Routing, exclude_by_correction_bias, family, first_key
 from expertlab.moe.families.deepseek_v2 import DeepseekV2Adapter
 
 if TYPE_CHECKING:
@@ -48,16 +48,5 @@ class DeepseekV3Adapter(DeepseekV2Adapter):
         """A -inf correction bias outside `keep`: the router's own forward then scores groups and picks
         top-k among the kept experts only, while the combine weights, read from the uncorrected scores
         of the chosen experts and renormalised over them, are what the pruned router computes."""
-        import torch
-
-        router = layer.router
-        self.check_kept(layer.block.config, self.kept_per_group(layer.block.config, keep), router.top_k)
-        original = router.e_score_correction_bias
-        allowed = torch.zeros_like(original, dtype=torch.bool)
-        allowed[keep.to(allowed.device)] = True
-        router.e_score_correction_bias = original.masked_fill(~allowed, float("-inf"))
-
-        def undo() -> None:
-            router.e_score_correction_bias = original
-
-        return undo
+        self.check_kept(layer.block.config, self.kept_per_group(layer.block.config, keep), layer.router.top_k)
+        return exclude_by_correction_bias(layer.router, keep)

@@ -21,7 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
+from expertlab.moe.families.base import (
+    ExpertTensors,
+    FamilyAdapter,
+    MoELayer,
+    Routing,
+    exclude_by_correction_bias,
+    family,
+    first_key,
+    keep_rows,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -127,19 +136,9 @@ class NemotronHAdapter(FamilyAdapter):
     def restrict_router(self, layer: MoELayer, keep: torch.Tensor) -> Callable[[], None]:
         """A -inf correction bias outside `keep`: the choice (groups, then top-k) ignores those experts,
         while the combine weights, read from the uncorrected scores of the chosen experts, are unchanged."""
-        import torch
-
         router = layer.router
         check_groups(len(keep), router.num_group, router.topk_group, router.top_k)
-        original = router.e_score_correction_bias
-        allowed = torch.zeros_like(original, dtype=torch.bool)
-        allowed[keep.to(allowed.device)] = True
-        router.e_score_correction_bias = original.masked_fill(~allowed, float("-inf"))
-
-        def undo() -> None:
-            router.e_score_correction_bias = original
-
-        return undo
+        return exclude_by_correction_bias(router, keep)
 
     def observed_forward(self, layer: MoELayer, original: Callable, record: Callable) -> Callable:
         """The default wrapper; with a latent projection, outputs are mapped back to the residual width
