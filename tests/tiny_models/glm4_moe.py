@@ -8,6 +8,7 @@ from tests.tiny_models import (  # noqa: F401  (the module's contract)
     swiglu_expert as reference_expert,
     post_attention_norm as residual_module,
 )
+from tests.tiny_models.deepseek_v3 import decisive_sigmoid_routers
 
 FAMILY = "glm4_moe"
 
@@ -37,10 +38,4 @@ def build(seed: int = 0, n_group: int = 4, topk_group: int = 2, top_k: int = 3):
         max_position_embeddings=128,
     )
     model = Glm4MoeForCausalLM(config)
-    # Routers scaled so choices are decisive, yet sigmoid(logits) stays below float32's 1.0 (no ties);
-    # a correction bias comparable to score gaps, so choosing with it differs from choosing without.
-    with torch.no_grad():
-        for layer in model.model.layers[config.first_k_dense_replace :]:
-            layer.mlp.gate.weight.normal_(0, 0.5)
-            layer.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
-    return model.eval()
+    return decisive_sigmoid_routers(model)
