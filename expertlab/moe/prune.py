@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from expertlab.io import atomic_dir, read_json, write_json
 from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors, tensor_names
-from expertlab.moe.families import FAMILIES, Routing, adapter_for, config_dict
+from expertlab.moe.families import FAMILIES, FamilyAdapter, Routing, adapter_for, config_dict
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,12 +60,27 @@ def validate_mask(
     return result
 
 
-def prune_model(model: nn.Module, kept: Sequence[Sequence[int]], top_k: int | None = None) -> nn.Module:
-    """Remove every expert not in `kept` in place; expert ids become contiguous 0..M-1.
+def pruned_counts(
+    adapter: FamilyAdapter, config: dict, routing: Routing, remaining: int, top_k: int | None
+) -> tuple[int, dict]:
+    """The pruned model's top-k and config.json, or the reason it cannot be pruned so (before any change).
 
-    `top_k` is the new routing top-k when the mask keeps fewer experts than the model routes to
-    (only when the study explicitly allows it); otherwise the model's top-k is kept.
+    `top_k` lowers the routing top-k when the mask keeps fewer experts than the model routes to
+    (only when the study explicitly allows it); None keeps the model's.
     """
+    new_top_k = routing.top_k if top_k is None else top_k
+    if not 1 <= new_top_k <= routing.top_k:
+        raise ValueError(f"top-k {new_top_k} must lie in [1, {routing.top_k}] (the source routes to {routing.top_k})")
+    if remaining < new_top_k:
+        raise ValueError(
+            f"mask keeps {remaining} experts per layer, fewer than top-k={new_top_k} "
+            "(reduce top-k explicitly with --top-k, which is recorded with the checkpoint)"
+        )
+    return new_top_k, adapter.pruned_config(config, remaining, new_top_k)  # the family's own refusals
+
+
+def prune_model(model: nn.Module, kept: Sequence[Sequence[int]], top_k: int | None = None) -> nn.Module:
+    """Remove every expert not in `kept` in place; expert ids become contiguous 0..M-1 (top_k: see pruned_counts)."""
     import torch
 
     adapter = adapter_for(model)
@@ -73,10 +88,7 @@ def prune_model(model: nn.Module, kept: Sequence[Sequence[int]], top_k: int | No
     layers = adapter.moe_layers(model)
     mask = validate_mask(list(map(list, kept)), len(layers), routing.num_experts, group_size(routing))
     remaining = len(mask[0])
-    new_top_k = routing.top_k if top_k is None else top_k
-    if remaining < new_top_k:
-        raise ValueError(f"mask keeps {remaining} experts per layer, fewer than top-k={new_top_k}")
-    adapter.pruned_config(config_dict(model.config), remaining, new_top_k)  # the family's refusals, before any change
+    new_top_k, _ = pruned_counts(adapter, config_dict(model.config), routing, remaining, top_k)
     for layer, indices in zip(layers, mask):
         adapter.prune_layer(layer, torch.tensor(indices, dtype=torch.long))
     adapter.set_counts(model, remaining, new_top_k)
@@ -124,15 +136,7 @@ def prune_checkpoint(
     dropped = adapter.dropped_tensors(source_config, names)
     mask = validate_mask(read_json(mask_path), len(layers), routing.num_experts, group_size(routing))
     remaining = len(mask[0])
-    new_top_k = routing.top_k if top_k is None else top_k
-    if not 1 <= new_top_k <= routing.top_k:
-        raise ValueError(f"top-k {new_top_k} must lie in [1, {routing.top_k}] (the source routes to {routing.top_k})")
-    if remaining < new_top_k:
-        raise ValueError(
-            f"mask keeps {remaining} experts per layer, fewer than top-k={new_top_k} "
-            "(reduce top-k explicitly with --top-k, which is recorded with the checkpoint)"
-        )
-    pruned_config = adapter.pruned_config(source_config, remaining, new_top_k)  # refuses before any copying
+    new_top_k, pruned_config = pruned_counts(adapter, source_config, routing, remaining, top_k)
     record = dict(variant or {})
     record.update(  # provenance of the pruned checkpoint
         {
@@ -146,9 +150,8 @@ def prune_checkpoint(
     with atomic_dir(out_dir) as tmp:
         prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, dropped, progress=progress)
         write_json(tmp / "config.json", pruned_config)
-        weights = {p.name for p in tmp.iterdir()}
         for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.name not in _REWRITTEN and path.name not in weights and not _is_weights(path):
+            if path.is_file() and path.name not in _REWRITTEN and not _is_weights(path):
                 shutil.copy2(path, tmp / path.name)
         if variant is not None:
             write_json(tmp / VARIANT_FILE, record)
