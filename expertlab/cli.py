@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "check": "stages.check",
     "run": "stages.run",
     "prepare": "stages.prepare",
+    "prepare-tasks": "stages.prepare_tasks",
     "train-toy": "stages.train_toy",
     "observe": "stages.observe",
     "select": "stages.select",

@@ -6,8 +6,9 @@ accepted exactly when some code computes it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +21,7 @@ from expertlab.tasks import TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
 DOMAINS = ("biomedical", "general")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Strict(BaseModel):
@@ -43,7 +45,8 @@ class Study(Strict):
     seeds: list[int] = Field(min_length=1)
     criteria: list[str] = Field(min_length=1)
     ratios: list[float] = Field(min_length=1)
-    tasks: list[str] = Field(min_length=1)
+    # Task groups: one generate and one score stage instance per (variant, group).
+    tasks: dict[str, list[str]] = Field(min_length=1)
 
     @field_validator("criteria")
     @classmethod
@@ -52,8 +55,29 @@ class Study(Strict):
 
     @field_validator("tasks")
     @classmethod
-    def _tasks(cls, value: list[str]) -> list[str]:
-        return _known(TASKS, value)
+    def _tasks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for group, names in value.items():
+            if not _GROUP_NAME.fullmatch(group):
+                raise ValueError(f"task group {group!r}: use letters, digits, '_' and '-' (it names directories)")
+            if not names:
+                raise ValueError(f"task group {group!r} is empty")
+            _known(TASKS, names)
+        every = [name for names in value.values() for name in names]
+        repeated = sorted({name for name in every if every.count(name) > 1})
+        if repeated:
+            raise ValueError(f"task(s) in more than one group: {', '.join(repeated)}")
+        return value
+
+    @property
+    def task_names(self) -> list[str]:
+        """Every task of the study, group by group."""
+        return [name for names in self.tasks.values() for name in names]
+
+    def group_of(self, task: str) -> str:
+        for group, names in self.tasks.items():
+            if task in names:
+                return group
+        raise KeyError(f"task {task!r} is in no group of study.tasks")
 
     @field_validator("ratios")
     @classmethod
@@ -111,9 +135,59 @@ class Select(Strict):
     allow_top_k_reduction: bool = False
 
 
+class Evaluation(Strict):
+    """Where task items come from: local copies of the benchmarks' official files."""
+
+    data_dir: str = "data/sources"  # one subdirectory per source, named after it
+    sources: dict[str, str] = {}  # source -> directory (relative to data_dir, or absolute) when not data_dir/<source>
+    seed: int = Field(default=0, ge=0)  # few-shot draws and subsamples
+    options: dict[str, dict[str, Any]] = {}  # task -> overrides of its options
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: dict[str, str]) -> dict[str, str]:
+        from expertlab.tasks import sources
+
+        known = sources()
+        for name in value:
+            if name not in known:
+                raise ValueError(f"unknown source {name!r}; allowed: {', '.join(known)}")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, overrides in value.items():
+            if name not in TASKS:
+                raise ValueError(TASKS.unknown_message(name))
+            TASKS[name].runner_for(TASKS[name].context(0, overrides).options)  # unknown keys, bad runner
+        return value
+
+    def source_dir(self, source: str) -> Path:
+        """The directory a source's files are read from."""
+        return Path(self.data_dir) / self.sources.get(source, source)
+
+    def task_options(self, task: str) -> dict[str, Any]:
+        """A task's options: its defaults with this study's overrides applied."""
+        return dict(TASKS[task].context(self.seed, self.options.get(task)).options)
+
+
 class Generate(Strict):
+    backend: Literal["hf", "vllm"] = "hf"
+    device: str = "cpu"  # hf backend: "cpu" or a CUDA device such as "cuda:0"
     batch_size: int = Field(default=32, gt=0)
     limit: int | None = Field(default=None, gt=0)  # items per task; None = all
+    max_model_len: int = Field(default=4096, gt=0)  # vllm backend: prompt + output tokens (the study's 4096)
+
+
+class BERTScore(Strict):
+    model: str = "roberta-large"  # a hub id or a local model directory
+    num_layers: int = Field(default=17, gt=0)  # roberta-large's standard BERTScore layer
+    batch_size: int = Field(default=16, gt=0)
+
+
+class Score(Strict):
+    bertscore: BERTScore = BERTScore()
 
 
 class Report(Strict):
@@ -133,7 +207,9 @@ class Params(Strict):
     # dvc.yaml tracks these sections, so they must be present even where their fields default
     observe: Observe
     select: Select
+    evaluation: Evaluation = Evaluation()
     generate: Generate
+    score: Score = Score()
     report: Report
     toy: Toy
 

@@ -9,6 +9,7 @@ create type domain as enum ({{ domain }});
 create type aspect as enum ({{ aspect }});
 create type task_kind as enum ({{ task_kind }});
 create type artifact_kind as enum ({{ artifact_kind }});
+create type metric_level as enum ({{ metric_level }});
 
 create table store_schema (
     fingerprint varchar primary key,
@@ -45,7 +46,8 @@ create table tasks (
     metrics varchar[] not null,
     primary_metric varchar not null,
     max_new_tokens integer not null,
-    description varchar not null
+    description varchar not null,
+    source varchar not null
 );
 comment on table tasks is 'evaluation tasks, copied from the registry expertlab.tasks.TASKS at ingest';
 comment on column tasks.task is 'task name';
@@ -56,6 +58,7 @@ comment on column tasks.metrics is 'metrics computed for every sample, in regist
 comment on column tasks.primary_metric is 'the metric reported for the task in the study''s tables and figures';
 comment on column tasks.max_new_tokens is 'generation budget per sample, in tokens';
 comment on column tasks.description is 'one-line description and the benchmark it mirrors';
+comment on column tasks.source is 'where its items come from: a source under params evaluation.sources (local copies of the official files), or toy (the toy world)';
 
 create table observations (
     model varchar not null,
@@ -179,23 +182,25 @@ comment on table sample_scores is 'every metric of every evaluated sample, long 
 comment on column sample_scores.variant_id is 'evaluated variant (see variants)';
 comment on column sample_scores.task is 'evaluation task (see tasks)';
 comment on column sample_scores.sample_id is 'task item id';
-comment on column sample_scores.metric is 'metric name (expertlab.metrics.METRICS)';
+comment on column sample_scores.metric is 'metric name (expertlab.metrics.METRICS; per-sample metrics only)';
 comment on column sample_scores.value is 'metric value for the sample';
 
 create table task_scores (
     variant_id varchar not null,
     task varchar not null,
     metric varchar not null,
-    mean double not null,
+    value double not null,
     n bigint not null,
+    level metric_level not null,
     primary key (variant_id, task, metric)
 );
-comment on table task_scores is 'sample_scores averaged per (variant, task, metric); recomputed at ingest for every variant whose scores changed';
+comment on table task_scores is 'one value per (variant, task, metric): the mean of sample_scores, or a corpus-level metric (e.g. a macro F1 over labels); recomputed at ingest for every artifact whose scores changed';
 comment on column task_scores.variant_id is 'evaluated variant (see variants)';
 comment on column task_scores.task is 'evaluation task (see tasks)';
 comment on column task_scores.metric is 'metric name';
-comment on column task_scores.mean is 'mean of the metric over the task''s samples';
-comment on column task_scores.n is 'samples averaged';
+comment on column task_scores.value is 'the metric on the task: the mean over its samples (level sample) or its corpus-level value (level corpus)';
+comment on column task_scores.n is 'samples averaged, or samples the corpus metric was computed over';
+comment on column task_scores.level is 'sample: averaged from sample_scores; corpus: computed once over all of the task''s samples';
 
 create table generations (
     variant_id varchar not null,
@@ -237,7 +242,7 @@ primary_task_scores as (
         task_scores.variant_id,
         task_scores.task,
         task_scores.metric,
-        task_scores.mean as score
+        task_scores.value as score
     from task_scores
     inner join tasks
         on task_scores.task = tasks.task
@@ -296,8 +301,8 @@ comment on column primary_scores.domain is 'task domain';
 comment on column primary_scores.aspect is 'task aspect (utility, reliability)';
 comment on column primary_scores.kind is 'task kind (generation, classification)';
 comment on column primary_scores.metric is 'the task''s primary metric';
-comment on column primary_scores.score is 'the variant''s mean primary metric on the task';
-comment on column primary_scores.source_score is 'the source model''s mean primary metric on the task; null when the source was not scored';
+comment on column primary_scores.score is 'the variant''s primary metric on the task (task_scores.value)';
+comment on column primary_scores.source_score is 'the source model''s primary metric on the task; null when the source was not scored';
 comment on column primary_scores.retention is 'score / source_score; null when the source score is missing or 0';
 
 -- Utility a variant keeps per domain: the study's headline quantity (DESIGN.md, toy-world findings).

@@ -21,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.params}: ok — {len(study.models)} model(s), {len(study.calibrations)} calibration set(s), "
         f"{len(study.seeds)} seed(s), {len(study.criteria)} criteria, {len(study.ratios)} ratio(s), "
-        f"{len(study.tasks)} task(s): {observations} observation(s), {variants} pruned variant(s)"
+        f"{len(study.task_names)} task(s) in {len(study.tasks)} group(s): {observations} observation(s), {variants} pruned variant(s)"
     )
     return 0

@@ -1,4 +1,4 @@
-"""Model dir + task JSONL files -> OUT/generations.jsonl (one line per task item) + OUT/meta.json."""
+"""Model dir + one task group's JSONL files -> OUT/generations.jsonl (one row per task item) + OUT/meta.json."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ HELP = "greedy generations of a model (variant) for evaluation tasks"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="Hugging Face model directory")
     parser.add_argument("--tasks-dir", required=True, metavar="DIR", help="directory holding <task>.jsonl files")
-    parser.add_argument("--tasks", metavar="T1,T2,...", help="comma-separated task names (default: study.tasks)")
+    tasks = parser.add_mutually_exclusive_group()
+    tasks.add_argument("--tasks", metavar="T1,T2,...", help="comma-separated task names")
+    tasks.add_argument("--group", metavar="NAME", help="the tasks of one group of study.tasks (needs --params)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--backend", choices=("hf", "vllm"), help="generation backend (default hf or generate.backend)")
     parser.add_argument("--batch-size", type=int, help="prompts per generate call (default 32 or generate.batch_size)")
     parser.add_argument("--limit", type=int, help="first N items of each task (default all or generate.limit)")
     parser.add_argument(
@@ -41,25 +44,33 @@ def parse_task_names(text: str) -> list[str]:
     return names
 
 
-def read_task_items(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """Task items {"id", "prompt", "target", "choices"}, checked, ids unique, the first `limit` of them."""
+def read_task_items(path: Path, limit: int | None = None, runner: str | None = None) -> list[dict[str, Any]]:
+    """Task items of one task file (the item format of expertlab.tasks, as `runner` needs them), checked,
+    the first `limit` of them."""
     from expertlab.io import read_jsonl
+    from expertlab.tasks import TASKS, check_items
 
     if not path.is_file():
         raise FileNotFoundError(f"missing task file: {path}")
     items = read_jsonl(path)
-    seen: set[str] = set()
-    for number, item in enumerate(items, start=1):
-        if not isinstance(item, dict) or not all(isinstance(item.get(key), str) for key in ("prompt", "target")):
-            raise ValueError(f'{path}:{number}: expected an object with "id", "prompt" and "target" strings')
-        if "id" not in item:
-            raise ValueError(f'{path}:{number}: missing "id"')
-        item["id"] = str(item["id"])
-        if item["id"] in seen:
-            raise ValueError(f"{path}:{number}: duplicate id {item['id']!r}")
-        seen.add(item["id"])
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("id"), int):
+            item["id"] = str(item["id"])
+    name = path.name.removesuffix(".jsonl")
+    if name in TASKS:
+        check_items(TASKS[name], items, str(path), runner)  # type: ignore[arg-type]
+    for item in items:
         item.setdefault("choices", None)
     return items if limit is None else items[:limit]
+
+
+def task_options(tasks_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each task's resolved options: as prepare-tasks recorded them beside the items, else the task's defaults."""
+    from expertlab.io import read_json
+    from expertlab.tasks import TASKS
+
+    recorded = read_json(tasks_dir / "meta.json").get("options", {}) if (tasks_dir / "meta.json").is_file() else {}
+    return {name: dict(recorded[name]) if name in recorded else dict(TASKS[name].options) for name in names}
 
 
 def default_variant(model_dir: Path) -> dict[str, Any]:
@@ -81,45 +92,61 @@ def run(args: argparse.Namespace) -> int:
     limit = args.limit if args.limit is not None else (params.generate.limit if params else None)
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ValueError(f"--batch-size and --limit must be positive, got {batch_size} and {limit}")
+    backend_name = args.backend or (params.generate.backend if params else "hf")
 
-    from expertlab.io import atomic_dir, read_json, write_json, write_jsonl
+    from tqdm import tqdm
+
+    from expertlab.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
     from expertlab.tasks import TASKS
 
     model_dir = Path(args.model_dir)
     if args.tasks:
         names = parse_task_names(args.tasks)
+    elif params and args.group:
+        if args.group not in params.study.tasks:
+            raise ValueError(f"--group: {args.group!r} is not a group of study.tasks ({', '.join(params.study.tasks)})")
+        names = params.study.tasks[args.group]
     elif params:
-        names = params.study.tasks
+        names = params.study.task_names
     else:
-        raise ValueError("no tasks: pass --tasks or --params")
-    items = {name: read_task_items(Path(args.tasks_dir) / f"{name}.jsonl", limit) for name in names}
+        raise ValueError("no tasks: pass --tasks, or --params (with --group for one group)")
+    tasks_dir = Path(args.tasks_dir)
+    options = task_options(tasks_dir, names)
+    items = {
+        name: read_task_items(tasks_dir / f"{name}.jsonl", limit, TASKS[name].runner_for(options[name])) for name in names
+    }
+    fewshot = {
+        name: read_jsonl(tasks_dir / f"{name}.fewshot.jsonl") if (tasks_dir / f"{name}.fewshot.jsonl").is_file() else []
+        for name in names
+    }
     variant = read_json(args.variant_meta) if args.variant_meta else default_variant(model_dir)
     if not isinstance(variant, dict):
         raise ValueError(f"{args.variant_meta}: expected a JSON object")
 
-    from expertlab.generate import generate, load_model
+    from expertlab.evaluate import generation_rows
+    from expertlab.generate import open_backend
 
-    model, tokenizer = load_model(model_dir)
-    max_new_tokens = {name: TASKS[name].max_new_tokens for name in names}
+    backend_options: dict[str, Any] = {"batch_size": batch_size}
+    if params:
+        backend_options.update(device=params.generate.device, max_model_len=params.generate.max_model_len)
+    backend = open_backend(backend_name, model_dir, **backend_options)
     with atomic_dir(args.out) as tmp:
         rows = []
-        for name in names:
-            prompts = [item["prompt"] for item in items[name]]
-            outputs = generate(model, tokenizer, prompts, max_new_tokens[name], batch_size)
-            rows += [
-                {
-                    "task": name,
-                    "sample_id": item["id"],
-                    "prompt": item["prompt"],
-                    "output": output,
-                    "target": item["target"],
-                    "choices": item["choices"],
-                }
-                for item, output in zip(items[name], outputs)
-            ]
-            print(f"generate: {name}: {len(outputs)} items")
+        for name in tqdm(names, desc=f"generate {variant.get('variant_id')}", unit="task"):
+            task_rows = generation_rows(backend, TASKS[name], items[name], options[name], fewshot[name])
+            rows += task_rows
+            print(f"generate: {name}: {len(task_rows)} items")
+        backend.close()
         write_jsonl(tmp / "generations.jsonl", rows)
-        meta = {"kind": "generations", "variant": variant, "tasks": names, "max_new_tokens": max_new_tokens}
+        meta = {
+            "kind": "generations",
+            "variant": variant,
+            "group": args.group or "",
+            "tasks": names,
+            "backend": backend_name,
+            "max_new_tokens": {name: TASKS[name].max_new_tokens for name in names},
+            "options": options,
+        }
         write_json(tmp / "meta.json", meta)
     print(f"generate: {variant.get('variant_id')}: {len(rows)} generations -> {args.out}")
     return 0

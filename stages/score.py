@@ -1,31 +1,49 @@
-"""GEN_DIR/generations.jsonl + meta.json -> OUT/sample_scores.parquet (task, sample_id, metric, value) + OUT/meta.json."""
+"""GEN_DIR/generations.jsonl + meta.json -> OUT/sample_scores.parquet (task, sample_id, metric, value),
+OUT/corpus_scores.parquet (task, metric, value, n) + OUT/meta.json."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stages.common import add_params_argument, load_optional_params
+
 HELP = "score every generation with every metric of its task"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gen_dir", metavar="GEN_DIR", help="output directory of `expertlab generate`")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_params_argument(parser)
 
 
-def score_generations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Long-format scores for generation rows {"task", "sample_id", "output", "target", "choices"}, sorted."""
-    from expertlab.metrics import score_items
+def score_generations(
+    rows: list[dict[str, Any]], options: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per-sample scores, corpus scores) of generation rows, task by task, sorted."""
+    from tqdm import tqdm
+
+    from expertlab.evaluate import score_rows
     from expertlab.tasks import TASKS
 
     by_task: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_task.setdefault(row["task"], []).append(row)
-    scores = []
-    for name, task_rows in by_task.items():
-        items = [{"id": row["sample_id"], "target": row["target"], "choices": row.get("choices")} for row in task_rows]
-        scores += score_items(TASKS[name], items, [row["output"] for row in task_rows])
-    return sorted(scores, key=lambda s: (s["task"], s["sample_id"], s["metric"]))
+    samples: list[dict[str, Any]] = []
+    corpus: list[dict[str, Any]] = []
+    for name in tqdm(sorted(by_task), desc="score", unit="task", disable=len(by_task) < 2):
+        task_samples, task_corpus = score_rows(TASKS[name], by_task[name], options)
+        samples += task_samples
+        corpus += task_corpus
+    samples.sort(key=lambda s: (s["task"], s["sample_id"], s["metric"]))
+    corpus.sort(key=lambda s: (s["task"], s["metric"]))
+    return samples, corpus
+
+
+SAMPLE_SCHEMA = [("task", "string"), ("sample_id", "string"), ("metric", "string"), ("value", "float64")]
+CORPUS_SCHEMA = [("task", "string"), ("metric", "string"), ("value", "float64"), ("n", "int64")]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,19 +52,30 @@ def run(args: argparse.Namespace) -> int:
 
     from expertlab.io import atomic_dir, read_json, read_jsonl, write_json
 
+    params = load_optional_params(args)
+    options = {"bertscore": params.score.bertscore.model_dump()} if params else {}
     gen_dir = Path(args.gen_dir)
     meta = read_json(gen_dir / "meta.json")
     if meta.get("kind") != "generations":
         raise ValueError(f"{gen_dir / 'meta.json'}: kind is {meta.get('kind')!r}, expected 'generations'")
-    scores = score_generations(read_jsonl(gen_dir / "generations.jsonl"))
-    schema = pa.schema([("task", pa.string()), ("sample_id", pa.string()), ("metric", pa.string()), ("value", pa.float64())])
-    table = pa.Table.from_pylist(scores, schema=schema)
-    with atomic_dir(args.out) as tmp:
-        pq.write_table(table, tmp / "sample_scores.parquet")
-        write_json(tmp / "meta.json", {"kind": "scores", "variant": meta["variant"]})
+    samples, corpus = score_generations(read_jsonl(gen_dir / "generations.jsonl"), options)
 
-    print(f"score: {meta['variant'].get('variant_id')}: {len(scores)} scores -> {args.out}")
-    summary = table.group_by(["task", "metric"]).aggregate([("value", "mean"), ("value", "count")])
-    for row in sorted(summary.to_pylist(), key=lambda r: (r["task"], r["metric"])):
-        print(f"  {row['task']:<20} {row['metric']:<18} mean {row['value_mean']:.4f}  (n={row['value_count']})")
+    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> pa.Table:
+        return pa.Table.from_pylist(rows, schema=pa.schema([(name, pa.type_for_alias(kind)) for name, kind in columns]))
+
+    sample_table = table(samples, SAMPLE_SCHEMA)
+    with atomic_dir(args.out) as tmp:
+        pq.write_table(sample_table, tmp / "sample_scores.parquet")
+        pq.write_table(table(corpus, CORPUS_SCHEMA), tmp / "corpus_scores.parquet")
+        write_json(
+            tmp / "meta.json",
+            {"kind": "scores", "variant": meta["variant"], "group": meta.get("group", ""), "tasks": meta.get("tasks")},
+        )
+
+    print(f"score: {meta['variant'].get('variant_id')}: {len(samples)} sample scores, {len(corpus)} corpus scores -> {args.out}")
+    summary = sample_table.group_by(["task", "metric"]).aggregate([("value", "mean"), ("value", "count")])
+    lines = [(r["task"], r["metric"], r["value_mean"], r["value_count"]) for r in summary.to_pylist()]
+    lines += [(r["task"], r["metric"], r["value"], r["n"]) for r in corpus]
+    for task, metric, value, n in sorted(lines):
+        print(f"  {task:<24} {metric:<24} {value:.4f}  (n={n})")
     return 0

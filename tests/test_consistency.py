@@ -25,12 +25,20 @@ def lookup(data: dict, dotted: str):  # noqa: ANN201
 
 def test_every_tracked_params_key_exists():
     for name, stage in DVC["stages"].items():
-        for key in stage.get("params", []):
-            lookup(PARAMS, key)
-        for axis in stage.get("matrix", {}).values():
-            match = re.fullmatch(r"\$\{(.+)\}", axis)
+        matrix = {}
+        for axis, values in stage.get("matrix", {}).items():
+            match = re.fullmatch(r"\$\{(.+)\}", values)
             assert match, f"stage {name}: matrix axes come from params.yaml"
-            assert isinstance(lookup(PARAMS, match.group(1)), list)
+            matrix[axis] = lookup(PARAMS, match.group(1))
+            # a list, or a mapping whose keys are the axis values (task groups)
+            assert isinstance(matrix[axis], (list, dict)), f"stage {name}: axis {axis}"
+        for key in stage.get("params", []):
+            if "${item." in key:  # one instance's own entry, e.g. study.tasks.${item.group}
+                axis = re.search(r"\$\{item\.(\w+)\}", key).group(1)
+                for value in matrix[axis]:
+                    lookup(PARAMS, key.replace(f"${{item.{axis}}}", str(value)))
+            else:
+                lookup(PARAMS, key)
 
 
 def test_every_stage_command_is_a_cli_command_and_its_code_is_a_dependency():
@@ -39,8 +47,11 @@ def test_every_stage_command_is_a_cli_command_and_its_code_is_a_dependency():
         assert command[0] == "expertlab" and command[1] in COMMANDS, name
         module_file = COMMANDS[command[1]].replace(".", "/") + ".py"
         assert module_file in stage["deps"], f"stage {name} does not depend on {module_file}"
+        data_dir = PARAMS["evaluation"]["data_dir"]
+        built = ("data/", "models/", "observations", "masks", "generations", "scores", "results")
         for dep in stage["deps"]:
-            if "${" not in dep and not dep.startswith(("data/", "models/", "observations", "masks", "generations", "scores", "results")):
+            dep = dep.replace("${evaluation.data_dir}", data_dir)  # committed: must exist in a clean clone
+            if dep == data_dir or ("${" not in dep and not dep.startswith(built)):
                 assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import stages.generate
 import stages.score
-from expertlab.generate import generate, load_model, render_prompt
+from expertlab.generate.hf import generate, load_model, render_prompt
 
 PROMPTS = [
     "what is the dose of aspirin",
@@ -105,7 +105,7 @@ def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, 
     assert [(row["task"], row["sample_id"]) for row in rows] == [
         ("bio_qa", "q0"), ("bio_qa", "q1"), ("bio_qa", "q2"), ("bio_mcq", "m0"), ("bio_mcq", "m1"), ("bio_mcq", "m2"),
     ]  # fmt: skip
-    assert all(set(row) == {"task", "sample_id", "prompt", "output", "target", "choices"} for row in rows)
+    assert all(set(row) == {"task", "sample_id", "prompt", "output", "target", "choices", "doc"} for row in rows)
     meta = json.loads((gen_dir / "meta.json").read_text())
     assert meta == {
         "kind": "generations",
@@ -119,8 +119,11 @@ def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, 
             "kept_per_layer": None,
             "top_k": 2,
         },
+        "group": "",
         "tasks": ["bio_qa", "bio_mcq"],
+        "backend": "hf",
         "max_new_tokens": {"bio_qa": 12, "bio_mcq": 4},
+        "options": {"bio_qa": {}, "bio_mcq": {}},
     }
 
     assert run_stage(stages.score, [str(gen_dir), "--out", str(score_dir)]) == 0
@@ -133,7 +136,10 @@ def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, 
     keys = [(s["task"], s["sample_id"], s["metric"]) for s in scores]
     assert keys == sorted(keys)
     assert all(0.0 <= s["value"] <= 1.0 for s in scores)
-    assert json.loads((score_dir / "meta.json").read_text()) == {"kind": "scores", "variant": meta["variant"]}
+    assert json.loads((score_dir / "meta.json").read_text()) == {
+        "kind": "scores", "variant": meta["variant"], "group": "", "tasks": ["bio_qa", "bio_mcq"],
+    }  # fmt: skip
+    assert pq.read_table(score_dir / "corpus_scores.parquet").num_rows == 0  # the toy tasks have no corpus metric
     assert "bio_mcq" in capsys.readouterr().out
 
 
@@ -158,7 +164,7 @@ def test_bad_task_names_and_missing_files_fail_before_loading(tmp_path):
 
 def test_an_interrupted_run_leaves_no_output(tiny_moe_dir, tmp_path, monkeypatch):
     write_tasks(tmp_path / "tasks")
-    import expertlab.generate
+    import expertlab.generate.hf
 
     calls = []
 
@@ -168,7 +174,7 @@ def test_an_interrupted_run_leaves_no_output(tiny_moe_dir, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return [""] * len(args[2])
 
-    monkeypatch.setattr(expertlab.generate, "generate", interrupted)
+    monkeypatch.setattr(expertlab.generate.hf, "generate", interrupted)
     argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_qa,bio_mcq", "--out", str(tmp_path / "gen")]
     with pytest.raises(KeyboardInterrupt):
         run_stage(stages.generate, argv)

@@ -122,7 +122,8 @@ def test_every_task_metric_is_registered(name):
 
 def test_score_items_is_long_format_one_row_per_item_and_metric():
     task = TASKS["trial_summary"]
-    rows = score_items(task, [{"id": 7, "target": "cat sat down", "choices": None}], ["the cat sat"])
+    rows, corpus = score_items(task, [{"id": 7, "target": "cat sat down", "choices": None}], ["the cat sat"])
+    assert corpus == []  # the toy summary has no corpus-level metric
     assert [row["metric"] for row in rows] == list(task.metrics)
     assert {(row["task"], row["sample_id"]) for row in rows} == {("trial_summary", "7")}
     by_metric = {row["metric"]: row["value"] for row in rows}

@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
-PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported"]
+PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "data/sources"]
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ MICRO = {
         "seeds": [0],
         "criteria": ["random", "reap"],
         "ratios": [0.5],
-        "tasks": ["bio_qa", "bio_mcq", "general_arith"],
+        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith"]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
     "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 8}},
@@ -97,9 +97,10 @@ def first_run(repo: Path) -> str:
 
 def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     variants = [f"toy-biomed-0-{c}-0.5" for c in ("random", "reap")]
-    expected = {"prepare", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0", "generate_source@toy"}
-    expected |= {"score_source@toy", "ingest", "report"}
-    expected |= {f"{stage}@{v}" for stage in ("prune", "generate", "score") for v in variants}
+    expected = {"prepare", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
+    expected |= {"generate_source@toy-toy", "score_source@toy-toy", "ingest", "report"}
+    expected |= {f"prune@{v}" for v in variants}
+    expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score") for v in variants}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select count(*) from variants").fetchone() == (3,)
@@ -130,7 +131,8 @@ def test_adding_a_ratio_runs_only_what_it_touches(repo: Path, first_run: str):
     output = sh("dvc", "repro", cwd=repo)
     new = [f"toy-biomed-0-{c}-0.25" for c in ("random", "reap")]
     expected = {"select@toy-biomed-0", "ingest", "report"}
-    expected |= {f"{stage}@{v}" for stage in ("prune", "generate", "score") for v in new}
+    expected |= {f"prune@{v}" for v in new}
+    expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score") for v in new}
     assert ran(output) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select count(*) from variants").fetchone() == (5,)

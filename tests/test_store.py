@@ -108,6 +108,8 @@ def write_scores(root: Path, record: dict[str, Any], values: dict[tuple[str, str
                         ("value", pa.float64())])
     directory.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "sample_scores.parquet")
+    corpus = pa.schema([("task", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("n", pa.int64())])
+    pq.write_table(pa.Table.from_pylist([], schema=corpus), directory / "corpus_scores.parquet")
     _meta(directory, {"kind": "scores", "variant": record})
     return directory
 
@@ -195,7 +197,7 @@ EXPECTED_COLUMNS = {
     "artifacts": "kind artifact_kind, identity VARCHAR, path VARCHAR, content_hash VARCHAR, files VARCHAR[], "
                  "meta JSON, ingested_at TIMESTAMP",
     "tasks": "task VARCHAR, domain domain, aspect aspect, kind task_kind, metrics VARCHAR[], primary_metric VARCHAR, "
-             "max_new_tokens INTEGER, description VARCHAR",
+             "max_new_tokens INTEGER, description VARCHAR, source VARCHAR",
     "observations": "model VARCHAR, calibration VARCHAR, seed INTEGER, model_type VARCHAR, num_experts INTEGER, "
                     "top_k INTEGER, n_group INTEGER, moe_layers INTEGER[], samples INTEGER, tokens BIGINT",
     "expert_stats": "model VARCHAR, calibration VARCHAR, seed INTEGER, layer INTEGER, expert INTEGER, tokens BIGINT, "
@@ -207,7 +209,7 @@ EXPECTED_COLUMNS = {
                 "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER, origin VARCHAR",
     "expert_masks": "variant_id VARCHAR, layer INTEGER, expert INTEGER, kept BOOLEAN",
     "sample_scores": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, metric VARCHAR, value DOUBLE",
-    "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, mean DOUBLE, n BIGINT",
+    "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE, n BIGINT, level metric_level",
     "generations": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, prompt VARCHAR, output VARCHAR, "
                    "target VARCHAR, choices VARCHAR[]",
     "domain_retention": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
@@ -279,6 +281,7 @@ def test_enum_types_come_from_the_registries(empty_store: duckdb.DuckDBPyConnect
         "aspect": list(get_args(Aspect)),
         "task_kind": list(get_args(Kind)),
         "artifact_kind": KINDS.names(),
+        "metric_level": ["sample", "corpus"],
     }
     assert vocabularies()["criterion"] == CRITERIA.names()
 
@@ -325,7 +328,7 @@ def test_ingest_loads_every_table(tmp_path: Path) -> None:
     ).fetchone() == (3, 2)
     # task_scores is the mean of sample_scores
     assert con.execute(
-        "select mean, n from task_scores where variant_id = 'toy:source' and task = 'bio_qa'"
+        "select value, n from task_scores where variant_id = 'toy:source' and task = 'bio_qa'"
     ).fetchone() == (pytest.approx(0.8), 2)
     con.close()
 
@@ -355,7 +358,7 @@ def test_changed_artifact_is_replaced_and_task_scores_recomputed(tmp_path: Path)
     assert not report.added and not report.removed and len(report.skipped) == 21
     con = duckdb.connect(str(store), read_only=True)
     assert con.execute(
-        "select task, metric, mean, n from task_scores where variant_id = 'toy:biomed:0:reap:0.5'"
+        "select task, metric, value, n from task_scores where variant_id = 'toy:biomed:0:reap:0.5'"
     ).fetchall() == [("bio_qa", "token_f1", pytest.approx(0.2), 2)]
     assert con.execute(
         "select count(*) from sample_scores where variant_id = 'toy:biomed:0:reap:0.5'"

@@ -60,7 +60,7 @@ def test_layout_and_sizes(toy_dir: Path, train_texts: list[str]) -> None:
     assert sorted(p.stem for p in (toy_dir / "tasks").iterdir()) == sorted(TASKS.names())
 
 
-@pytest.mark.parametrize("task_name", TASKS.names())
+@pytest.mark.parametrize("task_name", [name for name, task in TASKS.items() if task.source == "toy"])
 def test_task_items_are_valid(toy_dir: Path, train_texts: list[str], task_name: str) -> None:
     task = TASKS[task_name]
     items = read_jsonl(toy_dir / "tasks" / f"{task_name}.jsonl")
@@ -82,12 +82,12 @@ def test_task_items_are_valid(toy_dir: Path, train_texts: list[str], task_name: 
 def test_medhalt_items_follow_their_definitions(toy_dir: Path) -> None:
     world = build_world(SMALL_WORLD)
     real = {drug.name for drug in world.drugs}
-    for item in read_jsonl(toy_dir / "tasks" / "medhalt_nota.jsonl"):
+    for item in read_jsonl(toy_dir / "tasks" / "bio_nota.jsonl"):
         assert item["target"] == NOTA == item["choices"][-1]
-    for item in read_jsonl(toy_dir / "tasks" / "medhalt_fake.jsonl"):
+    for item in read_jsonl(toy_dir / "tasks" / "bio_fake.jsonl"):
         assert item["target"] == NO_SUCH_DRUG
         assert not real & set(item["prompt"].replace("?", " ").split())
-    for item in read_jsonl(toy_dir / "tasks" / "medhalt_fct.jsonl"):
+    for item in read_jsonl(toy_dir / "tasks" / "bio_fct.jsonl"):
         assert "A student answered" in item["prompt"]
 
 
@@ -136,7 +136,7 @@ def test_tokenizer_renders_chats_and_round_trips_answers(toy_dir: Path, tokenize
     assert answer == item["target"]  # numbers re-join: "240" is "2", "##4", "##0"
     assert tokenizer.convert_ids_to_tokens(tokenizer("240 mg")["input_ids"]) == ["2", "##4", "##0", "mg"]
     # a fake drug is a word training never saw
-    fake = read_jsonl(toy_dir / "tasks" / "medhalt_fake.jsonl")[0]
+    fake = read_jsonl(toy_dir / "tasks" / "bio_fake.jsonl")[0]
     assert tokenizer.unk_token_id in tokenizer(fake["prompt"])["input_ids"]
 
 
@@ -153,7 +153,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
             "seeds": SEEDS,
             "criteria": ["random"],
             "ratios": [0.5],
-            "tasks": ["bio_qa"],
+            "tasks": {"toy": ["bio_qa"]},
         },
         "models": {"toy": {"family": "qwen3_moe", "toy": True}},
         "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 20}},

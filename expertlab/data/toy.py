@@ -570,9 +570,9 @@ TASK_FORMATS: dict[str, Format] = {
     "bio_ner": bio_ner,
     "bio_mcq": bio_mcq,
     "trial_summary": trial_summary,
-    "medhalt_fct": medhalt_fct,
-    "medhalt_nota": medhalt_nota,
-    "medhalt_fake": medhalt_fake,
+    "bio_fct": medhalt_fct,
+    "bio_nota": medhalt_nota,
+    "bio_fake": medhalt_fake,
     "general_arith": general_arith,
     "general_mcq": general_mcq,
     "general_summary": general_summary,
@@ -621,13 +621,15 @@ def _context(world: World, split: str, stream: str) -> Context:
 
 
 def task_items(world: World) -> dict[str, list[dict[str, Any]]]:
-    """`eval_items` distinct items for every registered task."""
-    missing = [name for name in TASKS.names() if name not in TASK_FORMATS]
+    """`eval_items` distinct items for every toy-world task."""
+    names = [name for name, entry in TASKS.items() if entry.source == "toy"]
+    missing = [name for name in names if name not in TASK_FORMATS]
     if missing:
         raise ValueError(f"the toy world has no item format for tasks: {', '.join(missing)}")
     items = {}
-    for name in TASKS.names():
-        ctx = _context(world, "eval", f"task-{name}")
+    for name in names:
+        # The stream is keyed by the format, so renaming a task keeps its items.
+        ctx = _context(world, "eval", f"task-{TASK_FORMATS[name].__name__}")
         seen: set[str] = set()
         rows = []
         for _ in range(world.config.eval_items * 200):

@@ -34,6 +34,7 @@ OBSERVATION_COLUMNS = {
 }
 SELECTION_COLUMNS = {"criterion": "varchar", "layer": "integer", "expert": "integer", "score": "double"}
 SAMPLE_SCORE_COLUMNS = {"task": "varchar", "sample_id": "varchar", "metric": "varchar", "value": "double"}
+CORPUS_SCORE_COLUMNS = {"task": "varchar", "metric": "varchar", "value": "double", "n": "bigint"}
 GENERATION_KEYS = ("task", "sample_id", "prompt", "output", "target")
 ORIGINS = ("expertlab", "imported")  # who selected a variant's experts (selection meta.json `origin`)
 VARIANT_KEYS = ("variant_id", "model", "calibration", "seed", "criterion", "ratio", "kept_per_layer", "top_k")
@@ -324,31 +325,69 @@ KINDS.add(
 # --- scores: scores/<variant path>/ ---------------------------------------------------------------
 
 
+def _evaluation_identity(meta: Meta, where: Path) -> str:
+    """variant_id, or variant_id/group for the artifact of one task group."""
+    vid = _checked_variant(meta, where)["variant_id"]
+    group = meta.get("group") or ""
+    if not isinstance(group, str):
+        raise ValueError(f"{where}: group must be a string")
+    if group and not isinstance(meta.get("tasks"), list):
+        raise ValueError(f"{where}: an artifact of task group {group!r} must list its tasks")
+    return f"{vid}/{group}" if group else vid
+
+
+def _artifact_tasks(meta: Meta) -> list[str] | None:
+    """The tasks an evaluation artifact covers; None: every task of its variant."""
+    return list(meta["tasks"]) if meta.get("group") else None
+
+
 def _load_scores(con: Connection, artifact: Artifact) -> None:
-    scores = artifact.path / "sample_scores.parquet"
-    _parquet_columns(con, scores, SAMPLE_SCORE_COLUMNS)
-    vid = artifact.meta["variant"]["variant_id"]
+    meta = artifact.meta
+    vid = meta["variant"]["variant_id"]
+    samples = artifact.path / "sample_scores.parquet"
+    corpus = artifact.path / "corpus_scores.parquet"
+    _parquet_columns(con, samples, SAMPLE_SCORE_COLUMNS)
+    _parquet_columns(con, corpus, CORPUS_SCORE_COLUMNS)
+    tasks = _artifact_tasks(meta)
+    outside = con.execute(
+        "select distinct task from read_parquet(?) union select distinct task from read_parquet(?)",
+        [str(samples), str(corpus)],
+    ).fetchall()
+    if tasks is not None and any(task not in tasks for (task,) in outside):
+        raise ValueError(f"{artifact.path}: scores for tasks outside the artifact's tasks {tasks}")
     con.execute(
         f"insert into sample_scores select ?, {_select_columns(SAMPLE_SCORE_COLUMNS)} from read_parquet(?)",
-        [vid, str(scores)],
+        [vid, str(samples)],
     )
-    # task_scores of this variant are recomputed in the same transaction as its sample_scores.
+    # task_scores of these tasks are recomputed in the same transaction as their sample_scores.
     con.execute(
         """
         insert into task_scores
-        select variant_id, task, metric, avg(value), count(*)
+        select variant_id, task, metric, avg(value), count(*), 'sample'
         from sample_scores
-        where variant_id = ?
+        where variant_id = ? and task in (select distinct task from read_parquet(?))
         group by variant_id, task, metric
         """,
-        [vid],
+        [vid, str(samples)],
+    )
+    con.execute(
+        f"insert into task_scores select ?, task, metric, value, n, 'corpus' from ("
+        f"select {_select_columns(CORPUS_SCORE_COLUMNS)} from read_parquet(?))",
+        [vid, str(corpus)],
     )
 
 
-def _unload_variant(tables: tuple[str, ...]) -> Callable[[Connection, str, Meta], None]:
+def _unload_evaluation(tables: tuple[str, ...]) -> Callable[[Connection, str, Meta], None]:
+    """Remove an evaluation artifact's rows: its variant's rows of its tasks (all of them without a group)."""
+
     def unload(con: Connection, identity: str, meta: Meta) -> None:
+        vid = meta["variant"]["variant_id"]
+        tasks = _artifact_tasks(meta)
         for table in tables:
-            con.execute(f"delete from {table} where variant_id = ?", [identity])
+            if tasks is None:
+                con.execute(f"delete from {table} where variant_id = ?", [vid])
+            else:
+                con.execute(f"delete from {table} where variant_id = ? and list_contains(?, task)", [vid, tasks])
 
     return unload
 
@@ -356,10 +395,10 @@ def _unload_variant(tables: tuple[str, ...]) -> Callable[[Connection, str, Meta]
 KINDS.add(
     "scores",
     ArtifactKind(
-        identity=lambda meta, where: _checked_variant(meta, where)["variant_id"],
-        files=lambda meta: ["sample_scores.parquet"],
+        identity=_evaluation_identity,
+        files=lambda meta: ["corpus_scores.parquet", "sample_scores.parquet"],
         load=_load_scores,
-        unload=_unload_variant(("task_scores", "sample_scores")),
+        unload=_unload_evaluation(("task_scores", "sample_scores")),
         variants=lambda meta: [meta["variant"]],
     ),
 )
@@ -381,6 +420,8 @@ def _load_generations(con: Connection, artifact: Artifact) -> None:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not valid JSON ({err})") from None
+            if isinstance(row, dict) and isinstance(row.get("prompt"), list):  # a chat: stored as its JSON
+                row["prompt"] = json.dumps(row["prompt"], ensure_ascii=False)
             if not isinstance(row, dict) or not all(isinstance(row.get(key), (str, int)) for key in GENERATION_KEYS):
                 raise ValueError(f"{path}:{number}: expected an object with the keys {list(GENERATION_KEYS)}")
             for key in GENERATION_KEYS:
@@ -406,10 +447,10 @@ def _load_generations(con: Connection, artifact: Artifact) -> None:
 KINDS.add(
     "generations",
     ArtifactKind(
-        identity=lambda meta, where: _checked_variant(meta, where)["variant_id"],
+        identity=_evaluation_identity,
         files=lambda meta: ["generations.jsonl"],
         load=_load_generations,
-        unload=_unload_variant(("generations",)),
+        unload=_unload_evaluation(("generations",)),
         variants=lambda meta: [meta["variant"]],
     ),
 )

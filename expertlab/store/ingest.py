@@ -161,7 +161,7 @@ def _refresh_tasks(con: duckdb.DuckDBPyConnection) -> None:
     with transaction(con):
         con.execute("delete from tasks")
         for row in schema.task_rows():
-            con.execute("insert into tasks values (?, ?, ?, ?, ?, ?, ?, ?)", list(row.values()))
+            con.execute(f"insert into tasks values ({', '.join('?' * len(row))})", list(row.values()))
 
 
 def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:

@@ -24,6 +24,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 def vocabularies() -> dict[str, list[str]]:
     """The closed vocabularies the schema's ENUM types take, each read from its registry."""
     from expertlab.criteria import CRITERIA
+    from expertlab.metrics import MetricLevel
     from expertlab.store.artifacts import KINDS
     from expertlab.tasks import Aspect, Domain, Kind
 
@@ -33,6 +34,7 @@ def vocabularies() -> dict[str, list[str]]:
         "aspect": list(get_args(Aspect)),
         "task_kind": list(get_args(Kind)),
         "artifact_kind": KINDS.names(),
+        "metric_level": list(get_args(MetricLevel)),
     }
 
 
@@ -70,6 +72,7 @@ def task_rows() -> list[dict[str, Any]]:
             "primary_metric": task.primary_metric,
             "max_new_tokens": task.max_new_tokens,
             "description": task.description,
+            "source": task.source,
         }
         for name, task in TASKS.items()
     ]

@@ -1,11 +1,14 @@
-"""Prompts -> greedy completions with a Hugging Face causal LM on CPU (chat template, left-padded batches)."""
+"""The `hf` backend: greedy completions with a transformers causal LM (chat template, left-padded batches)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from expertlab.generate import BACKENDS, Prompt, cut_at_stop, messages, strip_reasoning, template_kwargs
 
 
 def load_model(model_dir: str | Path) -> tuple[Any, Any]:
@@ -23,16 +26,13 @@ def load_model(model_dir: str | Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def render_prompt(tokenizer: Any, prompt: str) -> str:
-    """The prompt as one user turn of the chat template, thinking off; the raw prompt without a template."""
+def render_prompt(tokenizer: Any, prompt: Prompt, model_type: str = "") -> str:
+    """The prompt through the chat template, thinking off (DESIGN: decoding); without a template, the
+    turns' contents joined by blank lines."""
+    turns = messages(prompt)
     if not getattr(tokenizer, "chat_template", None):
-        return prompt
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}],
-        tokenize=False,
-        add_generation_prompt=True,
-        enable_thinking=False,  # the study decodes with thinking off (DESIGN: decoding)
-    )
+        return "\n\n".join(turn["content"] for turn in turns)
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True, **template_kwargs(model_type))
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -47,19 +47,24 @@ def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
 def generate(
     model: Any,
     tokenizer: Any,
-    prompts: list[str],
+    prompts: Sequence[Prompt],
     max_new_tokens: int,
     batch_size: int,
     progress: bool = True,
+    stop: Sequence[str] = (),
+    model_type: str = "",
 ) -> list[str]:
-    """Greedy completions (new tokens only, special tokens dropped, stripped), in the order of `prompts`."""
+    """Greedy completions in the order of `prompts`: new tokens only, reasoning and special tokens
+    dropped, cut at the first stop string, stripped."""
     from tqdm import tqdm
     from transformers import GenerationConfig
 
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be positive, got {batch_size}, {max_new_tokens}")
     templated = getattr(tokenizer, "chat_template", None) is not None
-    texts = [render_prompt(tokenizer, prompt) for prompt in prompts]
+    texts = [render_prompt(tokenizer, prompt, model_type) for prompt in prompts]
+    # GPT-OSS marks its answer with special tokens: keep them until the reasoning is cut away.
+    keep_special = model_type == "gpt_oss"
     # The template already carries its own special tokens.
     encoded = tokenizer(texts, add_special_tokens=not templated)["input_ids"]
     # Longest first: similar lengths share a batch (little padding), and a too-long prompt fails early.
@@ -94,7 +99,11 @@ def generate(
                 )
                 new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
                 for i, tokens in zip(batch, new_tokens):
-                    outputs[i] = tokenizer.decode(_until_stop(tokens, stop_ids), skip_special_tokens=True).strip()
+                    text = tokenizer.decode(_until_stop(tokens, stop_ids), skip_special_tokens=not keep_special)
+                    text = strip_reasoning(text)
+                    if keep_special:
+                        text = tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+                    outputs[i] = cut_at_stop(text, stop)
                 bar.update(len(batch))
     finally:
         tokenizer.padding_side = padding_side
@@ -107,3 +116,40 @@ def _until_stop(tokens: list[int], stop_ids: list[int]) -> list[int]:
         if token in stop_ids:
             return tokens[:position]
     return tokens
+
+
+@BACKENDS.register("hf")
+class HFBackend:
+    """transformers on this machine; `device` "cpu" (float32) or a CUDA device (bfloat16)."""
+
+    name = "hf"
+
+    def __init__(self, model_dir: Path, batch_size: int = 32, device: str = "cpu", progress: bool = True) -> None:
+        self.model_dir = model_dir
+        self.model, self.tokenizer = load_model(model_dir)
+        if device != "cpu":
+            self.model = self.model.to(device=device, dtype=torch.bfloat16)
+        self.model_type = str(getattr(self.model.config, "model_type", ""))
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens,
+            self.batch_size,
+            progress=self.progress,
+            stop=stop,
+            model_type=self.model_type,
+        )
+
+    def lm_eval_model(self) -> Any:
+        """lm-eval's HFLM over the in-memory model and tokenizer objects (no second load)."""
+        from lm_eval.models.huggingface import HFLM
+
+        return HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size)
+
+    def close(self) -> None:
+        del self.model

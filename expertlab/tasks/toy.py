@@ -1,50 +1,12 @@
-"""Evaluation task registry: what each task measures, how it is prompted and scored."""
+"""The toy world's task suite: items come from the `prepare` stage (expertlab.data.toy), not from files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-from expertlab.registry import Registry
-
-Domain = Literal["biomedical", "general"]
-Aspect = Literal["utility", "reliability"]
-Kind = Literal["generation", "classification"]
-
-
-@dataclass(frozen=True)
-class Task:
-    """One evaluation task.
-
-    Items live in a JSONL file (one object per line) with the keys
-    `id` (str), `prompt` (str, the user turn), `target` (str) and, for
-    classification, `choices` (list of str, the target being one of them).
-    """
-
-    name: str
-    domain: Domain
-    aspect: Aspect
-    kind: Kind
-    metrics: tuple[str, ...]
-    primary_metric: str
-    max_new_tokens: int
-    description: str
-
-
-TASKS: Registry[Task] = Registry("task")
-
-
-def task(**fields: object) -> Task:
-    """Register a task; `primary_metric` must be one of its `metrics`."""
-    entry = Task(**fields)  # type: ignore[arg-type]
-    if entry.primary_metric not in entry.metrics:
-        raise ValueError(f"task {entry.name!r}: primary metric {entry.primary_metric!r} not in {entry.metrics}")
-    TASKS.add(entry.name, entry)
-    return entry
-
+from expertlab.tasks import task
 
 # The toy world's suite mirrors the study's (shared/papers/000, section 4).
 task(
+    source="toy",
     name="bio_qa",
     domain="biomedical",
     aspect="utility",
@@ -55,6 +17,7 @@ task(
     description="short-answer questions about drugs, conditions and doses (MedINST QA)",
 )
 task(
+    source="toy",
     name="bio_ner",
     domain="biomedical",
     aspect="utility",
@@ -65,6 +28,7 @@ task(
     description="list the drug and condition entities a sentence mentions (MedINST NER)",
 )
 task(
+    source="toy",
     name="bio_mcq",
     domain="biomedical",
     aspect="utility",
@@ -75,6 +39,7 @@ task(
     description="four-option multiple choice on biomedical facts (MultiMedQA)",
 )
 task(
+    source="toy",
     name="trial_summary",
     domain="biomedical",
     aspect="reliability",
@@ -85,7 +50,8 @@ task(
     description="summarise a trial abstract with its numbers and units (RCT)",
 )
 task(
-    name="medhalt_fct",
+    source="toy",
+    name="bio_fct",
     domain="biomedical",
     aspect="reliability",
     kind="classification",
@@ -95,7 +61,8 @@ task(
     description="a suggested answer may be wrong: pick the correct option (MedHALT FCT)",
 )
 task(
-    name="medhalt_nota",
+    source="toy",
+    name="bio_nota",
     domain="biomedical",
     aspect="reliability",
     kind="classification",
@@ -105,7 +72,8 @@ task(
     description="the correct option is replaced by 'none of the above' (MedHALT NOTA)",
 )
 task(
-    name="medhalt_fake",
+    source="toy",
+    name="bio_fake",
     domain="biomedical",
     aspect="reliability",
     kind="classification",
@@ -115,6 +83,7 @@ task(
     description="a question about a non-existent drug: recognise it as invalid (MedHALT Fake)",
 )
 task(
+    source="toy",
     name="general_arith",
     domain="general",
     aspect="utility",
@@ -125,6 +94,7 @@ task(
     description="small-number arithmetic (GSM8K-like)",
 )
 task(
+    source="toy",
     name="general_mcq",
     domain="general",
     aspect="utility",
@@ -135,6 +105,7 @@ task(
     description="four-option multiple choice on geography-like facts (MMLU-like)",
 )
 task(
+    source="toy",
     name="general_summary",
     domain="general",
     aspect="reliability",

