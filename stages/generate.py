@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.json",
         help="variant identity to record (default: MODEL_DIR/expertlab_variant.json, else the source model)",
     )
+    parser.add_argument(
+        "--partial-dir",
+        default=".expertlab/partial",
+        metavar="DIR",
+        help="where finished tasks of an interrupted run are kept, so a re-run resumes (default .expertlab/partial)",
+    )
     add_params_argument(parser)
 
 
@@ -62,6 +68,56 @@ def read_task_items(path: Path, limit: int | None = None, runner: str | None = N
     for item in items:
         item.setdefault("choices", None)
     return items if limit is None else items[:limit]
+
+
+class PartialResults:
+    """Finished tasks of a generate run that has not completed yet, so that a killed run resumes.
+
+    Each task's rows are saved (atomically) under DIR/<run>/<task>.jsonl beside the sha256 of
+    everything they depend on: the model files' names, sizes and mtimes, the variant, the backend,
+    the items, the few-shot pool and the task options. A re-run takes a task's rows only when that
+    hash matches; the directory is removed when the run completes.
+    """
+
+    def __init__(self, root: str | Path, model_dir: Path, variant: dict[str, Any], backend: str, out: str) -> None:
+        import hashlib
+
+        files = sorted(
+            (str(path.relative_to(model_dir)), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in model_dir.rglob("*")
+            if path.is_file()
+        )
+        self.identity = {"model": files, "variant": variant, "backend": backend}
+        run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
+        self.directory = Path(root) / run
+
+    def _digest(self, task: str, key: dict[str, Any]) -> str:
+        import hashlib
+        import json
+
+        payload = json.dumps({**self.identity, "task": task, **key}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def load(self, task: str, key: dict[str, Any]) -> list[dict[str, Any]] | None:
+        from expertlab.io import read_jsonl
+
+        rows, digest = self.directory / f"{task}.jsonl", self.directory / f"{task}.sha256"
+        if not (rows.is_file() and digest.is_file()) or digest.read_text() != self._digest(task, key):
+            return None
+        return read_jsonl(rows)
+
+    def save(self, task: str, key: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        from expertlab.io import atomic_path, write_jsonl
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.directory / f"{task}.jsonl", rows)
+        with atomic_path(self.directory / f"{task}.sha256") as tmp:
+            tmp.write_text(self._digest(task, key))
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def task_options(tasks_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -129,14 +185,24 @@ def run(args: argparse.Namespace) -> int:
     backend_options: dict[str, Any] = {"batch_size": batch_size}
     if params:
         backend_options.update(device=params.generate.device, max_model_len=params.generate.max_model_len)
-    backend = open_backend(backend_name, model_dir, **backend_options)
+    partial = PartialResults(args.partial_dir, model_dir, variant, backend_name, args.out)
+    backend = None
     with atomic_dir(args.out) as tmp:
         rows = []
         for name in tqdm(names, desc=f"generate {variant.get('variant_id')}", unit="task"):
-            task_rows = generation_rows(backend, TASKS[name], items[name], options[name], fewshot[name])
+            key = {"items": items[name], "fewshot": fewshot[name], "options": options[name]}
+            task_rows = partial.load(name, key)
+            if task_rows is None:
+                if backend is None:
+                    backend = open_backend(backend_name, model_dir, **backend_options)
+                task_rows = generation_rows(backend, TASKS[name], items[name], options[name], fewshot[name])
+                partial.save(name, key, task_rows)
+                print(f"generate: {name}: {len(task_rows)} items")
+            else:
+                print(f"generate: {name}: {len(task_rows)} items (resumed from {partial.directory})")
             rows += task_rows
-            print(f"generate: {name}: {len(task_rows)} items")
-        backend.close()
+        if backend is not None:
+            backend.close()
         write_jsonl(tmp / "generations.jsonl", rows)
         meta = {
             "kind": "generations",
@@ -148,5 +214,6 @@ def run(args: argparse.Namespace) -> int:
             "options": options,
         }
         write_json(tmp / "meta.json", meta)
+    partial.clear()
     print(f"generate: {variant.get('variant_id')}: {len(rows)} generations -> {args.out}")
     return 0

@@ -162,21 +162,41 @@ def test_bad_task_names_and_missing_files_fail_before_loading(tmp_path):
     assert not (tmp_path / "gen").exists()
 
 
-def test_an_interrupted_run_leaves_no_output(tiny_moe_dir, tmp_path, monkeypatch):
+def test_an_interrupted_run_leaves_no_output_and_resumes(tiny_moe_dir, tmp_path, monkeypatch):
     write_tasks(tmp_path / "tasks")
     import expertlab.generate.hf
 
+    real = expertlab.generate.hf.generate
     calls = []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return [""] * len(args[2])
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(expertlab.generate.hf, "generate", interrupted)
-    argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_qa,bio_mcq", "--out", str(tmp_path / "gen")]
+    partial = tmp_path / "partial"
+    argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_qa,bio_mcq",
+            "--out", str(tmp_path / "gen"), "--partial-dir", str(partial), "--limit", "2"]  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         run_stage(stages.generate, argv)
     assert len(calls) == 2  # the first task was done when the run died
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["tasks"]  # no OUT_DIR, no temporary sibling
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["partial", "tasks"]  # no OUT_DIR, no temporary sibling
+    [run] = partial.iterdir()
+    assert sorted(path.name for path in run.iterdir()) == ["bio_qa.jsonl", "bio_qa.sha256"]
+
+    # the re-run takes bio_qa from the partial results and generates only bio_mcq
+    assert run_stage(stages.generate, argv) == 0
+    assert len(calls) == 3
+    assert not run.exists()  # cleared once the output is complete
+    rows = [json.loads(line) for line in (tmp_path / "gen" / "generations.jsonl").read_text().splitlines()]
+    assert [(row["task"], row["sample_id"]) for row in rows] == [("bio_qa", "q0"), ("bio_qa", "q1"), ("bio_mcq", "m0"), ("bio_mcq", "m1")]
+
+    # partial results of a run whose items have changed since are never taken
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(stages.generate, [*argv[:5], "--out", str(tmp_path / "gen2"), *argv[7:]])
+    (tmp_path / "tasks" / "bio_qa.jsonl").write_text((tmp_path / "tasks" / "bio_qa.jsonl").read_text().replace("q0", "q9"))
+    assert run_stage(stages.generate, [*argv[:5], "--out", str(tmp_path / "gen2"), *argv[7:]]) == 0
+    assert len(calls) == 2 + 2  # both tasks again: bio_qa changed, bio_mcq never finished
