@@ -59,6 +59,14 @@ def template_kwargs(model_type: str) -> dict[str, Any]:
     return {"enable_thinking": False, **_TEMPLATE_KWARGS.get(model_type, {})}
 
 
+def lm_eval_chat_options(model_type: str) -> dict[str, Any]:
+    """lm-eval model arguments that decode as the study did: thinking off; GPT-OSS at low reasoning effort,
+    its answer taken after the last "<|message|>" (the study's lm-eval settings)."""
+    if model_type == "gpt_oss":
+        return {"enable_thinking": True, "think_end_token": "<|message|>", "chat_template_args": {"reasoning_effort": "low"}}
+    return {"enable_thinking": False}
+
+
 def strip_reasoning(text: str) -> str:
     """The answer without reasoning: GPT-OSS's final channel, Qwen-style <think> blocks removed."""
     if _GPT_OSS_FINAL in text:

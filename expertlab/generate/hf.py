@@ -8,7 +8,15 @@ from typing import Any
 
 import torch
 
-from expertlab.generate import BACKENDS, Prompt, cut_at_stop, messages, strip_reasoning, template_kwargs
+from expertlab.generate import (
+    BACKENDS,
+    Prompt,
+    cut_at_stop,
+    lm_eval_chat_options,
+    messages,
+    strip_reasoning,
+    template_kwargs,
+)
 
 
 def load_model(model_dir: str | Path) -> tuple[Any, Any]:
@@ -149,7 +157,12 @@ class HFBackend:
         """lm-eval's HFLM over the in-memory model and tokenizer objects (no second load)."""
         from lm_eval.models.huggingface import HFLM
 
-        return HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size)
+        return HFLM(
+            pretrained=self.model,
+            tokenizer=self.tokenizer,
+            batch_size=self.batch_size,
+            **lm_eval_chat_options(self.model_type),
+        )
 
     def close(self) -> None:
         del self.model

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from expertlab.generate import BACKENDS, Prompt, cut_at_stop, messages, strip_reasoning, template_kwargs
+from expertlab.generate import (
+    BACKENDS,
+    Prompt,
+    cut_at_stop,
+    lm_eval_chat_options,
+    messages,
+    strip_reasoning,
+    template_kwargs,
+)
 from expertlab.io import read_json
 
 
@@ -55,7 +63,7 @@ class VLLMBackend:
         from lm_eval.models.vllm_causallms import VLLM
 
         self.close()
-        return VLLM(pretrained=str(self.model_dir), **self.options)
+        return VLLM(pretrained=str(self.model_dir), **self.options, **lm_eval_chat_options(self.model_type))
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:
