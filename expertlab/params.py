@@ -164,12 +164,33 @@ class Evaluation(Strict):
         return value
 
     def source_dir(self, source: str) -> Path:
-        """The directory a source's files are read from."""
-        return Path(self.data_dir) / self.sources.get(source, source)
+        """The directory a source's files are read from (a "hub:<dataset repo>" source is fetched first)."""
+        location = self.sources.get(source, source)
+        if location.startswith(HUB_PREFIX):
+            return hub_snapshot(location.removeprefix(HUB_PREFIX), source)
+        return Path(self.data_dir) / location
 
     def task_options(self, task: str) -> dict[str, Any]:
         """A task's options: its defaults with this study's overrides applied."""
         return dict(TASKS[task].context(self.seed, self.options.get(task)).options)
+
+
+HUB_PREFIX = "hub:"
+
+
+def hub_snapshot(repo_id: str, source: str) -> Path:
+    """A hub dataset repository's files in the local hub cache, for sources released on the hub in the
+    same layout (e.g. MedINST32); a clear error when the hub cannot be reached (HF_HUB_OFFLINE=1 here)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset"))
+    except (LocalEntryNotFoundError, OSError) as err:
+        raise FileNotFoundError(
+            f"evaluation.sources.{source}: cannot fetch hub dataset {repo_id!r} ({type(err).__name__}); "
+            f"copy its files under evaluation.data_dir instead"
+        ) from None
 
 
 class Generate(Strict):
@@ -177,6 +198,7 @@ class Generate(Strict):
     device: str = "cpu"  # hf backend: "cpu" or a CUDA device such as "cuda:0"
     batch_size: int = Field(default=32, gt=0)
     limit: int | None = Field(default=None, gt=0)  # items per task; None = all
+    max_new_tokens: int | None = Field(default=None, gt=0)  # caps every task's own budget; None = the task's
     max_model_len: int = Field(default=4096, gt=0)  # vllm backend: prompt + output tokens (the study's 4096)
 
 

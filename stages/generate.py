@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -183,19 +184,26 @@ def run(args: argparse.Namespace) -> int:
     from expertlab.generate import open_backend
 
     backend_options: dict[str, Any] = {"batch_size": batch_size}
-    if params:
-        backend_options.update(device=params.generate.device, max_model_len=params.generate.max_model_len)
+    if params and backend_name == "hf":
+        backend_options["device"] = params.generate.device
+    elif params:
+        backend_options["max_model_len"] = params.generate.max_model_len
+    cap = params.generate.max_new_tokens if params else None
+    tasks = {
+        name: replace(TASKS[name], max_new_tokens=min(TASKS[name].max_new_tokens, cap)) if cap else TASKS[name]
+        for name in names
+    }
     partial = PartialResults(args.partial_dir, model_dir, variant, backend_name, args.out)
     backend = None
     with atomic_dir(args.out) as tmp:
         rows = []
         for name in tqdm(names, desc=f"generate {variant.get('variant_id')}", unit="task"):
-            key = {"items": items[name], "fewshot": fewshot[name], "options": options[name]}
+            key = {"items": items[name], "fewshot": fewshot[name], "options": options[name], "max_new_tokens": tasks[name].max_new_tokens}
             task_rows = partial.load(name, key)
             if task_rows is None:
                 if backend is None:
                     backend = open_backend(backend_name, model_dir, **backend_options)
-                task_rows = generation_rows(backend, TASKS[name], items[name], options[name], fewshot[name])
+                task_rows = generation_rows(backend, tasks[name], items[name], options[name], fewshot[name])
                 partial.save(name, key, task_rows)
                 print(f"generate: {name}: {len(task_rows)} items")
             else:
@@ -210,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             "group": args.group or "",
             "tasks": names,
             "backend": backend_name,
-            "max_new_tokens": {name: TASKS[name].max_new_tokens for name in names},
+            "max_new_tokens": {name: tasks[name].max_new_tokens for name in names},
             "options": options,
         }
         write_json(tmp / "meta.json", meta)

@@ -113,3 +113,16 @@ def test_check_command_reports_errors_and_exit_code(tmp_path):
     )
     assert good.returncode == 0, good.stderr
     assert "54 pruned variant(s)" in good.stdout
+
+
+def test_a_hub_source_fails_clearly_when_the_hub_is_unreachable(monkeypatch):
+    from expertlab.params import parse_params
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = copy.deepcopy(DEFAULT)
+    data["evaluation"]["sources"] = {"medinst": "hub:aialt/MedINST32", "medhalt": "copies/medhalt"}
+    evaluation = parse_params(data).evaluation
+    assert evaluation.source_dir("medhalt") == Path(data["evaluation"]["data_dir"]) / "copies" / "medhalt"
+    assert evaluation.source_dir("rct") == Path(data["evaluation"]["data_dir"]) / "rct"
+    with pytest.raises(FileNotFoundError, match=r"evaluation.sources.medinst: cannot fetch hub dataset 'aialt/MedINST32'"):
+        evaluation.source_dir("medinst")

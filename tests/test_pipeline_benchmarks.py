@@ -55,7 +55,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         "study": {**MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups()},
         "models": {"tiny": {"family": "qwen3_moe"}},
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
-        "generate": {"batch_size": 4, "limit": LIMIT},
+        "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
         "score": {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}},
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -396,6 +396,59 @@ def test_vanished_artifacts_are_removed(tmp_path: Path) -> None:
     assert snapshot(fresh) == snapshot(store)
 
 
+def test_task_group_artifacts_of_one_variant_load_and_leave_independently(tmp_path: Path) -> None:
+    """generate/score write one artifact per (variant, task group): same variant, disjoint tasks."""
+    import shutil
+
+    root = tmp_path / "run"
+    record = variant("toy")
+    groups = {"bio": {"bio_qa": 2, "bio_mcq": 1}, "general": {"general_arith": 3}}
+    dirs = []
+    for group, tasks in groups.items():
+        for kind in ("scores", "generations"):
+            if kind == "scores":
+                directory = write_scores(root / group, record, {(task, "exact_match"): [1.0] * n for task, n in tasks.items()})
+            else:
+                directory = write_generations(root / group, record, tasks)
+            meta = json.loads((directory / "meta.json").read_text())
+            _meta(directory, {**meta, "group": group, "tasks": list(tasks)})
+            dirs.append(directory)
+    corpus = pa.schema([("task", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("n", pa.int64())])
+    bio_scores = root / "bio" / "scores" / "toy" / "source"
+    rows = [{"task": "bio_mcq", "metric": "label_f1", "value": 0.25, "n": 1}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=corpus), bio_scores / "corpus_scores.parquet")
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    con = duckdb.connect(str(store), read_only=True)
+    identities = sorted(row[0] for row in con.execute("select identity from artifacts where kind = 'scores'").fetchall())
+    assert identities == ["toy:source/bio", "toy:source/general"]
+    assert con.execute("select count(*) from generations where variant_id = 'toy:source'").fetchone() == (6,)
+    assert con.execute(
+        "select task, metric, value, n, level::varchar from task_scores order by task, metric"
+    ).fetchall() == [
+        ("bio_mcq", "exact_match", 1.0, 1, "sample"),
+        ("bio_mcq", "label_f1", 0.25, 1, "corpus"),
+        ("bio_qa", "exact_match", 1.0, 2, "sample"),
+        ("general_arith", "exact_match", 1.0, 3, "sample"),
+    ]
+    con.close()
+    # dropping one group's artifacts removes its tasks' rows and nothing of the other group
+    shutil.rmtree(root / "general")
+    ingest(store, [d for d in dirs if "general" not in d.parts])
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("select distinct task from generations order by task").fetchall() == [("bio_mcq",), ("bio_qa",)]
+    assert con.execute("select count(*) from task_scores where task = 'general_arith'").fetchone() == (0,)
+    assert con.execute("select count(*) from task_scores").fetchone() == (3,)
+    con.close()
+
+
+def test_a_group_artifact_with_scores_outside_its_tasks_is_rejected(tmp_path: Path) -> None:
+    directory = write_scores(tmp_path / "run", variant("toy"), {("bio_qa", "exact_match"): [1.0]})
+    _meta(directory, {"kind": "scores", "variant": variant("toy"), "group": "g", "tasks": ["bio_mcq"]})
+    with pytest.raises(ValueError, match="scores for tasks outside the artifact's tasks"):
+        ingest(tmp_path / "results.duckdb", [directory])
+
+
 def test_parent_directories_and_single_artifacts_are_accepted(tmp_path: Path) -> None:
     root = tmp_path / "run"
     seed_study(root, criteria=("reap",), ratios=(0.5,), seeds=(0,))

@@ -432,7 +432,7 @@ def _load_generations(con: Connection, artifact: Artifact) -> None:
             columns["choices"].append(choices)
     table = pa.table(
         {
-            "variant_id": pa.array([artifact.identity] * len(columns["task"]), pa.string()),
+            "variant_id": pa.array([artifact.meta["variant"]["variant_id"]] * len(columns["task"]), pa.string()),
             **{key: pa.array(columns[key], pa.string()) for key in GENERATION_KEYS},
             "choices": pa.array(columns["choices"], pa.list_(pa.string())),
         }
