@@ -75,17 +75,23 @@ def commit(repo: Path, message: str) -> None:
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, cwd=repo)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("study")
+def study_repo(repo: Path, params: dict) -> Path:
+    """A git repo at `repo` holding this project's pipeline files and `params` as params.yaml."""
+    repo.mkdir(parents=True, exist_ok=True)
     for name in PIPELINE_FILES:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
     for name in PIPELINE_DIRS:
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (repo / "params.yaml").write_text(yaml.safe_dump(MICRO, sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("__pycache__/\n")
     sh("git", "init", "-q", cwd=repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = study_repo(tmp_path_factory.mktemp("study"), MICRO)
     commit(repo, "micro study")
     return repo
 
@@ -170,18 +176,9 @@ def test_remote_round_trip_recomputes_nothing(repo: Path, first_run: str, tmp_pa
 
 def test_a_local_checkpoint_is_studied_without_training_the_toy(tmp_path: Path, tiny_moe_dir: Path):
     """The README's real-model recipe: a checkpoint under models/<name>, tracked by `dvc add`."""
-    repo = tmp_path / "study"
-    repo.mkdir()
-    for name in PIPELINE_FILES:
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
-    for name in PIPELINE_DIRS:
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     params = {**MICRO, "study": {**MICRO["study"], "models": ["tiny"]}, "models": {"tiny": {"family": "qwen3_moe"}}}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (repo / ".gitignore").write_text("__pycache__/\n")
+    repo = study_repo(tmp_path / "study", params)
     shutil.copytree(tiny_moe_dir, repo / "models" / "tiny")
-    sh("git", "init", "-q", cwd=repo)
     sh("dvc", "add", "-q", "models/tiny", cwd=repo)
     commit(repo, "a local checkpoint")
     output = sh("expertlab", "run", cwd=repo)

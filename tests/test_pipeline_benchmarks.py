@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from expertlab.tasks import TASKS
-from tests.test_pipeline import MICRO, PIPELINE_DIRS, PIPELINE_FILES, ROOT, commit, ran, sh
+from tests.test_pipeline import MICRO, ROOT, commit, ran, sh, study_repo
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +43,6 @@ def benchmark_groups() -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple[Path, str]:
-    repo = tmp_path_factory.mktemp("benchmarks")
-    for name in PIPELINE_FILES:
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
-    for name in PIPELINE_DIRS:
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")
     params = {
         **MICRO,
         "study": {**MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups()},
@@ -58,10 +51,9 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
         "score": {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}},
     }
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (repo / ".gitignore").write_text("__pycache__/\n")
+    repo = study_repo(tmp_path_factory.mktemp("benchmarks"), params)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")
     shutil.copytree(tiny_moe_dir, repo / "models" / "tiny")
-    sh("git", "init", "-q", cwd=repo)
     sh("dvc", "add", "-q", "models/tiny", cwd=repo)
     commit(repo, "benchmark study")
     output = sh("dvc", "repro", cwd=repo)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from expertlab.evaluate import generation_rows, score_rows
-from expertlab.generate import Prompt, cut_at_stop
+from expertlab.generate import Prompt
 from expertlab.metrics import METRICS
 from expertlab.metrics.medhalt import Resolution, answer_fields, resolve_answer, study_correct
 from expertlab.tasks import TASKS
+from tests.scripted import ScriptedBackend
 
 SOURCE = Path(__file__).parent / "fixtures" / "sources" / "medhalt"
 NAMES = ("medhalt_fct", "medhalt_fake", "medhalt_nota")
@@ -233,35 +233,20 @@ def test_metrics_reject_items_without_a_medhalt_doc() -> None:
         METRICS["medhalt_points"]("{'cop': 'x'}", {"doc": {"test": "nota", "options": [], "correct_answer": "x"}})
 
 
-class ScriptedBackend:
-    """A Backend that answers each prompt with the output scripted for the question it ends with."""
+def by_question(outputs: dict[str, str]) -> ScriptedBackend:
+    """Answers each prompt with the output scripted for a word of the question it ends with."""
 
-    name = "scripted"
-    model_type = "scripted"
+    def answer(prompt: Prompt) -> str:
+        assert isinstance(prompt, str)
+        item_input = prompt[prompt.rindex("Input: {") :]
+        return next(output for question, output in outputs.items() if question in item_input)
 
-    def __init__(self, outputs: dict[str, str]) -> None:
-        self.outputs = outputs
-        self.calls: list[tuple[int, tuple[str, ...]]] = []
-
-    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        self.calls.append((max_new_tokens, tuple(stop)))
-        answers = []
-        for prompt in prompts:
-            assert isinstance(prompt, str)
-            item_input = prompt[prompt.rindex("Input: {") :]
-            answers.append(cut_at_stop(next(out for q, out in self.outputs.items() if q in item_input), stop))
-        return answers
-
-    def lm_eval_model(self) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+    return ScriptedBackend(answer)
 
 
 def test_end_to_end_scores_computed_by_hand() -> None:
     task = TASKS["medhalt_fct"]
-    backend = ScriptedBackend(
+    backend = by_question(
         {
             "scurvy": "{'is_answer_correct': 'no', 'answer': 'Vitamin C', 'why_correct': 'Ascorbate.'}",
             # the model imitates the shots and carries on with a new example: cut at "Stop Here"
@@ -272,7 +257,7 @@ def test_end_to_end_scores_computed_by_hand() -> None:
     )
     items = load("medhalt_fct")
     rows = generation_rows(backend, task, items)
-    assert backend.calls == [(128, ("Stop Here",))]
+    assert [(c.max_new_tokens, c.stop) for c in backend.calls] == [(128, ("Stop Here",))]
     assert rows[1]["output"] == '{"is_answer_correct": "yes", "answer": "Pancreas"}'
     assert [row["sample_id"] for row in rows] == [item["id"] for item in items]
     samples, corpus = score_rows(task, rows)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from expertlab.evaluate import generation_rows, score_rows
-from expertlab.generate import Prompt
 from expertlab.metrics import METRICS
 from expertlab.metrics.medinst import bio_tags, bracketed_entities, macro_f1
 from expertlab.tasks import TASKS
 from expertlab.tasks.medinst import CATEGORIES, EVALUATION, MAX_NEW_TOKENS, chat_messages
+from tests.scripted import in_order
 
 SOURCE = Path(__file__).parent / "fixtures" / "sources" / "medinst"
 NAMES = {
@@ -344,32 +344,10 @@ def test_chrf_pp_is_sacrebleus_corpus_chrf_plus_plus_on_a_zero_to_one_scale():
 # --- generate -> score ---------------------------------------------------------------------------
 
 
-class ScriptedBackend:
-    """A backend that answers with the outputs it was given, in prompt order."""
-
-    name = "scripted"
-    model_type = "scripted"
-
-    def __init__(self, outputs: Sequence[str]) -> None:
-        self.outputs = list(outputs)
-        self.calls: list[tuple[int, int, tuple[str, ...]]] = []
-
-    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        assert len(prompts) == len(self.outputs)
-        self.calls.append((len(prompts), max_new_tokens, tuple(stop)))
-        return list(self.outputs)
-
-    def lm_eval_model(self) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
 def scores(name: str, outputs: Sequence[str]) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
-    backend = ScriptedBackend(outputs)
+    backend = in_order(outputs)
     rows = generation_rows(backend, TASKS[name], load(name))
-    assert backend.calls == [(len(outputs), 1024, ())]
+    assert [(len(c.prompts), c.max_new_tokens, c.stop) for c in backend.calls] == [(len(outputs), 1024, ())]
     samples, corpus = score_rows(TASKS[name], rows)
     return {(s["sample_id"], s["metric"]): s["value"] for s in samples}, {c["metric"]: c["value"] for c in corpus}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from expertlab.lmeval import builtin_task_config
 from expertlab.metrics import METRICS
 from expertlab.tasks import TASKS, Task, check_items
 from expertlab.tasks.multimedqa import MEDQA_TEST, MMLU_MEDICAL_SUBJECTS
+from tests.scripted import by_prompt
 
 SOURCES = Path(__file__).parent / "fixtures" / "sources"
 MULTIMEDQA = ["pubmedqa", "medqa_4options", "medmcqa", *(f"mmlu_{subject}" for subject in MMLU_MEDICAL_SUBJECTS)]
@@ -215,27 +215,6 @@ def test_prefix_match_as_the_study_matched(output, target, expected):
     assert METRICS["prefix_match"](output, {"target": target}) == expected
 
 
-class ScriptedBackend:
-    """A Backend answering each prompt from a script; remembers what it was asked."""
-
-    name = "scripted"
-    model_type = "qwen3_moe"
-
-    def __init__(self, answers: dict[str, str]) -> None:
-        self.answers = answers
-        self.calls: list[tuple[int, tuple[str, ...]]] = []
-
-    def generate(self, prompts: Sequence[Any], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        self.calls.append((max_new_tokens, tuple(stop)))
-        return [self.answers[prompt] for prompt in prompts]
-
-    def lm_eval_model(self) -> Any:
-        raise AssertionError("the generate runner must not call lm-eval")
-
-    def close(self) -> None:
-        pass
-
-
 # Outputs per task in item order, and the study's verdicts on them.
 SCRIPTS = {
     "pubmedqa": (["Maybe, the evidence is weak.", "Yes.", "Yes, it does."], [1.0, 1.0, 0.0]),
@@ -250,9 +229,9 @@ def test_accuracy_through_the_generate_runner(name):
     entry: Task = TASKS[name]
     items = load(name)
     outputs, verdicts = SCRIPTS[name]
-    backend = ScriptedBackend({item["prompt"]: output for item, output in zip(items, outputs)})
+    backend = by_prompt({item["prompt"]: output for item, output in zip(items, outputs)}, model_type="qwen3_moe")
     rows = generation_rows(backend, entry, items)
-    assert backend.calls == [(128, ())]
+    assert [(c.max_new_tokens, c.stop) for c in backend.calls] == [(128, ())]
     assert [row["output"] for row in rows] == outputs
     assert all(row["doc"] == item["doc"] for row, item in zip(rows, items))
     samples, corpus = score_rows(entry, rows)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from expertlab.evaluate import generation_rows, score_rows
 from expertlab.metrics import METRICS
 from expertlab.metrics.summaries import BERTScoreConfig
 from expertlab.tasks import TASKS
+from tests.scripted import in_order
 
 SOURCES = Path(__file__).parent / "fixtures" / "sources"
 RCT = SOURCES / "rct"
@@ -184,27 +184,6 @@ def test_bertscore_is_one_for_identical_text_lower_otherwise_and_matches_bert_sc
     assert METRICS["bertscore"].score(["", " "], [{"target": t} for t in targets], options) == [0.0, 0.0]
 
 
-class ScriptedBackend:
-    """A Backend that answers each prompt with the next scripted output and records what it was asked."""
-
-    name = "scripted"
-    model_type = "scripted"
-
-    def __init__(self, outputs: Sequence[str]) -> None:
-        self.outputs = list(outputs)
-        self.calls: list[tuple[list[Any], int]] = []
-
-    def generate(self, prompts: Sequence[Any], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        self.calls.append((list(prompts), max_new_tokens))
-        return self.outputs[: len(prompts)]
-
-    def lm_eval_model(self) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
 def test_rct_end_to_end_scores_by_hand(minilm: str, offline: None):
     entry = TASKS["rct_summary"]
     items = load("rct_summary", RCT)
@@ -213,9 +192,9 @@ def test_rct_end_to_end_scores_by_hand(minilm: str, offline: None):
         "Aspirin given within 48 hours of stroke",  # the target's first 7 of 12 tokens
         "No evidence, no evidence, no benefit.",  # no token shared with the target
     ]
-    backend = ScriptedBackend(outputs)
+    backend = in_order(outputs)
     rows = generation_rows(backend, entry, items)
-    assert backend.calls == [([item["prompt"] for item in items], 1024)]
+    assert [(c.prompts, c.max_new_tokens) for c in backend.calls] == [([item["prompt"] for item in items], 1024)]
     assert [row["sample_id"] for row in rows] == ["CD100003", "CD100001", "CD100004"]
     assert rows[0]["doc"]["source"].startswith("ReviewID: CD100003\n\nArticle 1\n")
 
@@ -236,7 +215,7 @@ def test_rct_end_to_end_scores_by_hand(minilm: str, offline: None):
 
 def test_chat_prompts_and_subsamples_flow_through_generation(minilm: str, offline: None):
     items = load("multixscience_summary", MULTIXSCIENCE, sample=2)
-    backend = ScriptedBackend([item["target"] for item in items])
+    backend = in_order([item["target"] for item in items])
     rows = generation_rows(backend, TASKS["multixscience_summary"], items)
     assert backend.calls[0][0] == [item["prompt"] for item in items]
     samples, _ = score_rows(TASKS["multixscience_summary"], rows, {"bertscore": {"model": minilm, "num_layers": 6}})
