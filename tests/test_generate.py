@@ -200,3 +200,55 @@ def test_an_interrupted_run_leaves_no_output_and_resumes(tiny_moe_dir, tmp_path,
     (tmp_path / "tasks" / "bio_qa.jsonl").write_text((tmp_path / "tasks" / "bio_qa.jsonl").read_text().replace("q0", "q9"))
     assert run_stage(stages.generate, [*argv[:5], "--out", str(tmp_path / "gen2"), *argv[7:]]) == 0
     assert len(calls) == 2 + 2  # both tasks again: bio_qa changed, bio_mcq never finished
+
+
+def test_reasoning_is_stripped_and_outputs_cut_at_the_first_stop_string():
+    from expertlab.generate import cut_at_stop, strip_reasoning
+
+    assert strip_reasoning("<think>the dose is 5</think>\n10 mg") == "\n10 mg"
+    assert strip_reasoning("weighing it up</think>10 mg") == "10 mg"  # the template opened the block
+    gpt_oss = "<|channel|>analysis<|message|>think<|end|><|start|>assistant<|channel|>final<|message|>B<|return|>"
+    assert strip_reasoning(gpt_oss) == "B<|return|>"
+    assert strip_reasoning("<|channel|>analysis<|message|>ran out of tokens") == ""  # no answer reached
+    assert strip_reasoning("plain answer") == "plain answer"
+    assert cut_at_stop(" yes Stop Here no \n\nInput: x", ["\n\nInput", "Stop Here"]) == "yes"
+    assert cut_at_stop(" yes ", []) == "yes"
+
+
+def test_the_chat_template_gets_thinking_off_and_gpt_oss_low_effort(loaded):
+    from expertlab.generate import lm_eval_chat_options, template_kwargs
+
+    _, tokenizer = loaded
+    probe = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    probe.chat_template = (
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        "thinking={{ enable_thinking }} effort={{ reasoning_effort | default('none') }}"
+    )
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "dose?"}]
+    assert render_prompt(probe, chat) == "[system] be brief\n[user] dose?\nthinking=False effort=none"
+    assert render_prompt(probe, "dose?", "gpt_oss").endswith("thinking=False effort=low")
+    assert template_kwargs("qwen3_moe") == {"enable_thinking": False}
+    assert lm_eval_chat_options("qwen3_moe") == {"enable_thinking": False}
+    assert lm_eval_chat_options("gpt_oss")["chat_template_args"] == {"reasoning_effort": "low"}
+    probe.chat_template = None
+    assert render_prompt(probe, chat) == "be brief\n\ndose?"  # no template: the turns' contents
+    with pytest.raises(ValueError, match="list of \\{role, content\\} messages"):
+        render_prompt(probe, [{"content": "no role"}])
+
+
+def test_backends_behind_one_interface(tiny_moe_dir, loaded):
+    from expertlab.generate import BACKENDS, open_backend
+
+    backend = open_backend("hf", tiny_moe_dir, batch_size=2, progress=False)
+    model, tokenizer = loaded
+    expected = generate(model, tokenizer, PROMPTS[:3], 5, batch_size=3, progress=False)
+    assert backend.generate(PROMPTS[:3], 5) == expected  # the batch size never changes greedy outputs
+    assert backend.model_type == "qwen3_moe"
+    assert sorted(BACKENDS.names()) == ["hf", "vllm"]
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:  # a GPU extra, imported only when chosen
+        with pytest.raises(ValueError, match="vLLM is not installed"):
+            open_backend("vllm", tiny_moe_dir)
+    with pytest.raises(KeyError, match="unknown generation backend 'tgi'"):
+        open_backend("tgi", tiny_moe_dir)

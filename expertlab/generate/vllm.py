@@ -39,7 +39,7 @@ class VLLMBackend:
         try:
             from vllm import LLM
         except ImportError as err:
-            raise RuntimeError("generate.backend is 'vllm' but vLLM is not installed (a GPU extra: pip install vllm)") from err
+            raise ValueError("generate.backend is 'vllm' but vLLM is not installed (a GPU extra: pip install vllm)") from err
         self.model_dir = model_dir
         self.model_type = str(read_json(model_dir / "config.json").get("model_type", ""))
         self.options = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization, "dtype": dtype}
