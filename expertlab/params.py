@@ -102,12 +102,25 @@ class ModelSpec(Strict):
 
     family: str
     toy: bool = False  # built by the train_toy stage from the `toy` section
+    # task -> generation budget for this model, e.g. room for GPT-OSS's reasoning (the study gave it 1024
+    # new tokens where other models had 128)
+    max_new_tokens: dict[str, int] = {}
 
     @field_validator("family")
     @classmethod
     def _family(cls, value: str) -> str:
         if value not in FAMILIES:
             raise ValueError(FAMILIES.unknown_message(value))
+        return value
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _budgets(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, budget in value.items():
+            if name not in TASKS:
+                raise ValueError(TASKS.unknown_message(name))
+            if budget < 1:
+                raise ValueError(f"{name}: a generation budget must be positive, got {budget}")
         return value
 
 
@@ -229,9 +242,9 @@ class Params(Strict):
     # dvc.yaml tracks these sections, so they must be present even where their fields default
     observe: Observe
     select: Select
-    evaluation: Evaluation = Evaluation()
+    evaluation: Evaluation  # required: dvc.yaml interpolates evaluation.data_dir
     generate: Generate
-    score: Score = Score()
+    score: Score
     report: Report
     toy: Toy
 

@@ -121,6 +121,21 @@ class PartialResults:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def budget(params: Any, variant: dict[str, Any], task: str) -> int:
+    """A task's generation budget for this model: the model's own (models.<name>.max_new_tokens) or the
+    task's, capped by generate.max_new_tokens."""
+    from expertlab.tasks import TASKS
+
+    tokens = TASKS[task].max_new_tokens
+    if params is None:
+        return tokens
+    model = params.models.get(variant.get("model"))
+    if model is not None:
+        tokens = model.max_new_tokens.get(task, tokens)
+    cap = params.generate.max_new_tokens
+    return min(tokens, cap) if cap else tokens
+
+
 def task_options(tasks_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """Each task's resolved options: as prepare-tasks recorded them beside the items, else the task's defaults."""
     from expertlab.io import read_json
@@ -188,11 +203,7 @@ def run(args: argparse.Namespace) -> int:
         backend_options["device"] = params.generate.device
     elif params:
         backend_options["max_model_len"] = params.generate.max_model_len
-    cap = params.generate.max_new_tokens if params else None
-    tasks = {
-        name: replace(TASKS[name], max_new_tokens=min(TASKS[name].max_new_tokens, cap)) if cap else TASKS[name]
-        for name in names
-    }
+    tasks = {name: replace(TASKS[name], max_new_tokens=budget(params, variant, name)) for name in names}
     partial = PartialResults(args.partial_dir, model_dir, variant, backend_name, args.out)
     backend = None
     with atomic_dir(args.out) as tmp:

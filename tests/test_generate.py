@@ -252,3 +252,24 @@ def test_backends_behind_one_interface(tiny_moe_dir, loaded):
             open_backend("vllm", tiny_moe_dir)
     with pytest.raises(KeyError, match="unknown generation backend 'tgi'"):
         open_backend("tgi", tiny_moe_dir)
+
+
+def test_generation_budget_is_the_models_or_the_tasks_capped_by_generate_max_new_tokens():
+    import copy
+
+    import yaml
+
+    from expertlab.params import parse_params
+    from stages.generate import budget
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    data["models"]["toy"]["max_new_tokens"] = {"bio_qa": 40}
+    params = parse_params(data)
+    assert budget(params, {"model": "toy"}, "bio_qa") == 40  # the model's own budget for the task
+    assert budget(params, {"model": "toy"}, "bio_mcq") == 4  # the task's (registry) budget
+    assert budget(params, {"model": "elsewhere"}, "bio_qa") == 12
+    assert budget(None, {"model": "toy"}, "bio_qa") == 12
+    capped = copy.deepcopy(data)
+    capped["generate"]["max_new_tokens"] = 30
+    assert budget(parse_params(capped), {"model": "toy"}, "bio_qa") == 30
+    assert budget(parse_params(capped), {"model": "toy"}, "bio_mcq") == 4

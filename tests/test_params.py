@@ -52,7 +52,9 @@ def test_misspelt_top_level_key_names_allowed_keys():
     [
         ("observe.batchsize", 8, "observe.batchsize: unknown key; allowed: batch_size, max_length, max_memory"),
         ("observe.max_memory", "8 gigs", "observe.max_memory: String should match pattern"),
-        ("models.toy.famly", "qwen3_moe", "models.toy.famly: unknown key; allowed: family, toy"),
+        ("models.toy.famly", "qwen3_moe", "models.toy.famly: unknown key; allowed: family, toy, max_new_tokens"),
+        ("models.toy.max_new_tokens", {"pubmedqaa": 9}, "models.toy.max_new_tokens: unknown task 'pubmedqaa'"),
+        ("models.toy.max_new_tokens", {"pubmedqa": 0}, "pubmedqa: a generation budget must be positive"),
         ("toy.world.no_such_key", 1, "toy.world.no_such_key: unknown key"),
         ("study.criteria", ["random", "reapp"], "unknown criterion 'reapp' (did you mean 'reap'?); allowed: random"),
         ("study.tasks", {"toy": ["bio_qa", "bio_qaa"]}, "study.tasks: unknown task 'bio_qaa'"),
@@ -126,3 +128,9 @@ def test_a_hub_source_fails_clearly_when_the_hub_is_unreachable(monkeypatch):
     assert evaluation.source_dir("rct") == Path(data["evaluation"]["data_dir"]) / "rct"
     with pytest.raises(FileNotFoundError, match=r"evaluation.sources.medinst: cannot fetch hub dataset 'aialt/MedINST32'"):
         evaluation.source_dir("medinst")
+
+
+def test_the_evaluation_section_is_required_because_dvc_yaml_reads_it():
+    data = copy.deepcopy(DEFAULT)
+    del data["evaluation"]
+    assert "evaluation: Field required" in error_of(data)

@@ -37,7 +37,9 @@ MICRO = {
     "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 8}},
     "observe": {"batch_size": 8, "max_length": 64},
     "select": {"allow_top_k_reduction": False},
+    "evaluation": {"data_dir": "data/sources"},
     "generate": {"batch_size": 8, "limit": 3},
+    "score": {},
     "report": {"print": ["headline", "findings"]},
     "toy": {
         "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},

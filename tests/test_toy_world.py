@@ -159,7 +159,9 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 20}},
         "observe": {"batch_size": 8, "max_length": 64},
         "select": {"allow_top_k_reduction": False},
+        "evaluation": {},
         "generate": {"batch_size": 8, "limit": 3},
+        "score": {},
         "report": {"print": ["headline"]},
         "toy": {
             "world": SMALL_WORLD.model_dump(),
