@@ -8,10 +8,15 @@ stage writes and the score stage reads.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from expertlab.generate import Backend
+from expertlab.io import atomic_path, read_jsonl, write_jsonl
 from expertlab.tasks import Task
 
 
@@ -50,3 +55,42 @@ def score_rows(
     from expertlab.metrics import score_items
 
     return score_items(task, rows, [row["output"] for row in rows], options)
+
+
+class PartialResults:
+    """Finished tasks of a generate run that has not completed yet, so that a killed run resumes.
+
+    Each task's rows are saved (atomically) under DIR/<run>/<task>.jsonl beside the sha256 of
+    everything they depend on: the model files' names, sizes and mtimes, the variant, the backend,
+    the items, the few-shot pool and the task options. A re-run takes a task's rows only when that
+    hash matches; the directory is removed when the run completes.
+    """
+
+    def __init__(self, root: str | Path, model_dir: Path, variant: dict[str, Any], backend: str, out: str) -> None:
+        files = sorted(
+            (str(path.relative_to(model_dir)), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in model_dir.rglob("*")
+            if path.is_file()
+        )
+        self.identity = {"model": files, "variant": variant, "backend": backend}
+        run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
+        self.directory = Path(root) / run
+
+    def _digest(self, task: str, key: dict[str, Any]) -> str:
+        payload = json.dumps({**self.identity, "task": task, **key}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def load(self, task: str, key: dict[str, Any]) -> list[dict[str, Any]] | None:
+        rows, digest = self.directory / f"{task}.jsonl", self.directory / f"{task}.sha256"
+        if not (rows.is_file() and digest.is_file()) or digest.read_text() != self._digest(task, key):
+            return None
+        return read_jsonl(rows)
+
+    def save(self, task: str, key: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.directory / f"{task}.jsonl", rows)
+        with atomic_path(self.directory / f"{task}.sha256") as tmp:
+            tmp.write_text(self._digest(task, key))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -71,56 +71,6 @@ def read_task_items(path: Path, limit: int | None = None, runner: str | None = N
     return items if limit is None else items[:limit]
 
 
-class PartialResults:
-    """Finished tasks of a generate run that has not completed yet, so that a killed run resumes.
-
-    Each task's rows are saved (atomically) under DIR/<run>/<task>.jsonl beside the sha256 of
-    everything they depend on: the model files' names, sizes and mtimes, the variant, the backend,
-    the items, the few-shot pool and the task options. A re-run takes a task's rows only when that
-    hash matches; the directory is removed when the run completes.
-    """
-
-    def __init__(self, root: str | Path, model_dir: Path, variant: dict[str, Any], backend: str, out: str) -> None:
-        import hashlib
-
-        files = sorted(
-            (str(path.relative_to(model_dir)), path.stat().st_size, path.stat().st_mtime_ns)
-            for path in model_dir.rglob("*")
-            if path.is_file()
-        )
-        self.identity = {"model": files, "variant": variant, "backend": backend}
-        run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
-        self.directory = Path(root) / run
-
-    def _digest(self, task: str, key: dict[str, Any]) -> str:
-        import hashlib
-        import json
-
-        payload = json.dumps({**self.identity, "task": task, **key}, sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()
-
-    def load(self, task: str, key: dict[str, Any]) -> list[dict[str, Any]] | None:
-        from expertlab.io import read_jsonl
-
-        rows, digest = self.directory / f"{task}.jsonl", self.directory / f"{task}.sha256"
-        if not (rows.is_file() and digest.is_file()) or digest.read_text() != self._digest(task, key):
-            return None
-        return read_jsonl(rows)
-
-    def save(self, task: str, key: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        from expertlab.io import atomic_path, write_jsonl
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        write_jsonl(self.directory / f"{task}.jsonl", rows)
-        with atomic_path(self.directory / f"{task}.sha256") as tmp:
-            tmp.write_text(self._digest(task, key))
-
-    def clear(self) -> None:
-        import shutil
-
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 def budget(params: Any, variant: dict[str, Any], task: str) -> int:
     """A task's generation budget for this model: the model's own (models.<name>.max_new_tokens) or the
     task's, capped by generate.max_new_tokens."""
@@ -204,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     elif params:
         backend_options["max_model_len"] = params.generate.max_model_len
     tasks = {name: replace(TASKS[name], max_new_tokens=budget(params, variant, name)) for name in names}
+    from expertlab.evaluate import PartialResults
+
     partial = PartialResults(args.partial_dir, model_dir, variant, backend_name, args.out)
     backend = None
     with atomic_dir(args.out) as tmp:
