@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "generate": "stages.generate",
     "score": "stages.score",
     "import-masks": "stages.import_masks",
+    "import-judgments": "stages.import_judgments",
     "ingest": "stages.ingest",
     "report": "stages.report",
     "sql": "stages.sql",

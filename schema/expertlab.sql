@@ -10,6 +10,12 @@ create type aspect as enum ({{ aspect }});
 create type task_kind as enum ({{ task_kind }});
 create type artifact_kind as enum ({{ artifact_kind }});
 create type metric_level as enum ({{ metric_level }});
+create type protocol as enum ({{ protocol }});
+create type rater_kind as enum ({{ rater_kind }});
+create type judgment_question as enum ({{ judgment_question }});
+create type judged_output as enum ({{ judged_output }});
+create type judgment_label as enum ({{ judgment_label }});
+create type judgment_status as enum ({{ judgment_status }});
 
 create table store_schema (
     fingerprint varchar primary key,
@@ -30,8 +36,8 @@ create table artifacts (
     primary key (kind, identity)
 );
 comment on table artifacts is 'ingest manifest: one row per artifact directory loaded into the store';
-comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations)';
-comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations';
+comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations, judgments)';
+comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations, the judgment set''s name for judgments';
 comment on column artifacts.path is 'artifact directory as given to ingest';
 comment on column artifacts.content_hash is 'sha256 over the names and bytes of the files read (see files); an unchanged hash skips the artifact';
 comment on column artifacts.files is 'files of the artifact directory that were read and hashed, sorted';
@@ -220,6 +226,43 @@ comment on column generations.prompt is 'user turn given to the model (before th
 comment on column generations.output is 'decoded model output';
 comment on column generations.target is 'reference answer or summary';
 comment on column generations.choices is 'answer options for classification tasks; null for generation tasks';
+
+create table judgments (
+    judgment_set varchar not null,
+    rater varchar not null,
+    rater_kind rater_kind not null,
+    protocol protocol not null,
+    question judgment_question not null,
+    dataset varchar not null,
+    document_id varchar not null,
+    model varchar not null,
+    pruned_model varchar not null,
+    generator_model varchar not null,
+    criterion criterion not null,
+    ratio double not null,
+    output judged_output not null,
+    label judgment_label,
+    status judgment_status not null,
+    raw json not null,
+    primary key (rater, protocol, question, dataset, document_id, pruned_model, output)
+);
+comment on table judgments is 'verdicts of judges and annotators, long format: one row per (rater, protocol, question, judged item); imported by `expertlab import-judgments` (e.g. the study''s released verdicts)';
+comment on column judgments.judgment_set is 'the judgments artifact the row came from (its meta.json name, e.g. study-absolute-evaluation_samples_30)';
+comment on column judgments.rater is 'judge model or human annotator name (e.g. claude-haiku-4.5)';
+comment on column judgments.rater_kind is 'llm (a judge model) or human (an annotator)';
+comment on column judgments.protocol is 'absolute (is one output faithful to its source) or relative (which of the pruned and source summaries does more of something)';
+comment on column judgments.question is 'what was asked: hallucinated (absolute); q1_hallucinations_more, q2_omission_more, q3_repetition_more, q4_alignment_more (relative)';
+comment on column judgments.dataset is 'dataset or task of the judged item as its source names it (the release: RCT, Multi-X-Science)';
+comment on column judgments.document_id is 'source document id within the dataset (one document may be judged for several pruned models)';
+comment on column judgments.model is 'source (unpruned) model name, e.g. Qwen3-30B-A3B-Instruct-2507';
+comment on column judgments.pruned_model is 'pruned model name as its source gives it (the release: <model>-<calibration>-<criterion>-<seed>[-<ratio>])';
+comment on column judgments.generator_model is 'model family label as its source gives it (the release: Qwen3, Qwen3.5 for Qwen3.6, GPT, Nemotron)';
+comment on column judgments.criterion is 'saliency criterion of the pruned model (the study''s gating and easyep are gate and easy_ep)';
+comment on column judgments.ratio is 'fraction of routed experts the pruned model removed per MoE layer';
+comment on column judgments.output is 'what was judged: the pruned or the source model''s output (absolute), or the pair (relative)';
+comment on column judgments.label is 'the verdict: hallucinated or faithful (absolute), pruned or source: the summary the rater names (relative); null unless status is ok';
+comment on column judgments.status is 'ok (a label), missing (no verdict given, e.g. a null judge entry) or invalid (a verdict that could not be read as a label; see raw)';
+comment on column judgments.raw is 'the verdict as given (absolute: {score, success, reason}; relative: the judge''s {mapping, raw_answers, resolved_answers}); JSON null when missing';
 
 -- The study's unit of comparison: a variant's primary-metric score next to its source model's.
 create view primary_scores as

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_store import run_stage, seed_study, variant, write_scores
+from test_store import run_stage, seed_study, variant, write_judgments, write_scores
 
 from expertlab.report import read_query, read_queries, run_queries, write_report
 from expertlab.store import ingest
@@ -15,16 +15,28 @@ QUERIES = REPO / "queries"
 QUERY_FILES = sorted(QUERIES.glob("*.sql"))
 
 
+def seed_judged_study(root: Path) -> list[Path]:
+    """The seeded study plus two LLM judges' absolute verdicts on reap's outputs at 0.25 and 0.5."""
+    rows = [
+        {"rater": rater, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": ratio,
+         "label": "hallucinated" if (doc + ratio * 4 + (rater == "judge_b")) % 3 == 0 else "faithful"}
+        for rater in ("judge_a", "judge_b") for ratio in (0.25, 0.5) for doc in range(4)
+    ]
+    return [*seed_study(root), write_judgments(root, "toy-absolute", rows)]
+
+
 @pytest.fixture(scope="module")
 def study_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
     store = root / "results.duckdb"
-    ingest(store, seed_study(root / "run"))
+    ingest(store, seed_judged_study(root / "run"))
     return store
 
 
 def test_the_required_queries_exist() -> None:
-    assert {"utility_retention", "task_scores_at_half", "headline", "findings"} <= {path.stem for path in QUERY_FILES}
+    assert {"utility_retention", "task_scores_at_half", "headline", "findings", "judge_agreement"} <= {
+        path.stem for path in QUERY_FILES
+    }
 
 
 @pytest.mark.parametrize("path", QUERY_FILES, ids=lambda p: p.stem)
@@ -184,7 +196,7 @@ def test_report_writes_every_table_and_the_chart_deterministically(tmp_path: Pat
 
 def test_rebuilt_store_gives_the_same_report(tmp_path: Path, study_store: Path) -> None:
     rebuilt = tmp_path / "rebuilt.duckdb"
-    ingest(rebuilt, seed_study(tmp_path / "run"))
+    ingest(rebuilt, seed_judged_study(tmp_path / "run"))
     write_report(study_store, QUERIES, tmp_path / "a")
     write_report(rebuilt, QUERIES, tmp_path / "b")
     for path in QUERY_FILES:

@@ -131,6 +131,32 @@ def write_generations(root: Path, record: dict[str, Any], tasks: dict[str, int])
 UTILITY = {"bio_qa": "token_f1", "bio_mcq": "accuracy", "general_arith": "exact_match", "general_mcq": "accuracy"}
 
 
+def write_judgments(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
+    """A judgments artifact (what `expertlab import-judgments` writes) under root/judgments/<name>/.
+
+    Each row needs rater, protocol, question, document_id, ratio and label (None: missing); the rest
+    defaults to an LLM judging the pruned toy model's output.
+    """
+    from expertlab.store.artifacts import JUDGMENT_COLUMNS
+
+    directory = root / "judgments" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    defaults = {"rater_kind": "llm", "dataset": "toy", "model": "toy", "generator_model": "toy", "criterion": "reap"}
+    full = []
+    for row in rows:
+        row = defaults | row
+        pruned_model = f"toy-biomed-{row['criterion']}-0-{row['ratio']}"
+        output = "pair" if row["protocol"] == "relative" else "pruned"
+        status = "ok" if row["label"] is not None else "missing"
+        full.append({"pruned_model": pruned_model, "output": output, "status": status, "raw": json.dumps(row["label"])}
+                    | row)
+    schema = pa.schema([(column, pa.float64() if kind == "double" else pa.string())
+                        for column, kind in JUDGMENT_COLUMNS.items()])
+    pq.write_table(pa.Table.from_pylist(full, schema=schema), directory / "judgments.parquet")
+    _meta(directory, {"kind": "judgments", "name": name})
+    return directory
+
+
 def seed_study(root: Path, criteria: tuple[str, ...] = ("random", "reap"), ratios: tuple[float, ...] = (0.25, 0.5),
                seeds: tuple[int, ...] = (0, 1)) -> list[Path]:
     """A small complete study: observations, selections, source and pruned scores and generations.
@@ -160,7 +186,7 @@ def seed_study(root: Path, criteria: tuple[str, ...] = ("random", "reap"), ratio
 
 
 TABLES = ("artifacts", "tasks", "observations", "expert_stats", "expert_scores", "variants", "expert_masks",
-          "sample_scores", "task_scores", "generations")
+          "sample_scores", "task_scores", "generations", "judgments")
 
 
 def snapshot(store: Path) -> dict[str, list[tuple]]:
@@ -212,6 +238,10 @@ EXPECTED_COLUMNS = {
     "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE, n BIGINT, level metric_level",
     "generations": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, prompt VARCHAR, output VARCHAR, "
                    "target VARCHAR, choices VARCHAR[]",
+    "judgments": "judgment_set VARCHAR, rater VARCHAR, rater_kind rater_kind, protocol protocol, "
+                 "question judgment_question, dataset VARCHAR, document_id VARCHAR, model VARCHAR, "
+                 "pruned_model VARCHAR, generator_model VARCHAR, criterion criterion, ratio DOUBLE, "
+                 "output judged_output, label judgment_label, status judgment_status, raw JSON",
     "domain_retention": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, domain domain, retention DOUBLE, n_tasks BIGINT",
     "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
@@ -230,6 +260,7 @@ EXPECTED_KEYS = {
     "sample_scores": ["variant_id", "task", "sample_id", "metric"],
     "task_scores": ["variant_id", "task", "metric"],
     "generations": ["variant_id", "task", "sample_id"],
+    "judgments": ["rater", "protocol", "question", "dataset", "document_id", "pruned_model", "output"],
 }
 
 
@@ -282,6 +313,13 @@ def test_enum_types_come_from_the_registries(empty_store: duckdb.DuckDBPyConnect
         "task_kind": list(get_args(Kind)),
         "artifact_kind": KINDS.names(),
         "metric_level": ["sample", "corpus"],
+        "protocol": ["absolute", "relative"],
+        "rater_kind": ["llm", "human"],
+        "judgment_question": ["hallucinated", "q1_hallucinations_more", "q2_omission_more", "q3_repetition_more",
+                              "q4_alignment_more"],
+        "judged_output": ["pruned", "source", "pair"],
+        "judgment_label": ["hallucinated", "faithful", "pruned", "source"],
+        "judgment_status": ["ok", "missing", "invalid"],
     }
     assert vocabularies()["criterion"] == CRITERIA.names()
 

@@ -36,6 +36,24 @@ SELECTION_COLUMNS = {"criterion": "varchar", "layer": "integer", "expert": "inte
 SAMPLE_SCORE_COLUMNS = {"task": "varchar", "sample_id": "varchar", "metric": "varchar", "value": "double"}
 CORPUS_SCORE_COLUMNS = {"task": "varchar", "metric": "varchar", "value": "double", "n": "bigint"}
 GENERATION_KEYS = ("task", "sample_id", "prompt", "output", "target")
+# judgments.parquet: every column of the judgments table but judgment_set (the artifact's name)
+JUDGMENT_COLUMNS = {
+    "rater": "varchar",
+    "rater_kind": "rater_kind",
+    "protocol": "protocol",
+    "question": "judgment_question",
+    "dataset": "varchar",
+    "document_id": "varchar",
+    "model": "varchar",
+    "pruned_model": "varchar",
+    "generator_model": "varchar",
+    "criterion": "criterion",
+    "ratio": "double",
+    "output": "judged_output",
+    "label": "judgment_label",
+    "status": "judgment_status",
+    "raw": "json",
+}
 ORIGINS = ("expertlab", "imported")  # who selected a variant's experts (selection meta.json `origin`)
 VARIANT_KEYS = ("variant_id", "model", "calibration", "seed", "criterion", "ratio", "kept_per_layer", "top_k")
 
@@ -452,5 +470,47 @@ KINDS.add(
         load=_load_generations,
         unload=_unload_evaluation(("generations",)),
         variants=lambda meta: [meta["variant"]],
+    ),
+)
+
+
+# --- judgments: imported/judgments/<name>/ ---------------------------------------------------------
+
+
+def _judgments_identity(meta: Meta, where: Path) -> str:
+    name = _require(meta, where, "name", str)
+    if not name:
+        raise ValueError(f"{where}: name must not be empty")
+    return name
+
+
+def _load_judgments(con: Connection, artifact: Artifact) -> None:
+    path = artifact.path / "judgments.parquet"
+    _parquet_columns(con, path, JUDGMENT_COLUMNS)
+    con.execute(
+        f"insert into judgments select ?, {_select_columns(JUDGMENT_COLUMNS)} from read_parquet(?)",
+        [artifact.identity, str(path)],
+    )
+    # a label without status ok (or the reverse) would let a missing verdict count as one
+    (inconsistent,) = con.execute(
+        "select count(*) from judgments where judgment_set = ? and (label is null) = (status = 'ok')",
+        [artifact.identity],
+    ).fetchone()
+    if inconsistent:
+        raise ValueError(f"{path}: {inconsistent} rows carry a label without status ok, or status ok without a label")
+
+
+def _unload_judgments(con: Connection, identity: str, meta: Meta) -> None:
+    con.execute("delete from judgments where judgment_set = ?", [identity])
+
+
+KINDS.add(
+    "judgments",
+    ArtifactKind(
+        identity=_judgments_identity,
+        files=lambda meta: ["judgments.parquet"],
+        load=_load_judgments,
+        unload=_unload_judgments,
+        variants=lambda meta: [],  # the items name external models: kept as columns of judgments
     ),
 )

@@ -23,6 +23,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 def vocabularies() -> dict[str, list[str]]:
     """The closed vocabularies the schema's ENUM types take, each read from its registry."""
+    from expertlab import judgments
     from expertlab.criteria import CRITERIA
     from expertlab.metrics import MetricLevel
     from expertlab.store.artifacts import KINDS
@@ -35,6 +36,12 @@ def vocabularies() -> dict[str, list[str]]:
         "task_kind": list(get_args(Kind)),
         "artifact_kind": KINDS.names(),
         "metric_level": list(get_args(MetricLevel)),
+        "protocol": list(get_args(judgments.Protocol)),
+        "rater_kind": list(get_args(judgments.RaterKind)),
+        "judgment_question": judgments.question_names(),
+        "judged_output": list(get_args(judgments.JudgedOutput)),
+        "judgment_label": judgments.label_names(),
+        "judgment_status": list(get_args(judgments.Status)),
     }
 
 

@@ -1,0 +1,249 @@
+"""`expertlab import-judgments` on the study's released verdicts (tests/fixtures/study_judgments) and
+queries/judge_agreement.sql: the paper's Table 1 LLM-LLM rows, and Cohen's kappa by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_store import snapshot, write_judgments
+
+from expertlab.cli import main
+from expertlab.imports import read_study_judgments
+from expertlab.report import read_query, run_query
+from expertlab.store import ingest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "study_judgments"
+ABSOLUTE = FIXTURES / "absolute" / "evaluation_samples_30.json"
+RELATIVE = FIXTURES / "relative" / "evaluation_samples_30.json"
+AGREEMENT = Path(__file__).resolve().parents[1] / "queries" / "judge_agreement.sql"
+JUDGES = ["claude-haiku-4.5", "gemini-3.1-flash-lite", "gpt-5.4-mini"]
+
+# The study's Table 1, LLM-LLM rows: (protocol, window) -> (N, kappa)
+TABLE_1 = {
+    ("absolute", "Low"): (8, 0.333),
+    ("absolute", "Moderate"): (9, 0.738),
+    ("absolute", "Extreme"): (13, 0.783),
+    ("relative", "Low"): (8, 0.508),
+    ("relative", "Moderate"): (9, 0.370),
+    ("relative", "Extreme"): (13, 0.676),
+}
+
+
+def agreement(store: Path) -> list[dict]:
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return run_query(con, read_query(AGREEMENT)).records()
+    finally:
+        con.close()
+
+
+# --- the importer on the released files ---------------------------------------------------------
+
+
+def test_released_files_are_recognised_and_read_item_by_item():
+    absolute, relative = read_study_judgments(ABSOLUTE), read_study_judgments(RELATIVE)
+    assert (absolute.format, relative.format) == ("study-absolute", "study-relative")
+    assert absolute.items == relative.items == 30
+    assert absolute.raters == relative.raters == JUDGES
+    # absolute: 30 items x 3 judges x (pruned, source) outputs; relative: 30 x 3 x 4 questions
+    assert len(absolute.rows) == 30 * 3 * 2 and len(relative.rows) == 30 * 3 * 4
+    missing = [(r["document_id"], r["ratio"], r["rater"], r["output"]) for r in absolute.rows if r["status"] != "ok"]
+    assert missing == [
+        ("rct:CD001275", 0.5, "gpt-5.4-mini", "pruned"),
+        ("rct:CD008586", 0.125, "gpt-5.4-mini", "pruned"),
+    ]
+    assert all(r["label"] is None and r["raw"] == "null" for r in absolute.rows if r["status"] == "missing")
+    assert all(r["status"] == "ok" for r in relative.rows)
+    assert {r["criterion"] for r in absolute.rows} == {"random", "frequency", "gate", "ean", "easy_ep", "reap"}
+
+
+def test_labels_follow_the_released_answers():
+    first = {(r["rater"], r["output"]): r for r in read_study_judgments(ABSOLUTE).rows
+             if r["document_id"] == "medinst32:SUM:Multi-XScience:42"}
+    # pruned: 1.0 from every judge (hallucinated); source: gpt and gemini 1.0, claude 0.0
+    assert {rater: first[(rater, "pruned")]["label"] for rater in JUDGES} == dict.fromkeys(JUDGES, "hallucinated")
+    assert first[("claude-haiku-4.5", "source")]["label"] == "faithful"
+    assert json.loads(first[("gpt-5.4-mini", "source")]["raw"])["score"] == 1.0
+    rows = [r for r in read_study_judgments(RELATIVE).rows
+            if r["document_id"] == "rct:CD001900" and r["rater"] == "gemini-3.1-flash-lite"]
+    # resolved_answers: pruned, pruned, pruned, vanilla (= the source model)
+    assert [(r["question"], r["label"]) for r in rows] == [
+        ("q1_hallucinations_more", "pruned"), ("q2_omission_more", "pruned"),
+        ("q3_repetition_more", "pruned"), ("q4_alignment_more", "source"),
+    ]
+    assert json.loads(rows[0]["raw"])["mapping"] == {"A": "pruned", "B": "vanilla"}  # kept verbatim, not used
+
+
+def test_unreadable_verdicts_are_invalid_and_null_entries_missing(tmp_path: Path):
+    items = json.loads(RELATIVE.read_text())[:1]
+    answers = items[0]["judge_model_answers"]
+    answers["gpt-5.4-mini"] = None
+    answers["claude-haiku-4.5"]["resolved_answers"]["q2_omission_more"] = "both"
+    del answers["gemini-3.1-flash-lite"]["resolved_answers"]["q3_repetition_more"]
+    (tmp_path / "relative.json").write_text(json.dumps(items))
+    rows = {(r["rater"], r["question"]): (r["label"], r["status"])
+            for r in read_study_judgments(tmp_path / "relative.json").rows}
+    assert rows[("gpt-5.4-mini", "q1_hallucinations_more")] == (None, "missing")
+    assert rows[("claude-haiku-4.5", "q2_omission_more")] == (None, "invalid")
+    assert rows[("gemini-3.1-flash-lite", "q3_repetition_more")] == (None, "missing")
+    items = json.loads(ABSOLUTE.read_text())[:1]
+    items[0]["pruned_model_absolute_judgement"]["gpt-5.4-mini"]["score"] = 0.5  # not rounded to a label
+    items[0]["pruned_model_absolute_judgement"]["claude-haiku-4.5"]["success"] = False  # contradicts score 0.0
+    (tmp_path / "absolute.json").write_text(json.dumps(items))
+    rows = {(r["rater"], r["output"]): (r["label"], r["status"])
+            for r in read_study_judgments(tmp_path / "absolute.json").rows}
+    assert rows[("gpt-5.4-mini", "pruned")] == rows[("claude-haiku-4.5", "pruned")] == (None, "invalid")
+    assert rows[("gemini-3.1-flash-lite", "pruned")] == ("faithful", "ok")
+
+
+# --- import, ingest, Table 1 -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def released_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("released")
+    assert main(["import-judgments", str(FIXTURES), "--out", str(root / "imported")]) == 0
+    ingest(root / "results.duckdb", [], [root / "imported"])
+    return root / "results.duckdb"
+
+
+def test_import_writes_one_artifact_per_file_and_ingest_loads_them(released_store: Path):
+    imported = released_store.parent / "imported" / "judgments"
+    assert sorted(p.name for p in imported.iterdir()) == [
+        "study-absolute-evaluation_samples_30", "study-relative-evaluation_samples_30"]
+    meta = json.loads((imported / "study-absolute-evaluation_samples_30" / "meta.json").read_text())
+    assert (meta["kind"], meta["items"], meta["raters"]) == ("judgments", 30, JUDGES)
+    con = duckdb.connect(str(released_store), read_only=True)
+    counts = con.execute(
+        "select protocol::varchar, count(distinct (dataset, document_id, pruned_model)), "
+        "count(*) filter (status = 'missing'), count(*) filter (label is null) "
+        "from judgments group by protocol order by protocol"
+    ).fetchall()
+    assert counts == [("absolute", 30, 2, 2), ("relative", 30, 0, 0)]
+    assert con.execute("select count(*) from variants").fetchone() == (0,)  # external models stay columns
+    con.close()
+
+
+def test_agreement_reproduces_table_1_llm_llm(released_store: Path):
+    rows = agreement(released_store)
+    assert [(r["protocol"], r["window"]) for r in rows] == list(TABLE_1)  # in Table 1's order
+    for row in rows:
+        n_items, kappa = TABLE_1[(row["protocol"], row["window"])]
+        assert row["rater_pair"] == "llm-llm" and row["n_rater_pairs"] == 3  # no human judgments released
+        assert row["n_items"] == n_items
+        assert round(row["kappa"], 3) == pytest.approx(kappa, abs=1e-9), (row["protocol"], row["window"])
+
+
+def test_reimport_is_a_no_op_for_ingest(released_store: Path, tmp_path: Path):
+    root = released_store.parent
+    store = tmp_path / "results.duckdb"
+    shutil.copyfile(released_store, store)
+    assert main(["import-judgments", str(ABSOLUTE), str(RELATIVE), "--out", str(root / "imported")]) == 0
+    report = ingest(store, [], [root / "imported"])
+    assert not report.changed and len(report.skipped) == 2
+
+
+def test_a_malformed_file_fails_naming_it_and_leaves_imported_and_the_store(
+    released_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    imported = tmp_path / "imported"
+    shutil.copytree(released_store.parent / "imported", imported)
+    store = tmp_path / "results.duckdb"
+    ingest(store, [], [imported])
+    before, files_before = snapshot(store), sorted(p.read_bytes() for p in imported.rglob("*") if p.is_file())
+    masks = tmp_path / "expert_mask.json"
+    masks.write_text("[[0, 1], [2, 3]]")  # valid JSON, neither absolute nor relative judgments
+    truncated = tmp_path / "evaluation_samples_30.json"
+    truncated.write_text(ABSOLUTE.read_text()[:500])
+    for bad, message in ((masks, "not the study's released absolute or relative judgments"),
+                         (truncated, "not valid JSON")):
+        assert main(["import-judgments", str(RELATIVE), str(bad), "--out", str(imported)]) == 2
+        assert f"{bad}: {message}" in capsys.readouterr().err
+    items = json.loads(ABSOLUTE.read_text())
+    items[3]["pruning_method"] = "magic"
+    (tmp_path / "bad_item.json").write_text(json.dumps(items))
+    with pytest.raises(ValueError, match=r"bad_item.json: item 3: pruning_method 'magic'"):
+        read_study_judgments(tmp_path / "bad_item.json")
+    assert sorted(p.read_bytes() for p in imported.rglob("*") if p.is_file()) == files_before
+    assert not ingest(store, [], [imported]).changed and snapshot(store) == before
+
+
+def test_a_damaged_judgments_artifact_fails_ingest_naming_it_and_leaves_the_store(released_store: Path, tmp_path: Path):
+    imported = tmp_path / "imported"
+    shutil.copytree(released_store.parent / "imported", imported)
+    store = tmp_path / "results.duckdb"
+    ingest(store, [], [imported])
+    before, bytes_before = snapshot(store), store.read_bytes()
+    artifact = imported / "judgments" / "study-absolute-evaluation_samples_30"
+    released = pq.read_table(artifact / "judgments.parquet")
+    schema, table = released.schema, released.to_pylist()
+    table[0]["label"] = "maybe"
+    pq.write_table(pa.Table.from_pylist(table, schema=schema), artifact / "judgments.parquet")
+    with pytest.raises(ValueError, match="study-absolute-evaluation_samples_30: cannot load judgments artifact"):
+        ingest(store, [], [imported])
+    table[0]["label"] = None  # status ok without a label: a missing verdict must never pass as one
+    pq.write_table(pa.Table.from_pylist(table, schema=schema), artifact / "judgments.parquet")
+    with pytest.raises(ValueError, match="1 rows carry a label without status ok, or status ok without a label"):
+        ingest(store, [], [imported])
+    assert store.read_bytes() == bytes_before and snapshot(store) == before
+
+
+# --- Cohen's kappa by hand ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two LLM judges and one annotator; labels H (hallucinated), F (faithful), P (pruned), S (source).
+
+    Absolute, Low (0.25), llm_a vs llm_b on items 0-3: H H F F vs H F F F. p_o = 3/4;
+    p_e = (2/4)(1/4) + (2/4)(3/4) = 1/2; kappa = (3/4 - 1/2) / (1 - 1/2) = 0.5. Item 4: llm_b missing,
+    left out of that pair. Absolute, Extreme (0.75): both judges F F F, constant and equal: kappa 1.
+    Human-LLM, Low: ann vs llm_a on items 0-4 (H H F F H both): p_o = 1, p_e = 0.36 + 0.16, kappa 1;
+    ann vs llm_b on items 0-3: the same as llm_a vs llm_b, 0.5; mean 0.75 over 2 pairs, 5 items.
+    Relative, Moderate (0.5), items 0-1 x 4 questions pooled: P P S S P S S S vs P P S S S S S S.
+    p_o = 7/8; p_e = (3/8)(2/8) + (5/8)(6/8) = 36/64; kappa = (56/64 - 36/64) / (28/64) = 5/7.
+    A ratio of 0.3 lies in no window.
+    """
+    root = tmp_path_factory.mktemp("tiny")
+    rows = []
+
+    def judge(rater: str, protocol: str, ratio: float, labels: list, kind: str = "llm") -> None:
+        questions = ["hallucinated"] if protocol == "absolute" else [
+            "q1_hallucinations_more", "q2_omission_more", "q3_repetition_more", "q4_alignment_more"]
+        names = {"H": "hallucinated", "F": "faithful", "P": "pruned", "S": "source", None: None}
+        per_item = len(questions)
+        for number in range(len(labels) // per_item):
+            for index, question in enumerate(questions):
+                label = labels[number * per_item + index]
+                rows.append({"rater": rater, "rater_kind": kind, "protocol": protocol, "question": question,
+                             "document_id": f"d{number}", "ratio": ratio, "label": names[label]})
+
+    judge("llm_a", "absolute", 0.25, ["H", "H", "F", "F", "H"])
+    judge("llm_b", "absolute", 0.25, ["H", "F", "F", "F", None])
+    judge("ann", "absolute", 0.25, ["H", "H", "F", "F", "H"], kind="human")
+    judge("llm_a", "absolute", 0.75, ["F", "F", "F"])
+    judge("llm_b", "absolute", 0.75, ["F", "F", "F"])
+    judge("llm_a", "absolute", 0.3, ["H", "F"])
+    judge("llm_b", "absolute", 0.3, ["F", "H"])
+    judge("llm_a", "relative", 0.5, list("PPSSPSSS"))
+    judge("llm_b", "relative", 0.5, list("PPSSSSSS"))
+    write_judgments(root, "tiny", rows)
+    ingest(root / "results.duckdb", [root / "judgments"])
+    return root / "results.duckdb"
+
+
+def test_cohens_kappa_by_hand(tiny_store: Path):
+    rows = {(r["protocol"], r["window"], r["rater_pair"]): (r["n_items"], r["n_rater_pairs"], r["kappa"])
+            for r in agreement(tiny_store)}
+    assert rows == {
+        ("absolute", "Low", "human-llm"): (5, 2, pytest.approx(0.75)),
+        ("absolute", "Low", "llm-llm"): (4, 1, pytest.approx(0.5)),
+        ("absolute", "Extreme", "llm-llm"): (3, 1, 1.0),  # both constant and equal
+        ("relative", "Moderate", "llm-llm"): (2, 1, pytest.approx(5 / 7)),
+    }
