@@ -1,0 +1,394 @@
+"""(key, chat messages) requests -> validated JSON verdicts from an OpenAI-compatible chat-completions endpoint."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+import httpx2
+
+from expertlab.judges.cache import VerdictCache
+
+T = TypeVar("T")
+Status = Literal["ok", "invalid", "failed"]
+Validate = Callable[[Any], T]
+Messages = Sequence[Mapping[str, str]]
+
+_FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+class MissingApiKey(RuntimeError):
+    """The environment variable that should hold the judge's API key is unset or empty."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and what to ask. `api_key_env` names the variable holding the key (None: no auth, e.g. local vLLM)."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"
+    max_tokens: int | None = None
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: transient failures and invalid answers have separate bounds."""
+
+    max_attempts: int = 6  # requests per item that hit a timeout, connection error, 429 or 5xx
+    max_invalid: int = 3  # answers per item that are not JSON of the expected shape
+    timeout_s: float = 60.0  # per network operation (connect, read, write)
+    backoff_s: float = 1.0  # first delay; doubles on each transient failure
+    backoff_max_s: float = 60.0
+    jitter: float = 0.25  # each delay is scaled by a uniform factor in [1 - jitter, 1]
+    retry_after_max_s: float = 300.0  # a server asking for longer is capped, not obeyed blindly
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.max_invalid < 1:
+            raise ValueError("max_attempts and max_invalid must be at least 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+
+
+class JudgeRequest(NamedTuple):
+    key: str
+    messages: Messages
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """How one request ended. `value` is set only when status is 'ok'; `raw` is the last answer text."""
+
+    key: str
+    status: Status
+    value: T | None
+    raw: str | None
+    attempts: int  # requests sent for this item in this run (0: answered from the cache)
+    billed_calls: int  # requests that got a 2xx completion, the ones a provider charges for
+    error: str | None = None
+    http_status: int | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        """The cache record: the answer text and accounting, never the value object nor any header."""
+        return {
+            "status": self.status,
+            "raw": self.raw,
+            "error": self.error,
+            "attempts": self.attempts,
+            "billed_calls": self.billed_calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+@dataclass
+class CallCounters:
+    """What a client spent: requests sent, answers received, completions billed, tokens."""
+
+    requests: int = 0
+    http_answers: int = 0
+    billed: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Transient(Exception):
+    """A failure worth retrying after a delay (timeout, connection error, 429, 5xx)."""
+
+    def __init__(self, message: str, http_status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+
+
+class _Rejected(Exception):
+    """A 4xx other than 429: asking again would not help."""
+
+    def __init__(self, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class _Completion(NamedTuple):
+    content: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def parse_json_answer(text: str) -> Any:
+    """The JSON object in an answer, tolerating surrounding whitespace and a ```json fence; ValueError otherwise."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    return json.loads(fenced.group(1) if fenced else stripped)
+
+
+def read_api_key(variable: str) -> str:
+    """The key held by environment variable `variable`; the error names the variable, never a value."""
+    value = os.environ.get(variable, "")
+    if not value.strip():
+        raise MissingApiKey(f"the judge's API key is read from the environment variable {variable}, which is not set")
+    return value.strip()
+
+
+def _retry_after_seconds(header: str | None, now: float) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class ChatClient:
+    """A chat-completions client for paid judges: temperature 0, bounded concurrency, retries, no coercion.
+
+    Thread-safe; `judge_all` runs up to `concurrency` requests at once and hands each outcome to
+    `on_result` (on the calling thread) as soon as it is known. `sleep`, `clock` and `rng` are
+    injectable so tests can observe backoff without waiting for it.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        transport: httpx2.BaseTransport | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.endpoint = endpoint
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self.counters = CallCounters()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._api_key = read_api_key(endpoint.api_key_env) if endpoint.api_key_env else None
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        self._http = httpx2.Client(
+            headers=headers,
+            timeout=httpx2.Timeout(self.retry.timeout_s),
+            limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=transport,
+        )
+        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
+
+    def __repr__(self) -> str:
+        return f"ChatClient(model={self.endpoint.model!r}, url={self._url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _redact(self, text: str) -> str:
+        """Servers sometimes echo the key in an error body; it must not travel into logs or the cache."""
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self.counters, name, getattr(self.counters, name) + delta)
+
+    def _backoff_s(self, transient_failures: int) -> float:
+        delay = min(self.retry.backoff_max_s, self.retry.backoff_s * 2 ** (transient_failures - 1))
+        with self._lock:
+            factor = self._rng.uniform(1 - self.retry.jitter, 1)
+        return delay * factor
+
+    def _complete(self, messages: Messages) -> _Completion:
+        """One request; raises _Transient or _Rejected, returns the answer text of a 2xx."""
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": [dict(message) for message in messages],
+            "temperature": 0,
+            **self.endpoint.extra_body,
+        }
+        if self.endpoint.max_tokens is not None:
+            body["max_tokens"] = self.endpoint.max_tokens
+        self._count(requests=1)
+        try:
+            response = self._http.post(self._url, json=body)
+        except httpx2.TimeoutException as err:
+            raise _Transient(f"timed out after {self.retry.timeout_s:g} s ({type(err).__name__})") from None
+        except httpx2.TransportError as err:
+            raise _Transient(f"connection failed ({type(err).__name__}: {self._redact(str(err))})") from None
+        self._count(http_answers=1)
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after = _retry_after_seconds(response.headers.get("retry-after"), self._clock())
+            raise _Transient(f"HTTP {status}: {self._redact(response.text[:300])}", status, retry_after)
+        if not 200 <= status < 300:
+            raise _Rejected(f"HTTP {status}: {self._redact(response.text[:300])}", status)
+        self._count(billed=1)
+        try:
+            payload = response.json()
+            content = payload["choices"][0]["message"]["content"]
+            usage = payload.get("usage") or {}
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            # Billed but unreadable: handled like an invalid answer, with the body as the raw text.
+            return _Completion(self._redact(response.text), 0, 0)
+        self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return _Completion(None if content is None else self._redact(str(content)), prompt_tokens, completion_tokens)
+
+    def judge(self, request: JudgeRequest, validate: Validate[T]) -> Outcome[T]:
+        """Ask until the answer validates, the invalid bound is reached, a 4xx rejects, or retries run out."""
+        return self._judge(request, validate, threading.Event())
+
+    def _judge(self, request: JudgeRequest, validate: Validate[T], abort: threading.Event) -> Outcome[T]:
+        attempts = billed = transient = invalid = prompt_tokens = completion_tokens = 0
+        raw: str | None = None
+        error: str | None = None
+        http_status: int | None = None
+
+        def outcome(status: Status, value: T | None = None) -> Outcome[T]:
+            return Outcome(
+                request.key, status, value, raw, attempts, billed, error, http_status, prompt_tokens, completion_tokens
+            )
+
+        while True:
+            if abort.is_set():
+                error = f"abandoned after {attempts} attempts: the run was stopped ({error or 'no answer yet'})"
+                return outcome("failed")
+            attempts += 1
+            try:
+                completion = self._complete(request.messages)
+            except _Rejected as err:
+                error, http_status = str(err), err.http_status
+                return outcome("failed")
+            except _Transient as err:
+                transient += 1
+                error, http_status = str(err), err.http_status
+                if transient >= self.retry.max_attempts:
+                    return outcome("failed")
+                delay = self._backoff_s(transient)
+                if err.retry_after_s is not None:
+                    delay = max(delay, min(err.retry_after_s, self.retry.retry_after_max_s))
+                self._count(retries=1)
+                self._sleep(delay)
+                continue
+            billed += 1
+            http_status = 200
+            prompt_tokens += completion.prompt_tokens
+            completion_tokens += completion.completion_tokens
+            raw = completion.content
+            try:
+                if raw is None:
+                    raise ValueError("the answer has no text content")
+                value = validate(parse_json_answer(raw))
+            except ValueError as err:
+                invalid += 1
+                error = f"invalid answer: {self._redact(str(err))}"
+                if invalid >= self.retry.max_invalid:
+                    return outcome("invalid")
+                self._count(retries=1)
+                continue
+            error = None
+            return outcome("ok", value)
+
+    def judge_all(
+        self,
+        requests: Iterable[JudgeRequest],
+        validate: Validate[T],
+        *,
+        cache: VerdictCache | None = None,
+        on_result: Callable[[Outcome[T]], None] | None = None,
+    ) -> list[Outcome[T]]:
+        """Outcomes for every request, in request order; cached verdicts cost nothing, new ones are
+        appended to `cache` as they arrive, before `on_result` sees them."""
+        requests = list(requests)
+        keys = [request.key for request in requests]
+        if len(set(keys)) != len(keys):
+            duplicates = sorted({key for key in keys if keys.count(key) > 1})
+            raise ValueError(f"duplicate request keys would be paid for twice: {duplicates[:5]}")
+        outcomes: dict[str, Outcome[T]] = {}
+
+        def finish(result: Outcome[T]) -> None:
+            if cache is not None and not result.cached and result.status != "failed":
+                cache.put(result.key, result.to_record())
+            outcomes[result.key] = result
+            if on_result is not None:
+                on_result(result)
+
+        pending: list[JudgeRequest] = []
+        for request in requests:
+            record = cache.get(request.key) if cache is not None else None
+            if record is None:
+                pending.append(request)
+            else:
+                finish(_from_record(request.key, record, validate))
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge") as pool:
+            abort = threading.Event()
+            running: set[Future[Outcome[T]]] = {
+                pool.submit(self._judge, request, validate, abort) for request in pending
+            }
+            try:
+                while running:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finish(future.result())
+            except BaseException:
+                # Stop paying for work nobody will record; requests already sent finish on their own.
+                abort.set()
+                for future in running:
+                    future.cancel()
+                raise
+        return [outcomes[key] for key in keys]
+
+
+def _from_record(key: str, record: Mapping[str, Any], validate: Validate[T]) -> Outcome[T]:
+    """An outcome rebuilt from a cached verdict: the raw answer is validated again, nothing is re-asked."""
+    raw = record.get("raw")
+    status: Status = record["status"]
+    value: T | None = None
+    error = record.get("error")
+    if status == "ok":
+        try:
+            value = validate(parse_json_answer(raw or ""))
+        except ValueError as err:
+            status, error = "invalid", f"cached answer no longer validates: {err}"
+    return Outcome(
+        key,
+        status,
+        value,
+        raw,
+        attempts=0,
+        billed_calls=0,
+        error=error,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached=True,
+    )

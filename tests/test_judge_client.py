@@ -1,0 +1,356 @@
+"""Judge client and verdict cache against a scripted OpenAI server on loopback: faults in, accounted verdicts out."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expertlab.judges.cache import VerdictCache, verdict_key
+from expertlab.judges.client import (
+    ChatClient,
+    Endpoint,
+    JudgeRequest,
+    MissingApiKey,
+    Outcome,
+    RetryPolicy,
+    parse_json_answer,
+)
+from tests.openai_server import Answer, Fail, Hang, OpenAIServer, Received, correct_answer
+
+KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
+SECRET = "sk-test-7f3a9c2e41d86b05"
+REPO = Path(__file__).resolve().parents[1]
+RETRY_FIELDS = {field.name for field in dataclasses.fields(RetryPolicy)}
+
+
+def validate(obj: Any) -> str:
+    if not isinstance(obj, dict) or obj.get("verdict") not in ("faithful", "hallucinated"):
+        raise ValueError('expected {"verdict": "faithful" | "hallucinated"}')
+    return obj["verdict"]
+
+
+def request(item: str) -> JudgeRequest:
+    return JudgeRequest(item, [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": item}])
+
+
+def answered_validly(received: Received) -> bool:
+    if received.status != 200:
+        return False
+    assert isinstance(received.action, Answer)
+    content = correct_answer(received.item) if received.action.content is None else received.action.content
+    try:
+        validate(parse_json_answer(content))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+def make_client(server: OpenAIServer, sleeps: list[float] | None = None, **options: Any) -> ChatClient:
+    policy = {"max_attempts": 4, "max_invalid": 3, "timeout_s": 0.4, "backoff_s": 0.5}
+    policy.update({name: options.pop(name) for name in list(options) if name in RETRY_FIELDS})
+    return ChatClient(
+        Endpoint(server.base_url, "judge-model", api_key_env=KEY_ENV),
+        retry=RetryPolicy(**policy),
+        sleep=(sleeps.append if sleeps is not None else time.sleep),
+        rng=random.Random(0),
+        **options,
+    )
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[OpenAIServer] = []
+
+    def start(script: dict[str, list[Any]] | None = None, **options: Any) -> OpenAIServer:
+        servers.append(OpenAIServer(SECRET, script, **options).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_every_item_ends_accounted_through_every_fault(serve: Any, sleeps: list[float]) -> None:
+    script = {
+        "rate-limited": [Fail(429, retry_after="7"), Answer()],
+        "server-error": [Fail(500), Fail(503), Answer()],
+        "timeout": [Hang(3.0), Answer()],
+        "slow": [Answer(delay_s=0.2)],
+        "fenced": [Answer('```json\n{"verdict": "hallucinated"}\n```')],
+        "bad-json-once": [Answer("The summary is faithful."), Answer()],
+        "wrong-shape": [Answer('{"label": 1}'), Answer('["faithful"]'), Answer('{"verdict": "maybe"}')],
+        "rejected": [Fail(400)],
+        "always-503": [Fail(503)] * 10,
+    }
+    items = list(script) + [f"plain-{index}" for index in range(10)]
+    server = serve(script)
+    with make_client(server, sleeps, concurrency=4) as client:
+        outcomes = client.judge_all([request(item) for item in items], validate)
+
+    assert [outcome.key for outcome in outcomes] == items
+    by_key = {outcome.key: outcome for outcome in outcomes}
+    expected = {item: "ok" for item in items} | {"wrong-shape": "invalid", "rejected": "failed", "always-503": "failed"}
+    assert {key: outcome.status for key, outcome in by_key.items()} == expected
+    assert by_key["fenced"].value == "hallucinated" and by_key["plain-3"].value == "faithful"
+    assert by_key["wrong-shape"].value is None and by_key["wrong-shape"].raw == '{"verdict": "maybe"}'
+    assert (by_key["rejected"].http_status, by_key["rejected"].attempts) == (400, 1)
+    assert (by_key["always-503"].http_status, by_key["always-503"].attempts) == (503, 4)
+    assert by_key["timeout"].attempts == 2 and by_key["server-error"].attempts == 3
+    assert 7.0 in sleeps  # Retry-After honoured over a 0.5 s backoff
+
+    for item in items:
+        seen = server.requests_for(item)
+        assert by_key[item].attempts == len(seen)
+        assert by_key[item].billed_calls == server.completions(item)
+        if by_key[item].status == "ok":
+            # Validly answered once, and never asked again after that answer.
+            assert [answered_validly(request) for request in seen].count(True) == 1 and answered_validly(seen[-1])
+    assert server.completions("wrong-shape") == 3
+    for received in server.received:
+        assert received.authorized and (received.body["model"], received.body["temperature"]) == ("judge-model", 0)
+    assert client.counters.requests == len(server.received)
+    assert client.counters.billed == sum(request.status == 200 for request in server.received)
+    assert client.counters.completion_tokens == 5 * client.counters.billed
+
+
+def test_backoff_grows_with_jitter_and_retry_after_is_honoured(serve: Any, sleeps: list[float]) -> None:
+    now = 1_700_000_000.0
+    server = serve(
+        {
+            "flaky": [Fail(500), Fail(502), Fail(503), Answer()],
+            "dated": [Fail(429, retry_after=email.utils.formatdate(now + 30, usegmt=True)), Answer()],
+            "greedy": [Fail(429, retry_after="100000"), Answer()],
+        }
+    )
+    client = make_client(server, sleeps, max_attempts=5, backoff_s=1.0, jitter=0.25, clock=lambda: now)
+    with client:
+        assert client.judge(request("flaky"), validate).status == "ok"
+        for index, delay in enumerate(sleeps):
+            assert 0.75 * 2**index <= delay <= 2**index
+        del sleeps[:]
+        client.judge(request("dated"), validate)
+        client.judge(request("greedy"), validate)
+    assert sleeps[0] == pytest.approx(30, abs=1) and sleeps[1] == client.retry.retry_after_max_s
+
+
+def test_invalid_answers_are_retried_then_recorded_never_coerced(serve: Any) -> None:
+    server = serve({"garbage": [Answer("Faithful!"), Answer('{"verdict": "Faithful"}')]})
+    with make_client(server, max_invalid=2) as client:
+        [outcome] = client.judge_all([request("garbage")], validate)
+    assert (outcome.status, outcome.value, outcome.raw) == ("invalid", None, '{"verdict": "Faithful"}')
+    assert outcome.error is not None and outcome.error.startswith("invalid answer")
+    assert len(server.requests_for("garbage")) == 2
+
+
+def test_parse_json_answer_tolerates_a_fence_only() -> None:
+    assert parse_json_answer(' ```json\n{"a": 1}\n``` ') == {"a": 1}
+    assert parse_json_answer('```\n[1, 2]\n```') == [1, 2]
+    with pytest.raises(ValueError):
+        parse_json_answer('The answer is {"a": 1}')
+
+
+def test_concurrency_is_bounded(serve: Any) -> None:
+    server = serve(default=Answer(delay_s=0.15))
+    with make_client(server, concurrency=3) as client:
+        outcomes = client.judge_all([request(f"item-{index}") for index in range(12)], validate)
+    assert all(outcome.status == "ok" for outcome in outcomes)
+    assert server.max_in_flight == 3
+
+
+def test_each_result_is_cached_and_handed_over_as_it_arrives(serve: Any, tmp_path: Path) -> None:
+    server = serve({"slow": [Answer(delay_s=0.6)]})
+    handed: dict[str, tuple[float, bool]] = {}
+    cache_path = tmp_path / "verdicts.jsonl"
+
+    def on_result(outcome: Outcome[str]) -> None:
+        handed[outcome.key] = (time.monotonic(), outcome.key in cache_path.read_text())
+
+    with VerdictCache(cache_path) as cache, make_client(server, concurrency=2, timeout_s=5) as client:
+        client.judge_all([request("slow"), request("fast")], validate, cache=cache, on_result=on_result)
+    [slow_request] = server.requests_for("slow")
+    assert handed["fast"][0] < slow_request.finished
+    assert handed["fast"][1] and handed["slow"][1]
+
+
+def test_a_second_run_with_the_cache_makes_zero_calls(serve: Any, tmp_path: Path) -> None:
+    items = ["a", "b", "c", "d", "unparseable"]
+    server = serve({"unparseable": [Answer("no")] * 3})
+    cache_path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(cache_path) as cache, make_client(server) as client:
+        first = client.judge_all([request(item) for item in items], validate, cache=cache)
+    calls = len(server.received)
+
+    with VerdictCache(cache_path) as cache, make_client(server) as client:
+        second = client.judge_all([request(item) for item in items], validate, cache=cache)
+        assert client.counters.requests == 0 and len(server.received) == calls
+        assert (cache.stats.hits, cache.stats.misses) == (5, 0)
+    assert [(o.status, o.value, o.raw) for o in second] == [(o.status, o.value, o.raw) for o in first]
+    assert all(outcome.cached and outcome.attempts == 0 for outcome in second)
+
+    # Invalid verdicts are kept, and asked again only when the caller says so.
+    with VerdictCache(cache_path, retry_invalid=True) as cache, make_client(server) as client:
+        third = client.judge_all([request(item) for item in items], validate, cache=cache)
+    assert {request.item for request in server.received[calls:]} == {"unparseable"}
+    assert third[-1].status == "ok"
+    assert VerdictCache(cache_path, retry_invalid=True).get("unparseable") is not None
+
+
+def test_verdict_key_covers_everything_a_verdict_depends_on() -> None:
+    base = {"judge": "gpt", "model": "m", "protocol": "absolute", "template": "T", "source": "S", "output": "O"}
+    key = verdict_key(**base)
+    assert key == verdict_key(**dict(reversed(base.items()))) and len(key) == 64
+    for field in base:
+        assert verdict_key(**(base | {field: base[field] + "x"})) != key
+    pair = base | {"protocol": "relative", "output": ("P", "Q")}
+    assert verdict_key(**pair) != verdict_key(**(pair | {"output": ("Q", "P")}))
+
+
+def test_cache_drops_a_torn_last_line_and_rejects_corruption_elsewhere(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as cache:
+        for key in ("k1", "k2", "k3"):
+            cache.put(key, {"status": "ok", "raw": '{"verdict": "faithful"}'})
+        with pytest.raises(ValueError, match="only verdicts"):
+            cache.put("k4", {"status": "failed", "raw": None})
+    intact = path.read_bytes()
+    path.write_bytes(intact + b'{"key": "k4", "record": {"sta')
+
+    with VerdictCache(path) as cache:
+        assert (len(cache), cache.torn_lines_dropped, "k4" in cache) == (3, 1, False)
+        assert path.read_bytes() == intact
+        cache.put("k4", {"status": "invalid", "raw": "nope"})
+    assert set(VerdictCache(path)) == {"k1", "k2", "k3", "k4"}
+
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(lines[:1] + [b"{oops"] + lines[2:]))
+    with pytest.raises(ValueError, match=":2: corrupt"):
+        VerdictCache(path)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from expertlab.judges.cache import VerdictCache
+    from expertlab.judges.client import ChatClient, Endpoint, JudgeRequest
+    from tests.test_judge_client import KEY_ENV, keyed_request, validate
+
+    url, cache_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    items = [f"item-{index:02d}" for index in range(count)]
+    endpoint = Endpoint(url, "judge-model", api_key_env=KEY_ENV)
+    with VerdictCache(cache_path) as cache, ChatClient(endpoint, concurrency=2) as client:
+        client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
+    """
+)
+
+
+def item_key(item: str) -> str:
+    return verdict_key(judge="gpt", model="judge-model", protocol="absolute", template="T", source=item, output="O")
+
+
+def keyed_request(item: str) -> JudgeRequest:
+    """A request keyed as a judge stage keys it: by the verdict's content address."""
+    return JudgeRequest(item_key(item), request(item).messages)
+
+
+def test_a_killed_run_resumes_with_every_landed_verdict(serve: Any, tmp_path: Path) -> None:
+    items = [f"item-{index:02d}" for index in range(20)]
+    server = serve(default=Answer(delay_s=0.2))
+    cache_path = tmp_path / "verdicts.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, server.base_url, str(cache_path), str(len(items))],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 20
+    while (not cache_path.exists() or cache_path.read_bytes().count(b"\n") < 5) and time.monotonic() < deadline:
+        assert child.poll() is None, "the child finished before it could be killed"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    # A writer killed mid-line leaves a fragment; emulate one on top of the landed verdicts.
+    with cache_path.open("ab") as handle:
+        handle.write(b'{"key": "' + item_key("item-19").encode() + b'", "record": {"status": "o')
+
+    with VerdictCache(cache_path) as cache:
+        landed = {item for item in items if item_key(item) in cache}
+        assert 5 <= len(landed) < len(items) and cache.torn_lines_dropped == 1
+        first_run = len(server.received)
+        with make_client(server, concurrency=4) as client:
+            outcomes = client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
+    resumed = [request.item for request in server.received[first_run:]]
+    assert sorted(resumed) == sorted(set(items) - landed)  # each unfinished item once, no finished one again
+    assert all(outcome.status == "ok" for outcome in outcomes)
+    assert len(VerdictCache(cache_path)) == len(items)
+
+
+def test_the_api_key_never_leaks(serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve(
+        {
+            "echo-error": [Fail(400, body='{"error": {"message": "bad request, header was {key}"}}')],
+            "echo-answer": [Answer(f"my key is {SECRET}")] * 3,
+        }
+    )
+    cache_path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(cache_path) as cache, make_client(server) as client:
+        assert SECRET not in repr(client)
+        requests = [request("echo-error"), request("echo-answer"), request("fine")]
+        outcomes = client.judge_all(requests, validate, cache=cache)
+    assert [outcome.status for outcome in outcomes] == ["failed", "invalid", "ok"]
+    assert "[redacted]" in (outcomes[0].error or "") and "[redacted]" in (outcomes[1].raw or "")
+    assert all(SECRET not in repr(outcome) for outcome in outcomes)
+    assert SECRET.encode() not in cache_path.read_bytes()
+
+    monkeypatch.setenv(KEY_ENV, "sk-wrong")
+    with make_client(server) as client:
+        [rejected] = client.judge_all([request("wrong-key")], validate)
+    assert (rejected.status, rejected.http_status, rejected.attempts) == ("failed", 401, 1)
+
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(MissingApiKey, match=KEY_ENV) as raised:
+        make_client(server)
+    assert SECRET not in str(raised.value)
+
+
+def test_duplicate_keys_are_refused_before_any_call(serve: Any) -> None:
+    server = serve()
+    with make_client(server) as client, pytest.raises(ValueError, match="paid for twice"):
+        client.judge_all([request("same"), request("same")], validate)
+    assert server.received == []
+
+
+def test_a_failing_consumer_stops_the_run_and_its_retries(serve: Any) -> None:
+    server = serve({"boom": [Answer()], "stubborn": [Fail(503)] * 40}, default=Answer(delay_s=0.3))
+
+    def on_result(outcome: Outcome[str]) -> None:
+        if outcome.key == "boom":
+            raise OSError("disk full")
+
+    items = ["stubborn", "boom"] + [f"later-{index}" for index in range(6)]
+    with make_client(server, concurrency=2, max_attempts=100, backoff_s=0.02, backoff_max_s=0.02) as client:
+        with pytest.raises(OSError, match="disk full"):
+            client.judge_all([request(item) for item in items], validate, on_result=on_result)
+    assert len(server.requests_for("stubborn")) < 40  # its retries stopped with the run
+    assert sum(request.item.startswith("later-") for request in server.received) <= 1
