@@ -111,7 +111,7 @@ def task(**fields: Any) -> Task:
 
 def sources() -> list[str]:
     """Every source a registered task loads from, the toy world excepted, sorted."""
-    return sorted({entry.source for entry in TASKS._entries.values() if entry.source != "toy"})
+    return sorted({entry.source for _, entry in TASKS.items() if entry.source != "toy"})
 
 
 def subsample(items: list[dict[str, Any]], count: int | None, rng: random.Random) -> list[dict[str, Any]]:
