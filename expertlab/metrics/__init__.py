@@ -104,6 +104,17 @@ def resolve_choice(output: str, choices: Sequence[str]) -> int | None:
     return best
 
 
+def multiset_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
+    """F1 of multiset overlap; 0.0 when either side is empty (the official entity_level_f1)."""
+    gold_counts, predicted_counts = Counter(gold), Counter(predicted)
+    true_positives = sum((gold_counts & predicted_counts).values())
+    if true_positives == 0:
+        return 0.0
+    precision = true_positives / sum(predicted_counts.values())
+    recall = true_positives / sum(gold_counts.values())
+    return 2 * precision * recall / (precision + recall)
+
+
 @metric("exact_match")
 def exact_match(output: str, item: dict[str, Any]) -> float:
     """1.0 when the normalised output equals the normalised target."""
@@ -117,12 +128,7 @@ def token_f1(output: str, item: dict[str, Any]) -> float:
     gold = normalize(item["target"]).split()
     if not predicted or not gold:
         return float(predicted == gold)
-    common = sum((Counter(predicted) & Counter(gold)).values())
-    if common == 0:
-        return 0.0
-    precision = common / len(predicted)
-    recall = common / len(gold)
-    return 2 * precision * recall / (precision + recall)
+    return multiset_f1(gold, predicted)
 
 
 @metric("accuracy")

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
-from expertlab.metrics import Row, corpus_metric, metric, normalize
+from expertlab.metrics import Row, corpus_metric, metric, multiset_f1, normalize
 
 _BIO_TAG = re.compile(r"\[B\]|\[I\]|\[O\]")
 _BIO_PADDING = "N"  # the official stand-in for a tag the output is missing
@@ -51,17 +50,6 @@ def bracketed_entities(text: str) -> list[str]:
         elif depth:
             current.append(char)
     return entities  # an unclosed span is dropped
-
-
-def multiset_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
-    """F1 of multiset overlap; 0.0 when either side is empty (the official entity_level_f1)."""
-    gold_counts, predicted_counts = Counter(gold), Counter(predicted)
-    true_positives = sum((gold_counts & predicted_counts).values())
-    if true_positives == 0:
-        return 0.0
-    precision = true_positives / sum(predicted_counts.values())
-    recall = true_positives / sum(gold_counts.values())
-    return 2 * precision * recall / (precision + recall)
 
 
 def macro_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
