@@ -1,14 +1,16 @@
-"""A scripted OpenAI chat-completions server on loopback: per-item fault scripts in, recorded requests out."""
+"""A scripted OpenAI chat-completions (and Anthropic Messages, Gemini generateContent) server on loopback:
+per-item fault scripts in, recorded requests out."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Fail:
-    """An HTTP error status, optionally with Retry-After, and a body (`{key}` is replaced by the bearer token sent)."""
+    """An HTTP error status, optionally with Retry-After, and a body (`{key}` is replaced by the value of the
+    credential header sent: Authorization, x-api-key or x-goog-api-key)."""
 
     status: int
     retry_after: str | None = None
@@ -35,7 +38,13 @@ class Hang:
     seconds: float
 
 
-Action = Answer | Fail | Hang
+@dataclass(frozen=True)
+class Blocked:
+    """A 200 (billed) that carries no answer text, as a provider answers a prompt it refuses: OpenAI content
+    null, Anthropic no text block, Gemini no candidates but a promptFeedback.blockReason."""
+
+
+Action = Answer | Fail | Hang | Blocked
 
 
 @dataclass
@@ -48,6 +57,9 @@ class Received:
     body: dict[str, Any]
     started: float
     finished: float = 0.0
+    provider: str = "openai"  # which protocol the request spoke: openai, anthropic or gemini
+    path: str = "/v1/chat/completions"  # as sent, query string included
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
 
 def correct_answer(item: str) -> str:
@@ -58,12 +70,53 @@ def last_user_message(body: Mapping[str, Any]) -> str:
     return next(message["content"] for message in reversed(body["messages"]) if message["role"] == "user")
 
 
+def _text_of(content: str | Sequence[Mapping[str, Any]]) -> str:
+    """An Anthropic message content: a string, or blocks whose text blocks are joined."""
+    if isinstance(content, str):
+        return content
+    return "".join(block["text"] for block in content if block.get("type") == "text")
+
+
+def last_anthropic_user_message(body: Mapping[str, Any]) -> str:
+    return next(_text_of(message["content"]) for message in reversed(body["messages"]) if message["role"] == "user")
+
+
+def last_gemini_user_content(body: Mapping[str, Any]) -> str:
+    # A content without a role is the user's, as Gemini reads it.
+    user = next(content for content in reversed(body["contents"]) if content.get("role", "user") == "user")
+    return "".join(part.get("text", "") for part in user["parts"])
+
+
+_GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:?]+):generateContent$")
+
+
+def _provider_of(path: str) -> str | None:
+    if path == "/v1/chat/completions":
+        return "openai"
+    if path == "/v1/messages":
+        return "anthropic"
+    return "gemini" if _GEMINI_PATH.match(path) else None
+
+
+def _google_error(code: int, status: str, message: str, reason: str | None = None) -> str:
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}] if reason else []
+    return json.dumps({"error": {"code": code, "message": message, "status": status, "details": details}})
+
+
+def _anthropic_error(kind: str, message: str) -> str:
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
 class OpenAIServer:
     """POST /v1/chat/completions on 127.0.0.1 (a free port), answering the n-th request for an item with
     `script[item][n]` (past the end of the script: the correct answer). The item is the last user message.
 
     Every request is recorded in `received`; `max_in_flight` is the most requests handled at once.
     A request whose Authorization header is not `Bearer <api_key>` gets 401.
+
+    The same port also speaks Anthropic (POST /v1/messages: x-api-key and anthropic-version, else 401/400)
+    and Gemini (POST /v1beta/models/<model>:generateContent: x-goog-api-key, else 403 when missing and
+    400 API_KEY_INVALID when wrong, as Google answers), each in its own request and answer shapes.
     """
 
     def __init__(
@@ -92,10 +145,18 @@ class OpenAIServer:
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return self.origin + "/v1"
 
-    def start(self) -> OpenAIServer:
+    @property
+    def origin(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def base_url_for(self, provider: str) -> str:
+        """The Endpoint.base_url for `provider`: OpenAI-compatible bases end in /v1, the others are the root."""
+        return self.base_url if provider == "openai" else self.origin
+
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -105,7 +166,7 @@ class OpenAIServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> OpenAIServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -119,13 +180,26 @@ class OpenAIServer:
         """How many 200 completions the item was given (what a provider would bill)."""
         return sum(request.status == 200 for request in self.requests_for(item))
 
-    def _admit(self, item: str, authorized: bool, body: dict[str, Any]) -> Received:
+    def _admit(
+        self, item: str, authorized: bool, body: dict[str, Any], provider: str, path: str, headers: dict[str, str]
+    ) -> Received:
         """Record the request and pick its scripted action, atomically."""
         with self._lock:
             attempt = sum(request.item == item for request in self.received)
             actions = self.script.get(item, [])
             action = actions[attempt] if attempt < len(actions) else self.default
-            record = Received(item, attempt, action, None, authorized, body, time.monotonic())
+            record = Received(
+                item,
+                attempt,
+                action,
+                None,
+                authorized,
+                body,
+                time.monotonic(),
+                provider=provider,
+                path=path,
+                headers=headers,
+            )
             self.received.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -151,16 +225,27 @@ class OpenAIServer:
                 self.wfile.write(data)
 
             def do_POST(self) -> None:
-                if self.path != "/v1/chat/completions":
+                provider = _provider_of(self.path)
+                if provider is None:
                     self._send(404, '{"error": {"message": "not found"}}')
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                item = last_user_message(body)
-                authorization = self.headers.get("Authorization", "")
-                authorized = authorization == f"Bearer {server.api_key}"
-                record = server._admit(item, authorized, body)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                if provider == "openai":
+                    item = last_user_message(body)
+                    credential = headers.get("authorization", "")
+                    rejection = None if credential == f"Bearer {server.api_key}" else self._openai_unauthorized()
+                elif provider == "anthropic":
+                    item = last_anthropic_user_message(body)
+                    credential = headers.get("x-api-key", "")
+                    rejection = self._anthropic_unauthorized(credential, headers)
+                else:
+                    item = last_gemini_user_content(body)
+                    credential = headers.get("x-goog-api-key", "")
+                    rejection = self._gemini_unauthorized(credential)
+                record = server._admit(item, rejection is None, body, provider, self.path, headers)
                 try:
-                    record.status = self._act(item, record.action, authorized, authorization, body)
+                    record.status = self._act(item, record.action, rejection, credential, provider, body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up first; the request is still recorded
                 finally:
@@ -168,33 +253,104 @@ class OpenAIServer:
                     with server._lock:
                         server.in_flight -= 1
 
+            def _openai_unauthorized(self) -> tuple[int, str]:
+                return 401, '{"error": {"message": "Incorrect API key provided"}}'
+
+            def _anthropic_unauthorized(self, credential: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
+                if credential != server.api_key:
+                    return 401, _anthropic_error("authentication_error", "invalid x-api-key")
+                if "anthropic-version" not in headers:
+                    return 400, _anthropic_error("invalid_request_error", "anthropic-version: header is required")
+                return None
+
+            def _gemini_unauthorized(self, credential: str) -> tuple[int, str] | None:
+                if not credential:
+                    message = "Method doesn't allow unregistered callers. Please use an API key."
+                    return 403, _google_error(403, "PERMISSION_DENIED", message)
+                if credential != server.api_key:
+                    message = "API key not valid. Please pass a valid API key."
+                    return 400, _google_error(400, "INVALID_ARGUMENT", message, "API_KEY_INVALID")
+                return None
+
             def _act(
-                self, item: str, action: Action, authorized: bool, authorization: str, body: dict[str, Any]
+                self,
+                item: str,
+                action: Action,
+                rejection: tuple[int, str] | None,
+                credential: str,
+                provider: str,
+                body: dict[str, Any],
             ) -> int | None:
-                if not authorized:
-                    self._send(401, '{"error": {"message": "Incorrect API key provided"}}')
-                    return 401
+                if rejection is not None:
+                    self._send(*rejection)
+                    return rejection[0]
                 if isinstance(action, Hang):
                     server._stopping.wait(action.seconds)
                     self.close_connection = True
                     return None
                 if isinstance(action, Fail):
                     headers = {"Retry-After": action.retry_after} if action.retry_after is not None else {}
-                    self._send(action.status, action.body.replace("{key}", authorization), headers)
+                    self._send(action.status, action.body.replace("{key}", credential), headers)
                     return action.status
-                if action.delay_s:
+                if isinstance(action, Answer) and action.delay_s:
                     server._stopping.wait(action.delay_s)
-                content = server.answer(item) if action.content is None else action.content
-                payload = {
+                if isinstance(action, Blocked):
+                    content = None
+                else:
+                    content = server.answer(item) if action.content is None else action.content
+                if provider == "anthropic":
+                    payload = self._anthropic_message(item, content, body)
+                elif provider == "gemini":
+                    payload = self._gemini_response(content)
+                else:
+                    payload = self._openai_completion(item, content, body)
+                self._send(200, json.dumps(payload))
+                return 200
+
+            def _openai_completion(self, item: str, content: str | None, body: dict[str, Any]) -> dict[str, Any]:
+                return {
                     "id": f"chatcmpl-{item}",
                     "object": "chat.completion",
                     "model": body.get("model"),
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop" if content is not None else "content_filter",
+                        }
                     ],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                    "usage": (
+                        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+                        if content is not None
+                        else {"prompt_tokens": 10, "completion_tokens": 0, "total_tokens": 10}
+                    ),
                 }
-                self._send(200, json.dumps(payload))
-                return 200
+
+            def _anthropic_message(self, item: str, content: str | None, body: dict[str, Any]) -> dict[str, Any]:
+                return {
+                    "id": f"msg_{item}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model"),
+                    "content": [{"type": "text", "text": content}] if content is not None else [],
+                    "stop_reason": "end_turn" if content is not None else "refusal",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 10, "output_tokens": 5 if content is not None else 0},
+                }
+
+            def _gemini_response(self, content: str | None) -> dict[str, Any]:
+                if content is None:
+                    return {
+                        "promptFeedback": {"blockReason": "SAFETY"},
+                        "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 10},
+                    }
+                model = _GEMINI_PATH.match(self.path)
+                return {
+                    "candidates": [
+                        {"content": {"role": "model", "parts": [{"text": content}]}, "finishReason": "STOP", "index": 0}
+                    ],
+                    "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+                    "modelVersion": model.group("model") if model else None,
+                }
 
         return Handler

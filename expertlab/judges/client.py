@@ -1,7 +1,8 @@
-"""(key, chat messages) requests -> validated JSON verdicts from an OpenAI-compatible chat-completions endpoint."""
+"""(key, chat messages) requests -> validated JSON verdicts from an OpenAI-compatible, Anthropic or Gemini endpoint."""
 
 from __future__ import annotations
 
+import difflib
 import email.utils
 import json
 import os
@@ -9,10 +10,11 @@ import random
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Self, TypeVar
 
 import httpx2
 
@@ -22,6 +24,21 @@ T = TypeVar("T")
 Status = Literal["ok", "invalid", "failed"]
 Validate = Callable[[Any], T]
 Messages = Sequence[Mapping[str, str]]
+Provider = Literal["openai", "anthropic", "gemini"]
+
+# Where each provider's API lives and where its key is conventionally kept.
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+DEFAULT_KEY_ENVS: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+ANTHROPIC_VERSION = "2023-06-01"
+ANTHROPIC_DEFAULT_MAX_TOKENS = 1024  # the Messages API refuses a request without max_tokens
 
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
@@ -32,13 +49,27 @@ class MissingApiKey(RuntimeError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and what to ask. `api_key_env` names the variable holding the key (None: no auth, e.g. local vLLM)."""
+    """Where and what to ask, in which provider's protocol.
+
+    `base_url` is the API root as in DEFAULT_BASE_URLS (an OpenAI-compatible one ends in /v1);
+    `api_key_env` names the variable holding the key (None: no auth, e.g. local vLLM); `extra_body`
+    is merged into the request body last (for gemini, its `generationConfig` into ours).
+    """
 
     base_url: str
     model: str
     api_key_env: str | None = "OPENAI_API_KEY"
     max_tokens: int | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    provider: Provider = "openai"
+
+    def __post_init__(self) -> None:
+        if self.provider not in _PROVIDER_APIS:
+            close = difflib.get_close_matches(str(self.provider), _PROVIDER_APIS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"unknown judge provider {self.provider!r}{hint}; expected one of {', '.join(_PROVIDER_APIS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -129,6 +160,158 @@ class _Completion(NamedTuple):
     completion_tokens: int
 
 
+# What reading a 2xx body that is not the documented answer shape raises.
+_UNREADABLE = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+
+def _tokens(usage: Mapping[str, Any], *names: str) -> int:
+    return sum(int(usage.get(name) or 0) for name in names)
+
+
+def _system_and_turns(messages: Messages) -> tuple[str | None, list[Mapping[str, str]]]:
+    """System messages joined by blank lines (None: none), and the user/assistant turns in order."""
+    system = [message["content"] for message in messages if message["role"] == "system"]
+    turns = [message for message in messages if message["role"] != "system"]
+    for message in turns:
+        if message["role"] not in ("user", "assistant"):
+            raise ValueError(f"role {message['role']!r} has no equivalent here; use system, user or assistant")
+    return ("\n\n".join(system) if system else None), turns
+
+
+class _ProviderApi(ABC):
+    """How one provider's HTTP API spells a chat request and its answer; ChatClient does the rest."""
+
+    @abstractmethod
+    def url(self, endpoint: Endpoint) -> str: ...
+
+    @abstractmethod
+    def headers(self, api_key: str | None) -> dict[str, str]: ...
+
+    @abstractmethod
+    def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def text(self, payload: Any) -> str | None:
+        """The answer text of a 2xx body; raises one of _UNREADABLE when the body holds none."""
+
+    @abstractmethod
+    def usage(self, payload: Any) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) billed for a 2xx body."""
+
+
+class _OpenAIChat(_ProviderApi):
+    """POST {base}/chat/completions with a bearer token (OpenAI and every compatible server)."""
+
+    def url(self, endpoint: Endpoint) -> str:
+        return endpoint.base_url.rstrip("/") + "/chat/completions"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": endpoint.model,
+            "messages": [dict(message) for message in messages],
+            "temperature": 0,
+            **endpoint.extra_body,
+        }
+        if endpoint.max_tokens is not None:
+            body["max_tokens"] = endpoint.max_tokens
+        return body
+
+    def text(self, payload: Any) -> str | None:
+        content = payload["choices"][0]["message"]["content"]
+        return None if content is None else str(content)
+
+    def usage(self, payload: Any) -> tuple[int, int]:
+        usage = payload.get("usage") or {}
+        return _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
+
+
+class _AnthropicMessages(_ProviderApi):
+    """POST {base}/v1/messages with x-api-key (Anthropic Messages API); system prompts go in `system`."""
+
+    def url(self, endpoint: Endpoint) -> str:
+        return endpoint.base_url.rstrip("/") + "/v1/messages"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"anthropic-version": ANTHROPIC_VERSION} | ({"x-api-key": api_key} if api_key else {})
+
+    def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]:
+        system, turns = _system_and_turns(messages)
+        body: dict[str, Any] = {
+            "model": endpoint.model,
+            "max_tokens": ANTHROPIC_DEFAULT_MAX_TOKENS,
+            "temperature": 0,
+            **({"system": system} if system is not None else {}),
+            "messages": [{"role": turn["role"], "content": turn["content"]} for turn in turns],
+            **endpoint.extra_body,
+        }
+        if endpoint.max_tokens is not None:
+            body["max_tokens"] = endpoint.max_tokens
+        return body
+
+    def text(self, payload: Any) -> str | None:
+        texts = [block["text"] for block in payload["content"] if block.get("type") == "text"]
+        if not texts:
+            raise ValueError("the message has no text block")
+        return "".join(texts)
+
+    def usage(self, payload: Any) -> tuple[int, int]:
+        usage = payload.get("usage") or {}
+        return _tokens(usage, "input_tokens"), _tokens(usage, "output_tokens")
+
+
+class _GeminiGenerateContent(_ProviderApi):
+    """POST {base}/v1beta/models/{model}:generateContent with x-goog-api-key (never a ?key= in the URL, which
+    would leak into logs); system prompts go in `systemInstruction`, the assistant is role "model"."""
+
+    def url(self, endpoint: Endpoint) -> str:
+        model = endpoint.model.removeprefix("models/")
+        return endpoint.base_url.rstrip("/") + f"/v1beta/models/{model}:generateContent"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"x-goog-api-key": api_key} if api_key else {}
+
+    def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]:
+        system, turns = _system_and_turns(messages)
+        extra = dict(endpoint.extra_body)
+        generation_config = {"temperature": 0, **extra.pop("generationConfig", {})}
+        if endpoint.max_tokens is not None:
+            generation_config["maxOutputTokens"] = endpoint.max_tokens
+        contents = [
+            {"role": "model" if turn["role"] == "assistant" else "user", "parts": [{"text": turn["content"]}]}
+            for turn in turns
+        ]
+        return {
+            "contents": contents,
+            **({"systemInstruction": {"parts": [{"text": system}]}} if system is not None else {}),
+            "generationConfig": generation_config,
+            **extra,
+        }
+
+    def text(self, payload: Any) -> str | None:
+        # No candidates (a blocked prompt: promptFeedback.blockReason) or no content raises here.
+        parts = payload["candidates"][0]["content"]["parts"]
+        texts = [part["text"] for part in parts if "text" in part and not part.get("thought")]
+        if not texts:
+            raise ValueError("the candidate has no text part")
+        return "".join(texts)
+
+    def usage(self, payload: Any) -> tuple[int, int]:
+        usage = payload.get("usageMetadata") or {}
+        # Thinking tokens are billed as output, as OpenAI's and Anthropic's completion counts already include.
+        return _tokens(usage, "promptTokenCount"), _tokens(usage, "candidatesTokenCount", "thoughtsTokenCount")
+
+
+_PROVIDER_APIS: dict[str, _ProviderApi] = {
+    "openai": _OpenAIChat(),
+    "anthropic": _AnthropicMessages(),
+    "gemini": _GeminiGenerateContent(),
+}
+PROVIDERS: tuple[str, ...] = tuple(_PROVIDER_APIS)
+
+
 def parse_json_answer(text: str) -> Any:
     """The JSON object in an answer, tolerating surrounding whitespace and a ```json fence; ValueError otherwise."""
     stripped = text.strip()
@@ -161,7 +344,8 @@ def _retry_after_seconds(header: str | None, now: float) -> float | None:
 
 
 class ChatClient:
-    """A chat-completions client for paid judges: temperature 0, bounded concurrency, retries, no coercion.
+    """A chat client for paid judges (OpenAI-compatible, Anthropic or Gemini, as `endpoint.provider` says):
+    temperature 0, bounded concurrency, retries, no coercion.
 
     Thread-safe; `judge_all` runs up to `concurrency` requests at once and hands each outcome to
     `on_result` (on the calling thread) as soon as it is known. `sleep`, `clock` and `rng` are
@@ -189,30 +373,30 @@ class ChatClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
+        self._api = _PROVIDER_APIS[endpoint.provider]
         self._api_key = read_api_key(endpoint.api_key_env) if endpoint.api_key_env else None
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._http = httpx2.Client(
-            headers=headers,
+            headers=self._api.headers(self._api_key),
             timeout=httpx2.Timeout(self.retry.timeout_s),
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             transport=transport,
         )
-        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        self._url = self._api.url(endpoint)
 
     def __repr__(self) -> str:
-        return f"ChatClient(model={self.endpoint.model!r}, url={self._url!r})"
+        return f"ChatClient(provider={self.endpoint.provider!r}, model={self.endpoint.model!r}, url={self._url!r})"
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ChatClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _redact(self, text: str) -> str:
-        """Servers sometimes echo the key in an error body; it must not travel into logs or the cache."""
+        """Servers sometimes echo the key, whichever header carried it; it must not reach logs or the cache."""
         return text.replace(self._api_key, "[redacted]") if self._api_key else text
 
     def _count(self, **deltas: int) -> None:
@@ -228,14 +412,7 @@ class ChatClient:
 
     def _complete(self, messages: Messages) -> _Completion:
         """One request; raises _Transient or _Rejected, returns the answer text of a 2xx."""
-        body: dict[str, Any] = {
-            "model": self.endpoint.model,
-            "messages": [dict(message) for message in messages],
-            "temperature": 0,
-            **self.endpoint.extra_body,
-        }
-        if self.endpoint.max_tokens is not None:
-            body["max_tokens"] = self.endpoint.max_tokens
+        body = self._api.body(self.endpoint, messages)
         self._count(requests=1)
         try:
             response = self._http.post(self._url, json=body)
@@ -253,15 +430,17 @@ class ChatClient:
         self._count(billed=1)
         try:
             payload = response.json()
-            content = payload["choices"][0]["message"]["content"]
-            usage = payload.get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            completion_tokens = int(usage.get("completion_tokens") or 0)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            # Billed but unreadable: handled like an invalid answer, with the body as the raw text.
-            return _Completion(self._redact(response.text), 0, 0)
+            prompt_tokens, completion_tokens = self._api.usage(payload)
+        except _UNREADABLE:
+            payload, prompt_tokens, completion_tokens = None, 0, 0
         self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        return _Completion(None if content is None else self._redact(str(content)), prompt_tokens, completion_tokens)
+        try:
+            content = self._api.text(payload)
+        except _UNREADABLE:
+            # Billed but unreadable (not JSON, no text, a blocked prompt): handled like an invalid answer,
+            # with the body as the raw text.
+            return _Completion(self._redact(response.text), prompt_tokens, completion_tokens)
+        return _Completion(None if content is None else self._redact(content), prompt_tokens, completion_tokens)
 
     def judge(self, request: JudgeRequest, validate: Validate[T]) -> Outcome[T]:
         """Ask until the answer validates, the invalid bound is reached, a 4xx rejects, or retries run out."""
@@ -348,7 +527,7 @@ class ChatClient:
             if record is None:
                 pending.append(request)
             else:
-                finish(_from_record(request.key, record, validate))
+                finish(outcome_from_record(request.key, record, validate))
 
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge") as pool:
             abort = threading.Event()
@@ -369,7 +548,7 @@ class ChatClient:
         return [outcomes[key] for key in keys]
 
 
-def _from_record(key: str, record: Mapping[str, Any], validate: Validate[T]) -> Outcome[T]:
+def outcome_from_record(key: str, record: Mapping[str, Any], validate: Validate[T]) -> Outcome[T]:
     """An outcome rebuilt from a cached verdict: the raw answer is validated again, nothing is re-asked."""
     raw = record.get("raw")
     status: Status = record["status"]
