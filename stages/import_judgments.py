@@ -1,34 +1,43 @@
-"""Externally produced verdict files -> judgments artifacts under imported/, ingested into the `judgments` table."""
+"""Externally produced verdict files (the study's released JSON, human annotation CSVs) -> judgments artifacts
+under imported/, ingested into the `judgments` table."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "import externally produced judge verdicts (the study's released ones) as judgments artifacts"
+HELP = "import externally produced verdicts (the study's released ones, human annotation CSVs) as judgments artifacts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH",
-        help="the study's released absolute or relative verdict files (evaluation_samples_*.json), "
-        "or directories holding them (every .json below)",
+        help="the study's released absolute or relative verdict files (evaluation_samples_*.json), human "
+        "annotation CSVs (README, Human annotations), or directories holding them (every .json and .csv below)",
     )
     parser.add_argument("--out", default="imported", metavar="DIR",
                         help="where the artifacts go, under DIR/judgments/ (default imported/)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.imports import check_criteria, find_judgment_files, read_study_judgments, write_judgments
+    from expertlab.imports import (
+        check_criteria,
+        find_judgment_files,
+        read_judgments,
+        write_judgments,
+    )
 
     check_criteria()
     # every file is read and checked before anything is written: a bad file leaves imported/ as it was
-    imported = [read_study_judgments(path) for path in find_judgment_files(args.paths)]
+    imported = [read_judgments(path) for path in find_judgment_files(args.paths)]
     written = write_judgments(imported, args.out)
     for judgments, target in zip(imported, written):
         statuses = {status: sum(row["status"] == status for row in judgments.rows) for status in ("missing", "invalid")}
+        kinds = sorted({str(row["rater_kind"]) for row in judgments.rows})
+        protocols = sorted({str(row["protocol"]) for row in judgments.rows})
         print(
-            f"import-judgments: {judgments.source}: {judgments.format}, {judgments.items} items, "
-            f"{len(judgments.raters)} raters, {len(judgments.rows)} verdicts "
+            f"import-judgments: {judgments.source}: {judgments.format} ({', '.join(protocols)}), "
+            f"{judgments.items} items, {len(judgments.raters)} {'/'.join(kinds)} raters, "
+            f"{len(judgments.rows)} verdicts "
             f"({statuses['missing']} missing, {statuses['invalid']} invalid) -> {target}/"
         )
     print(f"next: dvc repro ingest (or expertlab ingest ... --optional {args.out}) to load them into the store")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import duckdb
@@ -22,6 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "study_judgments"
 ABSOLUTE = FIXTURES / "absolute" / "evaluation_samples_30.json"
 RELATIVE = FIXTURES / "relative" / "evaluation_samples_30.json"
 AGREEMENT = Path(__file__).resolve().parents[1] / "queries" / "judge_agreement.sql"
+FLEISS = Path(__file__).resolve().parents[1] / "queries" / "judge_fleiss.sql"
 JUDGES = ["claude-haiku-4.5", "gemini-3.1-flash-lite", "gpt-5.4-mini"]
 
 # The study's Table 1, LLM-LLM rows: (protocol, window) -> (N, kappa)
@@ -32,6 +34,28 @@ TABLE_1 = {
     ("relative", "Low"): (8, 0.508),
     ("relative", "Moderate"): (9, 0.370),
     ("relative", "Extreme"): (13, 0.676),
+}
+
+
+# judge_fleiss on the release: (protocol, dataset, question, output) -> (items, Fleiss' kappa among the
+# three judges). The release holds only the 30 samples of the manual evaluation, so these are NOT the
+# study's Tables 4 and 5 (computed over all judged items, e.g. absolute .513 Multi-XScience, .535 RCT);
+# they pin down what the release gives. Exact fractions, checked against an independent count of the
+# JSON files; RCT pruned has 13 items: gpt-5.4-mini's two null verdicts leave rct:CD001275 and
+# rct:CD008586 out for all three judges.
+RELEASED_FLEISS = {
+    ("absolute", "Multi-X-Science", "hallucinated", "pruned"): (15, Fraction(13, 18)),  # .722
+    ("absolute", "Multi-X-Science", "hallucinated", "source"): (15, Fraction(41, 266)),  # .154
+    ("absolute", "RCT", "hallucinated", "pruned"): (13, Fraction(131, 170)),  # .771
+    ("absolute", "RCT", "hallucinated", "source"): (15, Fraction(1)),  # all faithful: p_expected = 1
+    ("relative", "Multi-X-Science", "q1_hallucinations_more", "pair"): (15, Fraction(22, 27)),  # .815
+    ("relative", "Multi-X-Science", "q2_omission_more", "pair"): (15, Fraction(59, 464)),  # .127
+    ("relative", "Multi-X-Science", "q3_repetition_more", "pair"): (15, Fraction(73, 100)),  # .730
+    ("relative", "Multi-X-Science", "q4_alignment_more", "pair"): (15, Fraction(74, 119)),  # .622
+    ("relative", "RCT", "q1_hallucinations_more", "pair"): (15, Fraction(251, 476)),  # .527
+    ("relative", "RCT", "q2_omission_more", "pair"): (15, Fraction(6, 11)),  # .545
+    ("relative", "RCT", "q3_repetition_more", "pair"): (15, Fraction(3, 8)),  # .375
+    ("relative", "RCT", "q4_alignment_more", "pair"): (15, Fraction(149, 464)),  # .321
 }
 
 
@@ -138,6 +162,19 @@ def test_agreement_reproduces_table_1_llm_llm(released_store: Path):
         assert row["rater_pair"] == "llm-llm" and row["n_rater_pairs"] == 3  # no human judgments released
         assert row["n_items"] == n_items
         assert round(row["kappa"], 3) == pytest.approx(kappa, abs=1e-9), (row["protocol"], row["window"])
+
+
+def test_fleiss_on_the_released_verdicts(released_store: Path):
+    con = duckdb.connect(str(released_store), read_only=True)
+    try:
+        rows = run_query(con, read_query(FLEISS)).records()
+    finally:
+        con.close()
+    assert [(r["protocol"], r["dataset"], r["question"], r["output"]) for r in rows] == list(RELEASED_FLEISS)
+    for row in rows:
+        n_items, kappa = RELEASED_FLEISS[(row["protocol"], row["dataset"], row["question"], row["output"])]
+        assert (row["rater_kind"], row["n_raters"], row["n_items"]) == ("llm", 3, n_items)
+        assert row["kappa"] == pytest.approx(float(kappa), abs=1e-12)
 
 
 def test_reimport_is_a_no_op_for_ingest(released_store: Path, tmp_path: Path):
