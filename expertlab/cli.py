@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "stages.inspect",
     "generate": "stages.generate",
     "score": "stages.score",
+    "judge": "stages.judge",
     "import-masks": "stages.import_masks",
     "import-judgments": "stages.import_judgments",
     "ingest": "stages.ingest",

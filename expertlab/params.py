@@ -225,6 +225,67 @@ class Score(Strict):
     bertscore: BERTScore = BERTScore()
 
 
+JudgeBackend = Literal["grounding", "openai", "anthropic", "gemini"]  # expertlab.judges.registry.BACKENDS
+
+
+class JudgeSpec(Strict):
+    """One judge: the offline grounding judge, or an LLM behind an endpoint. Keys come from the environment only."""
+
+    backend: JudgeBackend
+    model: str | None = None  # the provider's model id; required for LLM backends
+    base_url: str | None = None  # default: the provider's public API (openai: any compatible server, e.g. local vLLM)
+    api_key_env: str | None = None  # the variable holding the key; default per provider; null: no key (local server)
+    max_tokens: int | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=4, gt=0)  # requests in flight at once
+    extra_body: dict[str, Any] = {}  # provider-specific request fields, e.g. {reasoning_effort: low}
+
+    @model_validator(mode="after")
+    def _llm(self) -> JudgeSpec:
+        if self.backend == "grounding":
+            given = sorted(self.model_fields_set - {"backend"})
+            if given:
+                raise ValueError(f"the grounding judge takes no {', '.join(given)} (it calls no model)")
+            return self
+        if not self.model:
+            raise ValueError(f"a {self.backend} judge needs `model` (the provider's model id)")
+        if "api_key_env" not in self.model_fields_set:
+            from expertlab.judges.client import DEFAULT_KEY_ENVS
+
+            self.api_key_env = DEFAULT_KEY_ENVS[self.backend]
+        return self
+
+
+class Judge(Strict):
+    """Which judges judge which tasks' outputs, and how hard they try."""
+
+    judges: list[str] = []  # names under `judges`; empty: no judging
+    protocols: list[Literal["absolute", "relative"]] = ["absolute", "relative"]
+    tasks: list[str] = []  # generation tasks whose items carry the judged document (doc.source)
+    seed: int = Field(default=0, ge=0)  # relative protocol: A/B position from md5(f"{seed}::{sample_id}")
+    threshold: float = Field(default=0.5, ge=0, lt=1)  # absolute: hallucinated when the share of "no" verdicts exceeds it
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=6, gt=0)  # per prompt, on timeouts, connection errors, 429 and 5xx
+    max_invalid: int = Field(default=3, gt=0)  # answers per prompt that are not the expected JSON
+    retry_invalid: bool = False  # ask again for prompts whose cached answer was invalid
+    cache_dir: str = ".expertlab/verdicts"  # append-only verdict cache, one file per judge, shared by every stage
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, value: list[str]) -> list[str]:
+        _known(TASKS, value)
+        for name in value:
+            if TASKS[name].kind != "generation":
+                raise ValueError(f"task {name!r} is a {TASKS[name].kind} task; judges read generated text")
+        return value
+
+    @field_validator("protocols")
+    @classmethod
+    def _protocols(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"protocols must be distinct and not empty: {value}")
+        return value
+
+
 class Report(Strict):
     print: list[str] = ["headline", "findings"]  # queries printed after `expertlab run`
 
@@ -245,11 +306,19 @@ class Params(Strict):
     evaluation: Evaluation  # required: dvc.yaml interpolates evaluation.data_dir
     generate: Generate
     score: Score
+    judges: dict[str, JudgeSpec]  # judge name -> backend and endpoint (may be empty)
+    judge: Judge
     report: Report
     toy: Toy
 
     @model_validator(mode="after")
     def _grid(self) -> Params:
+        for name in self.judge.judges:
+            if name not in self.judges:
+                raise ValueError(f"judge.judges: {name!r} has no entry under judges (defined: {', '.join(self.judges) or 'none'})")
+        for name in self.judge.tasks:
+            if name not in self.study.task_names:
+                raise ValueError(f"judge.tasks: {name!r} is in no group of study.tasks")
         for name in self.study.models:
             if name not in self.models:
                 raise ValueError(f"study.models: {name!r} has no entry under models (defined: {', '.join(self.models)})")

@@ -246,23 +246,23 @@ create table judgments (
     raw json not null,
     primary key (rater, protocol, question, dataset, document_id, pruned_model, output)
 );
-comment on table judgments is 'verdicts of judges and annotators, long format: one row per (rater, protocol, question, judged item); imported by `expertlab import-judgments` (e.g. the study''s released verdicts)';
-comment on column judgments.judgment_set is 'the judgments artifact the row came from (its meta.json name, e.g. study-absolute-evaluation_samples_30)';
-comment on column judgments.rater is 'judge model or human annotator name (e.g. claude-haiku-4.5)';
-comment on column judgments.rater_kind is 'llm (a judge model) or human (an annotator)';
+comment on table judgments is 'verdicts of judges and annotators, long format: one row per (rater, protocol, question, judged item); written by the judge stage (judgments/), or imported by `expertlab import-judgments` (the study''s released verdicts, human annotations)';
+comment on column judgments.judgment_set is 'the judgments artifact the row came from (its meta.json name: <variant_id>/<task group> for the judge stage, e.g. study-absolute-evaluation_samples_30 for an import)';
+comment on column judgments.rater is 'judge (its name under params judges, e.g. grounding or claude-haiku-4.5) or human annotator';
+comment on column judgments.rater_kind is 'llm (an automatic judge: an LLM, or the deterministic grounding judge) or human (an annotator)';
 comment on column judgments.protocol is 'absolute (is one output faithful to its source) or relative (which of the pruned and source summaries does more of something)';
 comment on column judgments.question is 'what was asked: hallucinated (absolute); q1_hallucinations_more, q2_omission_more, q3_repetition_more, q4_alignment_more (relative)';
-comment on column judgments.dataset is 'dataset or task of the judged item as its source names it (the release: RCT, Multi-X-Science)';
-comment on column judgments.document_id is 'source document id within the dataset (one document may be judged for several pruned models)';
+comment on column judgments.dataset is 'task of the judged item (the judge stage), or its dataset as an import names it (the release: RCT, Multi-X-Science)';
+comment on column judgments.document_id is 'the judged sample: its sample_id (the judge stage) or the source document id within the dataset (imports); one document may be judged for several pruned models';
 comment on column judgments.model is 'source (unpruned) model name, e.g. Qwen3-30B-A3B-Instruct-2507';
-comment on column judgments.pruned_model is 'pruned model name as its source gives it (the release: <model>-<calibration>-<criterion>-<seed>[-<ratio>])';
-comment on column judgments.generator_model is 'model family label as its source gives it (the release: Qwen3, Qwen3.5 for Qwen3.6, GPT, Nemotron)';
+comment on column judgments.pruned_model is 'the pruned variant: its variant_id (the judge stage), or its name as an import gives it (the release: <model>-<calibration>-<criterion>-<seed>[-<ratio>])';
+comment on column judgments.generator_model is 'model label: the source model name (the judge stage), or the family label an import gives (the release: Qwen3, Qwen3.5 for Qwen3.6, GPT, Nemotron)';
 comment on column judgments.criterion is 'saliency criterion of the pruned model (the study''s gating and easyep are gate and easy_ep)';
 comment on column judgments.ratio is 'fraction of routed experts the pruned model removed per MoE layer';
 comment on column judgments.output is 'what was judged: the pruned or the source model''s output (absolute), or the pair (relative)';
 comment on column judgments.label is 'the verdict: hallucinated or faithful (absolute), pruned or source: the summary the rater names (relative); null unless status is ok';
 comment on column judgments.status is 'ok (a label), missing (no verdict given, e.g. a null judge entry) or invalid (a verdict that could not be read as a label; see raw)';
-comment on column judgments.raw is 'the verdict as given (absolute: {score, success, reason}; relative: the judge''s {mapping, raw_answers, resolved_answers}); JSON null when missing';
+comment on column judgments.raw is 'the verdict as given. Judge stage: absolute {verdicts, score, threshold} (grounding: {reasons}), relative {order: {A, B}, answers}, invalid {answer, error}. Release: absolute {score, success, reason}, relative {mapping, raw_answers, resolved_answers}; JSON null when missing';
 
 -- The study's unit of comparison: a variant's primary-metric score next to its source model's.
 create view primary_scores as

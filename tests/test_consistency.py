@@ -48,7 +48,7 @@ def test_every_stage_command_is_a_cli_command_and_its_code_is_a_dependency():
         module_file = COMMANDS[command[1]].replace(".", "/") + ".py"
         assert module_file in stage["deps"], f"stage {name} does not depend on {module_file}"
         data_dir = PARAMS["evaluation"]["data_dir"]
-        built = ("data/", "models/", "observations", "masks", "generations", "scores", "results")
+        built = ("data/", "models/", "observations", "masks", "generations", "scores", "judgments", "results")
         for dep in stage["deps"]:
             dep = dep.replace("${evaluation.data_dir}", data_dir)  # committed: must exist in a clean clone
             if dep == data_dir or ("${" not in dep and not dep.startswith(built)):

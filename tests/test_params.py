@@ -134,3 +134,33 @@ def test_the_evaluation_section_is_required_because_dvc_yaml_reads_it():
     data = copy.deepcopy(DEFAULT)
     del data["evaluation"]
     assert "evaluation: Field required" in error_of(data)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("judge.judges", ["gpt"], "judge.judges: 'gpt' has no entry under judges"),
+        ("judge.tasks", ["bio_mcq"], "judges read generated text"),
+        ("judge.tasks", ["rct_summary"], "judge.tasks: 'rct_summary' is in no group of study.tasks"),
+        ("judge.protocols", ["absolute", "absolute"], "protocols must be distinct"),
+        ("judge.protocols", ["pairwise"], "judge.protocols.0"),
+        ("judges.grounding", {"backend": "grounding", "model": "x"}, "the grounding judge takes no model"),
+        ("judges.claude", {"backend": "anthropic"}, "a anthropic judge needs `model`"),
+        ("judges.claude", {"backend": "claude", "model": "x"}, "judges.claude.backend"),
+    ],
+)
+def test_bad_judge_params_fail_with_key_path(path, value, expected):  # noqa: ANN001
+    assert expected in error_of(with_change(path, value))
+
+
+def test_llm_judges_read_their_key_from_a_provider_variable_unless_told_otherwise():
+    judges = {
+        "grounding": {"backend": "grounding"},
+        "claude": {"backend": "anthropic", "model": "claude-haiku-4-5"},
+        "gemini": {"backend": "gemini", "model": "gemini-2.5-flash"},
+        "local": {"backend": "openai", "model": "qwen", "base_url": "http://127.0.0.1:8000/v1", "api_key_env": None},
+    }
+    params = parse_params(with_change("judges", judges))
+    assert params.judges["claude"].api_key_env == "ANTHROPIC_API_KEY"
+    assert params.judges["gemini"].api_key_env == "GEMINI_API_KEY"
+    assert params.judges["local"].api_key_env is None

@@ -31,7 +31,7 @@ MICRO = {
         "seeds": [0],
         "criteria": ["random", "reap"],
         "ratios": [0.5],
-        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith"]},
+        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "trial_summary"]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
     "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 8}},
@@ -40,6 +40,8 @@ MICRO = {
     "evaluation": {"data_dir": "data/sources"},
     "generate": {"batch_size": 8, "limit": 3},
     "score": {},
+    "judges": {"grounding": {"backend": "grounding"}},
+    "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
     "report": {"print": ["headline", "findings"]},
     "toy": {
         "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
@@ -108,17 +110,24 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected = {"prepare", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
     expected |= {"generate_source@toy-toy", "score_source@toy-toy", "ingest", "report"}
     expected |= {f"prune@{v}" for v in variants}
-    expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score") for v in variants}
+    expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select count(*) from variants").fetchone() == (3,)
     # 2 MoE layers x 8 experts, one observation
     assert con.execute("select count(*) from expert_stats").fetchone() == (16,)
-    # every sample of every task scored for every variant: 3 variants x (3 + 3 + 3) samples
-    assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (27,)
+    # every sample of every task scored for every variant: 3 variants x (3 + 3 + 3 + 3) samples
+    assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (36,)
+    # the grounding judge on 3 summaries of 2 pruned variants: absolute on the pruned and the source
+    # outputs, and the four relative answers
+    judged = con.execute(
+        "select protocol, output, count(*), count(distinct pruned_model) from judgments "
+        "where rater = 'grounding' and status = 'ok' and dataset = 'trial_summary' group by all order by all"
+    ).fetchall()
+    assert judged == [("absolute", "pruned", 6, 2), ("absolute", "source", 6, 2), ("relative", "pair", 24, 2)]
     kept = con.execute("select count(*) from expert_masks where kept").fetchone()[0]
     assert kept == 2 * 2 * 4  # two masks x two layers x four kept experts
-    for name in ("utility_retention", "task_scores_at_half", "headline", "findings"):
+    for name in ("utility_retention", "task_scores_at_half", "headline", "findings", "judge_rates"):
         assert (repo / "report" / f"{name}.md").is_file()
         assert (repo / "report" / f"{name}.csv").is_file()
     # the micro model trains for 8 steps and scores 0 everywhere, so retention is undefined and the
@@ -140,11 +149,24 @@ def test_adding_a_ratio_runs_only_what_it_touches(repo: Path, first_run: str):
     new = [f"toy-biomed-0-{c}-0.25" for c in ("random", "reap")]
     expected = {"select@toy-biomed-0", "ingest", "report"}
     expected |= {f"prune@{v}" for v in new}
-    expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score") for v in new}
+    expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in new}
     assert ran(output) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select count(*) from variants").fetchone() == (5,)
     commit(repo, "add ratio 0.25")
+
+
+def test_a_judge_change_reruns_only_judging(repo: Path, first_run: str):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["judge"]["protocols"] = ["absolute"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = sh("dvc", "repro", cwd=repo)
+    variants = [f"toy-biomed-0-{c}-{r}" for c in ("random", "reap") for r in ("0.5", "0.25")]
+    assert ran(output) == {f"judge@{v}-toy" for v in variants} | {"ingest", "report"}
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    assert con.execute("select distinct protocol from judgments").fetchall() == [("absolute",)]
+    con.close()
+    commit(repo, "absolute judgments only")
 
 
 def test_imported_masks_rerun_only_ingest_and_report(repo: Path, first_run: str):

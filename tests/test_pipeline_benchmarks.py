@@ -23,6 +23,7 @@ from tests.test_pipeline import MICRO, ROOT, commit, ran, sh, study_repo
 pytestmark = pytest.mark.slow
 
 LIMIT = 2
+JUDGED = ["rct_summary", "multixscience_summary", "multinews_summary"]
 
 
 def minilm_dir() -> str:
@@ -50,6 +51,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
         "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
         "score": {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}},
+        "judge": {"judges": ["grounding"], "tasks": JUDGED},
     }
     repo = study_repo(tmp_path_factory.mktemp("benchmarks"), params)
     shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")
@@ -59,6 +61,19 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
     output = sh("dvc", "repro", cwd=repo)
     commit(repo, "first run")
     return repo, output
+
+
+def test_the_grounding_judge_reads_every_summary_task_s_documents(study: tuple[Path, str]) -> None:
+    repo, output = study
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    judged = dict(con.execute(
+        "select dataset, count(distinct document_id) from judgments where rater = 'grounding' and status = 'ok' "
+        "and output = 'pruned' group by all"
+    ).fetchall())
+    groups = benchmark_groups()
+    items = {task: sum(1 for _ in (repo / "data" / "tasks" / groups_of(groups, task) / f"{task}.jsonl").open()) for task in JUDGED}
+    assert judged == {task: min(LIMIT, items[task]) for task in JUDGED}
+    con.close()
 
 
 def test_every_task_runs_from_its_files_to_the_store(study: tuple[Path, str]) -> None:

@@ -68,8 +68,10 @@ def test_task_items_are_valid(toy_dir: Path, train_texts: list[str], task_name: 
     assert len({item["id"] for item in items}) == len({item["prompt"] for item in items}) == len(items)
     trained_prompts = set(train_texts)
     for item in items:
-        assert set(item) == {"id", "prompt", "target", "choices"}
+        assert set(item) - {"doc"} == {"id", "prompt", "target", "choices"}
         assert item["prompt"] and item["target"]
+        if "doc" in item:  # summaries carry the summarised document, which judges check against
+            assert task_name.endswith("summary") and item["prompt"].endswith("\n" + item["doc"]["source"])
         if task.kind == "classification":
             assert len(item["choices"]) == 4 and len(set(item["choices"])) == 4
             assert item["target"] in item["choices"]
@@ -162,6 +164,8 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "evaluation": {},
         "generate": {"batch_size": 8, "limit": 3},
         "score": {},
+        "judges": {},
+        "judge": {},
         "report": {"print": ["headline"]},
         "toy": {
             "world": SMALL_WORLD.model_dump(),

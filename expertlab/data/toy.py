@@ -320,6 +320,7 @@ class Example:
     prompt: str
     answer: str
     choices: tuple[str, ...] | None = None
+    document: str | None = None  # summaries: the text summarised, what a judge checks the summary against
 
 
 @dataclass
@@ -474,7 +475,7 @@ def trial_summary(ctx: Context) -> Example:
         f"Treatment with {d.name} improved {d.condition} in {treated} percent of {patients} {group} "
         f"versus {placebo} percent with placebo over {weeks} weeks."
     )
-    return Example("Summarize this trial.\n" + abstract, summary)
+    return Example("Summarize this trial.\n" + abstract, summary, document=abstract)
 
 
 # general formats
@@ -561,7 +562,7 @@ def general_summary(ctx: Context) -> Example:
         f"thousand people use the new {works} each week."
     )
     summary = f"{c.capital} in {c.name} opened {count} {works} for {cost} million {c.currency} in {months} months."
-    return Example("Summarize this report.\n" + report, summary)
+    return Example("Summarize this report.\n" + report, summary, document=report)
 
 
 # Evaluation tasks -> the format that writes their items (every registered task needs one).
@@ -643,7 +644,10 @@ def task_items(world: World) -> dict[str, list[dict[str, Any]]]:
             if TASKS[name].kind == "classification" and (choices is None or example.answer not in choices):
                 raise AssertionError(f"{name}: classification item without its target among the choices")
             item_id = f"{name}-{len(rows):04d}"
-            rows.append({"id": item_id, "prompt": example.prompt, "target": example.answer, "choices": choices})
+            row = {"id": item_id, "prompt": example.prompt, "target": example.answer, "choices": choices}
+            if example.document is not None:
+                row["doc"] = {"source": example.document}
+            rows.append(row)
         else:
             raise ValueError(f"task {name}: cannot draw {world.config.eval_items} distinct items; enlarge the world")
         items[name] = rows

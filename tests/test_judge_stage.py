@@ -1,0 +1,174 @@
+"""`expertlab judge` as a process against a loopback OpenAI server: rows, costs, SIGKILL resume, warm cache, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from expertlab.judges.protocols import ab_order
+from stages.common import variant_record
+from tests.openai_server import Answer, Fail, OpenAIServer
+from tests.test_judges import DOC, FALSE, TRUE, reading_judge
+
+REPO = Path(__file__).resolve().parents[1]
+KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
+SECRET = "sk-test-stage-93b1c07e"
+SAMPLES = [f"trial_summary-{i:04d}" for i in range(6)]
+PRUNED_OUTPUTS = [FALSE, TRUE, FALSE, TRUE, FALSE, TRUE]
+
+
+def distinct_prompts() -> int:
+    """Absolute: FALSE and TRUE against the one document; relative: the distinct (A, B) pairs as shown."""
+    shown = set()
+    for sample, pruned in zip(SAMPLES, PRUNED_OUTPUTS):
+        outputs = {"pruned": pruned, "source": TRUE}
+        first, second = ab_order(0, sample)
+        shown.add((outputs[first], outputs[second]))
+    return 2 + len(shown)
+
+
+def write_generations(path: Path, variant: dict[str, Any], outputs: list[str]) -> Path:
+    path.mkdir(parents=True)
+    rows = [
+        {"task": "trial_summary", "sample_id": sample, "prompt": "Summarize this trial.\n" + DOC, "output": output,
+         "target": TRUE, "choices": None, "doc": {"source": DOC}}
+        for sample, output in zip(SAMPLES, outputs)
+    ]  # fmt: skip
+    rows.append({"task": "bio_qa", "sample_id": "bio_qa-0000", "prompt": "q", "output": "a", "target": "a",
+                 "choices": None, "doc": {}})  # fmt: skip
+    (path / "generations.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    meta = {"kind": "generations", "variant": variant, "group": "toy", "tasks": ["trial_summary", "bio_qa"]}
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["judges"] = {
+        "grounding": {"backend": "grounding"},
+        "llm": {"backend": "openai", "model": "judge-model", "base_url": "SET-BY-TEST", "api_key_env": KEY_ENV,
+                "concurrency": 1},
+    }  # fmt: skip
+    params["judge"].update({"judges": ["grounding", "llm"], "tasks": ["trial_summary"], "cache_dir": str(tmp_path / "cache"),
+                            "timeout_s": 5, "max_attempts": 2})  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_generations(tmp_path / "gen" / "source", variant_record("toy"), [TRUE] * 6)
+    pruned = variant_record("toy", "biomed", 0, "reap", 0.5, 8, 2)
+    write_generations(tmp_path / "gen" / "pruned", pruned, PRUNED_OUTPUTS)
+    return tmp_path
+
+
+def configure(study: Path, base_url: str) -> None:
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["judges"]["llm"]["base_url"] = base_url
+    (study / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def judge_cmd(study: Path, out: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "expertlab.cli", "judge", str(study / "gen" / "pruned"), "--source",
+            str(study / "gen" / "source"), "--out", str(study / out), "--params", str(study / "params.yaml"), *extra]  # fmt: skip
+
+
+def run_judge(study: Path, out: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, KEY_ENV: SECRET, **(env or {})}
+    return subprocess.run(judge_cmd(study, out, *extra), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def rows_of(out: Path) -> list[tuple[Any, ...]]:
+    return duckdb.sql(
+        f"select rater, protocol, question, document_id, output, label, status, pruned_model, criterion, ratio "
+        f"from read_parquet('{out / 'judgments.parquet'}') order by all"
+    ).fetchall()
+
+
+def test_judge_stage_writes_every_verdict_once_and_a_rerun_is_free(study: Path) -> None:
+    with OpenAIServer(SECRET, answer=reading_judge) as server:
+        configure(study, server.base_url)
+        first = run_judge(study, "out1")
+        assert first.returncode == 0, first.stderr
+        prompts = distinct_prompts()
+        assert 3 < prompts < 6 * 3 and len(server.received) == prompts  # identical prompts are asked once
+        second = run_judge(study, "out2")
+        assert second.returncode == 0, second.stderr
+        assert len(server.received) == prompts  # zero calls
+    assert "0 calls billed" in second.stdout and f"{prompts} prompts: {prompts} from the cache" in second.stdout
+    rows = rows_of(study / "out1")
+    assert rows == rows_of(study / "out2")
+    assert len(rows) == 2 * (6 * 2 + 6 * 4)  # two judges x (absolute on pruned and source + four relative answers)
+    assert {r[7:] for r in rows} == {("toy:biomed:0:reap:0.5", "reap", 0.5)}
+    llm_absolute = {(r[3], r[4]): r[5] for r in rows if r[0] == "llm" and r[1] == "absolute"}
+    assert [llm_absolute[(s, "pruned")] for s in SAMPLES] == ["hallucinated", "faithful"] * 3
+    assert {llm_absolute[(s, "source")] for s in SAMPLES} == {"faithful"}
+    meta = json.loads((study / "out1" / "meta.json").read_text())
+    assert meta["name"] == "toy:biomed:0:reap:0.5/toy" and meta["costs"]["llm"]["billed"] == prompts
+    assert meta["costs"]["grounding"]["computed"] == 6 * 3
+    for out in ("out1", "out2"):
+        for path in (study / out).iterdir():
+            assert SECRET not in path.read_text(errors="replace")
+    assert SECRET not in first.stdout + first.stderr
+
+
+def test_pulled_verdicts_warm_an_empty_cache(study: Path) -> None:
+    with OpenAIServer(SECRET, answer=reading_judge) as server:
+        configure(study, server.base_url)
+        assert run_judge(study, "judgments/a").returncode == 0
+        asked = len(server.received)
+        params = yaml.safe_load((study / "params.yaml").read_text())
+        params["judge"]["cache_dir"] = str(study / "fresh-cache")  # a fresh clone after `dvc pull`
+        (study / "params.yaml").write_text(yaml.safe_dump(params))
+        warm = run_judge(study, "judgments/b", "--warm", str(study / "judgments"))
+        assert warm.returncode == 0, warm.stderr
+        assert len(server.received) == asked
+    assert f"{asked} verdicts taken into the cache" in warm.stdout
+    assert rows_of(study / "judgments" / "a") == rows_of(study / "judgments" / "b")
+
+
+def test_without_verdicts_the_stage_fails_and_writes_nothing(study: Path) -> None:
+    with OpenAIServer(SECRET, answer=reading_judge, default=Fail(500)) as server:
+        configure(study, server.base_url)
+        result = run_judge(study, "out")
+    assert result.returncode != 0 and "got no verdict" in result.stderr
+    assert not (study / "out").exists()
+
+
+def test_a_missing_key_is_named_and_nothing_is_written(study: Path) -> None:
+    with OpenAIServer(SECRET, answer=reading_judge) as server:
+        configure(study, server.base_url)
+        result = run_judge(study, "out", env={KEY_ENV: ""})
+    assert result.returncode != 0 and KEY_ENV in result.stderr and not (study / "out").exists()
+
+
+def test_a_killed_stage_resumes_without_paying_for_landed_verdicts(study: Path) -> None:
+    cache = study / "cache" / "llm.jsonl"
+    with OpenAIServer(SECRET, answer=reading_judge, default=Answer(delay_s=0.25)) as server:
+        configure(study, server.base_url)
+        process = subprocess.Popen(judge_cmd(study, "out"), cwd=REPO, env={**os.environ, KEY_ENV: SECRET},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (cache.exists() and len(cache.read_text().splitlines()) >= 3):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        landed = {json.loads(line)["key"] for line in cache.read_text().splitlines() if line.endswith("}")}
+        before = len(server.received)
+        assert not (study / "out").exists()
+        resumed = run_judge(study, "out")
+        assert resumed.returncode == 0, resumed.stderr
+        second_run = server.received[before:]
+    total = distinct_prompts()
+    # the second run asks exactly for the prompts whose verdict had not landed
+    assert len(second_run) == total - len(landed)
+    assert len({r.item for r in second_run}) == len(second_run)
+    assert len(rows_of(study / "out")) == 2 * (6 * 2 + 6 * 4)

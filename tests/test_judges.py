@@ -1,0 +1,177 @@
+"""Judge protocols and backends: prompts, validation, A/B positions, verdict rows, and what they cost."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expertlab.judges import protocols as proto
+from expertlab.judges.client import RetryPolicy
+from expertlab.judges.registry import BACKENDS, Item, Settings, build_judge, items_from_generations
+from expertlab.params import JudgeBackend
+from tests.openai_server import Answer, Fail, OpenAIServer
+
+KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
+SECRET = "sk-test-judges-5d1e"
+DOC = "In a 12 week trial, 200 adults with asthma received Zelotide 10 mg twice daily or placebo."
+TRUE = "Zelotide 10 mg twice daily was given to 200 adults with asthma for 12 weeks."
+FALSE = "Zelotide 999 mg was given to 200 adults with asthma for 12 weeks."
+
+
+def reading_judge(prompt: str) -> str:
+    """An LLM stand-in that reads the prompt: an output stating "999" is unsupported."""
+    if "Actual Output:" in prompt:
+        output = prompt.split("Actual Output:\n", 1)[1].rsplit("\n\nJSON:", 1)[0]
+        verdict = "no" if "999" in output else "yes"
+        return json.dumps({"verdicts": [{"verdict": verdict, "reason": "read"}]})
+    a = re.search(r"<<<A\n(.*?)\nA>>>", prompt, re.DOTALL).group(1)
+    b = re.search(r"<<<B\n(.*?)\nB>>>", prompt, re.DOTALL).group(1)
+    more = "A" if "999" in a else "B" if "999" in b else "a"  # lower case: still a valid answer
+    return json.dumps(
+        {"q1_hallucinations_more": more, "q2_omission_more": "B", "q3_repetition_more": "A", "q4_alignment_more": "B"}
+    )
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with OpenAIServer(SECRET, answer=reading_judge) as running:
+        yield running
+
+
+def llm(server: OpenAIServer, tmp_path: Path, name: str = "judge-a", **settings: Any) -> Any:
+    spec = {"backend": "openai", "model": "judge-model", "base_url": server.base_url, "api_key_env": KEY_ENV}
+    retry = RetryPolicy(max_attempts=3, max_invalid=2, timeout_s=2, backoff_s=0.01)
+    return build_judge(name, spec, Settings(retry=retry, cache_dir=tmp_path / "verdicts", **settings))
+
+
+def test_backends_registry_matches_the_params_vocabulary() -> None:
+    assert BACKENDS.names() == list(JudgeBackend.__args__)
+
+
+def test_ab_order_is_the_studys_md5_bit() -> None:
+    # first md5 bytes, from `printf '0::trial_summary-0000' | md5sum` etc.: 05, af, 9e; "1::..." 01; "0::2466" f2
+    assert proto.ab_order(0, "trial_summary-0000") == ("pruned", "source")  # 0x05 odd
+    assert proto.ab_order(0, "trial_summary-0001") == ("pruned", "source")  # 0xaf odd
+    assert proto.ab_order(0, "trial_summary-0002") == ("source", "pruned")  # 0x9e even
+    assert proto.ab_order(1, "trial_summary-0000") == ("pruned", "source")  # 0x01 odd
+    assert proto.ab_order(0, "2466") == ("source", "pruned")  # 0xf2 even
+    firsts = [proto.ab_order(0, str(i))[0] for i in range(400)]
+    assert 150 < firsts.count("pruned") < 250  # balanced positions
+
+
+def test_absolute_label_comes_from_the_verdicts_not_a_score_direction() -> None:
+    no = proto.validate_absolute({"verdicts": [{"verdict": "no", "reason": "x"}]})
+    yes = proto.validate_absolute({"verdicts": [{"verdict": " Yes ", "reason": "y"}]})
+    assert (no.score, no.label()) == (1.0, "hallucinated")
+    assert (yes.score, yes.label()) == (0.0, "faithful")
+    half = proto.validate_absolute({"verdicts": [{"verdict": "no"}, {"verdict": "yes"}]}, contexts=2)
+    assert half.score == 0.5 and half.label(0.5) == "faithful" and half.label(0.4) == "hallucinated"  # success: score <= t
+    for bad in ({}, {"verdicts": []}, {"verdicts": [{"verdict": "maybe"}]}, {"verdicts": [{"verdict": "no"}] * 2}, []):
+        with pytest.raises(ValueError):
+            proto.validate_absolute(bad)
+
+
+def test_relative_answers_must_be_a_or_b_for_all_four_questions() -> None:
+    answers = proto.validate_relative(
+        {"q1_hallucinations_more": "a", "q2_omission_more": "B ", "q3_repetition_more": "A", "q4_alignment_more": "B"}
+    )
+    assert answers == {"q1_hallucinations_more": "A", "q2_omission_more": "B", "q3_repetition_more": "A", "q4_alignment_more": "B"}
+    assert proto.resolve(answers, ("source", "pruned"))["q1_hallucinations_more"] == "source"
+    assert proto.resolve(answers, ("pruned", "source"))["q1_hallucinations_more"] == "pruned"
+    complete = dict(answers)
+    for bad in ({**complete, "q3_repetition_more": "tie"}, {k: v for k, v in complete.items() if k != "q4_alignment_more"}, "A"):
+        with pytest.raises(ValueError):
+            proto.validate_relative(bad)
+
+
+def test_the_relative_prompt_is_the_papers() -> None:
+    system, user = proto.relative_messages("DOC TEXT", "SUM A", "SUM B")
+    assert system == {"role": "system", "content": "You are a careful, unbiased judge."}
+    assert "Q2. Omission: Which summary is missing MORE crucial information from the document?" in user["content"]
+    assert "<<<DOC\nDOC TEXT\nDOC>>>" in user["content"] and user["content"].index("SUM A") < user["content"].index("SUM B")
+    assert proto.template_id("absolute") != proto.template_id("relative")
+
+
+def test_grounding_judge_rows(tmp_path: Path) -> None:
+    judge = build_judge("grounding", {"backend": "grounding"}, Settings(seed=0))
+    item = Item("trial_summary", "trial_summary-0002", DOC, FALSE, TRUE)  # source summary is A (0x9e even)
+    rows, tally = judge.judge([item], ["absolute", "relative"])
+    labels = {(r["protocol"], r["question"], r["output"]): r["label"] for r in rows}
+    assert labels[("absolute", "hallucinated", "pruned")] == "hallucinated"
+    assert labels[("absolute", "hallucinated", "source")] == "faithful"
+    assert labels[("relative", "q1_hallucinations_more", "pair")] == "pruned"
+    assert json.loads(rows[2]["raw"])["order"] == {"A": "source", "B": "pruned"}
+    assert json.loads(rows[2]["raw"])["answers"]["q1_hallucinations_more"] == "B"
+    assert len(rows) == 2 + 4 and tally.computed == 3 and tally.requests == 0
+    assert {r["status"] for r in rows} == {"ok"} and {r["rater_kind"] for r in rows} == {"llm"}
+
+
+def test_llm_judge_resolves_positions_and_pays_once_per_distinct_prompt(server: OpenAIServer, tmp_path: Path) -> None:
+    items = [
+        Item("trial_summary", "trial_summary-0000", DOC, FALSE, TRUE),  # pruned is A
+        Item("trial_summary", "trial_summary-0002", DOC, FALSE, TRUE),  # source is A
+        Item("trial_summary", "trial_summary-0001", DOC, TRUE, TRUE),  # identical outputs: one absolute prompt
+    ]
+    rows, tally = llm(server, tmp_path).judge(items, ["absolute", "relative"])
+    # absolute prompts: FALSE and TRUE against DOC (2 distinct texts); relative: 3 distinct (order, pair)s
+    assert tally.questions == 5 and tally.billed == 5 and tally.cache_hits == 0
+    assert len(server.received) == 5
+    by = {(r["document_id"], r["protocol"], r["question"], r["output"]): r for r in rows}
+    assert by[("trial_summary-0000", "absolute", "hallucinated", "pruned")]["label"] == "hallucinated"
+    assert by[("trial_summary-0000", "absolute", "hallucinated", "source")]["label"] == "faithful"
+    for sample in ("trial_summary-0000", "trial_summary-0002"):  # the 999 summary is named wherever it is shown
+        assert by[(sample, "relative", "q1_hallucinations_more", "pair")]["label"] == "pruned"
+    # q2 always answers "B": the pruned summary exactly where it is B
+    assert by[("trial_summary-0000", "relative", "q2_omission_more", "pair")]["label"] == "source"
+    assert by[("trial_summary-0002", "relative", "q2_omission_more", "pair")]["label"] == "pruned"
+    assert len(rows) == 3 * 2 + 3 * 4
+
+    # another variant with the same source outputs: the source summaries cost nothing
+    again = [Item("trial_summary", "trial_summary-0000", DOC, TRUE, TRUE)]
+    _, tally2 = llm(server, tmp_path).judge(again, ["absolute"])
+    assert tally2.cache_hits == 1 and tally2.billed == 0 and len(server.received) == 5
+    # the same run again: zero calls, same rows; no key needed when every verdict is cached
+    rows3, tally3 = llm(server, tmp_path).judge(items, ["absolute", "relative"])
+    assert tally3.requests == 0 and tally3.cache_hits == 5 and rows3 == rows
+
+
+def test_a_judge_with_another_name_or_template_is_asked_again(server: OpenAIServer, tmp_path: Path) -> None:
+    item = Item("t", "t-1", DOC, TRUE, TRUE)
+    llm(server, tmp_path, "judge-a").judge([item], ["absolute"])
+    llm(server, tmp_path, "judge-b").judge([item], ["absolute"])
+    assert len(server.received) == 2
+
+
+def test_invalid_answers_are_rows_with_no_label(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with OpenAIServer(SECRET, answer=lambda prompt: '{"verdicts": "sure"}') as server:
+        rows, tally = llm(server, tmp_path).judge([Item("t", "t-1", DOC, FALSE, FALSE)], ["absolute"])
+    assert tally.invalid == 1 and tally.billed == 2  # max_invalid answers, then recorded
+    assert [(r["status"], r["label"]) for r in rows] == [("invalid", None), ("invalid", None)]
+    assert json.loads(rows[0]["raw"])["answer"] == '{"verdicts": "sure"}'
+
+
+def test_a_prompt_without_verdict_is_reported_failed_not_labelled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with OpenAIServer(SECRET, answer=reading_judge, default=Fail(503)) as server:
+        rows, tally = llm(server, tmp_path).judge([Item("t", "t-1", DOC, FALSE, TRUE)], ["absolute"])
+    assert len(tally.failed) == 2 and rows == [] and len(server.received) == 2 * 3
+
+
+def test_items_pair_each_pruned_output_with_the_source_models() -> None:
+    def row(sample: str, output: str, doc: dict | None = None) -> dict[str, Any]:
+        return {"task": "trial_summary", "sample_id": sample, "output": output, "doc": doc or {"source": DOC}}
+
+    items = items_from_generations([row("s1", "p1"), row("s2", "p2")], [row("s2", "o2"), row("s1", "o1")], ["trial_summary"])
+    assert [(i.sample_id, i.pruned, i.source) for i in items] == [("s1", "p1", "o1"), ("s2", "p2", "o2")]
+    assert items_from_generations([row("s1", "p1")], [row("s1", "o1")], ["other"]) == []
+    with pytest.raises(ValueError, match="no doc.source"):
+        items_from_generations([row("s1", "p1", {"x": 1})], [row("s1", "o1")], ["trial_summary"])
+    with pytest.raises(ValueError, match="missing from the source model"):
+        items_from_generations([row("s1", "p1")], [row("s9", "o1")], ["trial_summary"])
