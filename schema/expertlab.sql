@@ -262,7 +262,7 @@ comment on column judgments.ratio is 'fraction of routed experts the pruned mode
 comment on column judgments.output is 'what was judged: the pruned or the source model''s output (absolute), or the pair (relative)';
 comment on column judgments.label is 'the verdict: hallucinated or faithful (absolute), pruned or source: the summary the rater names (relative); null unless status is ok';
 comment on column judgments.status is 'ok (a label), missing (no verdict given, e.g. a null judge entry) or invalid (a verdict that could not be read as a label; see raw)';
-comment on column judgments.raw is 'the verdict as given. Judge stage: absolute {verdicts, score, threshold} (grounding: {reasons}), relative {order: {A, B}, answers}, invalid {answer, error}. Release: absolute {score, success, reason}, relative {mapping, raw_answers, resolved_answers}; JSON null when missing';
+comment on column judgments.raw is 'the verdict as given. Judge stage: absolute {verdicts, score, threshold} (grounding: {reasons}), relative {order: {A, B}, answers}, invalid {answer, error}. Release: absolute {score, success, reason}, relative {mapping, raw_answers, resolved_answers}, JSON null when missing. Human CSV: the row as given';
 
 -- The study's unit of comparison: a variant's primary-metric score next to its source model's.
 create view primary_scores as

@@ -21,11 +21,14 @@ VERDICTS_FILE = "verdicts.jsonl"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gen_dir", metavar="GEN_DIR", help="the pruned variant's `expertlab generate` output")
-    parser.add_argument("--source", required=True, metavar="DIR", help="the source model's generations of the same group")
+    parser.add_argument(
+        "--source", required=True, metavar="DIR", help="the source model's generations of the same group"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--params", required=True, metavar="FILE", help="study params (sections judge and judges)")
     parser.add_argument(
-        "--warm", metavar="DIR",
+        "--warm",
+        metavar="DIR",
         help="seed the verdict cache from the verdicts.jsonl of every judgments artifact below DIR (e.g. pulled ones)",
     )
 
@@ -111,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for name in config.judges:
         judge = build_judge(name, params.judges[name].model_dump(), settings)
-        prompts = len(items) * (("absolute" in config.protocols) * 2 + ("relative" in config.protocols))
-        with tqdm(total=prompts, desc=f"judge {name}", unit="prompt", disable=not items) as bar:
+        with tqdm(
+            total=judge.count(items, config.protocols), desc=f"judge {name}", unit="prompt", disable=not items
+        ) as bar:
             judge_rows, tally = judge.judge(items, config.protocols, bar.update)
         report[name] = {
             "prompts": tally.questions, "requests": tally.requests, "billed": tally.billed,

@@ -80,7 +80,9 @@ def judge_cmd(study: Path, out: str, *extra: str) -> list[str]:
             str(study / "gen" / "source"), "--out", str(study / out), "--params", str(study / "params.yaml"), *extra]  # fmt: skip
 
 
-def run_judge(study: Path, out: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_judge(
+    study: Path, out: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, KEY_ENV: SECRET, **(env or {})}
     return subprocess.run(judge_cmd(study, out, *extra), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 

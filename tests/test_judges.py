@@ -14,7 +14,7 @@ from expertlab.judges import protocols as proto
 from expertlab.judges.client import RetryPolicy
 from expertlab.judges.registry import BACKENDS, Item, Settings, build_judge, items_from_generations
 from expertlab.params import JudgeBackend
-from tests.openai_server import Answer, Fail, OpenAIServer
+from tests.openai_server import Fail, OpenAIServer
 
 KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
 SECRET = "sk-test-judges-5d1e"
@@ -71,7 +71,9 @@ def test_absolute_label_comes_from_the_verdicts_not_a_score_direction() -> None:
     assert (no.score, no.label()) == (1.0, "hallucinated")
     assert (yes.score, yes.label()) == (0.0, "faithful")
     half = proto.validate_absolute({"verdicts": [{"verdict": "no"}, {"verdict": "yes"}]}, contexts=2)
-    assert half.score == 0.5 and half.label(0.5) == "faithful" and half.label(0.4) == "hallucinated"  # success: score <= t
+    assert (
+        half.score == 0.5 and half.label(0.5) == "faithful" and half.label(0.4) == "hallucinated"
+    )  # success: score <= t
     for bad in ({}, {"verdicts": []}, {"verdicts": [{"verdict": "maybe"}]}, {"verdicts": [{"verdict": "no"}] * 2}, []):
         with pytest.raises(ValueError):
             proto.validate_absolute(bad)
@@ -81,11 +83,20 @@ def test_relative_answers_must_be_a_or_b_for_all_four_questions() -> None:
     answers = proto.validate_relative(
         {"q1_hallucinations_more": "a", "q2_omission_more": "B ", "q3_repetition_more": "A", "q4_alignment_more": "B"}
     )
-    assert answers == {"q1_hallucinations_more": "A", "q2_omission_more": "B", "q3_repetition_more": "A", "q4_alignment_more": "B"}
+    assert answers == {
+        "q1_hallucinations_more": "A",
+        "q2_omission_more": "B",
+        "q3_repetition_more": "A",
+        "q4_alignment_more": "B",
+    }
     assert proto.resolve(answers, ("source", "pruned"))["q1_hallucinations_more"] == "source"
     assert proto.resolve(answers, ("pruned", "source"))["q1_hallucinations_more"] == "pruned"
     complete = dict(answers)
-    for bad in ({**complete, "q3_repetition_more": "tie"}, {k: v for k, v in complete.items() if k != "q4_alignment_more"}, "A"):
+    for bad in (
+        {**complete, "q3_repetition_more": "tie"},
+        {k: v for k, v in complete.items() if k != "q4_alignment_more"},
+        "A",
+    ):
         with pytest.raises(ValueError):
             proto.validate_relative(bad)
 
@@ -94,7 +105,9 @@ def test_the_relative_prompt_is_the_papers() -> None:
     system, user = proto.relative_messages("DOC TEXT", "SUM A", "SUM B")
     assert system == {"role": "system", "content": "You are a careful, unbiased judge."}
     assert "Q2. Omission: Which summary is missing MORE crucial information from the document?" in user["content"]
-    assert "<<<DOC\nDOC TEXT\nDOC>>>" in user["content"] and user["content"].index("SUM A") < user["content"].index("SUM B")
+    assert "<<<DOC\nDOC TEXT\nDOC>>>" in user["content"] and user["content"].index("SUM A") < user["content"].index(
+        "SUM B"
+    )
     assert proto.template_id("absolute") != proto.template_id("relative")
 
 
@@ -157,7 +170,9 @@ def test_invalid_answers_are_rows_with_no_label(monkeypatch: pytest.MonkeyPatch,
     assert json.loads(rows[0]["raw"])["answer"] == '{"verdicts": "sure"}'
 
 
-def test_a_prompt_without_verdict_is_reported_failed_not_labelled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_prompt_without_verdict_is_reported_failed_not_labelled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
     with OpenAIServer(SECRET, answer=reading_judge, default=Fail(503)) as server:
         rows, tally = llm(server, tmp_path).judge([Item("t", "t-1", DOC, FALSE, TRUE)], ["absolute"])
@@ -168,10 +183,42 @@ def test_items_pair_each_pruned_output_with_the_source_models() -> None:
     def row(sample: str, output: str, doc: dict | None = None) -> dict[str, Any]:
         return {"task": "trial_summary", "sample_id": sample, "output": output, "doc": doc or {"source": DOC}}
 
-    items = items_from_generations([row("s1", "p1"), row("s2", "p2")], [row("s2", "o2"), row("s1", "o1")], ["trial_summary"])
+    items = items_from_generations(
+        [row("s1", "p1"), row("s2", "p2")], [row("s2", "o2"), row("s1", "o1")], ["trial_summary"]
+    )
     assert [(i.sample_id, i.pruned, i.source) for i in items] == [("s1", "p1", "o1"), ("s2", "p2", "o2")]
     assert items_from_generations([row("s1", "p1")], [row("s1", "o1")], ["other"]) == []
     with pytest.raises(ValueError, match="no doc.source"):
         items_from_generations([row("s1", "p1", {"x": 1})], [row("s1", "o1")], ["trial_summary"])
     with pytest.raises(ValueError, match="missing from the source model"):
         items_from_generations([row("s1", "p1")], [row("s9", "o1")], ["trial_summary"])
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_every_llm_backend_judges_through_its_own_protocol(server: OpenAIServer, tmp_path: Path, provider: str) -> None:
+    spec = {
+        "backend": provider,
+        "model": "judge-model",
+        "base_url": server.base_url_for(provider),
+        "api_key_env": KEY_ENV,
+    }
+    judge = build_judge("j", spec, Settings(retry=RetryPolicy(timeout_s=2, backoff_s=0.01), cache_dir=tmp_path))
+    rows, tally = judge.judge([Item("t", "trial_summary-0002", DOC, FALSE, TRUE)], ["absolute", "relative"])
+    assert {r.provider for r in server.received} == {provider} and tally.billed == 3
+    labels = {(r["protocol"], r["question"], r["output"]): r["label"] for r in rows}
+    assert labels[("absolute", "hallucinated", "pruned")] == "hallucinated"
+    assert labels[("absolute", "hallucinated", "source")] == "faithful"
+    assert labels[("relative", "q1_hallucinations_more", "pair")] == "pruned"
+    system = {"openai": lambda b: b["messages"][0], "anthropic": lambda b: b["system"],
+              "gemini": lambda b: b["systemInstruction"]}[provider]  # fmt: skip
+    relative_body = next(r.body for r in server.received if "Summary A" in json.dumps(r.body))
+    assert "careful, unbiased judge" in json.dumps(system(relative_body))
+
+
+def test_progress_ticks_add_up_to_the_announced_count(server: OpenAIServer, tmp_path: Path) -> None:
+    items = [Item("t", f"t-{i}", DOC, FALSE if i % 2 else TRUE, TRUE) for i in range(5)]
+    for judge in (llm(server, tmp_path), build_judge("grounding", {"backend": "grounding"}, Settings())):
+        for protocols in (["absolute"], ["absolute", "relative"]):
+            ticks: list[int] = []
+            judge.judge(items, protocols, ticks.append)
+            assert sum(ticks) == judge.count(items, protocols) > 0

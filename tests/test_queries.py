@@ -214,3 +214,32 @@ def test_report_stage_prints_the_headline(
     printed = capsys.readouterr().out
     assert "| criterion" in printed and "| random" in printed and "±" in printed
     assert (out / "headline.csv").read_text().splitlines()[0].startswith("model,calibration,criterion,n_seeds")
+
+
+def test_judge_rates_by_hand(tmp_path: Path) -> None:
+    """reap at 0.5, one judge. Absolute on pruned outputs of docs 0-3: H, H, F, missing -> 2/3 over 3 items,
+    1 unlabelled; on the source outputs of the same docs: H, F, F, F -> 1/4. Relative q1 on docs 0-2:
+    pruned, source, pruned -> 2/3; q4: source, source, missing -> 0/2, 1 unlabelled."""
+    absolute = [("hallucinated", "pruned"), ("hallucinated", "pruned"), ("faithful", "pruned"), (None, "pruned")]
+    absolute += [("hallucinated", "source"), ("faithful", "source"), ("faithful", "source"), ("faithful", "source")]
+    rows = [
+        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc % 4), "ratio": 0.5,
+         "label": label, "output": output}
+        for doc, (label, output) in enumerate(absolute)
+    ]
+    for question, labels in (("q1_hallucinations_more", ["pruned", "source", "pruned"]),
+                             ("q4_alignment_more", ["source", "source", None])):
+        rows += [{"rater": "j", "protocol": "relative", "question": question, "document_id": str(doc), "ratio": 0.5,
+                  "label": label} for doc, label in enumerate(labels)]  # fmt: skip
+    store = tmp_path / "results.duckdb"
+    ingest(store, [write_judgments(tmp_path, "rates", rows)])
+    table = {record["question"]: record for record in _table(store, "judge_rates")}
+    assert set(table) == {"hallucinated", "q1_hallucinations_more", "q4_alignment_more"}
+    absolute_rate = table["hallucinated"]
+    assert (absolute_rate["n_items"], absolute_rate["n_unlabelled"]) == (3, 1)
+    assert absolute_rate["rate"] == pytest.approx(2 / 3) and absolute_rate["source_rate"] == pytest.approx(1 / 4)
+    assert table["q1_hallucinations_more"]["rate"] == pytest.approx(2 / 3)
+    assert table["q1_hallucinations_more"]["source_rate"] is None
+    assert (table["q4_alignment_more"]["rate"], table["q4_alignment_more"]["n_items"]) == (0.0, 2)
+    assert table["q4_alignment_more"]["n_unlabelled"] == 1
+    assert absolute_rate["calibration"] is None  # imported-style variant names are not in `variants`

@@ -146,7 +146,7 @@ def write_judgments(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     for row in rows:
         row = defaults | row
         pruned_model = f"toy-biomed-{row['criterion']}-0-{row['ratio']}"
-        output = "pair" if row["protocol"] == "relative" else "pruned"
+        output = row.pop("output", "pair" if row["protocol"] == "relative" else "pruned")
         status = "ok" if row["label"] is not None else "missing"
         full.append({"pruned_model": pruned_model, "output": output, "status": status, "raw": json.dumps(row["label"])}
                     | row)

@@ -17,7 +17,15 @@ from typing import Any, Protocol
 
 from expertlab.judges import protocols as proto
 from expertlab.judges.cache import VerdictCache, verdict_key
-from expertlab.judges.client import DEFAULT_BASE_URLS, ChatClient, Endpoint, JudgeRequest, Outcome, RetryPolicy
+from expertlab.judges.client import (
+    DEFAULT_BASE_URLS,
+    ChatClient,
+    Endpoint,
+    JudgeRequest,
+    Outcome,
+    RetryPolicy,
+    outcome_from_record,
+)
 from expertlab.judgments import QUESTIONS
 from expertlab.registry import Registry
 
@@ -75,7 +83,13 @@ class Tally:
 class Judge(Protocol):
     name: str
 
-    def judge(self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None) -> tuple[list[Row], Tally]:
+    def count(self, items: Sequence[Item], protocols: Sequence[str]) -> int:
+        """How many times `judge` will call `progress(1)`: verdicts computed, or distinct prompts asked."""
+        ...
+
+    def judge(
+        self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None
+    ) -> tuple[list[Row], Tally]:
         """One row per (item, protocol, question, judged output)."""
         ...
 
@@ -111,7 +125,12 @@ class GroundingJudge:
         self.name = name
         self.settings = settings
 
-    def judge(self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None) -> tuple[list[Row], Tally]:
+    def count(self, items: Sequence[Item], protocols: Sequence[str]) -> int:
+        return len(items)
+
+    def judge(
+        self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None
+    ) -> tuple[list[Row], Tally]:
         from expertlab.judges.grounding import absolute_verdict, analyse, relative_verdict
 
         rows: list[Row] = []
@@ -121,7 +140,9 @@ class GroundingJudge:
                 for output, text in _absolute_outputs(item):
                     verdict = absolute_verdict(analyse(item.document, text))
                     raw = {"reasons": list(verdict.reasons)}
-                    rows.append(verdict_row(self.name, "absolute", "hallucinated", item, output, verdict.label, "ok", raw))
+                    rows.append(
+                        verdict_row(self.name, "absolute", "hallucinated", item, output, verdict.label, "ok", raw)
+                    )
                     tally.computed += 1
             if "relative" in protocols:
                 order = proto.ab_order(self.settings.seed, item.sample_id)
@@ -130,7 +151,9 @@ class GroundingJudge:
                 resolved = proto.resolve(answers, order)
                 raw = {"order": {"A": order[0], "B": order[1]}, "answers": answers}
                 for question in QUESTIONS["relative"]:
-                    rows.append(verdict_row(self.name, "relative", question, item, "pair", resolved[question], "ok", raw))
+                    rows.append(
+                        verdict_row(self.name, "relative", question, item, "pair", resolved[question], "ok", raw)
+                    )
                 tally.computed += 1
             if progress is not None:
                 progress(1)
@@ -169,6 +192,9 @@ class LLMJudge:
         self.concurrency = concurrency
         self._transport = transport
 
+    def count(self, items: Sequence[Item], protocols: Sequence[str]) -> int:
+        return len(self._plan(items, protocols)[1])
+
     def _key(self, protocol: str, document: str, output: str | tuple[str, str]) -> str:
         return verdict_key(
             judge=self.name,
@@ -197,7 +223,9 @@ class LLMJudge:
                 requests.setdefault(key, JudgeRequest(key, proto.relative_messages(item.document, *pair)))
         return asked, requests
 
-    def judge(self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None) -> tuple[list[Row], Tally]:
+    def judge(
+        self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None
+    ) -> tuple[list[Row], Tally]:
         asked, requests = self._plan(items, protocols)
         protocol_of = {entry.key: entry.protocol for entry in asked}
         validators = {"absolute": proto.validate_absolute, "relative": proto.validate_relative}
@@ -216,8 +244,6 @@ class LLMJudge:
                     continue
                 if cache is not None and all(request.key in cache for request in batch):
                     # every verdict is cached: no client, so no key is needed to rebuild the rows
-                    from expertlab.judges.client import outcome_from_record
-
                     for request in batch:
                         record = cache.get(request.key)
                         outcome = outcome_from_record(request.key, record, validators[protocol])
@@ -239,7 +265,9 @@ class LLMJudge:
                 tally.cache_hits = sum(outcome.cached for outcome in outcomes.values())
                 cache.close()
         tally.invalid = sum(outcome.status == "invalid" for outcome in outcomes.values())
-        tally.failed = [f"{key[:12]}: {outcome.error}" for key, outcome in outcomes.items() if outcome.status == "failed"]
+        tally.failed = [
+            f"{key[:12]}: {outcome.error}" for key, outcome in outcomes.items() if outcome.status == "failed"
+        ]
         return [row for entry in asked for row in self._rows(entry, outcomes[entry.key])], tally
 
     @property
@@ -260,10 +288,15 @@ class LLMJudge:
             return [verdict_row(self.name, protocol, "hallucinated", item, entry.output, label, "ok", raw)]
         assert entry.order is not None
         if outcome.status == "invalid":
-            return [verdict_row(self.name, protocol, q, item, "pair", None, "invalid", invalid) for q in QUESTIONS["relative"]]
+            return [
+                verdict_row(self.name, protocol, q, item, "pair", None, "invalid", invalid)
+                for q in QUESTIONS["relative"]
+            ]
         resolved = proto.resolve(outcome.value, entry.order)
         raw = {"order": {"A": entry.order[0], "B": entry.order[1]}, "answers": outcome.value}
-        return [verdict_row(self.name, protocol, q, item, "pair", resolved[q], "ok", raw) for q in QUESTIONS["relative"]]
+        return [
+            verdict_row(self.name, protocol, q, item, "pair", resolved[q], "ok", raw) for q in QUESTIONS["relative"]
+        ]
 
 
 # --- the registry --------------------------------------------------------------------------------
@@ -312,9 +345,13 @@ def items_from_generations(
             continue
         document = (row.get("doc") or {}).get("source")
         if not isinstance(document, str) or not document.strip():
-            raise ValueError(f"task {row['task']}: sample {row['sample_id']} has no doc.source, the document a judge checks against")
+            raise ValueError(
+                f"task {row['task']}: sample {row['sample_id']} has no doc.source, the document a judge checks against"
+            )
         source = source_by_id.get((row["task"], row["sample_id"]))
         if source is None:
-            raise ValueError(f"task {row['task']}: sample {row['sample_id']} is missing from the source model's generations")
+            raise ValueError(
+                f"task {row['task']}: sample {row['sample_id']} is missing from the source model's generations"
+            )
         items.append(Item(row["task"], row["sample_id"], document, row["output"], source["output"]))
     return items
