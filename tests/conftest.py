@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,26 @@ def tiny_moe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Backoff delays a judge client asked for, recorded instead of slept."""
+    return []
+
+
+@pytest.fixture
+def serve(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Start scripted loopback judge servers (tests/openai_server.py) accepting the test module's SECRET;
+    every one is stopped after the test."""
+    from tests.openai_server import OpenAIServer
+
+    servers: list[OpenAIServer] = []
+
+    def start(script: dict[str, list[Any]] | None = None, **options: Any) -> OpenAIServer:
+        servers.append(OpenAIServer(request.module.SECRET, script, **options).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,6 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
 
 
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
 def make_client(server: OpenAIServer, sleeps: list[float] | None = None, **options: Any) -> ChatClient:
     policy = {"max_attempts": 4, "max_invalid": 3, "timeout_s": 0.4, "backoff_s": 0.5}
     policy.update({name: options.pop(name) for name in list(options) if name in RETRY_FIELDS})
@@ -77,19 +71,6 @@ def make_client(server: OpenAIServer, sleeps: list[float] | None = None, **optio
         rng=random.Random(0),
         **options,
     )
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[OpenAIServer] = []
-
-    def start(script: dict[str, list[Any]] | None = None, **options: Any) -> OpenAIServer:
-        servers.append(OpenAIServer(SECRET, script, **options).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def test_every_item_ends_accounted_through_every_fault(serve: Any, sleeps: list[float]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -45,24 +44,6 @@ CONVERSATION = [
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[OpenAIServer] = []
-
-    def start(script: dict[str, list[Any]] | None = None, **options: Any) -> OpenAIServer:
-        servers.append(OpenAIServer(SECRET, script, **options).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def make_client(
