@@ -149,6 +149,7 @@ def test_a_task_option_reruns_only_its_group(study: tuple[Path, str]) -> None:
         "generate@tiny-biomed-0-reap-0.5-medhalt",
         "score_source@tiny-medhalt",
         "score@tiny-biomed-0-reap-0.5-medhalt",
+        "judge@tiny-biomed-0-reap-0.5-medhalt",  # its generations changed (it judges none of them: no summary task)
         "ingest",
         "report",
     }
