@@ -243,3 +243,24 @@ def test_judge_rates_by_hand(tmp_path: Path) -> None:
     assert (table["q4_alignment_more"]["rate"], table["q4_alignment_more"]["n_items"]) == (0.0, 2)
     assert table["q4_alignment_more"]["n_unlabelled"] == 1
     assert absolute_rate["calibration"] is None  # imported-style variant names are not in `variants`
+
+
+def test_judge_trend_by_hand(tmp_path: Path) -> None:
+    """Five documents per ratio; judge a calls k of them hallucinated: k = 1, 2, 2 at 0.25, 0.5, 0.75 ->
+    rates .2, .4, .4, rate ranks 1, 2.5, 2.5 against ratio ranks 1, 2, 3: rho = 1.5 / sqrt(2 * 1.5) = 0.8660.
+    Judge b: k = 1, 3, 2 -> ranks 1, 3, 2: rho = 1 / 2. Judge c: k = 2 everywhere: no variation, null.
+    Judge d judged two ratios only: null."""
+    counts = {"a": (1, 2, 2), "b": (1, 3, 2), "c": (2, 2, 2), "d": (1, 3, None)}
+    rows = [
+        {"rater": rater, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": ratio,
+         "label": "hallucinated" if doc < k else "faithful"}
+        for rater, ks in counts.items() for ratio, k in zip((0.25, 0.5, 0.75), ks) if k is not None for doc in range(5)
+    ]  # fmt: skip
+    store = tmp_path / "results.duckdb"
+    ingest(store, [write_judgments(tmp_path, "trend", rows)])
+    table = {record["rater"]: record for record in _table(store, "judge_trend")}
+    assert table["a"]["spearman_rho"] == pytest.approx(1.5 / 3**0.5)
+    assert table["b"]["spearman_rho"] == pytest.approx(0.5)
+    assert table["c"]["spearman_rho"] is None and table["d"]["spearman_rho"] is None
+    assert (table["a"]["n_ratios"], table["d"]["n_ratios"]) == (3, 2)
+    assert (table["b"]["rate_at_lowest"], table["b"]["rate_at_highest"]) == (pytest.approx(0.2), pytest.approx(0.4))
