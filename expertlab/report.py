@@ -9,6 +9,7 @@ output differs from it. Output is deterministic: the same store gives byte-ident
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -188,7 +189,7 @@ def markdown_document(query: Query, table: Table) -> str:
 
 # --- charts ---------------------------------------------------------------------------------------------
 
-# table name -> function drawing that table (an altair chart); saved as <table>.png and <table>.html.
+# table name -> function drawing that table (an altair chart); saved as <table>.png, .svg and .html.
 Chart = Callable[[Table], Any]
 CHARTS: Registry[Chart] = Registry("chart")
 
@@ -235,13 +236,133 @@ def utility_retention_chart(table: Table) -> Any:
     )
 
 
-def save_chart(chart: Any, png: Path, html: Path) -> None:
-    """PNG and a self-contained (offline) HTML page, both rendered by vl-convert."""
+@CHARTS.register("judge_rates")
+def judge_rates_chart(table: Table) -> Any:
+    """Figures 3 and 6: judged rate vs pruning ratio, one line per criterion (mean over judges), the source
+    model's absolute rate dashed; columns = questions, rows = model x calibration x task."""
+    import altair as alt
+
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in table.records():
+        if row["rate"] is None:
+            continue
+        key = (row["model"], row["calibration"], row["task"], row["question"], row["criterion"], row["ratio"])
+        cells.setdefault(key, []).append(row)
+    records = []
+    for (model, calibration, task, question, criterion, ratio), rows in cells.items():
+        sources = [r["source_rate"] for r in rows if r["source_rate"] is not None]
+        records.append(
+            {
+                "panel": f"{model} / {calibration or 'imported'} / {task}",
+                "question": question,
+                "criterion": criterion,
+                "ratio": ratio,
+                "rate": sum(r["rate"] for r in rows) / len(rows),
+                "source_rate": sum(sources) / len(sources) if sources else None,
+                "judges": len(rows),
+            }
+        )
+    criteria = list(dict.fromkeys(r["criterion"] for r in records))
+    x = alt.X("ratio:Q", title="pruning ratio", axis=alt.Axis(format="%"))
+    line = alt.Chart().mark_line(point=True).encode(
+        x=x,
+        y=alt.Y("rate:Q", title="judged rate (mean over judges)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("criterion:N", sort=criteria),
+        tooltip=["criterion:N", "ratio:Q", alt.Tooltip("rate:Q", format=".3f"), "judges:Q"],
+    )
+    baseline = (
+        alt.Chart()
+        .mark_line(strokeDash=[4, 4], color="gray")
+        .encode(x=x, y="mean(source_rate):Q")
+        .transform_filter("datum.source_rate != null")
+    )
+    return (
+        alt.layer(line, baseline, data=alt.Data(values=records))
+        .properties(width=200, height=150)
+        .facet(column=alt.Column("question:N", title=None), row=alt.Row("panel:N", title=None))
+        .properties(title="Judged reliability vs pruning ratio (dashed: the source model, absolute)")
+    )
+
+
+@CHARTS.register("expert_overlap")
+def expert_overlap_chart(table: Table) -> Any:
+    """Which criteria keep the same experts: overlap per criterion pair, one heatmap per model x calibration x ratio."""
+    import altair as alt
+
+    records = [
+        {**row, "panel": f"{row['model']} / {row['calibration']} / {row['ratio']:g}"}
+        for row in table.records()
+    ]
+    criteria = list(dict.fromkeys([r["criterion_a"] for r in records] + [r["criterion_b"] for r in records]))
+    base = alt.Chart().encode(
+        x=alt.X("criterion_a:N", sort=criteria, title=None),
+        y=alt.Y("criterion_b:N", sort=criteria, title=None),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("overlap:Q", scale=alt.Scale(domain=[0, 1], scheme="blues")),
+        tooltip=["criterion_a:N", "criterion_b:N", alt.Tooltip("overlap:Q", format=".3f"), "n_seed_pairs:Q"],
+    )
+    labels = base.mark_text(fontSize=10).encode(text=alt.Text("overlap:Q", format=".2f"))
+    return (
+        alt.layer(cells, labels, data=alt.Data(values=records))
+        .properties(width=180, height=180)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=3)
+        .properties(title="Expert-selection overlap between criteria (mean over layers and seed pairs)")
+    )
+
+
+CHART_FORMATS = ("png", "svg", "html")
+
+
+def save_chart(chart: Any, out_dir: Path, name: str) -> list[str]:
+    """<name>.png, .svg and a self-contained (offline) .html page, all rendered by vl-convert; the file names."""
     import vl_convert as vlc
 
     spec = chart.to_json()
-    png.write_bytes(vlc.vegalite_to_png(spec, scale=2))
-    html.write_text(vlc.vegalite_to_html(spec, bundle=True))
+    (out_dir / f"{name}.png").write_bytes(vlc.vegalite_to_png(spec, scale=2))
+    (out_dir / f"{name}.svg").write_text(vlc.vegalite_to_svg(spec))
+    (out_dir / f"{name}.html").write_text(vlc.vegalite_to_html(spec, bundle=True))
+    return [f"{name}.{suffix}" for suffix in CHART_FORMATS]
+
+
+def _html_table(table: Table) -> str:
+    def cell(value: Any) -> str:
+        shown = _cell(value)
+        if isinstance(shown, float):
+            shown = f"{shown:.4f}"
+        return html.escape("" if shown is None else str(shown))
+
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(value)}</td>" for value in row) + "</tr>" for row in table.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def index_page(results: Sequence[tuple[Query, Table]], charts: dict[str, str]) -> str:
+    """One self-contained HTML page: every table with its description and columns, its chart inlined as SVG."""
+    sections = []
+    contents = []
+    for query, table in results:
+        name = html.escape(table.name)
+        contents.append(f'<li><a href="#{name}">{name}</a> ({len(table.rows)} rows)</li>')
+        glossary = "".join(
+            f"<li><code>{html.escape(column)}</code>: {html.escape(text)}</li>" for column, text in query.columns.items()
+        )
+        chart = f'<figure>{charts[table.name]}</figure>' if table.name in charts else ""
+        rows = _html_table(table) if table.rows else "<p><em>no rows in this store</em></p>"
+        sections.append(
+            f'<section id="{name}"><h2>{name}</h2><p>{html.escape(query.description)}</p>{chart}'
+            f"<details><summary>columns</summary><ul>{glossary}</ul></details>{rows}</section>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
+        "section{margin-bottom:3em;overflow-x:auto}figure{margin:1em 0}"
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>expertlab report</title>'
+        f"<style>{style}</style></head><body><h1>expertlab report</h1><ul>{''.join(contents)}</ul>"
+        f"{''.join(sections)}</body></html>\n"
+    )
 
 
 # --- the report -----------------------------------------------------------------------------------------
@@ -257,19 +378,23 @@ def run_queries(store: str | Path, queries_dir: str | Path = "queries") -> list[
 
 
 def write_report(store: str | Path, queries_dir: str | Path = "queries", out_dir: str | Path = "report") -> list[Path]:
-    """Every query as OUT/<table>.md and .csv, every registered chart as .png and .html; OUT is replaced whole."""
+    """Every query as OUT/<table>.md and .csv, every registered chart of a non-empty table as .png, .svg and
+    .html, and OUT/index.html holding all of them; OUT is replaced whole."""
     from expertlab.io import atomic_dir
 
     results = run_queries(store, queries_dir)
     names: list[str] = []
+    charts: dict[str, str] = {}
     with atomic_dir(out_dir) as tmp:
         for query, table in results:
             (tmp / f"{table.name}.md").write_text(markdown_document(query, table))
             (tmp / f"{table.name}.csv").write_text(to_csv(table.columns, table.rows))
             names += [f"{table.name}.md", f"{table.name}.csv"]
             if table.name in CHARTS and table.rows:
-                save_chart(CHARTS[table.name](table), tmp / f"{table.name}.png", tmp / f"{table.name}.html")
-                names += [f"{table.name}.png", f"{table.name}.html"]
+                names += save_chart(CHARTS[table.name](table), tmp, table.name)
+                charts[table.name] = (tmp / f"{table.name}.svg").read_text()
+        (tmp / "index.html").write_text(index_page(results, charts))
+        names.append("index.html")
     return [Path(out_dir) / name for name in names]
 
 

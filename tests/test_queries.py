@@ -184,8 +184,14 @@ def test_report_writes_every_table_and_the_chart_deterministically(tmp_path: Pat
     names = sorted(path.name for path in first)
     for path in QUERY_FILES:
         assert f"{path.stem}.md" in names and f"{path.stem}.csv" in names
-    assert {"utility_retention.png", "utility_retention.html"} <= set(names)
-    assert (tmp_path / "a" / "utility_retention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for chart in ("utility_retention", "judge_rates"):  # the seeded store has rows for both
+        assert {f"{chart}.png", f"{chart}.svg", f"{chart}.html"} <= set(names)
+        assert (tmp_path / "a" / f"{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "a" / f"{chart}.svg").read_text().lstrip().startswith("<svg")
+    page = (tmp_path / "a" / "index.html").read_text()
+    for path in QUERY_FILES:  # every table in the one page, with its chart inlined
+        assert f'<section id="{path.stem}">' in page
+    assert page.count("<svg") >= 2 and "<script src=" not in page and "http://" not in page.split("<svg")[0]
     for name in names:
         if name.endswith((".md", ".csv")):
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
