@@ -194,62 +194,119 @@ Chart = Callable[[Table], Any]
 CHARTS: Registry[Chart] = Registry("chart")
 
 
-@CHARTS.register("utility_retention")
-def utility_retention_chart(table: Table) -> Any:
-    """Figure 2: retention vs pruning ratio, one line per criterion, sd band, columns = domains, rows = model x kind."""
+def _ratio_lines(
+    records: list[dict[str, Any]],
+    *,
+    title: str,
+    y_title: str,
+    column: str,
+    baseline: float | str | None = None,
+    percent: bool = False,
+    shared_y: bool = True,
+) -> Any:
+    """A value vs pruning ratio, one line per criterion with a band from `low` to `high`, faceted by
+    `column` x `panel`; `baseline` is a constant or a field (the source model's value), drawn dashed."""
     import altair as alt
 
-    records = []
-    for row in table.records():
-        sd = row["retention_sd"] or 0.0
-        records.append(
-            {
-                "panel": f"{row['model']} / {row['calibration']} / {row['kind']}",
-                "domain": row["domain"],
-                "criterion": row["criterion"],
-                "ratio": row["ratio"],
-                "retention": row["retention_mean"],
-                "low": row["retention_mean"] - sd,
-                "high": row["retention_mean"] + sd,
-                "n_seeds": row["n_seeds"],
-            }
-        )
-    # rows arrive in enum order (criteria as registered, generation before classification): keep it
+    # rows arrive in the queries' order (criteria as registered): keep it
     criteria = list(dict.fromkeys(r["criterion"] for r in records))
     panels = list(dict.fromkeys(r["panel"] for r in records))
     x = alt.X("ratio:Q", title="pruning ratio", axis=alt.Axis(format="%"))
+    y_axis = alt.Axis(format="%") if percent else alt.Axis()
     color = alt.Color("criterion:N", sort=criteria, title="criterion")
     band = alt.Chart().mark_area(opacity=0.2).encode(x=x, y="low:Q", y2="high:Q", color=color)
     line = alt.Chart().mark_line(point=True).encode(
         x=x,
-        y=alt.Y("retention:Q", title="utility retention (source = 100%)", axis=alt.Axis(format="%")),
+        y=alt.Y("value:Q", title=y_title, axis=y_axis),
         color=color,
-        tooltip=["criterion:N", "ratio:Q", alt.Tooltip("retention:Q", format=".3f"), "n_seeds:Q"],
+        tooltip=["criterion:N", "ratio:Q", alt.Tooltip("value:Q", format=".3f"), "n:Q"],
     )
-    source = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(1))
-    return (
-        alt.layer(band, line, source, data=alt.Data(values=records))
-        .properties(width=260, height=180)
-        .facet(column=alt.Column("domain:N", title=None), row=alt.Row("panel:N", title=None, sort=panels))
-        .properties(title="Utility retention vs pruning ratio (mean ± sd over seeds)")
-        .configure_legend(symbolOpacity=1)  # the legend shares the bands' symbols: draw them opaque
+    layers = [band, line]
+    if isinstance(baseline, str):
+        layers.append(
+            alt.Chart()
+            .mark_rule(strokeDash=[4, 4], color="gray")
+            .encode(y=f"mean({baseline}):Q")
+            .transform_filter(f"datum.{baseline} != null")
+        )
+    elif baseline is not None:
+        layers.append(alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(baseline)))
+    chart = (
+        alt.layer(*layers, data=alt.Data(values=records))
+        .properties(width=220, height=160)
+        .facet(column=alt.Column(f"{column}:N", title=None), row=alt.Row("panel:N", title=None, sort=panels))
+        .properties(title=title)
+    )
+    if not shared_y:
+        chart = chart.resolve_scale(y="independent")
+    return chart.configure_legend(symbolOpacity=1)  # the legend shares the bands' symbols: draw them opaque
+
+
+def _band(mean: float, sd: float | None) -> dict[str, float]:
+    return {"value": mean, "low": mean - (sd or 0.0), "high": mean + (sd or 0.0)}
+
+
+@CHARTS.register("utility_retention")
+def utility_retention_chart(table: Table) -> Any:
+    """Figure 2: retention vs pruning ratio, one line per criterion, sd band, columns = domains, rows = model x kind."""
+    records = [
+        {
+            "panel": f"{row['model']} / {row['calibration']} / {row['kind']}",
+            "domain": row["domain"],
+            "criterion": row["criterion"],
+            "ratio": row["ratio"],
+            "n": row["n_seeds"],
+            **_band(row["retention_mean"], row["retention_sd"]),
+        }
+        for row in table.records()
+    ]
+    return _ratio_lines(
+        records,
+        title="Utility retention vs pruning ratio (mean ± sd over seeds)",
+        y_title="utility retention (source = 100%)",
+        column="domain",
+        baseline=1,
+        percent=True,
+    )
+
+
+@CHARTS.register("reliability_scores")
+def reliability_scores_chart(table: Table) -> Any:
+    """Figures 4 and 7: each reliability metric vs pruning ratio, sd band, the source model dashed."""
+    records = [
+        {
+            "panel": f"{row['model']} / {row['calibration']} / {row['task']}",
+            "metric": row["metric"],
+            "criterion": row["criterion"],
+            "ratio": row["ratio"],
+            "n": row["n_seeds"],
+            "source_value": row["source_value"],
+            **_band(row["value_mean"], row["value_sd"]),
+        }
+        for row in table.records()
+    ]
+    return _ratio_lines(
+        records,
+        title="Reliability metrics vs pruning ratio (mean ± sd over seeds; dashed: the source model)",
+        y_title="value",
+        column="metric",
+        baseline="source_value",
+        shared_y=False,
     )
 
 
 @CHARTS.register("judge_rates")
 def judge_rates_chart(table: Table) -> Any:
-    """Figures 3 and 6: judged rate vs pruning ratio, one line per criterion (mean over judges), the source
-    model's absolute rate dashed; columns = questions, rows = model x calibration x task."""
-    import altair as alt
-
+    """Figures 3 and 6: judged rate vs pruning ratio, one line per criterion (mean over judges, band: their
+    range), the source model's absolute rate dashed; columns = questions, rows = model x calibration x task."""
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in table.records():
-        if row["rate"] is None:
-            continue
-        key = (row["model"], row["calibration"], row["task"], row["question"], row["criterion"], row["ratio"])
-        cells.setdefault(key, []).append(row)
+        if row["rate"] is not None:
+            key = (row["model"], row["calibration"], row["task"], row["question"], row["criterion"], row["ratio"])
+            cells.setdefault(key, []).append(row)
     records = []
     for (model, calibration, task, question, criterion, ratio), rows in cells.items():
+        rates = [r["rate"] for r in rows]
         sources = [r["source_rate"] for r in rows if r["source_rate"] is not None]
         records.append(
             {
@@ -257,30 +314,20 @@ def judge_rates_chart(table: Table) -> Any:
                 "question": question,
                 "criterion": criterion,
                 "ratio": ratio,
-                "rate": sum(r["rate"] for r in rows) / len(rows),
+                "n": len(rows),
+                "value": sum(rates) / len(rates),
+                "low": min(rates),
+                "high": max(rates),
                 "source_rate": sum(sources) / len(sources) if sources else None,
-                "judges": len(rows),
             }
         )
-    criteria = list(dict.fromkeys(r["criterion"] for r in records))
-    x = alt.X("ratio:Q", title="pruning ratio", axis=alt.Axis(format="%"))
-    line = alt.Chart().mark_line(point=True).encode(
-        x=x,
-        y=alt.Y("rate:Q", title="judged rate (mean over judges)", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("criterion:N", sort=criteria),
-        tooltip=["criterion:N", "ratio:Q", alt.Tooltip("rate:Q", format=".3f"), "judges:Q"],
-    )
-    baseline = (
-        alt.Chart()
-        .mark_line(strokeDash=[4, 4], color="gray")
-        .encode(x=x, y="mean(source_rate):Q")
-        .transform_filter("datum.source_rate != null")
-    )
-    return (
-        alt.layer(line, baseline, data=alt.Data(values=records))
-        .properties(width=200, height=150)
-        .facet(column=alt.Column("question:N", title=None), row=alt.Row("panel:N", title=None))
-        .properties(title="Judged reliability vs pruning ratio (dashed: the source model, absolute)")
+    return _ratio_lines(
+        records,
+        title="Judged rates vs pruning ratio (mean over judges, band: their range; dashed: the source model)",
+        y_title="share of items",
+        column="question",
+        baseline="source_rate",
+        percent=True,
     )
 
 

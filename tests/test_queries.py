@@ -270,3 +270,14 @@ def test_judge_trend_by_hand(tmp_path: Path) -> None:
     assert table["c"]["spearman_rho"] is None and table["d"]["spearman_rho"] is None
     assert (table["a"]["n_ratios"], table["d"]["n_ratios"]) == (3, 2)
     assert (table["b"]["rate_at_lowest"], table["b"]["rate_at_highest"]) == (pytest.approx(0.2), pytest.approx(0.4))
+
+
+def test_reliability_scores_by_hand(tiny_store: Path) -> None:
+    """trial_summary is the tiny store's one reliability task: ROUGE-L 0.5 for the source, 0.1 for reap at
+    0.5 on both seeds -> mean 0.1, sd 0, change -0.4."""
+    (row,) = _table(tiny_store, "reliability_scores")
+    assert (row["task"], row["kind"], row["metric"], row["criterion"], row["ratio"]) == (
+        "trial_summary", "generation", "rouge_l", "reap", 0.5,
+    )  # fmt: skip
+    assert row["n_seeds"] == 2 and row["value_mean"] == pytest.approx(0.1) and row["value_sd"] == pytest.approx(0.0)
+    assert row["source_value"] == pytest.approx(0.5) and row["change"] == pytest.approx(-0.4)
