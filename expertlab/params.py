@@ -286,8 +286,20 @@ class Judge(Strict):
         return value
 
 
+class Frontier(Strict):
+    """queries/reliability_frontier.sql: how much utility and reliability a pruned variant may lose."""
+
+    utility: float = Field(default=0.9, gt=0, le=1)  # least utility retention (1 = the source's)
+    delta: float = Field(default=0.05, ge=0, lt=1)  # largest loss of a reliability score or rate
+
+    def variables(self) -> dict[str, float]:
+        """The DuckDB variables the query reads."""
+        return {"frontier_utility": self.utility, "frontier_delta": self.delta}
+
+
 class Report(Strict):
     print: list[str] = ["headline", "findings"]  # queries printed after `expertlab run`
+    frontier: Frontier  # required: dvc.yaml tracks it for the report stage
 
 
 class Toy(Strict):

@@ -13,7 +13,7 @@ import html
 import io
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -415,21 +415,37 @@ def index_page(results: Sequence[tuple[Query, Table]], charts: dict[str, str]) -
 # --- the report -----------------------------------------------------------------------------------------
 
 
-def run_queries(store: str | Path, queries_dir: str | Path = "queries") -> list[tuple[Query, Table]]:
+def set_variables(con, variables: Mapping[str, float | int | str]) -> None:  # noqa: ANN001
+    """DuckDB variables the queries read with getvariable(name) (each query has its own default)."""
+    for name, value in variables.items():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise ValueError(f"query variable {name!r}: use lowercase letters, digits and '_'")
+        con.execute(f"set variable {name} = ?", [value])
+
+
+def run_queries(
+    store: str | Path, queries_dir: str | Path = "queries", variables: Mapping[str, float | int | str] | None = None
+) -> list[tuple[Query, Table]]:
     queries = read_queries(queries_dir)
     con = connect_read_only(store)
     try:
+        set_variables(con, variables or {})
         return [(query, run_query(con, query)) for query in queries]
     finally:
         con.close()
 
 
-def write_report(store: str | Path, queries_dir: str | Path = "queries", out_dir: str | Path = "report") -> list[Path]:
+def write_report(
+    store: str | Path,
+    queries_dir: str | Path = "queries",
+    out_dir: str | Path = "report",
+    variables: Mapping[str, float | int | str] | None = None,
+) -> list[Path]:
     """Every query as OUT/<table>.md and .csv, every registered chart of a non-empty table as .png, .svg and
     .html, and OUT/index.html holding all of them; OUT is replaced whole."""
     from expertlab.io import atomic_dir
 
-    results = run_queries(store, queries_dir)
+    results = run_queries(store, queries_dir, variables)
     names: list[str] = []
     charts: dict[str, str] = {}
     with atomic_dir(out_dir) as tmp:

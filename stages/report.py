@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from stages.common import add_params_argument, load_optional_params
+
 HELP = "run every queries/*.sql on the store (read-only); write markdown, CSV and charts"
 
 
@@ -12,12 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", default="queries", metavar="DIR", help="directory of <table>.sql files")
     parser.add_argument("--out", default="report", metavar="DIR", help="output directory (replaced as a whole)")
     parser.add_argument("--print", dest="print_table", metavar="TABLE", help="also print this table (e.g. headline)")
+    add_params_argument(parser)  # report.frontier: the thresholds of reliability_frontier
 
 
 def run(args: argparse.Namespace) -> int:
     from expertlab.report import write_report
 
-    written = write_report(args.store, args.queries, args.out)
+    params = load_optional_params(args)
+    variables = params.report.frontier.variables() if params else {}
+    written = write_report(args.store, args.queries, args.out, variables)
     print(f"report: {len(written)} files -> {args.out}")
     if args.print_table:
         from expertlab.report import print_table

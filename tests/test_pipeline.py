@@ -42,7 +42,7 @@ MICRO = {
     "score": {},
     "judges": {"grounding": {"backend": "grounding"}},
     "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
-    "report": {"print": ["headline", "findings"]},
+    "report": {"print": ["headline", "findings"], "frontier": {"utility": 0.9, "delta": 0.05}},
     "toy": {
         "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
         "model": {

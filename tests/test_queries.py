@@ -281,3 +281,61 @@ def test_reliability_scores_by_hand(tiny_store: Path) -> None:
     )  # fmt: skip
     assert row["n_seeds"] == 2 and row["value_mean"] == pytest.approx(0.1) and row["value_sd"] == pytest.approx(0.0)
     assert row["source_value"] == pytest.approx(0.5) and row["change"] == pytest.approx(-0.4)
+
+
+def frontier_store(root: Path) -> Path:
+    """Source: bio_qa token_f1 1.0, trial_summary rouge_l 0.5. reap and random at 0.25 / 0.5 / 0.75, one seed:
+    bio_qa 0.95 / 0.92 / 0.6 (retention fails X = 0.9 at 0.75), rouge_l 0.49 / 0.40 / 0.40 (fails
+    0.5 - 0.05 at 0.5). random only: a judge calls 2 of 4 pruned summaries hallucinated at 0.25, none of
+    the source's (0.5 > 0 + 0.05: fails at 0.25)."""
+    artifacts = [write_scores(root, variant("toy"), {("bio_qa", "token_f1"): [1.0], ("trial_summary", "rouge_l"): [0.5]})]
+    for criterion in ("reap", "random"):
+        for ratio, utility, rouge in ((0.25, 0.95, 0.49), (0.5, 0.92, 0.40), (0.75, 0.6, 0.40)):
+            record = variant("toy", "biomed", 0, criterion, ratio, kept_per_layer=2)
+            artifacts.append(write_scores(root, record, {("bio_qa", "token_f1"): [utility],
+                                                         ("trial_summary", "rouge_l"): [rouge]}))  # fmt: skip
+    rows = [
+        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": 0.25,
+         "criterion": "random", "dataset": "trial_summary", "pruned_model": "toy:biomed:0:random:0.25",
+         "output": output, "label": "hallucinated" if output == "pruned" and doc < 2 else "faithful"}
+        for doc in range(4) for output in ("pruned", "source")
+    ]  # fmt: skip
+    artifacts.append(write_judgments(root, "frontier", rows))
+    store = root / "results.duckdb"
+    ingest(store, artifacts)
+    return store
+
+
+def test_reliability_frontier_by_hand(tmp_path: Path) -> None:
+    store = frontier_store(tmp_path)
+
+    def frontier(variables: dict[str, float] | None = None) -> dict[str, dict]:
+        results = run_queries(store, QUERIES, variables)
+        (table,) = [table for query, table in results if query.table == "reliability_frontier"]
+        return {row["criterion"]: row for row in table.records() if row["domain"] == "biomedical"}
+
+    rows = frontier()  # the defaults: X = 0.9, delta = 0.05
+    assert (rows["reap"]["max_ratio"], rows["reap"]["first_failing_ratio"]) == (0.25, 0.5)
+    assert rows["reap"]["failing_measures"] == "trial_summary:rouge_l"
+    assert (rows["random"]["max_ratio"], rows["random"]["first_failing_ratio"]) == (None, 0.25)
+    assert rows["random"]["failing_measures"] == "judged:hallucinated"
+    assert (rows["reap"]["utility_threshold"], rows["reap"]["delta"], rows["reap"]["n_ratios"]) == (0.9, 0.05, 3)
+    looser = frontier({"frontier_utility": 0.9, "frontier_delta": 0.2})  # rouge 0.40 >= 0.30 now passes
+    assert (looser["reap"]["max_ratio"], looser["reap"]["failing_measures"]) == (0.5, "utility")
+    assert looser["random"]["max_ratio"] is None  # the judged rate 0.5 is still above 0 + 0.2
+    loosest = frontier({"frontier_delta": 0.5})  # the utility threshold keeps its default
+    assert (loosest["random"]["max_ratio"], loosest["random"]["failing_measures"]) == (0.5, "utility")
+
+
+def test_the_report_stage_takes_the_frontier_thresholds_from_params(tmp_path: Path) -> None:
+    import yaml
+
+    store = frontier_store(tmp_path / "run")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["report"]["frontier"] = {"utility": 0.9, "delta": 0.2}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "report"
+    argv = ["--store", str(store), "--queries", str(QUERIES), "--out", str(out), "--params", str(tmp_path / "params.yaml")]
+    assert run_stage("stages.report", argv) == 0
+    lines = (out / "reliability_frontier.csv").read_text().splitlines()
+    assert any(line.startswith("toy,biomed,reap,biomedical,0.9,0.2,3,0.5,0.75,utility") for line in lines), lines

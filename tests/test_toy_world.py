@@ -166,7 +166,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "score": {},
         "judges": {},
         "judge": {},
-        "report": {"print": ["headline"]},
+        "report": {"print": ["headline"], "frontier": {}},
         "toy": {
             "world": SMALL_WORLD.model_dump(),
             "model": MICRO_MODEL.model_dump(),
