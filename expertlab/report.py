@@ -176,8 +176,12 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str)
     if fmt == "table":
         from tabulate import tabulate
 
-        return tabulate([[_cell(v) for v in row] for row in rows], headers=list(columns), tablefmt="psql",
-                        disable_numparse=True) + "\n"
+        return (
+            tabulate(
+                [[_cell(v) for v in row] for row in rows], headers=list(columns), tablefmt="psql", disable_numparse=True
+            )
+            + "\n"
+        )
     raise ValueError(f"unknown format {fmt!r}; allowed: table, csv, json")
 
 
@@ -215,11 +219,15 @@ def _ratio_lines(
     y_axis = alt.Axis(format="%") if percent else alt.Axis()
     color = alt.Color("criterion:N", sort=criteria, title="criterion")
     band = alt.Chart().mark_area(opacity=0.2).encode(x=x, y="low:Q", y2="high:Q", color=color)
-    line = alt.Chart().mark_line(point=True).encode(
-        x=x,
-        y=alt.Y("value:Q", title=y_title, axis=y_axis),
-        color=color,
-        tooltip=["criterion:N", "ratio:Q", alt.Tooltip("value:Q", format=".3f"), "n:Q"],
+    line = (
+        alt.Chart()
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("value:Q", title=y_title, axis=y_axis),
+            color=color,
+            tooltip=["criterion:N", "ratio:Q", alt.Tooltip("value:Q", format=".3f"), "n:Q"],
+        )
     )
     layers = [band, line]
     if isinstance(baseline, str):
@@ -336,10 +344,7 @@ def expert_overlap_chart(table: Table) -> Any:
     """Which criteria keep the same experts: overlap per criterion pair, one heatmap per model x calibration x ratio."""
     import altair as alt
 
-    records = [
-        {**row, "panel": f"{row['model']} / {row['calibration']} / {row['ratio']:g}"}
-        for row in table.records()
-    ]
+    records = [{**row, "panel": f"{row['model']} / {row['calibration']} / {row['ratio']:g}"} for row in table.records()]
     criteria = list(dict.fromkeys([r["criterion_a"] for r in records] + [r["criterion_b"] for r in records]))
     base = alt.Chart().encode(
         x=alt.X("criterion_a:N", sort=criteria, title=None),
@@ -392,9 +397,10 @@ def index_page(results: Sequence[tuple[Query, Table]], charts: dict[str, str]) -
         name = html.escape(table.name)
         contents.append(f'<li><a href="#{name}">{name}</a> ({len(table.rows)} rows)</li>')
         glossary = "".join(
-            f"<li><code>{html.escape(column)}</code>: {html.escape(text)}</li>" for column, text in query.columns.items()
+            f"<li><code>{html.escape(column)}</code>: {html.escape(text)}</li>"
+            for column, text in query.columns.items()
         )
-        chart = f'<figure>{charts[table.name]}</figure>' if table.name in charts else ""
+        chart = f"<figure>{charts[table.name]}</figure>" if table.name in charts else ""
         rows = _html_table(table) if table.rows else "<p><em>no rows in this store</em></p>"
         sections.append(
             f'<section id="{name}"><h2>{name}</h2><p>{html.escape(query.description)}</p>{chart}'

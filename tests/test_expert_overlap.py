@@ -61,7 +61,9 @@ def test_identical_masks_overlap_fully_and_ratios_stay_apart(tmp_path: Path) -> 
         (directory / "expert_mask.json").write_text(json.dumps(kept))
         dirs.append(directory)
     rows = overlap_table(imported_store(tmp_path, dirs, "--num-experts", "m=4"))
-    assert [(r["ratio"], r["criterion_a"], r["criterion_b"], r["overlap"]) for r in rows] == [(0.5, "gate", "reap", 1.0)]
+    assert [(r["ratio"], r["criterion_a"], r["criterion_b"], r["overlap"]) for r in rows] == [
+        (0.5, "gate", "reap", 1.0)
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,17 @@ QUERY_FILES = sorted(QUERIES.glob("*.sql"))
 def seed_judged_study(root: Path) -> list[Path]:
     """The seeded study plus two LLM judges' absolute verdicts on reap's outputs at 0.25 and 0.5."""
     rows = [
-        {"rater": rater, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": ratio,
-         "label": "hallucinated" if (doc + ratio * 4 + (rater == "judge_b")) % 3 == 0 else "faithful"}
-        for rater in ("judge_a", "judge_b") for ratio in (0.25, 0.5) for doc in range(4)
+        {
+            "rater": rater,
+            "protocol": "absolute",
+            "question": "hallucinated",
+            "document_id": str(doc),
+            "ratio": ratio,
+            "label": "hallucinated" if (doc + ratio * 4 + (rater == "judge_b")) % 3 == 0 else "faithful",
+        }
+        for rater in ("judge_a", "judge_b")
+        for ratio in (0.25, 0.5)
+        for doc in range(4)
     ]
     return [*seed_study(root), write_judgments(root, "toy-absolute", rows)]
 
@@ -92,21 +100,29 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bio_mcq: the source scores 0, so no retention; trial_summary is reliability, not utility.
     """
     root = tmp_path_factory.mktemp("tiny")
-    write_scores(root, variant("toy"), {
-        ("bio_qa", "token_f1"): [0.7, 0.9],
-        ("bio_qa", "exact_match"): [0.0, 0.0],  # not the primary metric: ignored
-        ("general_arith", "exact_match"): [0.0, 1.0],
-        ("bio_mcq", "accuracy"): [0.0, 0.0],
-        ("trial_summary", "rouge_l"): [0.5],
-    })
+    write_scores(
+        root,
+        variant("toy"),
+        {
+            ("bio_qa", "token_f1"): [0.7, 0.9],
+            ("bio_qa", "exact_match"): [0.0, 0.0],  # not the primary metric: ignored
+            ("general_arith", "exact_match"): [0.0, 1.0],
+            ("bio_mcq", "accuracy"): [0.0, 0.0],
+            ("trial_summary", "rouge_l"): [0.5],
+        },
+    )
     for seed, bio, general in ((0, [0.3, 0.5], [0.5]), (1, [0.6], [0.0, 0.5])):
         record = variant("toy", "biomed", seed, "reap", 0.5, kept_per_layer=2)
-        write_scores(root, record, {
-            ("bio_qa", "token_f1"): bio,
-            ("general_arith", "exact_match"): general,
-            ("bio_mcq", "accuracy"): [1.0],
-            ("trial_summary", "rouge_l"): [0.1],
-        })
+        write_scores(
+            root,
+            record,
+            {
+                ("bio_qa", "token_f1"): bio,
+                ("general_arith", "exact_match"): general,
+                ("bio_mcq", "accuracy"): [1.0],
+                ("trial_summary", "rouge_l"): [0.1],
+            },
+        )
     store = root / "results.duckdb"
     ingest(store, [root / "scores"])
     return store
@@ -120,12 +136,28 @@ def _table(store: Path, name: str) -> list[dict]:
 def test_utility_retention_by_hand(tiny_store: Path) -> None:
     rows = _table(tiny_store, "utility_retention")
     assert rows == [
-        {"model": "toy", "calibration": "biomed", "criterion": "reap", "ratio": 0.5, "domain": "biomedical",
-         "kind": "generation", "n_seeds": 2, "retention_mean": pytest.approx(0.625),
-         "retention_sd": pytest.approx(0.1767767, abs=1e-7)},
-        {"model": "toy", "calibration": "biomed", "criterion": "reap", "ratio": 0.5, "domain": "general",
-         "kind": "generation", "n_seeds": 2, "retention_mean": pytest.approx(0.75),
-         "retention_sd": pytest.approx(0.3535534, abs=1e-7)},
+        {
+            "model": "toy",
+            "calibration": "biomed",
+            "criterion": "reap",
+            "ratio": 0.5,
+            "domain": "biomedical",
+            "kind": "generation",
+            "n_seeds": 2,
+            "retention_mean": pytest.approx(0.625),
+            "retention_sd": pytest.approx(0.1767767, abs=1e-7),
+        },
+        {
+            "model": "toy",
+            "calibration": "biomed",
+            "criterion": "reap",
+            "ratio": 0.5,
+            "domain": "general",
+            "kind": "generation",
+            "n_seeds": 2,
+            "retention_mean": pytest.approx(0.75),
+            "retention_sd": pytest.approx(0.3535534, abs=1e-7),
+        },
     ]
 
 
@@ -141,8 +173,15 @@ def test_headline_by_hand(tiny_store: Path) -> None:
 def test_findings_by_hand(tiny_store: Path) -> None:
     """Only reap is in the tiny store: general (0.75) does not fall below biomedical (0.625); no random to beat."""
     assert _table(tiny_store, "findings") == [
-        {"model": "toy", "calibration": "biomed", "criterion": "reap", "finding": "general_falls_faster",
-         "value": pytest.approx(0.75), "reference": pytest.approx(0.625), "holds": False},
+        {
+            "model": "toy",
+            "calibration": "biomed",
+            "criterion": "reap",
+            "finding": "general_falls_faster",
+            "value": pytest.approx(0.75),
+            "reference": pytest.approx(0.625),
+            "holds": False,
+        },
     ]
 
 
@@ -229,12 +268,21 @@ def test_judge_rates_by_hand(tmp_path: Path) -> None:
     absolute = [("hallucinated", "pruned"), ("hallucinated", "pruned"), ("faithful", "pruned"), (None, "pruned")]
     absolute += [("hallucinated", "source"), ("faithful", "source"), ("faithful", "source"), ("faithful", "source")]
     rows = [
-        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc % 4), "ratio": 0.5,
-         "label": label, "output": output}
+        {
+            "rater": "j",
+            "protocol": "absolute",
+            "question": "hallucinated",
+            "document_id": str(doc % 4),
+            "ratio": 0.5,
+            "label": label,
+            "output": output,
+        }
         for doc, (label, output) in enumerate(absolute)
     ]
-    for question, labels in (("q1_hallucinations_more", ["pruned", "source", "pruned"]),
-                             ("q4_alignment_more", ["source", "source", None])):
+    for question, labels in (
+        ("q1_hallucinations_more", ["pruned", "source", "pruned"]),
+        ("q4_alignment_more", ["source", "source", None]),
+    ):
         rows += [{"rater": "j", "protocol": "relative", "question": question, "document_id": str(doc), "ratio": 0.5,
                   "label": label} for doc, label in enumerate(labels)]  # fmt: skip
     store = tmp_path / "results.duckdb"
@@ -288,7 +336,9 @@ def frontier_store(root: Path) -> Path:
     bio_qa 0.95 / 0.92 / 0.6 (retention fails X = 0.9 at 0.75), rouge_l 0.49 / 0.40 / 0.40 (fails
     0.5 - 0.05 at 0.5). random only: a judge calls 2 of 4 pruned summaries hallucinated at 0.25, none of
     the source's (0.5 > 0 + 0.05: fails at 0.25)."""
-    artifacts = [write_scores(root, variant("toy"), {("bio_qa", "token_f1"): [1.0], ("trial_summary", "rouge_l"): [0.5]})]
+    artifacts = [
+        write_scores(root, variant("toy"), {("bio_qa", "token_f1"): [1.0], ("trial_summary", "rouge_l"): [0.5]})
+    ]
     for criterion in ("reap", "random"):
         for ratio, utility, rouge in ((0.25, 0.95, 0.49), (0.5, 0.92, 0.40), (0.75, 0.6, 0.40)):
             record = variant("toy", "biomed", 0, criterion, ratio, kept_per_layer=2)
@@ -335,7 +385,54 @@ def test_the_report_stage_takes_the_frontier_thresholds_from_params(tmp_path: Pa
     params["report"]["frontier"] = {"utility": 0.9, "delta": 0.2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "report"
-    argv = ["--store", str(store), "--queries", str(QUERIES), "--out", str(out), "--params", str(tmp_path / "params.yaml")]
+    argv = [
+        "--store",
+        str(store),
+        "--queries",
+        str(QUERIES),
+        "--out",
+        str(out),
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
     assert run_stage("stages.report", argv) == 0
     lines = (out / "reliability_frontier.csv").read_text().splitlines()
     assert any(line.startswith("toy,biomed,reap,biomedical,0.9,0.2,3,0.5,0.75,utility") for line in lines), lines
+
+
+def test_summary_collapse_by_hand(tmp_path: Path) -> None:
+    """Source summaries: ROUGE-L 0.5, 20 words, TTR 0.8. reap at 0.5: ROUGE-L 0.495 (-1%: stable), 12 words,
+    TTR 0.6, a judge calls 1 of 2 pruned summaries hallucinated and none of the source's -> flagged; q2 names
+    the pruned summary for 1 of 2 pairs -> omission 0.5. random at 0.5: ROUGE-L 0.4 (-20%) -> not stable, not
+    flagged although as hallucinated."""
+    metrics = {"rouge_l": 0.5, "length_words": 20.0, "type_token_ratio": 0.8}
+    artifacts = [write_scores(tmp_path, variant("toy"), {("trial_summary", m): [v] for m, v in metrics.items()})]
+    for criterion, rouge in (("reap", 0.495), ("random", 0.4)):
+        record = variant("toy", "biomed", 0, criterion, 0.5, kept_per_layer=2)
+        values = {"rouge_l": rouge, "length_words": 12.0, "type_token_ratio": 0.6}
+        artifacts.append(write_scores(tmp_path, record, {("trial_summary", m): [v] for m, v in values.items()}))
+    rows = []
+    for criterion in ("reap", "random"):
+        common = {"rater": "j", "ratio": 0.5, "criterion": criterion, "dataset": "trial_summary",
+                  "pruned_model": f"toy:biomed:0:{criterion}:0.5"}  # fmt: skip
+        for doc in range(2):
+            rows.append({**common, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc),
+                         "output": "pruned", "label": "hallucinated" if doc == 0 else "faithful"})  # fmt: skip
+            rows.append({**common, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc),
+                         "output": "source", "label": "faithful"})  # fmt: skip
+            rows.append({**common, "protocol": "relative", "question": "q2_omission_more", "document_id": str(doc),
+                         "label": "pruned" if doc == 0 else "source"})  # fmt: skip
+    artifacts.append(write_judgments(tmp_path, "collapse", rows))
+    store = tmp_path / "results.duckdb"
+    ingest(store, artifacts)
+    table = {row["criterion"]: row for row in _table(store, "summary_collapse")}
+    reap, random = table["reap"], table["random"]
+    assert (reap["length_words"], reap["source_length_words"]) == (12.0, 20.0)
+    assert (reap["type_token_ratio"], reap["source_type_token_ratio"]) == (pytest.approx(0.6), pytest.approx(0.8))
+    assert reap["rouge_l_change"] == pytest.approx(-0.01) and reap["bertscore_change"] is None
+    assert (reap["hallucination_rate"], reap["source_hallucination_rate"], reap["omission_rate"]) == (0.5, 0.0, 0.5)
+    assert reap["overlap_stable"] is True and reap["flagged"] is True
+    assert random["rouge_l_change"] == pytest.approx(-0.2) and (random["overlap_stable"], random["flagged"]) == (
+        False,
+        False,
+    )
