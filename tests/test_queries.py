@@ -30,6 +30,9 @@ def seed_judged_study(root: Path) -> list[Path]:
         for ratio in (0.25, 0.5)
         for doc in range(4)
     ]
+    # one configuration also pruned under a second calibration set, for calibration_comparison
+    dual = variant("toy", "dual", 0, "reap", 0.5, kept_per_layer=2)
+    write_scores(root, dual, {("bio_qa", "token_f1"): [0.5], ("general_arith", "exact_match"): [0.4]})
     return [*seed_study(root), write_judgments(root, "toy-absolute", rows)]
 
 
@@ -188,7 +191,7 @@ def test_findings_by_hand(tiny_store: Path) -> None:
 def test_findings_hold_on_the_seeded_study(study_store: Path) -> None:
     rows = {(row["finding"], row["criterion"]): row for row in _table(study_store, "findings")}
     assert set(rows) == {("beats_random", "reap"), ("general_falls_faster", "reap")}
-    headline = {row["criterion"]: row for row in _table(study_store, "headline")}
+    headline = {row["criterion"]: row for row in _table(study_store, "headline") if row["calibration"] == "biomed"}
     beats = rows[("beats_random", "reap")]
     assert beats["value"] == pytest.approx(headline["reap"]["biomedical_retention_mean"])
     assert beats["reference"] == pytest.approx(headline["random"]["biomedical_retention_mean"])
@@ -436,3 +439,37 @@ def test_summary_collapse_by_hand(tmp_path: Path) -> None:
         False,
         False,
     )
+
+
+def test_calibration_comparison_by_hand(tmp_path: Path) -> None:
+    """reap at 0.5 under biomed (seeds 0, 1) and dual (seed 0): bio_qa 0.6, 0.8 vs 0.5 -> means 0.7 (sd
+    0.1414) vs 0.5, biomed best; general_arith 0.2, 0.4 vs 0.6 -> 0.3 vs 0.6, dual best; a judge calls 1 of 2
+    biomed seed-0 summaries hallucinated, 0 of 2 dual ones -> dual best (lower). random (biomed only) is
+    left out."""
+    artifacts = [
+        write_scores(tmp_path, variant("toy"), {("bio_qa", "token_f1"): [1.0], ("general_arith", "exact_match"): [1.0]})
+    ]
+    for calibration, seed, bio, general in (("biomed", 0, 0.6, 0.2), ("biomed", 1, 0.8, 0.4), ("dual", 0, 0.5, 0.6)):
+        record = variant("toy", calibration, seed, "reap", 0.5, kept_per_layer=2)
+        values = {("bio_qa", "token_f1"): [bio], ("general_arith", "exact_match"): [general]}
+        artifacts.append(write_scores(tmp_path, record, values))
+    record = variant("toy", "biomed", 0, "random", 0.5, kept_per_layer=2)
+    artifacts.append(write_scores(tmp_path, record, {("bio_qa", "token_f1"): [0.1]}))
+    rows = [
+        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": 0.5,
+         "dataset": "trial_summary", "pruned_model": f"toy:{calibration}:0:reap:0.5",
+         "label": "hallucinated" if calibration == "biomed" and doc == 0 else "faithful"}
+        for calibration in ("biomed", "dual") for doc in range(2)
+    ]  # fmt: skip
+    artifacts.append(write_judgments(tmp_path, "calibrations", rows))
+    store = tmp_path / "results.duckdb"
+    ingest(store, artifacts)
+    table = {(row["measure"], row["calibration"]): row for row in _table(store, "calibration_comparison")}
+    assert {row["criterion"] for row in table.values()} == {"reap"}
+    bio = table[("utility:biomedical:generation", "biomed")]
+    assert (bio["n_seeds"], bio["value_mean"], bio["value_sd"]) == (2, pytest.approx(0.7), pytest.approx(0.02**0.5))
+    assert bio["best"] is True and table[("utility:biomedical:generation", "dual")]["best"] is False
+    assert table[("utility:general:generation", "dual")]["value_mean"] == pytest.approx(0.6)
+    assert table[("utility:general:generation", "dual")]["best"] is True
+    judged = ("judged:trial_summary:hallucinated", "biomed"), ("judged:trial_summary:hallucinated", "dual")
+    assert [(table[key]["value_mean"], table[key]["best"]) for key in judged] == [(0.5, False), (0.0, True)]

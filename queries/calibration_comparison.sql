@@ -1,0 +1,120 @@
+-- table: calibration_comparison
+-- The shape of the study's Table 2: for each model x criterion x ratio pruned under more than one
+-- calibration set, every calibration's utility and judged reliability side by side, mean and sd over
+-- seeds. Utility measures are the mean primary scores (not retention) of the biomedical generation,
+-- biomedical classification and general-domain utility tasks; reliability measures are the judged
+-- rates per task and question (pooled over judges). `best` marks, per measure, the calibration with the
+-- better mean (higher utility, alignment; lower hallucination, omission, repetition). Configurations
+-- pruned under one calibration only are left out.
+-- column: model: base model the variants were pruned from
+-- column: criterion: saliency criterion
+-- column: ratio: fraction of routed experts removed per MoE layer
+-- column: measure: utility:<domain>:<kind>, or judged:<task>:<question>
+-- column: calibration: calibration set
+-- column: n_seeds: seeds averaged
+-- column: value_mean: mean over seeds
+-- column: value_sd: sample standard deviation over seeds (null with one seed)
+-- column: best: this calibration has the better mean for the measure (ties: every tied calibration)
+
+with
+
+primary_scores as (
+    select * from primary_scores
+),
+
+judgments as (
+    select * from judgments
+),
+
+variants as (
+    select * from variants
+),
+
+utility as (
+    select
+        model,
+        criterion,
+        ratio,
+        calibration,
+        seed,
+        'utility:' || domain || ':' || kind as measure,
+        avg(score) as value
+    from primary_scores
+    where aspect = 'utility'
+    group by all
+),
+
+judged as (
+    select
+        variants.model,
+        variants.criterion,
+        variants.ratio,
+        variants.calibration,
+        variants.seed,
+        'judged:' || judgments.dataset || ':' || judgments.question as measure,
+        avg(case when judgments.label in ('hallucinated', 'pruned') then 1.0 else 0.0 end) as value
+    from judgments
+    inner join variants
+        on judgments.pruned_model = variants.variant_id
+    where judgments.status = 'ok'
+        and judgments.output in ('pruned', 'pair')
+    group by all
+),
+
+per_seed as (
+    select * from utility
+    union all
+    select * from judged
+),
+
+per_calibration as (
+    select
+        model,
+        criterion,
+        ratio,
+        measure,
+        calibration,
+        count(*) as n_seeds,
+        avg(value) as value_mean,
+        stddev_samp(value) as value_sd
+    from per_seed
+    group by all
+),
+
+oriented as (
+    select
+        *,
+        -- higher is better for utility and alignment, lower for the other judged rates
+        case
+            when measure like 'utility:%' or measure like '%:q4_alignment_more' then value_mean
+            else -value_mean
+        end as goodness
+    from per_calibration
+),
+
+compared as (
+    select
+        *,
+        count(*) over configuration as n_calibrations,
+        goodness = max(goodness) over configuration as best
+    from oriented
+    window configuration as (partition by model, criterion, ratio, measure)
+),
+
+final as (
+    select
+        model,
+        criterion,
+        ratio,
+        measure,
+        calibration,
+        n_seeds,
+        value_mean,
+        value_sd,
+        best
+    from compared
+    where n_calibrations > 1
+)
+
+select * from final
+order by model, criterion, ratio, measure, calibration
