@@ -306,7 +306,8 @@ def reliability_scores_chart(table: Table) -> Any:
 @CHARTS.register("judge_rates")
 def judge_rates_chart(table: Table) -> Any:
     """Figures 3 and 6: judged rate vs pruning ratio, one line per criterion (mean over judges, band: their
-    range), the source model's absolute rate dashed; columns = questions, rows = model x calibration x task."""
+    range), dashed: the source model's absolute rate, or 0.5 (no preference) for the relative questions;
+    columns = questions, rows = model x calibration x task."""
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in table.records():
         if row["rate"] is not None:
@@ -326,15 +327,16 @@ def judge_rates_chart(table: Table) -> Any:
                 "value": sum(rates) / len(rates),
                 "low": min(rates),
                 "high": max(rates),
-                "source_rate": sum(sources) / len(sources) if sources else None,
+                # dashed: the source model's rate (absolute), the no-preference line (relative)
+                "baseline": (sum(sources) / len(sources) if sources else None) if question == "hallucinated" else 0.5,
             }
         )
     return _ratio_lines(
         records,
-        title="Judged rates vs pruning ratio (mean over judges, band: their range; dashed: the source model)",
+        title="Judged rates vs pruning ratio (mean over judges, band: their range; dashed: source model / 0.5)",
         y_title="share of items",
         column="question",
-        baseline="source_rate",
+        baseline="baseline",
         percent=True,
     )
 

@@ -136,6 +136,21 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     commit(repo, "first run")
 
 
+def test_report_curves_are_dvc_plots(repo: Path, first_run: str):
+    import json
+
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    shown = subprocess.run(["dvc", "plots", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
+    plots = json.loads(shown.stdout)["data"]
+    # the micro model scores 0 on utility, so utility_retention has no rows to plot; its summaries are
+    # scored and judged
+    assert "report/utility_retention.csv" in plots
+    for name, y in (("reliability_scores", "value_mean"), ("judge_rates", "rate")):
+        (plot,) = plots[f"report/{name}.csv"]
+        assert plot["content"]["encoding"]["y"]["field"] == y and plot["content"]["data"]["values"], name
+    assert (repo / "report" / "index.html").is_file()
+
+
 def test_noop_repro_runs_nothing(repo: Path, first_run: str):
     output = sh("dvc", "repro", cwd=repo)
     assert ran(output) == set()
