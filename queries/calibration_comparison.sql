@@ -22,12 +22,8 @@ primary_scores as (
     select * from primary_scores
 ),
 
-judgments as (
-    select * from judgments
-),
-
-variants as (
-    select * from variants
+verdicts as (
+    select * from verdicts
 ),
 
 utility as (
@@ -46,18 +42,17 @@ utility as (
 
 judged as (
     select
-        variants.model,
-        variants.criterion,
-        variants.ratio,
-        variants.calibration,
-        variants.seed,
-        'judged:' || judgments.dataset || ':' || judgments.question as measure,
-        avg(case when judgments.label in ('hallucinated', 'pruned') then 1.0 else 0.0 end) as value
-    from judgments
-    inner join variants
-        on judgments.pruned_model = variants.variant_id
-    where judgments.status = 'ok'
-        and judgments.output in ('pruned', 'pair')
+        model,
+        criterion,
+        ratio,
+        calibration,
+        seed,
+        'judged:' || dataset || ':' || question as measure,
+        avg(counted::double) as value
+    from verdicts
+    where status = 'ok'
+        and output in ('pruned', 'pair')
+        and calibration is not null
     group by all
 ),
 

@@ -20,32 +20,24 @@
 
 with
 
-judgments as (
-    select * from judgments
-),
-
-variants as (
-    select * from variants
+verdicts as (
+    select * from verdicts
 ),
 
 judged as (
     select
-        judgments.model,
-        variants.calibration,
-        judgments.criterion,
-        judgments.ratio,
-        judgments.dataset as task,
-        judgments.rater,
-        judgments.protocol,
-        judgments.question,
-        judgments.document_id,
-        judgments.pruned_model,
-        judgments.output,
-        judgments.status,
-        judgments.label in ('hallucinated', 'pruned') as named
-    from judgments
-    left join variants
-        on judgments.pruned_model = variants.variant_id
+        model,
+        calibration,
+        criterion,
+        ratio,
+        dataset as task,
+        rater,
+        protocol,
+        question,
+        output,
+        status,
+        counted
+    from verdicts
 ),
 
 pruned_rates as (
@@ -60,7 +52,7 @@ pruned_rates as (
         question,
         count(*) filter (where status = 'ok') as n_items,
         count(*) filter (where status <> 'ok') as n_unlabelled,
-        avg(case when named then 1.0 else 0.0 end) filter (where status = 'ok') as rate
+        avg(counted::double) as rate
     from judged
     where output in ('pruned', 'pair')
     group by all
@@ -75,7 +67,7 @@ source_rates as (
         task,
         rater,
         question,
-        avg(case when named then 1.0 else 0.0 end) as source_rate
+        avg(counted::double) as source_rate
     from judged
     where output = 'source'
         and status = 'ok'

@@ -19,30 +19,24 @@
 
 with
 
-judgments as (
-    select * from judgments
-),
-
-variants as (
-    select * from variants
+verdicts as (
+    select * from verdicts
 ),
 
 labelled as (
     select
-        judgments.model,
-        variants.calibration,
-        judgments.criterion,
-        judgments.dataset as task,
-        judgments.rater,
-        judgments.protocol,
-        judgments.question,
-        judgments.ratio,
-        case when judgments.label in ('hallucinated', 'pruned') then 1.0 else 0.0 end as named
-    from judgments
-    left join variants
-        on judgments.pruned_model = variants.variant_id
-    where judgments.status = 'ok'
-        and judgments.output in ('pruned', 'pair')
+        model,
+        calibration,
+        criterion,
+        dataset as task,
+        rater,
+        protocol,
+        question,
+        ratio,
+        counted::double as named
+    from verdicts
+    where status = 'ok'
+        and output in ('pruned', 'pair')
 ),
 
 rates as (

@@ -34,12 +34,8 @@ tasks as (
     select * from tasks
 ),
 
-judgments as (
-    select * from judgments
-),
-
-variants as (
-    select * from variants
+verdicts as (
+    select * from verdicts
 ),
 
 settings as (
@@ -80,21 +76,19 @@ score_checks as (
 
 judged as (
     select
-        variants.model,
-        variants.calibration,
-        variants.criterion,
-        variants.ratio,
+        verdicts.model,
+        verdicts.calibration,
+        verdicts.criterion,
+        verdicts.ratio,
         tasks.domain,
-        judgments.protocol,
-        judgments.question,
-        judgments.output,
-        case when judgments.label in ('hallucinated', 'pruned') then 1.0 else 0.0 end as named
-    from judgments
-    inner join variants
-        on judgments.pruned_model = variants.variant_id
+        verdicts.question,
+        verdicts.output,
+        verdicts.counted::double as named
+    from verdicts
     inner join tasks
-        on judgments.dataset = tasks.task
-    where judgments.status = 'ok'
+        on verdicts.dataset = tasks.task
+    where verdicts.status = 'ok'
+        and verdicts.calibration is not null
 ),
 
 judged_rates as (

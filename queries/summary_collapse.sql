@@ -37,8 +37,8 @@ variants as (
     select * from variants
 ),
 
-judgments as (
-    select * from judgments
+verdicts as (
+    select * from verdicts
 ),
 
 scores as (
@@ -81,38 +81,21 @@ compared as (
     where not pruned.is_source
 ),
 
-judged as (
-    select
-        judgments.pruned_model as variant_id,
-        judgments.dataset as task,
-        avg(case when judgments.label = 'hallucinated' then 1.0 else 0.0 end) filter (
-            where judgments.question = 'hallucinated' and judgments.output = 'pruned'
-        ) as hallucination_rate,
-        avg(case when judgments.label = 'hallucinated' then 1.0 else 0.0 end) filter (
-            where judgments.question = 'hallucinated' and judgments.output = 'source'
-        ) as source_hallucination_rate,
-        count(*) filter (where judgments.question = 'q2_omission_more') as n_omission,
-        sum(case when judgments.label = 'pruned' then 1.0 else 0.0 end) filter (
-            where judgments.question = 'q2_omission_more'
-        ) as n_omitting_more
-    from judgments
-    where judgments.status = 'ok'
-    group by all
-),
-
 judged_variants as (
+    -- pooled over judges and seeds
     select
-        variants.model,
-        variants.calibration,
-        variants.criterion,
-        variants.ratio,
-        judged.task,
-        avg(judged.hallucination_rate) as hallucination_rate,
-        avg(judged.source_hallucination_rate) as source_hallucination_rate,
-        sum(judged.n_omitting_more) / nullif(sum(judged.n_omission), 0) as omission_rate
-    from judged
-    inner join variants
-        on judged.variant_id = variants.variant_id
+        model,
+        calibration,
+        criterion,
+        ratio,
+        dataset as task,
+        avg(counted::double) filter (where question = 'hallucinated' and output = 'pruned') as hallucination_rate,
+        avg(counted::double) filter (where question = 'hallucinated' and output = 'source')
+            as source_hallucination_rate,
+        avg(counted::double) filter (where question = 'q2_omission_more') as omission_rate
+    from verdicts
+    where status = 'ok'
+        and calibration is not null
     group by all
 ),
 

@@ -397,3 +397,48 @@ comment on column domain_retention.ratio is 'fraction of routed experts removed 
 comment on column domain_retention.domain is 'task domain';
 comment on column domain_retention.retention is 'mean over the domain''s utility tasks of variant score / source score; 1 = source level';
 comment on column domain_retention.n_tasks is 'utility tasks averaged (those the source scores above 0)';
+
+-- Every verdict with its variant's calibration and seed, and whether a rate counts it.
+create view verdicts as
+with
+
+judgments as (
+    select * from judgments
+),
+
+variants as (
+    select * from variants
+),
+
+final as (
+    select
+        judgments.*,
+        variants.calibration,
+        variants.seed,
+        case when judgments.status = 'ok' then judgments.label in ('hallucinated', 'pruned') end as counted
+    from judgments
+    left join variants
+        on judgments.pruned_model = variants.variant_id
+)
+
+select * from final;
+comment on view verdicts is 'every row of judgments, with the judged variant''s calibration and seed and whether the judged rates count it; the rates of judge_rates, judge_trend, summary_collapse, calibration_comparison and reliability_frontier are means of `counted`';
+comment on column verdicts.judgment_set is 'judgments.judgment_set';
+comment on column verdicts.rater is 'judgments.rater';
+comment on column verdicts.rater_kind is 'judgments.rater_kind';
+comment on column verdicts.protocol is 'judgments.protocol';
+comment on column verdicts.question is 'judgments.question';
+comment on column verdicts.dataset is 'judgments.dataset';
+comment on column verdicts.document_id is 'judgments.document_id';
+comment on column verdicts.model is 'judgments.model';
+comment on column verdicts.pruned_model is 'judgments.pruned_model';
+comment on column verdicts.generator_model is 'judgments.generator_model';
+comment on column verdicts.criterion is 'judgments.criterion';
+comment on column verdicts.ratio is 'judgments.ratio';
+comment on column verdicts.output is 'judgments.output';
+comment on column verdicts.label is 'judgments.label';
+comment on column verdicts.status is 'judgments.status';
+comment on column verdicts.raw is 'judgments.raw';
+comment on column verdicts.calibration is 'calibration set of the judged variant; null when pruned_model names no variant in the store (imported verdicts)';
+comment on column verdicts.seed is 'calibration seed of the judged variant; null as for calibration';
+comment on column verdicts.counted is 'status ok: true when the verdict is hallucinated (absolute) or names the pruned summary (relative), false otherwise; null when missing or invalid';

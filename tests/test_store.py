@@ -244,6 +244,11 @@ EXPECTED_COLUMNS = {
                  "output judged_output, label judgment_label, status judgment_status, raw JSON",
     "domain_retention": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, domain domain, retention DOUBLE, n_tasks BIGINT",
+    "verdicts": "judgment_set VARCHAR, rater VARCHAR, rater_kind rater_kind, protocol protocol, "
+                "question judgment_question, dataset VARCHAR, document_id VARCHAR, model VARCHAR, "
+                "pruned_model VARCHAR, generator_model VARCHAR, criterion criterion, ratio DOUBLE, "
+                "output judged_output, label judgment_label, status judgment_status, raw JSON, "
+                "calibration VARCHAR, seed INTEGER, counted BOOLEAN",
     "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                       "ratio DOUBLE, task VARCHAR, domain domain, aspect aspect, kind task_kind, metric VARCHAR, "
                       "score DOUBLE, source_score DOUBLE, retention DOUBLE",
