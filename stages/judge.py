@@ -47,10 +47,12 @@ def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
     verdict is valid wherever the same prompt recurs); returns how many were new."""
     from expertlab.judges.cache import VerdictCache
 
+    if not judges or not below.is_dir():
+        return 0
     caches = {name: VerdictCache(cache_dir / f"{name}.jsonl") for name in judges}
     added = 0
     try:
-        for path in sorted(below.rglob(VERDICTS_FILE)) if below.is_dir() else []:
+        for path in sorted(below.rglob(VERDICTS_FILE)):
             for line in path.read_text().splitlines():
                 entry = json.loads(line)
                 cache = caches.get(entry["judge"])
