@@ -65,13 +65,6 @@ def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
     return added
 
 
-def _used_verdicts(cache_dir: Path, judge: str, keys: set[str]) -> list[dict[str, Any]]:
-    from expertlab.judges.cache import VerdictCache
-
-    with VerdictCache(cache_dir / f"{judge}.jsonl") as cache:
-        return [{"judge": judge, "key": key, "record": cache.get(key)} for key in sorted(keys) if key in cache]
-
-
 def run(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -128,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"judge: {variant['variant_id']} {group}: {name}: {tally.summary()}")
         failures += [f"{name}: {error}" for error in tally.failed]
         judgments += judge_rows
-        if tally.keys:
-            used += _used_verdicts(cache_dir, name, tally.keys)
+        used += [{"judge": name, "key": key, "record": tally.verdicts[key]} for key in sorted(tally.verdicts)]
     if failures:
         shown = "\n  ".join(failures[:10])
         raise RuntimeError(

@@ -114,6 +114,11 @@ class VerdictCache:
         self.stats.misses += 1
         return None
 
+    def stored(self, key: str) -> dict[str, Any] | None:
+        """The stored record whatever its status (no hit or miss counted), or None."""
+        record = self._records.get(key)
+        return dict(record) if record is not None else None
+
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         """Append one verdict and make it durable before returning."""
         if record.get("status") not in CACHED_STATUSES:

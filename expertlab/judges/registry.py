@@ -68,7 +68,7 @@ class Tally:
     failed: list[str] = field(default_factory=list)  # errors of prompts that got no verdict
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    keys: set[str] = field(default_factory=set)  # verdict-cache keys of the prompts asked
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache key -> record, of the prompts asked
 
     def summary(self) -> str:
         if self.computed:
@@ -229,7 +229,7 @@ class LLMJudge:
         asked, requests = self._plan(items, protocols)
         protocol_of = {entry.key: entry.protocol for entry in asked}
         validators = {"absolute": proto.validate_absolute, "relative": proto.validate_relative}
-        tally = Tally(questions=len(requests), keys=set(requests))
+        tally = Tally(questions=len(requests))
         outcomes: dict[str, Outcome[Any]] = {}
 
         def landed(outcome: Outcome[Any]) -> None:
@@ -263,6 +263,8 @@ class LLMJudge:
         finally:
             if cache is not None:
                 tally.cache_hits = sum(outcome.cached for outcome in outcomes.values())
+                stored = {key: cache.stored(key) for key in requests}
+                tally.verdicts = {key: record for key, record in stored.items() if record is not None}
                 cache.close()
         tally.invalid = sum(outcome.status == "invalid" for outcome in outcomes.values())
         tally.failed = [
