@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "observe": "stages.observe",
     "select": "stages.select",
     "prune": "stages.prune",
+    "quantize": "stages.quantize",
     "inspect": "stages.inspect",
     "generate": "stages.generate",
     "score": "stages.score",

@@ -27,20 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_params_argument(parser)
 
 
+def read_texts(path: str | Path) -> list[str]:
+    """The "text" of every line of a calibration JSONL file."""
+    from expertlab.io import read_jsonl
+
+    texts = []
+    for number, row in enumerate(read_jsonl(path), start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f'{path}:{number}: expected an object with a "text" string')
+        texts.append(row["text"])
+    return texts
+
+
 def run(args: argparse.Namespace) -> int:
     params = load_optional_params(args)
     batch_size = args.batch_size or (params.observe.batch_size if params else 16)
     max_length = args.max_length or (params.observe.max_length if params else 256)
     max_memory = args.max_memory or (params.observe.max_memory if params else None)
 
-    from expertlab.io import atomic_dir, read_jsonl, write_json
+    from expertlab.io import atomic_dir, write_json
 
-    rows = read_jsonl(args.data)
-    texts = []
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f'{args.data}:{number}: expected an object with a "text" string')
-        texts.append(row["text"])
+    texts = read_texts(args.data)
 
     from transformers import AutoTokenizer
 

@@ -215,6 +215,26 @@ def observe_batches(
     return observer.frame()
 
 
+def tokenized_batches(
+    tokenizer,  # noqa: ANN001
+    texts: Sequence[str],
+    batch_size: int,
+    max_length: int,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Calibration texts as (input_ids, attention_mask) batches of similar lengths (sorted, so little padding)."""
+    if not texts:
+        raise ValueError("calibration set is empty")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        chunk = [texts[i] for i in order[start : start + batch_size]]
+        encoded = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        batches.append((encoded["input_ids"], encoded["attention_mask"]))
+    return batches
+
+
 def observe(
     model: nn.Module,
     tokenizer,  # noqa: ANN001
@@ -226,17 +246,5 @@ def observe(
     """Tokenise the calibration texts (length-sorted batches) and observe them in one pass."""
     from tqdm.auto import tqdm
 
-    if not texts:
-        raise ValueError("calibration set is empty")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="observe", unit="batch", disable=not progress):
-            chunk = [texts[i] for i in order[start : start + batch_size]]
-            encoded = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-            yield encoded["input_ids"], encoded["attention_mask"]
-
-    return observe_batches(model, batches())
+    batches = tokenized_batches(tokenizer, texts, batch_size, max_length)
+    return observe_batches(model, tqdm(batches, desc="observe", unit="batch", disable=not progress))

@@ -1,0 +1,1 @@
+"""Weight-only post-training quantization of (pruned) checkpoints: GPTQ and round-to-nearest."""
