@@ -37,6 +37,15 @@ def _known(registry: Registry, names: list[str]) -> list[str]:
     return names
 
 
+class QuantizeGrid(Strict):
+    """Which pruned variants are quantized as well: for every (model, calibration, seed), each of these
+    criteria x ratios under each scheme (the study's Table 2 quantizes EASY-EP at 50% with 4-bit GPTQ)."""
+
+    schemes: list[str] = []  # names under `quantization`; empty: nothing is quantized
+    criteria: list[str] = []
+    ratios: list[float] = []
+
+
 class Study(Strict):
     """The grid: every combination is one variant."""
 
@@ -47,6 +56,7 @@ class Study(Strict):
     ratios: list[float] = Field(min_length=1)
     # Task groups: one generate and one score stage instance per (variant, group).
     tasks: dict[str, list[str]] = Field(min_length=1)
+    quantize: QuantizeGrid  # required: dvc.yaml interpolates its lists
 
     @field_validator("criteria")
     @classmethod
@@ -286,6 +296,28 @@ class Judge(Strict):
         return value
 
 
+class QuantizationSpec(Strict):
+    """One weight-only quantization scheme (expertlab.quantize): W4A16 GPTQ by default, as in the study."""
+
+    method: Literal["gptq", "rtn"] = "gptq"  # rtn: round to nearest, no error compensation
+    bits: int = Field(default=4, ge=2, le=8)
+    group_size: int | None = Field(default=128, ge=1)  # input columns sharing a scale; null: one per row
+    symmetric: bool = True
+    damp: float = Field(default=0.01, ge=0)  # GPTQ: fraction of the mean Hessian diagonal added to it
+    block_size: int = Field(default=128, ge=1)  # GPTQ: columns whose compensation is applied together
+    ignore: list[str] = []  # regular expressions matched in full against module names: kept in full precision
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"{pattern!r} is not a regular expression: {err}") from None
+        return value
+
+
 class Frontier(Strict):
     """queries/reliability_frontier.sql: how much utility and reliability a pruned variant may lose."""
 
@@ -320,6 +352,7 @@ class Params(Strict):
     score: Score
     judges: dict[str, JudgeSpec]  # judge name -> backend and endpoint (may be empty)
     judge: Judge
+    quantization: dict[str, QuantizationSpec]  # scheme name -> how (may be empty)
     report: Report
     toy: Toy
 
@@ -347,7 +380,29 @@ class Params(Strict):
                     resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
                 except ValueError as err:
                     raise ValueError(f"study.ratios: model {name!r}: {err}") from None
+        self._quantize_grid()
         return self
+
+    def _quantize_grid(self) -> None:
+        grid = self.study.quantize
+        for name in self.quantization:
+            if not _GROUP_NAME.fullmatch(name):
+                raise ValueError(f"quantization: scheme {name!r}: use letters, digits, '_' and '-' (it names directories)")
+        for field, chosen, allowed in (
+            ("schemes", grid.schemes, list(self.quantization)),
+            ("criteria", grid.criteria, self.study.criteria),
+            ("ratios", grid.ratios, self.study.ratios),
+        ):
+            if len(set(chosen)) != len(chosen):
+                raise ValueError(f"study.quantize.{field}: repeated entries {chosen}")
+            for value in chosen:
+                if value not in allowed:
+                    where = "quantization" if field == "schemes" else f"study.{field}"
+                    raise ValueError(
+                        f"study.quantize.{field}: {value!r} is not in {where} ({', '.join(map(str, allowed)) or 'none'})"
+                    )
+        if grid.schemes and not (grid.criteria and grid.ratios):
+            raise ValueError("study.quantize: schemes are given but no criteria or ratios to quantize")
 
     def expert_counts(self, model: str) -> tuple[int, int]:
         """(experts per layer, top-k) of a model, from the toy config or its config.json."""

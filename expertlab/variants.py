@@ -4,9 +4,16 @@ from __future__ import annotations
 
 
 def variant_id(
-    model: str, calibration: str | None, seed: int | None, criterion: str | None, ratio: float | None
+    model: str,
+    calibration: str | None,
+    seed: int | None,
+    criterion: str | None,
+    ratio: float | None,
+    quantization: str | None = None,
 ) -> str:
-    """`model:source` for the source model, `model:calibration:seed:criterion:ratio` for a pruned variant."""
+    """`model:source` for the source model, `model:calibration:seed:criterion:ratio` for a pruned variant,
+    and `model:calibration:seed:criterion:ratio:scheme` for a pruned variant quantized by a scheme."""
     if criterion is None:
         return f"{model}:source"
-    return f"{model}:{calibration}:{seed}:{criterion}:{float(ratio)}"  # type: ignore[arg-type]
+    pruned = f"{model}:{calibration}:{seed}:{criterion}:{float(ratio)}"  # type: ignore[arg-type]
+    return pruned if quantization is None else f"{pruned}:{quantization}"

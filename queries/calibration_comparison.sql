@@ -1,11 +1,13 @@
 -- table: calibration_comparison
--- The shape of the study's Table 2: for each model x criterion x ratio pruned under more than one
+-- The calibration rows of the study's Table 2 (its quantized row: quantization_comparison): for each model x criterion x ratio pruned under more than one
 -- calibration set, every calibration's utility and judged reliability side by side, mean and sd over
 -- seeds. Utility measures are the mean primary scores (not retention) of the biomedical generation,
 -- biomedical classification and general-domain utility tasks; reliability measures are the judged
 -- rates per task and question (pooled over judges). `best` marks, per measure, the calibration with the
 -- better mean (higher utility, alignment; lower hallucination, omission, repetition). Configurations
--- pruned under one calibration only are left out.
+-- pruned under one calibration only are left out, and so are quantized variants. Measures: the
+-- variant_measures view.
+-- wide: model, criterion, ratio, calibration | measure | value_mean, value_sd, best
 -- column: model: base model the variants were pruned from
 -- column: criterion: saliency criterion
 -- column: ratio: fraction of routed experts removed per MoE layer
@@ -18,48 +20,9 @@
 
 with
 
-primary_scores as (
-    select * from primary_scores
-),
-
-verdicts as (
-    select * from verdicts
-),
-
-utility as (
-    select
-        model,
-        criterion,
-        ratio,
-        calibration,
-        seed,
-        'utility:' || domain || ':' || kind as measure,
-        avg(score) as value
-    from primary_scores
-    where aspect = 'utility'
-    group by all
-),
-
-judged as (
-    select
-        model,
-        criterion,
-        ratio,
-        calibration,
-        seed,
-        'judged:' || dataset || ':' || question as measure,
-        avg(counted::double) as value
-    from verdicts
-    where status = 'ok'
-        and output in ('pruned', 'pair')
-        and calibration is not null
-    group by all
-),
-
-per_seed as (
-    select * from utility
-    union all
-    select * from judged
+variant_measures as (
+    select * from variant_measures
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 per_calibration as (
@@ -71,19 +34,21 @@ per_calibration as (
         calibration,
         count(*) as n_seeds,
         avg(value) as value_mean,
-        stddev_samp(value) as value_sd
-    from per_seed
-    group by all
+        stddev_samp(value) as value_sd,
+        any_value(higher_is_better) as higher_is_better
+    from variant_measures
+    group by
+        model,
+        criterion,
+        ratio,
+        measure,
+        calibration
 ),
 
 oriented as (
     select
         *,
-        -- higher is better for utility and alignment, lower for the other judged rates
-        case
-            when measure like 'utility:%' or measure like '%:q4_alignment_more' then value_mean
-            else -value_mean
-        end as goodness
+        case when higher_is_better then value_mean else -value_mean end as goodness
     from per_calibration
 ),
 

@@ -21,6 +21,7 @@ expert_masks as (
 
 variants as (
     select * from variants
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 kept as (

@@ -14,6 +14,7 @@ with
 
 domain_retention as (
     select * from domain_retention
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 criterion_retention as (

@@ -16,6 +16,7 @@ with
 
 domain_retention as (
     select * from domain_retention
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 variant_retention as (

@@ -22,6 +22,7 @@ with
 
 verdicts as (
     select * from verdicts
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 judged as (

@@ -21,6 +21,7 @@ with
 
 verdicts as (
     select * from verdicts
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 labelled as (

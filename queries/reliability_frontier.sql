@@ -24,10 +24,12 @@ with
 
 domain_retention as (
     select * from domain_retention
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 primary_scores as (
     select * from primary_scores
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 tasks as (
@@ -36,6 +38,7 @@ tasks as (
 
 verdicts as (
     select * from verdicts
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 settings as (

@@ -28,6 +28,7 @@ tasks as (
 
 variants as (
     select * from variants
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 reliability as (

@@ -35,10 +35,12 @@ tasks as (
 
 variants as (
     select * from variants
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 verdicts as (
     select * from verdicts
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 scores as (

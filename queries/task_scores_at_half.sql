@@ -17,6 +17,7 @@ with
 
 primary_scores as (
     select * from primary_scores
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 at_half as (

@@ -15,6 +15,7 @@ with
 
 primary_scores as (
     select * from primary_scores
+    where quantization is null  -- quantized variants: quantization_comparison
 ),
 
 utility_scores as (

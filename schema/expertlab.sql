@@ -149,10 +149,11 @@ create table variants (
     ratio double,
     kept_per_layer integer,
     top_k integer,
-    origin varchar not null
+    origin varchar not null,
+    quantization varchar
 );
 comment on table variants is 'models as evaluated: each source (unpruned) model and every pruned variant named by a selection, score or generation artifact';
-comment on column variants.variant_id is 'model:source, or model:calibration:seed:criterion:ratio with the ratio as Python writes a float';
+comment on column variants.variant_id is 'model:source, model:calibration:seed:criterion:ratio with the ratio as Python writes a float, or the same followed by :scheme for a quantized variant';
 comment on column variants.is_source is 'true for the unpruned source model';
 comment on column variants.model is 'base model name';
 comment on column variants.calibration is 'calibration set the experts were selected on; null for the source';
@@ -162,6 +163,7 @@ comment on column variants.ratio is 'fraction of routed experts removed per MoE 
 comment on column variants.kept_per_layer is 'routed experts kept per MoE layer, round((1 - ratio) * num_experts); null for the source';
 comment on column variants.top_k is 'experts each token is routed to (lower than the source''s only when top-k reduction was allowed); null when no artifact recorded it';
 comment on column variants.origin is 'who chose the kept experts: expertlab (the select stage; also the source models) or imported (`expertlab import-masks`, e.g. the study''s released masks)';
+comment on column variants.quantization is 'the quantization scheme (a name under `quantization` in params) applied to the pruned checkpoint; null for unquantized variants and the source';
 
 create table expert_masks (
     variant_id varchar not null,
@@ -311,6 +313,7 @@ final as (
         variants.seed,
         variants.criterion,
         variants.ratio,
+        variants.quantization,
         tasks.task,
         tasks.domain,
         tasks.aspect,
@@ -339,6 +342,7 @@ comment on column primary_scores.calibration is 'calibration set name';
 comment on column primary_scores.seed is 'calibration seed';
 comment on column primary_scores.criterion is 'saliency criterion';
 comment on column primary_scores.ratio is 'fraction of routed experts removed per MoE layer';
+comment on column primary_scores.quantization is 'quantization scheme of the variant; null when unquantized (tables over the pruning grid keep only those)';
 comment on column primary_scores.task is 'evaluation task';
 comment on column primary_scores.domain is 'task domain';
 comment on column primary_scores.aspect is 'task aspect (utility, reliability)';
@@ -372,6 +376,7 @@ final as (
         seed,
         criterion,
         ratio,
+        quantization,
         domain,
         avg(retention) as retention,
         count(*) as n_tasks
@@ -383,6 +388,7 @@ final as (
         seed,
         criterion,
         ratio,
+        quantization,
         domain
 )
 
@@ -394,6 +400,7 @@ comment on column domain_retention.calibration is 'calibration set name';
 comment on column domain_retention.seed is 'calibration seed';
 comment on column domain_retention.criterion is 'saliency criterion';
 comment on column domain_retention.ratio is 'fraction of routed experts removed per MoE layer';
+comment on column domain_retention.quantization is 'quantization scheme of the variant; null when unquantized';
 comment on column domain_retention.domain is 'task domain';
 comment on column domain_retention.retention is 'mean over the domain''s utility tasks of variant score / source score; 1 = source level';
 comment on column domain_retention.n_tasks is 'utility tasks averaged (those the source scores above 0)';
@@ -415,6 +422,7 @@ final as (
         judgments.*,
         variants.calibration,
         variants.seed,
+        variants.quantization,
         case when judgments.status = 'ok' then judgments.label in ('hallucinated', 'pruned') end as counted
     from judgments
     left join variants
@@ -441,4 +449,76 @@ comment on column verdicts.status is 'judgments.status';
 comment on column verdicts.raw is 'judgments.raw';
 comment on column verdicts.calibration is 'calibration set of the judged variant; null when pruned_model names no variant in the store (imported verdicts)';
 comment on column verdicts.seed is 'calibration seed of the judged variant; null as for calibration';
+comment on column verdicts.quantization is 'quantization scheme of the judged variant; null when unquantized or not a variant in the store';
 comment on column verdicts.counted is 'status ok: true when the verdict is hallucinated (absolute) or names the pruned summary (relative), false otherwise; null when missing or invalid';
+
+-- Each variant's comparable measures, one row per (variant, measure): the rows of the study's Table 2.
+create view variant_measures as
+with
+
+primary_scores as (
+    select * from primary_scores
+),
+
+verdicts as (
+    select * from verdicts
+),
+
+utility as (
+    select
+        variant_id,
+        model,
+        calibration,
+        seed,
+        criterion,
+        ratio,
+        quantization,
+        'utility:' || domain || ':' || kind as measure,
+        avg(score) as value
+    from primary_scores
+    where aspect = 'utility'
+    group by all
+),
+
+judged as (
+    select
+        pruned_model as variant_id,
+        model,
+        calibration,
+        seed,
+        criterion,
+        ratio,
+        quantization,
+        'judged:' || dataset || ':' || question as measure,
+        avg(counted::double) as value
+    from verdicts
+    where status = 'ok'
+        and output in ('pruned', 'pair')
+        and calibration is not null
+    group by all
+),
+
+final as (
+    select
+        *,
+        -- higher is better for utility and alignment, lower for the other judged rates
+        measure like 'utility:%' or measure like '%:q4_alignment_more' as higher_is_better
+    from (
+        select * from utility
+        union all
+        select * from judged
+    )
+)
+
+select * from final;
+comment on view variant_measures is 'each pruned variant''s utility per domain and task kind (mean primary score) and judged rate per task and question (pooled over judges): what calibration_comparison and quantization_comparison compare';
+comment on column variant_measures.variant_id is 'pruned variant (see variants)';
+comment on column variant_measures.model is 'base model name';
+comment on column variant_measures.calibration is 'calibration set name';
+comment on column variant_measures.seed is 'calibration seed';
+comment on column variant_measures.criterion is 'saliency criterion';
+comment on column variant_measures.ratio is 'fraction of routed experts removed per MoE layer';
+comment on column variant_measures.quantization is 'quantization scheme; null when unquantized';
+comment on column variant_measures.measure is 'utility:<domain>:<kind> (mean primary score of the utility tasks), or judged:<task>:<question> (share of the variant''s verdicts counted, see verdicts)';
+comment on column variant_measures.value is 'the measure''s value for the variant';
+comment on column variant_measures.higher_is_better is 'true for utility and relative alignment, false for the other judged rates';

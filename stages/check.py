@@ -18,9 +18,12 @@ def run(args: argparse.Namespace) -> int:
     study = params.study
     observations = len(study.models) * len(study.calibrations) * len(study.seeds)
     variants = observations * len(study.criteria) * len(study.ratios)
+    grid = study.quantize
+    quantized = observations * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
     print(
         f"{args.params}: ok — {len(study.models)} model(s), {len(study.calibrations)} calibration set(s), "
         f"{len(study.seeds)} seed(s), {len(study.criteria)} criteria, {len(study.ratios)} ratio(s), "
         f"{len(study.task_names)} task(s) in {len(study.tasks)} group(s): {observations} observation(s), {variants} pruned variant(s)"
+        + (f", {quantized} of them also quantized ({', '.join(grid.schemes)})" if quantized else "")
     )
     return 0

@@ -31,12 +31,13 @@ def variant_record(
     ratio: float | None = None,
     kept_per_layer: int | None = None,
     top_k: int | None = None,
+    quantization: str | None = None,
 ) -> dict[str, Any]:
-    """The identity of a model as evaluated: the source model, or one pruned variant of it."""
+    """The identity of a model as evaluated: the source model, or one pruned (and maybe quantized) variant of it."""
     from expertlab.variants import variant_id
 
-    return {
-        "variant_id": variant_id(model, calibration, seed, criterion, ratio),
+    record = {
+        "variant_id": variant_id(model, calibration, seed, criterion, ratio, quantization),
         "model": model,
         "calibration": calibration,
         "seed": seed,
@@ -45,3 +46,6 @@ def variant_record(
         "kept_per_layer": kept_per_layer,
         "top_k": top_k,
     }
+    if quantization is not None:  # unquantized records keep the fields they always had
+        record["quantization"] = quantization
+    return record

@@ -84,6 +84,7 @@ def test_bad_params_fail_with_key_path(path, value, expected):
 
 def test_top_k_reduction_is_allowed_explicitly():
     data = with_change("study.ratios", [0.95])
+    data["study"]["quantize"]["ratios"] = [0.95]
     data["select"] = {"allow_top_k_reduction": True}
     assert parse_params(data).study.ratios == [0.95]
 
@@ -164,3 +165,31 @@ def test_llm_judges_read_their_key_from_a_provider_variable_unless_told_otherwis
     assert params.judges["claude"].api_key_env == "ANTHROPIC_API_KEY"
     assert params.judges["gemini"].api_key_env == "GEMINI_API_KEY"
     assert params.judges["local"].api_key_env is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("study.quantize.schemes", ["gptq-w3"], "study.quantize.schemes: 'gptq-w3' is not in quantization (gptq-w4a16)"),
+        ("study.quantize.criteria", ["af"], "study.quantize.criteria: 'af' is not in study.criteria"),
+        ("study.quantize.ratios", [0.3], "study.quantize.ratios: 0.3 is not in study.ratios (0.25, 0.5, 0.75)"),
+        ("study.quantize.ratios", [], "schemes are given but no criteria or ratios to quantize"),
+        ("study.quantize.schemes", ["gptq-w4a16", "gptq-w4a16"], "study.quantize.schemes: repeated entries"),
+        ("quantization.gptq-w4a16.bits", 1, "quantization.gptq-w4a16.bits: Input should be greater than or equal to 2"),
+        ("quantization.gptq-w4a16.method", "awq", "quantization.gptq-w4a16.method: Input should be 'gptq' or 'rtn'"),
+        ("quantization.gptq-w4a16.ignore", ["(unclosed"], "'(unclosed' is not a regular expression"),
+        ("quantization.gptq-w4a16.groupsize", 64, "quantization.gptq-w4a16.groupsize: unknown key"),
+        ("quantization.w4:a16", {}, "scheme 'w4:a16': use letters, digits"),
+    ],
+)
+def test_bad_quantization_params_fail_with_key_path(path, value, expected):  # noqa: ANN001
+    assert expected in error_of(with_change(path, value))
+
+
+def test_the_quantize_grid_is_required_because_dvc_yaml_reads_it():
+    data = copy.deepcopy(DEFAULT)
+    del data["study"]["quantize"]
+    assert "study.quantize: Field required" in error_of(data)
+    data = copy.deepcopy(DEFAULT)
+    data["study"]["quantize"] = {"schemes": [], "criteria": [], "ratios": []}
+    assert parse_params(data).study.quantize.schemes == []  # nothing quantized

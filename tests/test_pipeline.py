@@ -6,6 +6,7 @@ installed `expertlab` from this checkout. The steps depend on each other and run
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ MICRO = {
         "criteria": ["random", "reap"],
         "ratios": [0.5],
         "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "trial_summary"]},
+        "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
     "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 8}},
@@ -42,6 +44,7 @@ MICRO = {
     "score": {},
     "judges": {"grounding": {"backend": "grounding"}},
     "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
+    "quantization": {"w4g16": {"method": "gptq", "bits": 4, "group_size": 16}},
     "report": {"print": ["headline", "findings"], "frontier": {"utility": 0.9, "delta": 0.05}},
     "toy": {
         "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
@@ -107,24 +110,35 @@ def first_run(repo: Path) -> str:
 
 def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     variants = [f"toy-biomed-0-{c}-0.5" for c in ("random", "reap")]
+    quantized = "toy-biomed-0-reap-0.5-w4g16"
     expected = {"prepare", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
     expected |= {"generate_source@toy-toy", "score_source@toy-toy", "ingest", "report"}
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
+    expected |= {f"quantize@{quantized}"} | {f"{stage}_quantized@{quantized}-toy" for stage in ("generate", "score", "judge")}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
-    assert con.execute("select count(*) from variants").fetchone() == (3,)
+    assert con.execute("select variant_id, quantization from variants where quantization is not null").fetchall() == [
+        ("toy:biomed:0:reap:0.5:w4g16", "w4g16")
+    ]
+    assert con.execute("select count(*) from variants").fetchone() == (4,)
     # 2 MoE layers x 8 experts, one observation
     assert con.execute("select count(*) from expert_stats").fetchone() == (16,)
-    # every sample of every task scored for every variant: 3 variants x (3 + 3 + 3 + 3) samples
-    assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (36,)
-    # the grounding judge on 3 summaries of 2 pruned variants: absolute on the pruned and the source
-    # outputs, and the four relative answers
+    # every sample of every task scored for every variant: 4 variants x (3 + 3 + 3 + 3) samples
+    assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (48,)
+    # the grounding judge on 3 summaries of 3 pruned variants (one quantized): absolute on the pruned
+    # and the source outputs, and the four relative answers
     judged = con.execute(
         "select protocol, output, count(*), count(distinct pruned_model) from judgments "
         "where rater = 'grounding' and status = 'ok' and dataset = 'trial_summary' group by all order by all"
     ).fetchall()
-    assert judged == [("absolute", "pruned", 6, 2), ("absolute", "source", 6, 2), ("relative", "pair", 24, 2)]
+    assert judged == [("absolute", "pruned", 9, 3), ("absolute", "source", 9, 3), ("relative", "pair", 36, 3)]
+    # the quantized variant is compared with its unquantized self, and left out of the pruning-grid tables
+    compared = con.execute(
+        "select distinct quantization from read_csv_auto(?) order by all", [str(repo / "report" / "quantization_comparison.csv")]
+    ).fetchall()
+    assert compared == [("none",), ("w4g16",)]
+    assert "w4g16" not in (repo / "report" / "judge_rates.csv").read_text()
     kept = con.execute("select count(*) from expert_masks where kept").fetchone()[0]
     assert kept == 2 * 2 * 4  # two masks x two layers x four kept experts
     for name in ("utility_retention", "task_scores_at_half", "headline", "findings", "judge_rates"):
@@ -167,7 +181,7 @@ def test_adding_a_ratio_runs_only_what_it_touches(repo: Path, first_run: str):
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in new}
     assert ran(output) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
-    assert con.execute("select count(*) from variants").fetchone() == (5,)
+    assert con.execute("select count(*) from variants").fetchone() == (6,)
     commit(repo, "add ratio 0.25")
 
 
@@ -177,11 +191,26 @@ def test_a_judge_change_reruns_only_judging(repo: Path, first_run: str):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = sh("dvc", "repro", cwd=repo)
     variants = [f"toy-biomed-0-{c}-{r}" for c in ("random", "reap") for r in ("0.5", "0.25")]
-    assert ran(output) == {f"judge@{v}-toy" for v in variants} | {"ingest", "report"}
+    judged = {f"judge@{v}-toy" for v in variants} | {"judge_quantized@toy-biomed-0-reap-0.5-w4g16-toy"}
+    assert ran(output) == judged | {"ingest", "report"}
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select distinct protocol from judgments").fetchall() == [("absolute",)]
     con.close()
     commit(repo, "absolute judgments only")
+
+
+def test_a_quantization_change_reruns_only_the_quantized_variant(repo: Path, first_run: str):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["quantization"]["w4g16"]["method"] = "rtn"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = sh("dvc", "repro", cwd=repo)
+    quantized = "toy-biomed-0-reap-0.5-w4g16"
+    stages = {f"quantize@{quantized}"} | {f"{s}_quantized@{quantized}-toy" for s in ("generate", "score", "judge")}
+    # a stage whose inputs come out identical is not re-run: the micro model's outputs may not move
+    assert f"quantize@{quantized}" in ran(output) and ran(output) <= stages | {"ingest", "report"}
+    record = json.loads((repo / "checkpoints/toy/biomed/0/reap/0.5-w4g16/expertlab_quantization.json").read_text())
+    assert record["spec"]["method"] == "rtn"
+    commit(repo, "round-to-nearest quantization")
 
 
 def test_imported_masks_rerun_only_ingest_and_report(repo: Path, first_run: str):
@@ -191,7 +220,7 @@ def test_imported_masks_rerun_only_ingest_and_report(repo: Path, first_run: str)
     assert ran(output) == {"ingest", "report"}
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     origins = dict(con.execute("select origin, count(*) from variants group by origin").fetchall())
-    assert origins == {"imported": 1, "expertlab": 5}
+    assert origins == {"imported": 1, "expertlab": 6}
     con.close()
     commit(repo, "import a released mask")
 

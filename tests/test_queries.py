@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_store import run_stage, seed_study, variant, write_judgments, write_scores
+from test_store import UTILITY, run_stage, seed_study, variant, write_judgments, write_scores
 
 from expertlab.report import read_query, read_queries, run_queries, write_report
 from expertlab.store import ingest
@@ -15,8 +15,34 @@ QUERIES = REPO / "queries"
 QUERY_FILES = sorted(QUERIES.glob("*.sql"))
 
 
-def seed_judged_study(root: Path) -> list[Path]:
-    """The seeded study plus two LLM judges' absolute verdicts on reap's outputs at 0.25 and 0.5."""
+def seed_quantized(root: Path) -> list[Path]:
+    """reap at 0.5 quantized by a scheme "w4" on both seeds, each primary score 0.1 below the unquantized
+    variant's (seed_study), and judge j's absolute verdicts on seed 0's quantized summaries (3 of 4 hallucinated;
+    1 of 4 unquantized ones in seed_judged_study)."""
+    for seed in (0, 1):
+        record = variant("toy", "biomed", seed, "reap", 0.5, kept_per_layer=2, quantization="w4")
+        values = {}
+        for task, metric in UTILITY.items():
+            score = 0.8 * 0.5 + 0.02 * seed - (0.1 if task.startswith("general") else 0.0) - 0.1
+            values[(task, metric)] = [score - 0.05, score + 0.05]
+        values[("trial_summary", "rouge_l")] = [0.3, 0.3]
+        write_scores(root, record, values)
+    return [write_judgments(root, "toy-quantized", judged_seed_zero("toy:biomed:0:reap:0.5:w4", 3))]
+
+
+def judged_seed_zero(pruned_model: str, hallucinated: int) -> list[dict]:
+    """One judge's absolute verdicts on 4 trial summaries of a variant, the first `hallucinated` of them hallucinated."""
+    return [
+        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": 0.5,
+         "dataset": "trial_summary", "pruned_model": pruned_model,
+         "label": "hallucinated" if doc < hallucinated else "faithful"}
+        for doc in range(4)
+    ]  # fmt: skip
+
+
+def seed_judged_study(root: Path, quantized: bool = True) -> list[Path]:
+    """The seeded study plus two LLM judges' absolute verdicts on reap's outputs at 0.25 and 0.5 (and
+    with `quantized`, the quantized variants of seed_quantized)."""
     rows = [
         {
             "rater": rater,
@@ -33,7 +59,9 @@ def seed_judged_study(root: Path) -> list[Path]:
     # one configuration also pruned under a second calibration set, for calibration_comparison
     dual = variant("toy", "dual", 0, "reap", 0.5, kept_per_layer=2)
     write_scores(root, dual, {("bio_qa", "token_f1"): [0.5], ("general_arith", "exact_match"): [0.4]})
-    return [*seed_study(root), write_judgments(root, "toy-absolute", rows)]
+    unquantized = judged_seed_zero("toy:biomed:0:reap:0.5", 1)
+    paths = [*seed_study(root), write_judgments(root, "toy-absolute", rows), write_judgments(root, "toy-j", unquantized)]
+    return paths + seed_quantized(root) if quantized else paths
 
 
 @pytest.fixture(scope="module")
@@ -473,3 +501,60 @@ def test_calibration_comparison_by_hand(tmp_path: Path) -> None:
     assert table[("utility:general:generation", "dual")]["best"] is True
     judged = ("judged:trial_summary:hallucinated", "biomed"), ("judged:trial_summary:hallucinated", "dual")
     assert [(table[key]["value_mean"], table[key]["best"]) for key in judged] == [(0.5, False), (0.0, True)]
+
+
+def test_quantized_variants_change_no_table_of_the_pruning_grid(tmp_path: Path, study_store: Path) -> None:
+    """A quantized variant is not one more seed of its (criterion, ratio): every table but the quantized
+    comparison is the same with and without the quantized variants. The judge agreement tables compare
+    raters on whatever outputs they judged, quantized ones included, so they are left out."""
+    without = tmp_path / "without.duckdb"
+    ingest(without, seed_judged_study(tmp_path / "run", quantized=False))
+    kept_apart = {"quantization_comparison", "judge_agreement", "judge_fleiss"}
+    with_quantized = {query.table: table.records() for query, table in run_queries(study_store, QUERIES)}
+    for query, table in run_queries(without, QUERIES):
+        if query.table not in kept_apart:
+            assert table.records() == with_quantized[query.table], query.table
+    assert not [row for row in _table(without, "quantization_comparison")]
+
+
+def test_quantization_comparison_by_hand(study_store: Path) -> None:
+    """seed_study's reap at 0.5 scores bio_qa 0.4 (seed 0) and 0.42 (seed 1) as mean primary scores, its
+    quantized variants 0.1 less: means 0.41 vs 0.31, change -0.1, the unquantized best. The judge calls 1
+    of 4 unquantized and 3 of 4 quantized seed-0 summaries hallucinated: 0.25 vs 0.75, change +0.5 (over
+    the one seed both have), lower is better."""
+    table = {(row["measure"], row["quantization"]): row for row in _table(study_store, "quantization_comparison")}
+    assert {(row["model"], row["calibration"], row["criterion"], row["ratio"]) for row in table.values()} == {
+        ("toy", "biomed", "reap", 0.5)
+    }
+    none, w4 = table[("utility:biomedical:generation", "none")], table[("utility:biomedical:generation", "w4")]
+    assert (none["n_seeds"], none["value_mean"], none["change"], none["best"]) == (2, pytest.approx(0.41), 0, True)
+    assert (w4["n_seeds"], w4["value_mean"], w4["change"], w4["best"]) == (2, pytest.approx(0.31), pytest.approx(-0.1), False)
+    assert w4["value_sd"] == pytest.approx(none["value_sd"]) == pytest.approx(0.02 / 2**0.5)
+    judged_none = table[("judged:trial_summary:hallucinated", "none")]
+    judged_w4 = table[("judged:trial_summary:hallucinated", "w4")]
+    assert (judged_none["n_seeds"], judged_none["value_mean"], judged_none["best"]) == (1, 0.25, True)
+    assert (judged_w4["value_mean"], judged_w4["change"], judged_w4["best"]) == (0.75, 0.5, False)
+
+
+def test_table_2_comparisons_are_also_shown_wide(tmp_path: Path, study_store: Path) -> None:
+    """`-- wide:` pivots a long table as the paper prints Table 2: one row per configuration, one column per
+    measure, `mean ± sd` with the better one bold (values as in test_quantization_comparison_by_hand)."""
+    write_report(study_store, QUERIES, tmp_path / "report")
+    page = (tmp_path / "report" / "quantization_comparison.md").read_text()
+    wide = page.split("## Wide: one column per measure")[1]
+    header, _, *rows = [line for line in wide.splitlines() if line.startswith("|")]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[:5] == ["model", "calibration", "criterion", "ratio", "quantization"]
+    table = {row.split("|")[5].strip(): dict(zip(columns, (c.strip() for c in row.strip("|").split("|")))) for row in rows}
+    assert set(table) == {"none", "w4"}
+    assert table["none"]["utility:biomedical:generation"] == "**0.410 ± 0.014**"
+    assert table["w4"]["utility:biomedical:generation"] == "0.310 ± 0.014"
+    assert table["w4"]["judged:trial_summary:hallucinated"] == "0.750"  # one seed: no sd
+    assert "<b>0.410 ± 0.014</b>" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_a_wide_declaration_must_name_documented_columns(tmp_path: Path) -> None:
+    (tmp_path / "t.sql").write_text("-- table: t\n-- wide: a | b | value, spread\n-- column: a: x\n-- column: b: y\n"
+                                    "-- column: value: z\nselect 1 as a, 2 as b, 3 as value\n")
+    with pytest.raises(ValueError, match=r"t.sql: '-- wide:' names undocumented column\(s\) spread"):
+        read_query(tmp_path / "t.sql")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -31,9 +32,10 @@ def _meta(directory: Path, meta: dict[str, Any]) -> None:
 
 
 def variant(model: str, calibration: str | None = None, seed: int | None = None, criterion: str | None = None,
-            ratio: float | None = None, kept_per_layer: int | None = None, top_k: int = 2) -> dict[str, Any]:
-    return {
-        "variant_id": variant_id(model, calibration, seed, criterion, ratio),
+            ratio: float | None = None, kept_per_layer: int | None = None, top_k: int = 2,
+            quantization: str | None = None) -> dict[str, Any]:
+    record = {
+        "variant_id": variant_id(model, calibration, seed, criterion, ratio, quantization),
         "model": model,
         "calibration": calibration,
         "seed": seed,
@@ -42,12 +44,14 @@ def variant(model: str, calibration: str | None = None, seed: int | None = None,
         "kept_per_layer": kept_per_layer,
         "top_k": top_k,
     }
+    return record if quantization is None else record | {"quantization": quantization}
 
 
 def variant_path(record: dict[str, Any]) -> Path:
     if record["criterion"] is None:
         return Path(record["model"], "source")
-    return Path(record["model"], record["calibration"], str(record["seed"]), record["criterion"], str(record["ratio"]))
+    ratio = str(record["ratio"]) + (f"-{record['quantization']}" if record.get("quantization") else "")
+    return Path(record["model"], record["calibration"], str(record["seed"]), record["criterion"], ratio)
 
 
 def write_observation(root: Path, model: str, calibration: str, seed: int, layers: tuple[int, ...] = (1, 3),
@@ -145,7 +149,7 @@ def write_judgments(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     full = []
     for row in rows:
         row = defaults | row
-        pruned_model = f"toy-biomed-{row['criterion']}-0-{row['ratio']}"
+        pruned_model = row.pop("pruned_model", f"toy-biomed-{row['criterion']}-0-{row['ratio']}")
         output = row.pop("output", "pair" if row["protocol"] == "relative" else "pruned")
         status = "ok" if row["label"] is not None else "missing"
         full.append({"pruned_model": pruned_model, "output": output, "status": status, "raw": json.dumps(row["label"])}
@@ -232,7 +236,8 @@ EXPECTED_COLUMNS = {
     "expert_scores": "model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, layer INTEGER, "
                      "expert INTEGER, score DOUBLE, rank INTEGER",
     "variants": "variant_id VARCHAR, is_source BOOLEAN, model VARCHAR, calibration VARCHAR, seed INTEGER, "
-                "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER, origin VARCHAR",
+                "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER, origin VARCHAR, "
+                "quantization VARCHAR",
     "expert_masks": "variant_id VARCHAR, layer INTEGER, expert INTEGER, kept BOOLEAN",
     "sample_scores": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, metric VARCHAR, value DOUBLE",
     "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE, n BIGINT, level metric_level",
@@ -243,15 +248,17 @@ EXPECTED_COLUMNS = {
                  "pruned_model VARCHAR, generator_model VARCHAR, criterion criterion, ratio DOUBLE, "
                  "output judged_output, label judgment_label, status judgment_status, raw JSON",
     "domain_retention": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
-                        "ratio DOUBLE, domain domain, retention DOUBLE, n_tasks BIGINT",
+                        "ratio DOUBLE, quantization VARCHAR, domain domain, retention DOUBLE, n_tasks BIGINT",
     "verdicts": "judgment_set VARCHAR, rater VARCHAR, rater_kind rater_kind, protocol protocol, "
                 "question judgment_question, dataset VARCHAR, document_id VARCHAR, model VARCHAR, "
                 "pruned_model VARCHAR, generator_model VARCHAR, criterion criterion, ratio DOUBLE, "
                 "output judged_output, label judgment_label, status judgment_status, raw JSON, "
-                "calibration VARCHAR, seed INTEGER, counted BOOLEAN",
+                "calibration VARCHAR, seed INTEGER, quantization VARCHAR, counted BOOLEAN",
     "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
-                      "ratio DOUBLE, task VARCHAR, domain domain, aspect aspect, kind task_kind, metric VARCHAR, "
-                      "score DOUBLE, source_score DOUBLE, retention DOUBLE",
+                      "ratio DOUBLE, quantization VARCHAR, task VARCHAR, domain domain, aspect aspect, kind task_kind, "
+                      "metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE",
+    "variant_measures": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
+                        "ratio DOUBLE, quantization VARCHAR, measure VARCHAR, value DOUBLE, higher_is_better BOOLEAN",
 }
 EXPECTED_KEYS = {
     "store_schema": ["fingerprint"],
@@ -561,6 +568,28 @@ def test_variant_id_must_match_its_fields(tmp_path: Path) -> None:
     write_scores(tmp_path, record, {("bio_qa", "token_f1"): [1.0]})
     with pytest.raises(ValueError, match="does not match its fields"):
         ingest(tmp_path / "s.duckdb", [tmp_path / "scores"])
+
+
+def test_a_quantized_variant_is_its_own_variant_named_by_its_scheme(tmp_path: Path) -> None:
+    pruned = variant("toy", "biomed", 0, "reap", 0.5, kept_per_layer=2)
+    quantized = variant("toy", "biomed", 0, "reap", 0.5, kept_per_layer=2, quantization="w4")
+    for record in (pruned, quantized):
+        write_scores(tmp_path, record, {("bio_qa", "token_f1"): [1.0]})
+    ingest(tmp_path / "s.duckdb", [tmp_path / "scores"])
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    rows = con.execute("select variant_id, quantization from variants order by variant_id").fetchall()
+    con.close()
+    assert rows == [("toy:biomed:0:reap:0.5", None), ("toy:biomed:0:reap:0.5:w4", "w4")]
+    # the id must carry the scheme, and the scheme must be a name
+    for bad, message in (
+        (quantized | {"variant_id": "toy:biomed:0:reap:0.5"}, "does not match its fields"),
+        (quantized | {"quantization": 4}, "'quantization' is 4, expected str"),
+    ):
+        other = tmp_path / "bad"
+        shutil.rmtree(other, ignore_errors=True)
+        write_scores(other, bad, {("bio_qa", "token_f1"): [1.0]})
+        with pytest.raises(ValueError, match=message):
+            ingest(other / "s.duckdb", [other / "scores"])
 
 
 KILL_SCRIPT = """

@@ -156,6 +156,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
             "criteria": ["random"],
             "ratios": [0.5],
             "tasks": {"toy": ["bio_qa"]},
+            "quantize": {},
         },
         "models": {"toy": {"family": "qwen3_moe", "toy": True}},
         "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 20}},
@@ -166,6 +167,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "score": {},
         "judges": {},
         "judge": {},
+        "quantization": {},
         "report": {"print": ["headline"], "frontier": {}},
         "toy": {
             "world": SMALL_WORLD.model_dump(),

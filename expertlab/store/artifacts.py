@@ -56,6 +56,7 @@ JUDGMENT_COLUMNS = {
 }
 ORIGINS = ("expertlab", "imported")  # who selected a variant's experts (selection meta.json `origin`)
 VARIANT_KEYS = ("variant_id", "model", "calibration", "seed", "criterion", "ratio", "kept_per_layer", "top_k")
+OPTIONAL_VARIANT_KEYS = ("quantization",)  # absent in records of unquantized variants
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,10 @@ def _checked_variant(meta: Meta, where: Path) -> Meta:
     missing = [key for key in VARIANT_KEYS if key not in variant]
     if missing:
         raise ValueError(f"{where}: variant lacks {missing}")
-    expected = variant_id(*(variant[key] for key in ("model", "calibration", "seed", "criterion", "ratio")))
+    quantization = _require(variant, where, "quantization", (str, type(None))) if "quantization" in variant else None
+    expected = variant_id(
+        *(variant[key] for key in ("model", "calibration", "seed", "criterion", "ratio")), quantization
+    )
     if variant["variant_id"] != expected:
         raise ValueError(f"{where}: variant_id {variant['variant_id']!r} does not match its fields ({expected!r})")
     return variant

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import duckdb
 
 from expertlab.store import schema
-from expertlab.store.artifacts import KINDS, ORIGINS, VARIANT_KEYS, Artifact, read_artifact
+from expertlab.store.artifacts import KINDS, OPTIONAL_VARIANT_KEYS, ORIGINS, VARIANT_KEYS, Artifact, read_artifact
 
 
 class ArtifactRef(NamedTuple):
@@ -173,8 +173,8 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
     for kind, path, meta in rows:
         for record in KINDS[kind].variants(json.loads(meta)):
             vid = record["variant_id"]
-            current = merged.setdefault(vid, {key: None for key in VARIANT_KEYS})
-            for key in VARIANT_KEYS:
+            current = merged.setdefault(vid, {key: None for key in VARIANT_KEYS + OPTIONAL_VARIANT_KEYS})
+            for key in VARIANT_KEYS + OPTIONAL_VARIANT_KEYS:
                 value = record.get(key)
                 if value is None:
                     continue
@@ -191,9 +191,9 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
         for vid in sorted(merged):
             v = merged[vid]
             con.execute(
-                "insert into variants values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into variants values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [vid, v["criterion"] is None, v["model"], v["calibration"], v["seed"], v["criterion"],
-                 v["ratio"], v["kept_per_layer"], v["top_k"], selected_by.get(vid, ORIGINS[0])],
+                 v["ratio"], v["kept_per_layer"], v["top_k"], selected_by.get(vid, ORIGINS[0]), v["quantization"]],
             )
 
 
