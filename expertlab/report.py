@@ -22,6 +22,24 @@ from expertlab.registry import Registry
 
 _TABLE_LINE = re.compile(r"^--\s*table:\s*(\w+)\s*$")
 _COLUMN_LINE = re.compile(r"^--\s*column:\s*(\w+)\s*:\s*(\S.*?)\s*$")
+_WIDE_LINE = re.compile(r"^--\s*wide:\s*(.+?)\s*\|\s*(\w+)\s*\|\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class Wide:
+    """A long table shown wide, as the paper prints it: one row per `rows` key, one column per value of
+    `across`, each cell `mean ± sd` (bold where `best` is true).
+
+    Declared in a query's header: `-- wide: <row columns> | <across column> | <mean>[, <sd>[, <best>]]`."""
+
+    rows: tuple[str, ...]
+    across: str
+    mean: str
+    sd: str | None = None
+    best: str | None = None
+
+    def columns(self) -> tuple[str, ...]:
+        return (*self.rows, self.across, self.mean, *(c for c in (self.sd, self.best) if c))
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,7 @@ class Query:
     sql: str
     description: str
     columns: dict[str, str]  # column -> description, in output order
+    wide: Wide | None = None  # how the report also shows the table wide
 
 
 @dataclass(frozen=True)
@@ -49,12 +68,17 @@ def read_query(path: str | Path) -> Query:
     """Parse a query file's header comment; errors name the file."""
     path = Path(path)
     sql = path.read_text()
-    table, description, columns = None, [], {}
+    table, description, columns, wide = None, [], {}, None
     for line in sql.splitlines():
         if not line.startswith("--"):
             break
         if match := _TABLE_LINE.match(line):
             table = match.group(1)
+        elif match := _WIDE_LINE.match(line):
+            values = [name.strip() for name in match.group(3).split(",")]
+            if not 1 <= len(values) <= 3:
+                raise ValueError(f"{path}: '-- wide:' takes <mean>[, <sd>[, <best>]] after the second '|'")
+            wide = Wide(tuple(name.strip() for name in match.group(1).split(",")), match.group(2), *values)
         elif match := _COLUMN_LINE.match(line):
             if match.group(1) in columns:
                 raise ValueError(f"{path}: column {match.group(1)!r} documented twice")
@@ -65,7 +89,9 @@ def read_query(path: str | Path) -> Query:
         raise ValueError(f"{path}: header must start with '-- table: {path.stem}' (found {table!r})")
     if not columns:
         raise ValueError(f"{path}: header documents no '-- column: <name>: <description>' lines")
-    return Query(table, path, sql, " ".join(d for d in description if d), columns)
+    if wide is not None and (unknown := [c for c in wide.columns() if c not in columns]):
+        raise ValueError(f"{path}: '-- wide:' names undocumented column(s) {', '.join(unknown)}")
+    return Query(table, path, sql, " ".join(d for d in description if d), columns, wide)
 
 
 def read_queries(queries_dir: str | Path) -> list[Query]:
@@ -185,10 +211,41 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str)
     raise ValueError(f"unknown format {fmt!r}; allowed: table, csv, json")
 
 
+def wide_table(table: Table, wide: Wide) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    """The table pivoted as `wide` says: header, and rows of (text, bold) cells; '' where a row lacks a value."""
+    index = {column: i for i, column in enumerate(table.columns)}
+    across: list[Any] = []
+    cells: dict[tuple[Any, ...], dict[Any, tuple[str, bool]]] = {}
+    for row in table.rows:
+        key, column = tuple(row[index[c]] for c in wide.rows), row[index[wide.across]]
+        if column not in across:
+            across.append(column)
+        mean = row[index[wide.mean]]
+        sd = row[index[wide.sd]] if wide.sd else None
+        text = "" if mean is None else (f"{mean:.3f}" if isinstance(mean, float) else str(mean))
+        if sd is not None:
+            text += f" ± {sd:.3f}"
+        cells.setdefault(key, {})[column] = (text, bool(wide.best and row[index[wide.best]]))
+    header = [*wide.rows, *(str(_cell(c)) for c in across)]
+    body = [
+        [(str(_cell(v)) if v is not None else "", False) for v in key] + [values.get(c, ("", False)) for c in across]
+        for key, values in cells.items()
+    ]
+    return header, body
+
+
 def markdown_document(query: Query, table: Table) -> str:
-    """A report page: title, description, the column glossary and the table."""
+    """A report page: title, description, the column glossary and the table (and its wide form, if declared)."""
     glossary = "\n".join(f"- `{name}`: {text}" for name, text in query.columns.items())
-    return f"# {query.table}\n\n{query.description}\n\n{glossary}\n\n{to_markdown(table.columns, table.rows)}"
+    page = f"# {query.table}\n\n{query.description}\n\n{glossary}\n\n{to_markdown(table.columns, table.rows)}"
+    if query.wide is None or not table.rows:
+        return page
+    from tabulate import tabulate
+
+    header, body = wide_table(table, query.wide)
+    shown = [[f"**{text}**" if bold and text else text for text, bold in row] for row in body]
+    wide = tabulate(shown, headers=header, tablefmt="github", disable_numparse=True)
+    return f"{page}\n## Wide: one column per {query.wide.across} (mean ± sd over seeds; bold: better)\n\n{wide}\n"
 
 
 # --- charts ---------------------------------------------------------------------------------------------
@@ -391,6 +448,19 @@ def _html_table(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _html_wide(header: list[str], body: list[list[tuple[str, bool]]]) -> str:
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in header)
+    rows = "".join(
+        "<tr>" + "".join(
+            f"<td><b>{html.escape(text)}</b></td>" if bold else f"<td>{html.escape(text)}</td>"
+            for text, bold in row
+        )
+        + "</tr>"
+        for row in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
 def index_page(results: Sequence[tuple[Query, Table]], charts: dict[str, str]) -> str:
     """One self-contained HTML page: every table with its description and columns, its chart inlined as SVG."""
     sections = []
@@ -404,6 +474,8 @@ def index_page(results: Sequence[tuple[Query, Table]], charts: dict[str, str]) -
         )
         chart = f"<figure>{charts[table.name]}</figure>" if table.name in charts else ""
         rows = _html_table(table) if table.rows else "<p><em>no rows in this store</em></p>"
+        if query.wide is not None and table.rows:
+            rows = _html_wide(*wide_table(table, query.wide)) + f"<details><summary>long form</summary>{rows}</details>"
         sections.append(
             f'<section id="{name}"><h2>{name}</h2><p>{html.escape(query.description)}</p>{chart}'
             f"<details><summary>columns</summary><ul>{glossary}</ul></details>{rows}</section>"
