@@ -251,8 +251,10 @@ def test_a_local_checkpoint_is_studied_without_training_the_toy(tmp_path: Path, 
     commit(repo, "a local checkpoint")
     output = sh("expertlab", "run", cwd=repo)
     assert "train_toy" not in ran(output) and not (repo / "models" / "toy").exists()
-    assert {"observe@tiny-biomed-0", "prune@tiny-biomed-0-reap-0.5", "report"} <= ran(output)
+    expected = {"observe@tiny-biomed-0", "prune@tiny-biomed-0-reap-0.5", "quantize@tiny-biomed-0-reap-0.5-w4g16"}
+    assert expected | {"report"} <= ran(output)
     assert "headline:" in output and "findings:" in output  # (a random tiny model scores 0: no rows to show)
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
-    assert con.execute("select count(*) from variants where model = 'tiny'").fetchone() == (3,)
+    # the source, random and reap at 0.5, and reap at 0.5 quantized
+    assert con.execute("select count(*) from variants where model = 'tiny'").fetchone() == (4,)
     assert con.execute("select distinct num_experts from observations").fetchall() == [(4,)]

@@ -46,7 +46,9 @@ def benchmark_groups() -> dict[str, list[str]]:
 def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple[Path, str]:
     params = {
         **MICRO,
-        "study": {**MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups()},
+        "study": {
+            **MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups(), "quantize": {}
+        },
         "models": {"tiny": {"family": "qwen3_moe"}},
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
         "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
