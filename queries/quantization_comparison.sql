@@ -108,4 +108,4 @@ final as (
 )
 
 select * from final
-order by model, calibration, criterion, ratio, measure, quantization
+order by model, calibration, criterion, ratio, measure, quantization <> 'none', quantization
