@@ -265,8 +265,10 @@ def _ratio_lines(
     percent: bool = False,
     shared_y: bool = True,
 ) -> Any:
-    """A value vs pruning ratio, one line per criterion with a band from `low` to `high`, faceted by
-    `column` x `panel`; `baseline` is a constant or a field (the source model's value), drawn dashed."""
+    """A value vs pruning ratio, one line per criterion with a band from `low` to `high`, one chart per
+    (`panel`, `column`) pair that has data: a row per panel, its columns side by side (a sparse grid is
+    drawn as concatenated charts, not a facet, which would place panels by position); `baseline` is a
+    constant or a field (the source model's value), drawn dashed."""
     import altair as alt
 
     # rows arrive in the queries' order (criteria as registered): keep it
@@ -296,14 +298,20 @@ def _ratio_lines(
         )
     elif baseline is not None:
         layers.append(alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(baseline)))
-    chart = (
-        alt.layer(*layers, data=alt.Data(values=records))
-        .properties(width=220, height=160)
-        .facet(column=alt.Column(f"{column}:N", title=None), row=alt.Row("panel:N", title=None, sort=panels))
-        .properties(title=title)
-    )
-    if not shared_y:
-        chart = chart.resolve_scale(y="independent")
+    rows = []
+    for panel in panels:
+        in_panel = [r for r in records if r["panel"] == panel]
+        cells = []
+        for value in dict.fromkeys(r[column] for r in in_panel):
+            data = [r for r in in_panel if r[column] == value]
+            cells.append(
+                alt.layer(*layers, data=alt.Data(values=data)).properties(
+                    width=220, height=160, title=alt.TitleParams(f"{panel}: {value}", fontSize=11)
+                )
+            )
+        rows.append(alt.hconcat(*cells).resolve_scale(y="shared" if shared_y else "independent"))
+    chart = alt.vconcat(*rows).properties(title=title)
+    chart = chart.resolve_scale(y="shared" if shared_y else "independent", color="shared")
     return chart.configure_legend(symbolOpacity=1)  # the legend shares the bands' symbols: draw them opaque
 
 

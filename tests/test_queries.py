@@ -558,3 +558,25 @@ def test_a_wide_declaration_must_name_documented_columns(tmp_path: Path) -> None
                                     "-- column: value: z\nselect 1 as a, 2 as b, 3 as value\n")
     with pytest.raises(ValueError, match=r"t.sql: '-- wide:' names undocumented column\(s\) spread"):
         read_query(tmp_path / "t.sql")
+
+
+def test_a_sparse_chart_grid_draws_each_panel_from_its_own_rows() -> None:
+    """reliability_scores has metrics only some tasks report (accuracy for one, rouge_l and length for
+    another): each drawn chart is titled with its task and metric and holds exactly those rows."""
+    from expertlab.report import CHARTS, Table
+
+    columns = ["model", "calibration", "criterion", "ratio", "task", "kind", "metric", "n_seeds", "value_mean",
+               "value_sd", "source_value", "change"]
+    cells = [("bio_fake", "accuracy"), ("trial_summary", "rouge_l"), ("trial_summary", "length_words")]
+    rows = [("toy", "biomed", "reap", ratio, task, "generation", metric, 2, ratio + len(metric), 0.1, 1.0, 0.0)
+            for task, metric in cells for ratio in (0.25, 0.5)]  # fmt: skip
+    spec = CHARTS["reliability_scores"](Table("reliability_scores", columns, rows)).to_dict()
+    # altair hoists data a chart shares with its parent: a chart's rows are its own, its row's, or the spec's
+    drawn = [(chart, row) for row in spec["vconcat"] for chart in row["hconcat"]]
+    titles = [chart["title"]["text"] for chart, _ in drawn]
+    assert titles == [f"toy / biomed / {task}: {metric}" for task, metric in cells]
+    for (chart, row), (task, metric) in zip(drawn, cells):
+        data = chart.get("data") or row.get("data") or spec["data"]
+        values = spec["datasets"][data["name"]] if "name" in data else data["values"]
+        assert {(v["panel"], v["metric"]) for v in values} == {(f"toy / biomed / {task}", metric)}
+        assert sorted(v["value"] for v in values) == [0.25 + len(metric), 0.5 + len(metric)]
