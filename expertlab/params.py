@@ -41,9 +41,10 @@ class QuantizeGrid(Strict):
     """Which pruned variants are quantized as well: for every (model, calibration, seed), each of these
     criteria x ratios under each scheme (the study's Table 2 quantizes EASY-EP at 50% with 4-bit GPTQ)."""
 
-    schemes: list[str] = []  # names under `quantization`; empty: nothing is quantized
-    criteria: list[str] = []
-    ratios: list[float] = []
+    # required, even when empty: dvc.yaml interpolates each list
+    schemes: list[str]  # names under `quantization`; empty: nothing is quantized
+    criteria: list[str]
+    ratios: list[float]
 
 
 class Study(Strict):

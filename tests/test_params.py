@@ -190,6 +190,8 @@ def test_the_quantize_grid_is_required_because_dvc_yaml_reads_it():
     data = copy.deepcopy(DEFAULT)
     del data["study"]["quantize"]
     assert "study.quantize: Field required" in error_of(data)
+    data["study"]["quantize"] = {}  # DVC cannot resolve ${study.quantize.criteria} without the key
+    assert "study.quantize.criteria: Field required" in error_of(data)
     data = copy.deepcopy(DEFAULT)
     data["study"]["quantize"] = {"schemes": [], "criteria": [], "ratios": []}
     assert parse_params(data).study.quantize.schemes == []  # nothing quantized

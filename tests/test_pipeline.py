@@ -25,6 +25,7 @@ PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "data/s
 
 pytestmark = pytest.mark.slow
 
+NO_QUANTIZATION = {"schemes": [], "criteria": [], "ratios": []}  # every key present: dvc.yaml reads them
 MICRO = {
     "study": {
         "models": ["toy"],

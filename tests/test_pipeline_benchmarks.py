@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from expertlab.tasks import TASKS
-from tests.test_pipeline import MICRO, ROOT, commit, ran, sh, study_repo
+from tests.test_pipeline import MICRO, NO_QUANTIZATION, ROOT, commit, ran, sh, study_repo
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
     params = {
         **MICRO,
         "study": {
-            **MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups(), "quantize": {}
+            **MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups(), "quantize": NO_QUANTIZATION
         },
         "models": {"tiny": {"family": "qwen3_moe"}},
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
