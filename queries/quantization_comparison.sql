@@ -78,7 +78,7 @@ per_scheme as (
         avg(value) as value_mean,
         stddev_samp(value) as value_sd,
         avg(value - unquantized_value) as change,
-        any_value(higher_is_better) as higher_is_better
+        case when any_value(higher_is_better) then avg(value) else -avg(value) end as goodness
     from compared_seeds
     group by
         model,
@@ -101,8 +101,7 @@ final as (
         value_mean,
         value_sd,
         change,
-        (case when higher_is_better then value_mean else -value_mean end)
-            = max(case when higher_is_better then value_mean else -value_mean end) over configuration as best
+        goodness = max(goodness) over configuration as best
     from per_scheme
     window configuration as (partition by model, calibration, criterion, ratio, measure)
 )
