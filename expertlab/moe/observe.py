@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from expertlab.moe.families import MoELayer, adapter_for
+from expertlab.moe.families import FamilyAdapter, MoELayer, adapter_for
 
 STAT_COLUMNS = ("routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum")
 
@@ -93,6 +93,26 @@ class LayerAccumulator:
         self.tokens += hidden.shape[0] if token_mask is None else int(token_mask.sum().item())
 
 
+@contextlib.contextmanager
+def observed_experts(
+    adapter: FamilyAdapter, recorders: Sequence[tuple[MoELayer, Callable[..., None]]]
+) -> Iterator[None]:
+    """While open, each layer's experts forward goes through the adapter's observed forward, handing its
+    recorder every routed (token, expert) pair (FamilyAdapter.observed_forward); restored on exit."""
+    # the current forward, not the class's: an offloading hook (accelerate) may wrap it
+    previous = [vars(layer.experts).get("forward") for layer, _ in recorders]
+    for layer, record in recorders:
+        layer.experts.forward = adapter.observed_forward(layer, layer.experts.forward, record)
+    try:
+        yield
+    finally:
+        for (layer, _), forward in zip(recorders, previous):
+            if forward is None:
+                del layer.experts.forward
+            else:
+                layer.experts.forward = forward
+
+
 class ExpertObserver:
     """Wraps every experts module of a model so its forwards accumulate statistics."""
 
@@ -110,23 +130,16 @@ class ExpertObserver:
     def installed(self) -> Iterator[ExpertObserver]:
         residuals: dict[int, torch.Tensor] = {}
         hooks = []
-        # the current forward, not the class's: an offloading hook (accelerate) may wrap it
-        previous = {layer.index: vars(layer.experts).get("forward") for layer in self.layers}
+        recorders = [(layer, self._recorder(self.stats[layer.index], residuals, layer.index)) for layer in self.layers]
         for layer in self.layers:
-            record = self._recorder(self.stats[layer.index], residuals, layer.index)
-            layer.experts.forward = self.adapter.observed_forward(layer, layer.experts.forward, record)
             if layer.residual_norm is not None:
                 hooks.append(layer.residual_norm.register_forward_pre_hook(self._residual_hook(residuals, layer.index)))
         try:
-            yield self
+            with observed_experts(self.adapter, recorders):
+                yield self
         finally:
             for hook in hooks:
                 hook.remove()
-            for layer in self.layers:
-                if previous[layer.index] is None:
-                    del layer.experts.forward
-                else:
-                    layer.experts.forward = previous[layer.index]
 
     @staticmethod
     def _residual_hook(residuals: dict[int, torch.Tensor], index: int):  # noqa: ANN205

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from expertlab.moe.families import FamilyAdapter, MoELayer, adapter_for
+from expertlab.moe.observe import observed_experts
+from expertlab.quantize import check_ignore_patterns
 from expertlab.quantize.gptq import Grid, gptq, output_error, round_to_nearest
 
 METHODS = ("gptq", "rtn")
@@ -45,11 +47,7 @@ class Scheme:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"quantization method {self.method!r} is not one of {', '.join(METHODS)}")
-        for pattern in self.ignore:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"ignore pattern {pattern!r} is not a regular expression: {err}") from None
+        check_ignore_patterns(self.ignore)
 
     def ignores(self, name: str) -> bool:
         return any(re.fullmatch(pattern, name) for pattern in self.ignore)
@@ -162,18 +160,8 @@ class _ExpertHessians:
             self.activations[expert].add(activation)
         self.checked = True
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        experts = self.layer.experts
-        previous = vars(experts).get("forward")
-        experts.forward = self.adapter.observed_forward(self.layer, experts.forward, self.record)
-        try:
-            yield
-        finally:
-            if previous is None:
-                del experts.forward
-            else:
-                experts.forward = previous
+    def installed(self) -> contextlib.AbstractContextManager[None]:
+        return observed_experts(self.adapter, [(self.layer, self.record)])
 
 
 class LayerQuantizer:
