@@ -311,11 +311,9 @@ class QuantizationSpec(Strict):
     @field_validator("ignore")
     @classmethod
     def _ignore(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"{pattern!r} is not a regular expression: {err}") from None
+        from expertlab.quantize import check_ignore_patterns
+
+        check_ignore_patterns(value)
         return value
 
 
