@@ -53,10 +53,14 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
 
     from expertlab.io import atomic_dir, write_json
-    from expertlab.moe.checkpoint import INDEX_FILE
-    from expertlab.moe.prune import VARIANT_FILE, load_variant
+    from expertlab.moe.prune import VARIANT_FILE, is_weights_file, load_variant
     from stages.observe import read_texts
 
+    variant = load_variant(model_dir)
+    if variant is not None and variant.get("quantization"):
+        raise ValueError(
+            f"{model_dir} is already quantized ({variant['quantization']}); quantize the pruned checkpoint"
+        )
     texts = read_texts(args.data)
     scheme = scheme_from_spec(spec)
 
@@ -67,17 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     batches = tokenized_batches(tokenizer, texts, batch_size, max_length)
-    variant = load_variant(model_dir)
-    if variant is not None and variant.get("quantization"):
-        raise ValueError(
-            f"{model_dir} is already quantized ({variant['quantization']}); quantize the pruned checkpoint"
-        )
     with loaded_model(model_dir) as model, atomic_dir(args.out) as tmp:
         done = quantize_model(model, batches, scheme)
         model.save_pretrained(tmp)
         for path in sorted(model_dir.iterdir()):
-            weights = path.suffix == ".safetensors" or path.name == INDEX_FILE
-            if path.is_file() and not weights and path.name != VARIANT_FILE and not (tmp / path.name).exists():
+            written = is_weights_file(path) or path.name == VARIANT_FILE or (tmp / path.name).exists()
+            if path.is_file() and not written:
                 shutil.copy2(path, tmp / path.name)  # tokenizer, chat template and the like
         errors = [t.relative_error for t in done if t.relative_error is not None]
         record = {

@@ -151,14 +151,15 @@ def prune_checkpoint(
         prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, dropped, progress=progress)
         write_json(tmp / "config.json", pruned_config)
         for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.name not in _REWRITTEN and not _is_weights(path):
+            if path.is_file() and path.name not in _REWRITTEN and not is_weights_file(path):
                 shutil.copy2(path, tmp / path.name)
         if variant is not None:
             write_json(tmp / VARIANT_FILE, record)
     return record
 
 
-def _is_weights(path: Path) -> bool:
+def is_weights_file(path: Path) -> bool:
+    """A safetensors shard or the shard index: what a checkpoint's weights are written as."""
     return path.suffix == ".safetensors" or path.name == INDEX_FILE
 
 
