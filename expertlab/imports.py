@@ -172,7 +172,7 @@ def write_selections(masks: Sequence[ExternalMask], num_experts: Mapping[str, in
                 }
             )
         target = Path(out_dir) / model / calibration / str(seed)
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, owner="import-masks", inputs=[m.source for m in members]) as tmp:
             for mask, entry in zip(sorted(members, key=lambda m: (m.criterion, m.ratio)), entries):
                 write_json(tmp / entry["file"], mask.kept)
             empty = pd.DataFrame({name: pd.Series(dtype="int32" if kind == "integer" else "float64" if kind == "double" else "object")
@@ -513,7 +513,7 @@ def write_judgments(imported: Sequence[ExternalJudgments], out_dir: str | Path) 
     written = []
     for judgments in imported:
         target = Path(out_dir) / "judgments" / judgments.name
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, owner="import-judgments", inputs=[judgments.source]) as tmp:
             pq.write_table(pa.Table.from_pylist(judgments.rows, schema=schema), tmp / JUDGMENTS_FILE)
             write_json(
                 tmp / "meta.json",

@@ -536,7 +536,7 @@ def write_report(
     results = run_queries(store, queries_dir, variables)
     names: list[str] = []
     charts: dict[str, str] = {}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owner="report", inputs=[store, queries_dir]) as tmp:
         for query, table in results:
             (tmp / f"{table.name}.md").write_text(markdown_document(query, table))
             (tmp / f"{table.name}.csv").write_text(to_csv(table.columns, table.rows))
@@ -549,12 +549,18 @@ def write_report(
     return [Path(out_dir) / name for name in names]
 
 
-def print_table(store: str | Path, name: str, queries_dir: str | Path = "queries") -> None:
-    """Run queries/<name>.sql on the store and print it as markdown (e.g. the headline after a run)."""
+def query_path(queries_dir: str | Path, name: str) -> Path:
+    """queries/<name>.sql: the file producing table `name`; an error naming the tables there when it is absent."""
     path = Path(queries_dir) / f"{name}.sql"
     if not path.is_file():
-        raise FileNotFoundError(f"no query {name!r}: {path} does not exist")
-    query = read_query(path)
+        there = sorted(p.stem for p in Path(queries_dir).glob("*.sql"))
+        raise FileNotFoundError(f"no query {name!r}: {path} does not exist (tables: {', '.join(there) or 'none'})")
+    return path
+
+
+def print_table(store: str | Path, name: str, queries_dir: str | Path = "queries") -> None:
+    """Run queries/<name>.sql on the store and print it as markdown (e.g. the headline after a run)."""
+    query = read_query(query_path(queries_dir, name))
     con = connect_read_only(store)
     try:
         table = run_query(con, query)

@@ -311,7 +311,7 @@ def train_toy_model(
             "model": model_cfg.model_dump(),
             "train": train_cfg.model_dump(),
         }
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, owner="train-toy") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_json(tmp / "train_log.json", log)

@@ -118,10 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from expertlab.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
+    from expertlab.io import OutputDir, read_json, read_jsonl, write_json, write_jsonl
     from expertlab.tasks import TASKS
 
     model_dir = Path(args.model_dir)
+    output = OutputDir(args.out, "generate", inputs=[model_dir, args.tasks_dir, args.variant_meta])
+    output.check()
     if args.tasks:
         names = parse_task_names(args.tasks)
     elif params and args.group:
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
     partial = PartialResults(args.partial_dir, model_dir, variant, backend_name, args.out)
     backend = None
-    with atomic_dir(args.out) as tmp:
+    with output.writing() as tmp:
         rows = []
         for name in tqdm(names, desc=f"generate {variant.get('variant_id')}", unit="task"):
             key = {"items": items[name], "fewshot": fewshot[name], "options": options[name], "max_new_tokens": tasks[name].max_new_tokens}

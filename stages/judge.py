@@ -70,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from expertlab.io import atomic_dir, write_json
+    from expertlab.io import OutputDir, write_json
     from expertlab.judges.client import RetryPolicy
     from expertlab.judges.registry import Settings, build_judge, items_from_generations
     from expertlab.params import load_params
     from expertlab.store.artifacts import JUDGMENT_COLUMNS
 
+    output = OutputDir(args.out, "judge", inputs=[args.gen_dir, args.source, args.params], around=[args.warm] if args.warm else [])
+    output.check()
     params = load_params(args.params)
     config = params.judge
     meta, rows = _generations(Path(args.gen_dir))
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     table_rows = [{**row, **identity} for row in judgments]
     types = {"double": pa.float64()}
     schema = pa.schema([(column, types.get(kind, pa.string())) for column, kind in JUDGMENT_COLUMNS.items()])
-    with atomic_dir(args.out) as tmp:
+    with output.writing() as tmp:
         pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), tmp / "judgments.parquet")
         with (tmp / VERDICTS_FILE).open("w") as fh:
             for entry in used:

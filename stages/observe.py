@@ -35,7 +35,11 @@ def read_texts(path: str | Path) -> list[str]:
     for number, row in enumerate(read_jsonl(path), start=1):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise ValueError(f'{path}:{number}: expected an object with a "text" string')
+        if not row["text"].strip():
+            raise ValueError(f'{path}:{number}: the "text" is empty; a calibration sample must hold tokens')
         texts.append(row["text"])
+    if not texts:
+        raise ValueError(f"{path}: no calibration texts in it")
     return texts
 
 
@@ -45,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     max_length = args.max_length or (params.observe.max_length if params else 256)
     max_memory = args.max_memory or (params.observe.max_memory if params else None)
 
-    from expertlab.io import atomic_dir, write_json
+    from expertlab.io import OutputDir, write_json
 
+    output = OutputDir(args.out, "observe", inputs=[args.model_dir, args.data])
+    output.check()
     texts = read_texts(args.data)
 
     from transformers import AutoTokenizer
@@ -75,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": batch_size,
         "max_length": max_length,
     }
-    with atomic_dir(args.out) as tmp:
+    with output.writing() as tmp:
         frame.to_parquet(tmp / "expert_stats.parquet", index=False)
         write_json(tmp / "meta.json", meta)
     print(f"observe: {len(texts)} texts, {meta['tokens']} tokens, {len(meta['moe_layers'])} MoE layers -> {args.out}")

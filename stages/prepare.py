@@ -14,10 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from expertlab.data.toy import write_toy_data
+    from expertlab.io import atomic_dir
     from expertlab.params import load_params
 
     params = load_params(args.params)
-    counts = write_toy_data(params.toy.world, args.out, params.calibrations, params.study.seeds)
+    with atomic_dir(args.out, owner="prepare", inputs=[args.params]) as tmp:
+        counts = write_toy_data(params.toy.world, tmp, params.calibrations, params.study.seeds)
     print(
         f"prepare: {counts['train']} training texts, pools of {params.toy.world.pool_size} per domain, "
         f"{len(params.calibrations)} calibration set(s) x {len(params.study.seeds)} seed(s), "

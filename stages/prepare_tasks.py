@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     sources: dict[str, str] = {}
     resolved: dict[str, dict] = {}
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, owner="prepare-tasks", inputs=[args.params, args.toy_tasks, evaluation.data_dir]) as tmp:
         for name in tqdm(params.study.tasks[args.group], desc=f"prepare {args.group}", unit="task"):
             task = TASKS[name]
             options = evaluation.task_options(name)

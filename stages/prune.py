@@ -36,22 +36,19 @@ def _selection_entry(mask_path: Path) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.io import read_json
     from expertlab.moe.prune import prune_checkpoint
 
     mask_path = Path(args.mask)
-    kept = read_json(mask_path)
     entry = _selection_entry(mask_path) or {}
     top_k = args.top_k or entry.get("top_k")
     criterion = args.criterion or entry.get("criterion")
     ratio = args.ratio if args.ratio is not None else entry.get("ratio")
     model = args.model or Path(args.model_dir).name
-    kept_per_layer = len(kept[0]) if kept and isinstance(kept[0], list) else None
     # without a criterion the mask came from elsewhere: the checkpoint carries no variant record
     # and is evaluated as a model of its own, named after its directory
     variant = None
     if criterion is not None:
-        variant = variant_record(model, args.calibration, args.seed, criterion, ratio, kept_per_layer)
+        variant = variant_record(model, args.calibration, args.seed, criterion, ratio)  # prune adds its counts
     record = prune_checkpoint(args.model_dir, mask_path, args.out, variant=variant, top_k=top_k, progress=True)
     print(
         f"prune: {record['source_num_experts']} -> {record['kept_per_layer']} experts per layer, "

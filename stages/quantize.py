@@ -49,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size or (params.observe.batch_size if params else 16)
     max_length = args.max_length or (params.observe.max_length if params else 256)
     model_dir = Path(args.model_dir)
+
+    from expertlab.io import OUTPUT_MARKER, OutputDir, write_json
+
+    output = OutputDir(args.out, "quantize", inputs=[model_dir, args.data])
+    output.check()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
-
-    from expertlab.io import atomic_dir, write_json
     from expertlab.moe.prune import VARIANT_FILE, is_weights_file, load_variant
     from stages.observe import read_texts
 
@@ -71,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     batches = tokenized_batches(tokenizer, texts, batch_size, max_length)
-    with loaded_model(model_dir) as model, atomic_dir(args.out) as tmp:
+    with loaded_model(model_dir) as model, output.writing() as tmp:
         done = quantize_model(model, batches, scheme)
         model.save_pretrained(tmp)
         for path in sorted(model_dir.iterdir()):
-            written = is_weights_file(path) or path.name == VARIANT_FILE or (tmp / path.name).exists()
+            written = is_weights_file(path) or path.name in (VARIANT_FILE, OUTPUT_MARKER) or (tmp / path.name).exists()
             if path.is_file() and not written:
                 shutil.copy2(path, tmp / path.name)  # tokenizer, chat template and the like
         errors = [t.relative_error for t in done if t.relative_error is not None]

@@ -50,21 +50,21 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from expertlab.io import atomic_dir, read_json, read_jsonl, write_json
+    from expertlab.io import OutputDir, read_jsonl, read_meta, write_json
 
     params = load_optional_params(args)
     options = {"bertscore": params.score.bertscore.model_dump()} if params else {}
     gen_dir = Path(args.gen_dir)
-    meta = read_json(gen_dir / "meta.json")
-    if meta.get("kind") != "generations":
-        raise ValueError(f"{gen_dir / 'meta.json'}: kind is {meta.get('kind')!r}, expected 'generations'")
+    output = OutputDir(args.out, "score", inputs=[gen_dir])
+    output.check()
+    meta = read_meta(gen_dir, "generations", ["variant"])
     samples, corpus = score_generations(read_jsonl(gen_dir / "generations.jsonl"), options)
 
     def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> pa.Table:
         return pa.Table.from_pylist(rows, schema=pa.schema([(name, pa.type_for_alias(kind)) for name, kind in columns]))
 
     sample_table = table(samples, SAMPLE_SCHEMA)
-    with atomic_dir(args.out) as tmp:
+    with output.writing() as tmp:
         pq.write_table(sample_table, tmp / "sample_scores.parquet")
         pq.write_table(table(corpus, CORPUS_SCHEMA), tmp / "corpus_scores.parquet")
         write_json(

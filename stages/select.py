@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from expertlab.criteria import CRITERIA, mask_file_name, select_masks
-    from expertlab.io import atomic_dir, read_json, write_json
+    from expertlab.io import atomic_dir, read_meta, write_json
 
     params = load_optional_params(args)
     observation = Path(args.observation)
-    meta = read_json(observation / "meta.json")
+    meta = read_meta(observation, "observation", ["top_k", "moe_layers", "num_experts"])
     stats_path = observation / "expert_stats.parquet"
     if not stats_path.is_file():
         raise FileNotFoundError(f"missing file: {stats_path}")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "top_k": meta["top_k"],
         "masks": [],
     }
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, owner="select", inputs=[observation]) as tmp:
         scores.to_parquet(tmp / "scores.parquet", index=False)
         for mask in masks:
             name = mask_file_name(mask.criterion, mask.ratio)

@@ -14,10 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.io import read_jsonl
+    from expertlab.io import check_output, read_jsonl
     from expertlab.params import load_params
     from expertlab.train import train_toy_model
 
+    check_output(args.out, owner="train-toy", inputs=[args.data, args.params])
     params = load_params(args.params)
     texts, domains = [], []
     for number, row in enumerate(read_jsonl(args.data), start=1):

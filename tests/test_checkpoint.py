@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from expertlab.io import OUTPUT_MARKER
 from expertlab.moe.checkpoint import PrunePlan, read_safetensors_header, write_safetensors
 from expertlab.moe.families import ExpertTensors
 from expertlab.moe.prune import prune_checkpoint, prune_model
@@ -150,6 +151,7 @@ def test_bad_inputs_fail_clearly_and_leave_the_output_alone(tmp_path):
     out = tmp_path / "pruned"
     out.mkdir()
     (out / "keep.txt").write_text("an earlier result")
+    (out / OUTPUT_MARKER).write_text("prune\n")  # of an earlier prune: replaceable, but not by a failed one
 
     def attempt(mask, match, model_dir=source, **kwargs):  # noqa: ANN001, ANN202
         with pytest.raises((ValueError, FileNotFoundError, KeyError), match=match):

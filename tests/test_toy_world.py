@@ -12,7 +12,7 @@ import yaml
 
 from expertlab.data.tokenizer import build_tokenizer, render_chat, render_prompt
 from expertlab.data.toy import DOMAINS, NO_SUCH_DRUG, NOTA, WorldConfig, build_world, write_toy_data
-from expertlab.io import read_jsonl
+from expertlab.io import OUTPUT_MARKER, read_jsonl
 from expertlab.tasks import TASKS
 from expertlab.train import MICRO_MODEL, MICRO_TRAIN, DomainRouting, build_model
 
@@ -180,7 +180,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
     data, model_dir = tmp_path / "data", tmp_path / "models" / "toy"
     assert main(["prepare", "--params", str(params_path), "--out", str(data)]) == 0
     expected = {name: content for name, content in _files(toy_dir).items() if "mixed" not in name}
-    assert _files(data) == expected
+    assert _files(data) == {**expected, OUTPUT_MARKER: b"prepare\n"}  # the library's files, and the stage's mark
     train_args = ["--params", str(params_path), "--data", str(data / "train.jsonl"), "--out", str(model_dir)]
     assert main(["train-toy", *train_args]) == 0
 

@@ -23,9 +23,12 @@ def load_model(model_dir: str | Path) -> tuple[Any, Any]:
     """A float32 CPU model in eval mode and its tokenizer, left-padded, pad token defaulting to eos."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from expertlab.moe.checkpoint import check_safetensors_files
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
+    check_safetensors_files(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -85,6 +85,13 @@ def read_safetensors_header(path: Path) -> tuple[list[TensorEntry], dict[str, st
     return entries, metadata
 
 
+def check_safetensors_files(model_dir: Path) -> None:
+    """Every safetensors file of a model directory has a whole header and tensors within the file, or an
+    error names the file (a truncated download fails here, not deep inside a loader)."""
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        read_safetensors_header(path)
+
+
 def checkpoint_files(model_dir: Path) -> tuple[list[str], dict | None]:
     """The safetensors files of a model directory, and its index (None for a single file)."""
     index_path = model_dir / INDEX_FILE

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from expertlab.io import atomic_dir, read_json, write_json
+from expertlab.io import OUTPUT_MARKER, atomic_dir, check_output, json_type, read_json, write_json
 from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors, tensor_names
 from expertlab.moe.families import FAMILIES, FamilyAdapter, Routing, adapter_for, config_dict
 
@@ -25,6 +25,20 @@ def group_size(routing: Routing) -> int:
     if routing.n_group > 1 and routing.num_experts % routing.n_group:
         raise ValueError(f"{routing.num_experts} experts do not split into {routing.n_group} routing groups")
     return routing.num_experts // max(routing.n_group, 1)
+
+
+def read_mask(path: str | Path) -> list[list[int]]:
+    """A mask file's kept-expert lists, checked for shape (validate_mask checks them against a model)."""
+    kept = read_json(path)
+    if isinstance(kept, list) and kept and all(isinstance(layer, list) for layer in kept):
+        return kept
+    found = (
+        "an empty list" if kept == []
+        else "a list whose entries are not all lists" if isinstance(kept, list)
+        else f"a JSON {json_type(kept)}"
+    )  # fmt: skip
+    raise ValueError(f"{path}: a mask is a JSON list of kept expert indices per MoE layer, found {found}")
+
 
 
 def validate_mask(
@@ -126,6 +140,7 @@ def prune_checkpoint(
     tokenizer and every other top-level file are copied unchanged.
     """
     model_dir = Path(model_dir)
+    check_output(out_dir, owner="prune", inputs=[model_dir, mask_path])
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
     source_config = read_json(model_dir / "config.json")
@@ -134,7 +149,11 @@ def prune_checkpoint(
     names = tensor_names(model_dir)
     layers = adapter.expert_tensors(source_config, names)
     dropped = adapter.dropped_tensors(source_config, names)
-    mask = validate_mask(read_json(mask_path), len(layers), routing.num_experts, group_size(routing))
+    try:
+        mask = validate_mask(read_mask(mask_path), len(layers), routing.num_experts, group_size(routing))
+    except ValueError as err:
+        message = str(err)
+        raise ValueError(message if message.startswith(str(mask_path)) else f"{mask_path}: {message}") from None
     remaining = len(mask[0])
     new_top_k, pruned_config = pruned_counts(adapter, source_config, routing, remaining, top_k)
     record = dict(variant or {})
@@ -147,11 +166,11 @@ def prune_checkpoint(
             "dropped_tensors": len(dropped),
         }
     )
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owner="prune", inputs=[model_dir, mask_path]) as tmp:
         prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, dropped, progress=progress)
         write_json(tmp / "config.json", pruned_config)
         for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.name not in _REWRITTEN and not is_weights_file(path):
+            if path.is_file() and path.name not in (*_REWRITTEN, OUTPUT_MARKER) and not is_weights_file(path):
                 shutil.copy2(path, tmp / path.name)
         if variant is not None:
             write_json(tmp / VARIANT_FILE, record)
