@@ -6,7 +6,13 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 from types import ModuleType
+
+from expertlab.errors import ExpertlabError
 
 # Offline by design: no hub, no telemetry, no tokenizer thread pools on 2-core machines.
 OFFLINE_ENV = {
@@ -55,16 +61,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Failures the user can fix: the message names the file, key or sample, so one line says it all.
+EXPECTED_ERRORS = (ExpertlabError, FileNotFoundError, ValueError, OSError)
+TRACEBACK_DIR = Path(".expertlab") / "logs"
+
+
+def _one_line(err: BaseException) -> str:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    return str(message)
+
+
+def _save_traceback(command: str, err: BaseException) -> Path:
+    """The full traceback in a file of its own (under .expertlab/logs/, else the temp dir), for a bug report."""
+    text = "".join(traceback.format_exception(err))
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    name = f"{command}-{stamp}-{os.getpid()}.txt"
+    for directory in (TRACEBACK_DIR, Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / name).write_text(text)
+            return directory / name
+        except OSError:
+            continue
+    raise err
+
+
 def main(argv: list[str] | None = None) -> int:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
     try:
         code = args.handler(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"expertlab {args.command}: error: {message}", file=sys.stderr)
+    except EXPECTED_ERRORS as err:
+        print(f"expertlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"expertlab {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: one line here, the whole story in a file
+        where = _save_traceback(args.command, err)
+        summary = str(err).splitlines()[0][:300] if str(err).strip() else ""
+        said = f"{type(err).__name__}: {summary}" if summary else type(err).__name__
+        print(f"expertlab {args.command}: unexpected error ({said}); traceback written to {where}", file=sys.stderr)
+        return 1
     return int(code or 0)
 
 

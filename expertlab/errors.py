@@ -8,3 +8,7 @@ class ExpertlabError(Exception):
 
     The message names the culprit (file, key path, sample id) and never carries a secret.
     """
+
+
+class UnknownName(ExpertlabError, KeyError):
+    """A name that is not there (a registry entry, a task group); still a KeyError for callers that expect one."""

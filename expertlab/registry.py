@@ -6,6 +6,8 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from expertlab.errors import UnknownName
+
 T = TypeVar("T")
 
 
@@ -32,7 +34,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(self.unknown_message(name)) from None
+            raise UnknownName(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(str(name), self._entries, n=1)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from expertlab.errors import UnknownName
 from expertlab.metrics import Row, corpus_metric, metric
 
 
@@ -20,7 +21,7 @@ def lm_eval_value(row: Row, key: str, field: str = "scores") -> Any:
     if key not in values:
         have = ", ".join(sorted(values)) or "none"
         sample = row.get("sample_id")
-        raise KeyError(f"sample {sample!r}: no lm-eval {field[:-1]} {key!r} (has: {have}); was it run by lm-eval?")
+        raise UnknownName(f"sample {sample!r}: no lm-eval {field[:-1]} {key!r} (has: {have}); was it run by lm-eval?")
     return values[key]
 
 
