@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING
 
 from expertlab.registry import Registry
+
+if TYPE_CHECKING:  # torch and pandas load only where scores are computed: validating params stays fast
+    import pandas as pd
+    import torch
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,15 @@ class LayerStats:
         return self.routed_count.numel()
 
 
-Criterion = Callable[[LayerStats, torch.Generator], torch.Tensor]
+Criterion = Callable[[LayerStats, "torch.Generator"], "torch.Tensor"]
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
 @CRITERIA.register("random")
 def random_scores(stats: LayerStats, rng: torch.Generator) -> torch.Tensor:
     """A uniform random ranking drawn from the seeded generator (no data used)."""
+    import torch
+
     order = torch.randperm(stats.num_experts, generator=rng)
     scores = torch.empty(stats.num_experts, dtype=torch.float64)
     scores[order] = torch.arange(stats.num_experts, 0, -1, dtype=torch.float64)
@@ -49,7 +53,7 @@ def random_scores(stats: LayerStats, rng: torch.Generator) -> torch.Tensor:
 @CRITERIA.register("frequency")
 def frequency(stats: LayerStats, rng: torch.Generator) -> torch.Tensor:
     """How often the router selects the expert: sum_t 1[g > 0]."""
-    return stats.routed_count.to(torch.float64)
+    return stats.routed_count.double()
 
 
 @CRITERIA.register("gate")
@@ -73,8 +77,8 @@ def easy_ep(stats: LayerStats, rng: torch.Generator) -> torch.Tensor:
 @CRITERIA.register("reap")
 def reap(stats: LayerStats, rng: torch.Generator) -> torch.Tensor:
     """Mean router-weighted output norm per routed token; 0 for never-routed experts."""
-    count = stats.routed_count.to(torch.float64)
-    return torch.where(count > 0, stats.weighted_norm_sum / count.clamp(min=1), torch.zeros_like(count))
+    count = stats.routed_count.double()
+    return (stats.weighted_norm_sum / count.clamp(min=1)).where(count > 0, 0.0)
 
 
 def kept_count(num_experts: int, ratio: float) -> int:
@@ -121,6 +125,8 @@ def top_experts(scores: torch.Tensor, kept: int, n_group: int = 1) -> list[int]:
 
 def layer_stats(frame: pd.DataFrame) -> dict[int, LayerStats]:
     """Split an expert_stats frame (one row per layer, expert) into per-layer statistics."""
+    import torch
+
     missing = {"layer", "expert", "tokens", "routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum"}
     missing -= set(frame.columns)
     if missing:
@@ -146,6 +152,8 @@ def layer_stats(frame: pd.DataFrame) -> dict[int, LayerStats]:
 
 def criterion_scores(stats: dict[int, LayerStats], criterion: str, seed: int) -> dict[int, torch.Tensor]:
     """Scores of one criterion for every layer; the generator is seeded once and walks layers in order."""
+    import torch
+
     fn = CRITERIA[criterion]
     rng = torch.Generator().manual_seed(seed)
     return {layer: fn(stats[layer], rng) for layer in sorted(stats)}
@@ -170,6 +178,8 @@ def select_masks(
     allow_top_k_reduction: bool = False,
 ) -> tuple[pd.DataFrame, list[Mask]]:
     """Every criterion x ratio mask from one observation, plus the long table of scores."""
+    import pandas as pd
+
     stats = layer_stats(frame)
     num_experts = {s.num_experts for s in stats.values()}
     if len(num_experts) != 1:

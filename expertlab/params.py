@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expertlab.criteria import CRITERIA, kept_count, resolve_top_k
-from expertlab.data.toy import WorldConfig
+from expertlab.data.toy import WorldConfig, pool_capacity
+from expertlab.errors import UnknownName
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
 from expertlab.tasks import TASKS
@@ -25,15 +25,26 @@ _GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Strict(BaseModel):
+    """Unknown keys are errors, and no list holds an entry twice (DVC would run a repeated grid entry once)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _distinct(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            seen: list[Any] = []
+            for entry in value:
+                if entry in seen:
+                    raise ValueError(f"{entry!r} is listed twice; every entry must be distinct")
+                seen.append(entry)
+        return value
 
 
 def _known(registry: Registry, names: list[str]) -> list[str]:
     for name in names:
         if name not in registry:
             raise ValueError(registry.unknown_message(name))
-    if len(set(names)) != len(names):
-        raise ValueError(f"repeated {registry.kind} names: {names}")
     return names
 
 
@@ -73,6 +84,9 @@ class Study(Strict):
             if not names:
                 raise ValueError(f"task group {group!r} is empty")
             _known(TASKS, names)
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(f"task group {group!r} lists {', '.join(twice)} twice")
         every = [name for names in value.values() for name in names]
         repeated = sorted({name for name in every if every.count(name) > 1})
         if repeated:
@@ -88,7 +102,7 @@ class Study(Strict):
         for group, names in self.tasks.items():
             if task in names:
                 return group
-        raise KeyError(f"task {task!r} is in no group of study.tasks")
+        raise UnknownName(f"task {task!r} is in no group of study.tasks")
 
     @field_validator("ratios")
     @classmethod
@@ -96,15 +110,13 @@ class Study(Strict):
         for ratio in value:
             if not 0 < ratio < 1:
                 raise ValueError(f"ratio {ratio} is outside (0, 1)")
-        if len(set(value)) != len(value):
-            raise ValueError(f"repeated ratios: {value}")
         return value
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value) or any(seed < 0 for seed in value):
-            raise ValueError(f"seeds must be distinct non-negative integers: {value}")
+        if any(seed < 0 for seed in value):
+            raise ValueError(f"seeds must be non-negative integers: {value}")
         return value
 
 
@@ -292,8 +304,8 @@ class Judge(Strict):
     @field_validator("protocols")
     @classmethod
     def _protocols(cls, value: list[str]) -> list[str]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError(f"protocols must be distinct and not empty: {value}")
+        if not value:
+            raise ValueError("protocols must not be empty")
         return value
 
 
@@ -379,6 +391,14 @@ class Params(Strict):
                     resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
                 except ValueError as err:
                     raise ValueError(f"study.ratios: model {name!r}: {err}") from None
+        for name, calibration in self.calibrations.items():
+            held = pool_capacity(self.toy.world, calibration.domains)
+            if calibration.samples > held:
+                raise ValueError(
+                    f"calibrations.{name}.samples: {calibration.samples} requested, the toy pools of "
+                    f"{', '.join(calibration.domains)} hold {held} (toy.world.pool_size {self.toy.world.pool_size} "
+                    "per domain); lower it or raise toy.world.pool_size"
+                )
         self._quantize_grid()
         return self
 
@@ -392,8 +412,6 @@ class Params(Strict):
             ("criteria", grid.criteria, self.study.criteria),
             ("ratios", grid.ratios, self.study.ratios),
         ):
-            if len(set(chosen)) != len(chosen):
-                raise ValueError(f"study.quantize.{field}: repeated entries {chosen}")
             for value in chosen:
                 if value not in allowed:
                     where = "quantization" if field == "schemes" else f"study.{field}"
@@ -424,14 +442,17 @@ class ParamsError(ValueError):
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s)"]
+    """One line for one problem; a count and then one line per problem for several."""
+    problems = []
     for problem in err.errors():
         path = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = f"unknown key{_allowed_keys(problem['loc'])}"
-        lines.append(f"  {path or '(top level)'}: {message}")
-    return "\n".join(lines)
+        problems.append(f"{path or '(top level)'}: {message}")
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n  ".join([f"{source}: {len(problems)} problems", *problems])
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> str:
@@ -467,8 +488,31 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing params file: {path}")
+    return parse_params(read_yaml(path), str(path))
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file parsed as DVC parses params and dvc.yaml (ruamel.yaml, safe, YAML 1.2): a key given twice
+    is an error here too, so `expertlab check` never accepts a file `dvc repro` refuses."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({err})") from None
-    return parse_params(data, str(path))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        return YAML(typ="safe").load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = " ".join(str(err.problem or err.context or "invalid YAML").split())
+        if isinstance(err, DuplicateKeyError):
+            key = re.search(r'duplicate key "(.*?)"', problem)
+            problem = f"the key {key.group(1) if key else ''!r} is given twice in one mapping"
+        elif err.context and err.context_mark is not None and err.problem:
+            problem += f" ({err.context} begun on line {err.context_mark.line + 1})"
+        raise ParamsError(f"{where}: not valid YAML as DVC reads it: {problem}") from None
+    except YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None

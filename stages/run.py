@@ -13,6 +13,7 @@ HELP = "validate params.yaml, run `dvc repro` and print the headline and finding
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", metavar="FILE")
     parser.add_argument("--store", default="results.duckdb", metavar="FILE")
+    parser.add_argument("--queries", default="queries", metavar="DIR", help="where report.print's tables are defined")
     parser.add_argument(
         "dvc_args", nargs=argparse.REMAINDER,
         help="arguments for `dvc repro` (default: the report stage and everything it needs)",
@@ -20,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.params import load_params
+    from stages.check import check_study
 
-    params = load_params(args.params)
+    params = check_study(args.params, args.queries)
     # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them
     env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     # `report` and its ancestors: the whole study, and the toy model only when study.models lists it
@@ -34,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
 
     for name in params.report.print:
         print()
-        print_table(args.store, name)
+        print_table(args.store, name, args.queries)
     return 0

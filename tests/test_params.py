@@ -69,7 +69,7 @@ def test_misspelt_top_level_key_names_allowed_keys():
         ("study.ratios", [0.5, 1.0], "study.ratios: ratio 1.0 is outside (0, 1)"),
         ("study.ratios", [0.0], "ratio 0.0 is outside (0, 1)"),
         ("study.ratios", [-0.25], "ratio -0.25 is outside (0, 1)"),
-        ("study.ratios", [0.5, 0.5], "repeated ratios"),
+        ("study.ratios", [0.5, 0.5], "study.ratios: 0.5 is listed twice"),
         ("study.ratios", [0.95], "keeps 1 of 16 experts, fewer than top-k=2; set select.allow_top_k_reduction"),
         ("study.models", ["toy", "ghost"], "study.models: 'ghost' has no entry under models"),
         ("study.calibrations", ["nope"], "'nope' has no entry under calibrations"),
@@ -143,7 +143,7 @@ def test_the_evaluation_section_is_required_because_dvc_yaml_reads_it():
         ("judge.judges", ["gpt"], "judge.judges: 'gpt' has no entry under judges"),
         ("judge.tasks", ["bio_mcq"], "judges read generated text"),
         ("judge.tasks", ["rct_summary"], "judge.tasks: 'rct_summary' is in no group of study.tasks"),
-        ("judge.protocols", ["absolute", "absolute"], "protocols must be distinct"),
+        ("judge.protocols", ["absolute", "absolute"], "judge.protocols: 'absolute' is listed twice"),
         ("judge.protocols", ["pairwise"], "judge.protocols.0"),
         ("judges.grounding", {"backend": "grounding", "model": "x"}, "the grounding judge takes no model"),
         ("judges.claude", {"backend": "anthropic"}, "a anthropic judge needs `model`"),
@@ -174,7 +174,7 @@ def test_llm_judges_read_their_key_from_a_provider_variable_unless_told_otherwis
         ("study.quantize.criteria", ["af"], "study.quantize.criteria: 'af' is not in study.criteria"),
         ("study.quantize.ratios", [0.3], "study.quantize.ratios: 0.3 is not in study.ratios (0.25, 0.5, 0.75)"),
         ("study.quantize.ratios", [], "schemes are given but no criteria or ratios to quantize"),
-        ("study.quantize.schemes", ["gptq-w4a16", "gptq-w4a16"], "study.quantize.schemes: repeated entries"),
+        ("study.quantize.schemes", ["gptq-w4a16", "gptq-w4a16"], "study.quantize.schemes: 'gptq-w4a16' is listed twice"),
         ("quantization.gptq-w4a16.bits", 1, "quantization.gptq-w4a16.bits: Input should be greater than or equal to 2"),
         ("quantization.gptq-w4a16.method", "awq", "quantization.gptq-w4a16.method: Input should be 'gptq' or 'rtn'"),
         ("quantization.gptq-w4a16.ignore", ["(unclosed"], "'(unclosed' is not a regular expression"),
@@ -195,3 +195,86 @@ def test_the_quantize_grid_is_required_because_dvc_yaml_reads_it():
     data = copy.deepcopy(DEFAULT)
     data["study"]["quantize"] = {"schemes": [], "criteria": [], "ratios": []}
     assert parse_params(data).study.quantize.schemes == []  # nothing quantized
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("study.models", ["toy", "toy"], "study.models: 'toy' is listed twice"),
+        ("study.calibrations", ["biomed", "biomed"], "study.calibrations: 'biomed' is listed twice"),
+        ("study.seeds", [0, 1, 0], "study.seeds: 0 is listed twice"),
+        ("study.criteria", ["reap", "gate", "reap"], "study.criteria: 'reap' is listed twice"),
+        ("study.tasks", {"toy": ["bio_qa", "bio_mcq", "bio_qa"]}, "task group 'toy' lists bio_qa twice"),
+        ("calibrations.biomed.domains", ["biomedical", "biomedical"], "calibrations.biomed.domains: 'biomedical' is listed twice"),
+        ("judge.tasks", ["trial_summary", "trial_summary"], "judge.tasks: 'trial_summary' is listed twice"),
+        ("report.print", ["headline", "headline"], "report.print: 'headline' is listed twice"),
+        ("study.quantize.criteria", ["easy_ep", "easy_ep"], "study.quantize.criteria: 'easy_ep' is listed twice"),
+    ],
+)
+def test_no_list_holds_an_entry_twice(path, value, expected):  # noqa: ANN001
+    """DVC would run a repeated grid entry once while the check counted it twice."""
+    assert expected in error_of(with_change(path, value))
+
+
+def test_a_repeated_judge_is_named():
+    data = with_change("judge.judges", ["grounding", "grounding"])
+    assert "judge.judges: 'grounding' is listed twice" in error_of(data)
+
+
+def test_a_key_given_twice_fails_as_dvc_would(tmp_path):  # noqa: ANN001
+    text = (ROOT / "params.yaml").read_text().replace("  batch_size: 16\n", "  batch_size: 16\n  batch_size: 8\n", 1)
+    line = text.splitlines().index("  batch_size: 8") + 1
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=rf"params.yaml:{line}: not valid YAML as DVC reads it: the key 'batch_size' is given twice"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_yaml_is_read_as_dvc_reads_it(tmp_path):  # noqa: ANN001
+    """YAML 1.2, as DVC's ruamel.yaml: `010` is ten (YAML 1.1 readers say eight), so the seeds checked are
+    the seeds DVC interpolates into the stages."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace("seeds: [0, 1, 2]", "seeds: [0, 010]", 1))
+    assert load_params(tmp_path / "params.yaml").study.seeds == [0, 10]
+    (tmp_path / "params.yaml").write_bytes(b"study: \xff\n")
+    with pytest.raises(ParamsError, match="params.yaml: not UTF-8 text"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_calibration_samples_beyond_the_toy_pools_are_refused():
+    pool = DEFAULT["toy"]["world"]["pool_size"]
+    assert parse_params(with_change("calibrations.biomed.samples", pool))
+    message = error_of(with_change("calibrations.biomed.samples", pool + 1))
+    assert f"calibrations.biomed.samples: {pool + 1} requested, the toy pools of biomedical hold {pool}" in message
+    two = with_change("calibrations.biomed.domains", ["biomedical", "general"])
+    two["calibrations"]["biomed"]["samples"] = 2 * pool
+    assert parse_params(two)
+
+
+def test_check_names_an_unknown_report_table(tmp_path, capsys):  # noqa: ANN001
+    from expertlab.cli import main
+
+    data = with_change("report.print", ["headline", "headlines"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    assert main(["check", "--params", str(tmp_path / "params.yaml"), "--queries", str(ROOT / "queries")]) == 2
+    error = capsys.readouterr().err
+    assert "report.print: no query 'headlines'" in error and "(tables: " in error and "headline," in error
+
+
+def test_check_runs_without_torch_and_writes_the_same_record_for_any_valid_params(tmp_path):  # noqa: ANN001
+    probe = (
+        "import sys; from expertlab.cli import main; code = main(sys.argv[1:]); "
+        "heavy = sorted(m for m in ('torch', 'pandas', 'transformers', 'duckdb') if m in sys.modules); "
+        "print('heavy:', heavy); sys.exit(code)"
+    )
+    records = []
+    for ratios in ([0.5], [0.25, 0.5]):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_change("study.ratios", ratios)))
+        out = tmp_path / f"checked-{len(ratios)}.json"
+        result = subprocess.run(
+            [sys.executable, "-c", probe, "check", "--params", str(tmp_path / "params.yaml"),
+             "--queries", str(ROOT / "queries"), "--out", str(out)],
+            capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "heavy: []" in result.stdout
+        records.append(out.read_bytes())
+    assert records[0] == records[1]

@@ -112,7 +112,7 @@ def first_run(repo: Path) -> str:
 def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     variants = [f"toy-biomed-0-{c}-0.5" for c in ("random", "reap")]
     quantized = "toy-biomed-0-reap-0.5-w4g16"
-    expected = {"prepare", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
+    expected = {"check", "prepare", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
     expected |= {"generate_source@toy-toy", "score_source@toy-toy", "ingest", "report"}
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
@@ -171,13 +171,32 @@ def test_noop_repro_runs_nothing(repo: Path, first_run: str):
     assert ran(output) == set()
 
 
+def test_a_misspelt_key_fails_dvc_repro_naming_it_before_anything_runs(repo: Path, first_run: str):
+    """No stage tracks `ratioz`, so only the check stage (tracking the whole file) can name it."""
+    good = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(good + "ratioz: [0.5]\n")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    result = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "ratioz: unknown key; allowed: study, models" in result.stdout + result.stderr
+    assert ran(result.stdout + result.stderr) == {"check"}
+    (repo / "params.yaml").write_text(good)
+
+
+def test_an_edit_no_stage_reads_reruns_only_the_check(repo: Path, first_run: str):
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# a note on this study\n")
+    assert ran(sh("dvc", "repro", cwd=repo)) == {"check"}
+    assert ran(sh("dvc", "repro", cwd=repo)) == set()
+    commit(repo, "a note")
+
+
 def test_adding_a_ratio_runs_only_what_it_touches(repo: Path, first_run: str):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["study"]["ratios"] = [0.5, 0.25]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = sh("dvc", "repro", cwd=repo)
     new = [f"toy-biomed-0-{c}-0.25" for c in ("random", "reap")]
-    expected = {"select@toy-biomed-0", "ingest", "report"}
+    expected = {"check", "select@toy-biomed-0", "ingest", "report"}
     expected |= {f"prune@{v}" for v in new}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in new}
     assert ran(output) == expected
@@ -193,7 +212,7 @@ def test_a_judge_change_reruns_only_judging(repo: Path, first_run: str):
     output = sh("dvc", "repro", cwd=repo)
     variants = [f"toy-biomed-0-{c}-{r}" for c in ("random", "reap") for r in ("0.5", "0.25")]
     judged = {f"judge@{v}-toy" for v in variants} | {"judge_quantized@toy-biomed-0-reap-0.5-w4g16-toy"}
-    assert ran(output) == judged | {"ingest", "report"}
+    assert ran(output) == judged | {"check", "ingest", "report"}
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select distinct protocol from judgments").fetchall() == [("absolute",)]
     con.close()
@@ -208,7 +227,7 @@ def test_a_quantization_change_reruns_only_the_quantized_variant(repo: Path, fir
     quantized = "toy-biomed-0-reap-0.5-w4g16"
     stages = {f"quantize@{quantized}"} | {f"{s}_quantized@{quantized}-toy" for s in ("generate", "score", "judge")}
     # a stage whose inputs come out identical is not re-run: the micro model's outputs may not move
-    assert f"quantize@{quantized}" in ran(output) and ran(output) <= stages | {"ingest", "report"}
+    assert f"quantize@{quantized}" in ran(output) and ran(output) <= stages | {"check", "ingest", "report"}
     record = json.loads((repo / "checkpoints/toy/biomed/0/reap/0.5-w4g16/expertlab_quantization.json").read_text())
     assert record["spec"]["method"] == "rtn"
     commit(repo, "round-to-nearest quantization")

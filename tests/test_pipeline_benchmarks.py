@@ -147,6 +147,7 @@ def test_a_task_option_reruns_only_its_group(study: tuple[Path, str]) -> None:
     # every group's items are re-read (cheap); only the changed group is generated and scored again
     assert {f"prepare_tasks@{group}" for group in benchmark_groups()} == {s for s in ran(output) if s.startswith("prepare")}
     assert {s for s in ran(output) if not s.startswith("prepare")} == {
+        "check",
         "generate_source@tiny-medhalt",
         "generate@tiny-biomed-0-reap-0.5-medhalt",
         "score_source@tiny-medhalt",

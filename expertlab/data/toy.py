@@ -680,6 +680,11 @@ def demonstrations(
     return examples
 
 
+def pool_capacity(cfg: WorldConfig, domains: list[str]) -> int:
+    """How many calibration texts the pools of `domains` hold together: toy.world.pool_size each."""
+    return cfg.pool_size * len(set(domains))
+
+
 def write_toy_data(
     cfg: WorldConfig,
     out_dir: Path,
@@ -712,7 +717,7 @@ def write_toy_data(
             if domain not in pools:
                 raise ValueError(f"calibration {name!r}: unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
             union.extend(pools[domain])
-        if calibration.samples > len(union):
+        if calibration.samples > pool_capacity(cfg, calibration.domains):
             raise ValueError(
                 f"calibration {name!r}: {calibration.samples} samples requested, the pools hold {len(union)} "
                 "(raise toy.world.pool_size)"
