@@ -4,6 +4,10 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip's own progress, without the warnings some package indexes print for every package
+pip_install = $(BIN)/python -m pip install $(1) 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup run test bench clean
 
@@ -11,11 +15,16 @@ setup: $(VENV)/.installed
 
 # torch first: the pin takes the local CPU wheel, so nothing later resolves a CUDA build.
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@echo "setup 1/4: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $@
+	@echo "setup 2/4: torch 2.13.0, the CPU build"
+	$(call pip_install,torch==2.13.0)
+	@echo "setup 3/4: the pinned versions of requirements.lock"
+	$(call pip_install,-r requirements.lock)
+	@echo "setup 4/4: expertlab itself, editable"
+	$(call pip_install,--no-deps -e .)
+	@touch $@
+	@echo "setup: done"
 
 run: setup
 	$(BIN)/expertlab run
