@@ -190,9 +190,12 @@ def loaded_model(model_dir: str | Path, max_memory: str | None = None) -> Iterat
     """
     from transformers import AutoModelForCausalLM
 
+    from expertlab.moe.checkpoint import check_safetensors_files
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
+    check_safetensors_files(model_dir)
     if max_memory is None:
         yield AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
         return
