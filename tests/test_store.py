@@ -641,6 +641,100 @@ def test_killed_ingest_leaves_the_store_intact(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".results.duckdb*"))
 
 
+def _ingest_process(store: Path, dirs: list[Path]) -> subprocess.Popen[str]:
+    """`expertlab ingest` in its own process, stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "expertlab.cli", "ingest", "--store", str(store), *map(str, dirs)],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _waiting_line(process: subprocess.Popen[str]) -> str:
+    """The process's stderr up to its line saying it waits for the lock ('' if it ended without one)."""
+    while line := process.stderr.readline():
+        if "waiting" in line:
+            return line
+    return ""
+
+
+def test_concurrent_ingests_take_turns_and_each_reports_the_truth(tmp_path: Path) -> None:
+    """Two ingests started while the store is locked both wait; then they run one after the other, so
+    the store and both summaries are those of the same two ingests run serially in that order."""
+    import fcntl
+
+    from expertlab.store.ingest import lock_path
+
+    root = tmp_path / "run"
+    seed_study(root)
+    common = [root / "observations", root / "masks", root / "scores" / "toy" / "source",
+              root / "generations" / "toy" / "source"]
+    by_seed = {seed: common + [root / "scores" / "toy" / "biomed" / seed, root / "generations" / "toy" / "biomed" / seed]
+               for seed in ("0", "1")}
+    store = tmp_path / "results.duckdb"
+    ingest(store, common)
+    before, bytes_before = snapshot(store), store.read_bytes()
+
+    holder = os.open(lock_path(store), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    os.write(holder, f"{os.getpid()}\n".encode())
+    processes = {seed: _ingest_process(store, dirs) for seed, dirs in by_seed.items()}
+    try:
+        for process in processes.values():
+            line = _waiting_line(process)
+            assert str(lock_path(store)) in line and f"pid {os.getpid()}" in line, line
+        assert store.read_bytes() == bytes_before  # neither got past the lock
+    finally:
+        os.close(holder)  # released, the lock file left in place: the first to run removes it
+    outputs = {seed: process.communicate() for seed, process in processes.items()}
+    assert {seed: process.returncode for seed, process in processes.items()} == {"0": 0, "1": 0}, outputs
+    summaries = {seed: out.strip().splitlines()[-1] for seed, (out, _) in outputs.items()}
+    # the first ran on `common` and removed nothing; the second removed the first's 8 seed artifacts
+    first = next(seed for seed, summary in summaries.items() if " 0 removed" in summary)
+    second = "1" if first == "0" else "0"
+
+    serial = tmp_path / "serial" / "results.duckdb"
+    ingest(serial, common)
+    assert snapshot(serial) == before
+    for seed in (first, second):
+        assert summaries[seed] == ingest(serial, by_seed[seed]).summary().replace(str(serial), str(store))
+    assert summaries[second].endswith("8 added, 0 replaced, 8 removed, 6 unchanged")
+    assert snapshot(store) == snapshot(serial)
+    assert not list(tmp_path.glob(".results.duckdb*"))  # no lock file, no work directory left
+
+
+def test_an_ingest_removes_work_left_by_killed_ingests_and_nothing_else(tmp_path: Path) -> None:
+    dirs = seed_study(tmp_path / "run", criteria=("reap",), ratios=(0.5,), seeds=(0,))
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    abandoned = tmp_path / ".results.duckdb.ingest-work-k1ll3d"
+    abandoned.mkdir()
+    (abandoned / "results.duckdb").write_bytes(store.read_bytes())
+    (abandoned / "results.duckdb.wal").write_bytes(b"partial")
+    legacy = [tmp_path / ".results.duckdb.ingest-tmp", tmp_path / ".results.duckdb.ingest-tmp.wal"]
+    for path in legacy:
+        path.write_bytes(b"partial")
+    others = [tmp_path / ".results.duckdb.notes", tmp_path / ".other.duckdb.ingest-work-x", tmp_path / "ingest-work"]
+    for path in others:
+        path.mkdir()
+    report = ingest(store, dirs)
+    assert not report.changed  # an ingest that changes nothing cleans up too
+    assert not abandoned.exists() and not any(path.exists() for path in legacy)
+    assert all(path.is_dir() for path in others)
+
+
+def test_ingest_work_files_are_ignored_by_git(tmp_path: Path) -> None:
+    """The lock and work directories appear beside results.duckdb, a DVC output at the repository root."""
+    from expertlab.store.ingest import _work_prefix, lock_path
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    store = Path("results.duckdb")
+    names = [lock_path(store).name, f"{_work_prefix(store)}a1b2c3/results.duckdb", ".results.duckdb.ingest-tmp"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", *names], cwd=REPO,
+                            capture_output=True, text=True)
+    assert sorted(line.split("\t")[-1] for line in result.stdout.splitlines()) == sorted(names), result
+
+
 # --- expertlab sql ----------------------------------------------------------------------------------
 
 
