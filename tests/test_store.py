@@ -792,6 +792,69 @@ def test_sql_errors_are_clear(tmp_path: Path, seeded_store: Path) -> None:
         run_stage("stages.sql", ["select nope from variants", "--store", str(seeded_store)])
 
 
+@pytest.fixture
+def outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory statements aim at, also HOME (where INSTALL would put extensions)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+SANDBOXED = [
+    "copy (select 1) to '{out}/x.csv'",
+    "copy variants to '{out}/variants.parquet' (format parquet)",
+    "export database '{out}/dump'",
+    "select 1; export database '{out}/dump'",
+    "select * from read_csv('/etc/passwd')",
+    "select * from read_text('/etc/hostname')",
+    "select * from glob('/*')",
+    "attach '{out}/other.duckdb' as other",
+    "install httpfs",
+    "load httpfs",
+    "set enable_external_access = true",
+    "reset enable_external_access",
+    "set lock_configuration = false",
+    "set enable_external_access = true; copy (select 1) to '{out}/x.csv'",
+    "set allowed_directories = ['/']; copy (select 1) to '{out}/x.csv'",
+]
+
+
+@pytest.mark.parametrize("statement", SANDBOXED)
+def test_sql_reaches_no_file_extension_or_network_but_the_store(
+    seeded_store: Path, outside: Path, statement: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from expertlab.cli import main
+
+    before, bytes_before = snapshot(seeded_store), seeded_store.read_bytes()
+    store_dir = sorted(seeded_store.parent.iterdir())
+    assert main(["sql", statement.format(out=outside), "--store", str(seeded_store)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("expertlab sql: error: query failed: the store is opened read-only and sandboxed") and (
+        err.count("\n") == 1
+    ), err
+    assert list(outside.iterdir()) == []  # nothing written there, not even a directory
+    assert sorted(seeded_store.parent.iterdir()) == store_dir
+    assert seeded_store.read_bytes() == bytes_before and snapshot(seeded_store) == before
+
+
+def test_sql_still_answers_queries_over_the_store(seeded_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from expertlab.cli import main
+
+    def csv(query: str) -> str:
+        assert main(["sql", "--format", "csv", query, "--store", str(seeded_store)]) == 0
+        return capsys.readouterr().out
+
+    # each pruned variant has scores on the 4 utility tasks and trial_summary
+    assert csv(
+        "select v.criterion, count(*) as n from task_scores as t join variants as v using (variant_id) "
+        "where not v.is_source group by all order by all"
+    ) == "criterion,n\nrandom,20\nreap,20\n"
+    assert csv("select count(*) as n from primary_scores where task = 'bio_qa'") == "n\n8\n"
+    assert csv("select count(*) as n from duckdb_columns() where table_name = 'variants'") == "n\n11\n"
+    assert csv("select 1 as one; select count(*) as n from variants") == "n\n9\n"  # the last statement's rows
+    assert csv("set variable r = 0.5; select count(*) as n from variants where ratio = getvariable('r')") == "n\n4\n"
+
+
 def test_ingest_stage_prints_its_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dirs = seed_study(tmp_path / "run", criteria=("reap",), ratios=(0.5,), seeds=(0,))
     store = tmp_path / "results.duckdb"
