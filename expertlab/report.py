@@ -104,15 +104,28 @@ def read_queries(queries_dir: str | Path) -> list[Query]:
     return queries
 
 
+# A connection to the store may read the store and nothing else, whatever statement it is given: no
+# other file read or written (COPY, EXPORT, read_csv, glob, ATTACH), no extension installed or
+# autoloaded, hence no network; lock_configuration makes every later SET/RESET fail, so no statement
+# can turn the rest back on.
+SANDBOX = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
+
 def connect_read_only(store: str | Path):  # noqa: ANN201 (duckdb is imported lazily)
-    """The store opened read-only; a missing file is an error, never a new empty store."""
+    """The store opened read-only and sandboxed (SANDBOX); a missing file is an error, never a new empty store."""
     import duckdb
 
     store = Path(store)
     if not store.is_file():
         raise FileNotFoundError(f"no store at {store}; build it with `expertlab ingest`")
     try:
-        return duckdb.connect(str(store), read_only=True)
+        return duckdb.connect(str(store), read_only=True, config=SANDBOX)
     except duckdb.Error as err:
         raise ValueError(f"{store}: cannot open the store read-only ({err})") from None
 
@@ -126,9 +139,13 @@ def _execute(con, sql: str, where: str) -> tuple[list[str], list[tuple[Any, ...]
         return columns, cursor.fetchall() if columns else []
     except duckdb.Error as err:
         message = str(err)
+        first_line = message.splitlines()[0] if message else type(err).__name__
+        if isinstance(err, duckdb.PermissionException) or "the configuration has been locked" in message:
+            refused = "the store is opened read-only and sandboxed: a statement may read the store and nothing else"
+            raise ValueError(f"{where}: {refused} ({first_line})") from None
         if "read-only" in message:
             refused = "the store is opened read-only, so statements that write are refused"
-            raise ValueError(f"{where}: {refused} ({message})") from None
+            raise ValueError(f"{where}: {refused} ({first_line})") from None
         raise ValueError(f"{where}: {message}") from None
 
 

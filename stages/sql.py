@@ -1,10 +1,10 @@
-"""A SQL query + the store (opened read-only) -> its result as a table, CSV or JSON on stdout."""
+"""A SQL query + the store (read-only and sandboxed) -> its result as a table, CSV or JSON on stdout."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "run a SQL query against the store, read-only (tables: see schema/expertlab.sql)"
+HELP = "run a SQL query against the store, read-only and sandboxed (tables: see schema/expertlab.sql)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

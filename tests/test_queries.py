@@ -119,6 +119,19 @@ def test_undocumented_or_missing_columns_fail_the_report(tmp_path: Path, study_s
         read_queries(queries)
 
 
+def test_a_report_query_reads_the_store_and_nothing_else(tmp_path: Path, study_store: Path) -> None:
+    """The report's connection is sandboxed like `expertlab sql`: a query file cannot read or write other files."""
+    outside = tmp_path / "outside.csv"
+    outside.write_text("x\n1\n")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    for body in (f"select x from read_csv('{outside}')", f"copy (select 1 as x) to '{tmp_path}/copied.csv'"):
+        (queries / "leak.sql").write_text(f"-- table: leak\n-- column: x: a value from outside the store\n{body}\n")
+        with pytest.raises(ValueError, match=r"leak.sql: the store is opened read-only and sandboxed"):
+            write_report(study_store, queries, tmp_path / "report")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["outside.csv", "queries"]
+
+
 # --- hand-computed values ----------------------------------------------------------------------------
 
 

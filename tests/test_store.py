@@ -641,6 +641,100 @@ def test_killed_ingest_leaves_the_store_intact(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".results.duckdb*"))
 
 
+def _ingest_process(store: Path, dirs: list[Path]) -> subprocess.Popen[str]:
+    """`expertlab ingest` in its own process, stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "expertlab.cli", "ingest", "--store", str(store), *map(str, dirs)],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _waiting_line(process: subprocess.Popen[str]) -> str:
+    """The process's stderr up to its line saying it waits for the lock ('' if it ended without one)."""
+    while line := process.stderr.readline():
+        if "waiting" in line:
+            return line
+    return ""
+
+
+def test_concurrent_ingests_take_turns_and_each_reports_the_truth(tmp_path: Path) -> None:
+    """Two ingests started while the store is locked both wait; then they run one after the other, so
+    the store and both summaries are those of the same two ingests run serially in that order."""
+    import fcntl
+
+    from expertlab.store.ingest import lock_path
+
+    root = tmp_path / "run"
+    seed_study(root)
+    common = [root / "observations", root / "masks", root / "scores" / "toy" / "source",
+              root / "generations" / "toy" / "source"]
+    by_seed = {seed: common + [root / "scores" / "toy" / "biomed" / seed, root / "generations" / "toy" / "biomed" / seed]
+               for seed in ("0", "1")}
+    store = tmp_path / "results.duckdb"
+    ingest(store, common)
+    before, bytes_before = snapshot(store), store.read_bytes()
+
+    holder = os.open(lock_path(store), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    os.write(holder, f"{os.getpid()}\n".encode())
+    processes = {seed: _ingest_process(store, dirs) for seed, dirs in by_seed.items()}
+    try:
+        for process in processes.values():
+            line = _waiting_line(process)
+            assert str(lock_path(store)) in line and f"pid {os.getpid()}" in line, line
+        assert store.read_bytes() == bytes_before  # neither got past the lock
+    finally:
+        os.close(holder)  # released, the lock file left in place: the first to run removes it
+    outputs = {seed: process.communicate() for seed, process in processes.items()}
+    assert {seed: process.returncode for seed, process in processes.items()} == {"0": 0, "1": 0}, outputs
+    summaries = {seed: out.strip().splitlines()[-1] for seed, (out, _) in outputs.items()}
+    # the first ran on `common` and removed nothing; the second removed the first's 8 seed artifacts
+    first = next(seed for seed, summary in summaries.items() if " 0 removed" in summary)
+    second = "1" if first == "0" else "0"
+
+    serial = tmp_path / "serial" / "results.duckdb"
+    ingest(serial, common)
+    assert snapshot(serial) == before
+    for seed in (first, second):
+        assert summaries[seed] == ingest(serial, by_seed[seed]).summary().replace(str(serial), str(store))
+    assert summaries[second].endswith("8 added, 0 replaced, 8 removed, 6 unchanged")
+    assert snapshot(store) == snapshot(serial)
+    assert not list(tmp_path.glob(".results.duckdb*"))  # no lock file, no work directory left
+
+
+def test_an_ingest_removes_work_left_by_killed_ingests_and_nothing_else(tmp_path: Path) -> None:
+    dirs = seed_study(tmp_path / "run", criteria=("reap",), ratios=(0.5,), seeds=(0,))
+    store = tmp_path / "results.duckdb"
+    ingest(store, dirs)
+    abandoned = tmp_path / ".results.duckdb.ingest-work-k1ll3d"
+    abandoned.mkdir()
+    (abandoned / "results.duckdb").write_bytes(store.read_bytes())
+    (abandoned / "results.duckdb.wal").write_bytes(b"partial")
+    legacy = [tmp_path / ".results.duckdb.ingest-tmp", tmp_path / ".results.duckdb.ingest-tmp.wal"]
+    for path in legacy:
+        path.write_bytes(b"partial")
+    others = [tmp_path / ".results.duckdb.notes", tmp_path / ".other.duckdb.ingest-work-x", tmp_path / "ingest-work"]
+    for path in others:
+        path.mkdir()
+    report = ingest(store, dirs)
+    assert not report.changed  # an ingest that changes nothing cleans up too
+    assert not abandoned.exists() and not any(path.exists() for path in legacy)
+    assert all(path.is_dir() for path in others)
+
+
+def test_ingest_work_files_are_ignored_by_git(tmp_path: Path) -> None:
+    """The lock and work directories appear beside results.duckdb, a DVC output at the repository root."""
+    from expertlab.store.ingest import _work_prefix, lock_path
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    store = Path("results.duckdb")
+    names = [lock_path(store).name, f"{_work_prefix(store)}a1b2c3/results.duckdb", ".results.duckdb.ingest-tmp"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", *names], cwd=REPO,
+                            capture_output=True, text=True)
+    assert sorted(line.split("\t")[-1] for line in result.stdout.splitlines()) == sorted(names), result
+
+
 # --- expertlab sql ----------------------------------------------------------------------------------
 
 
@@ -696,6 +790,69 @@ def test_sql_errors_are_clear(tmp_path: Path, seeded_store: Path) -> None:
     assert not (tmp_path / "missing.duckdb").exists()
     with pytest.raises(ValueError, match="query failed: .*nope"):
         run_stage("stages.sql", ["select nope from variants", "--store", str(seeded_store)])
+
+
+@pytest.fixture
+def outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory statements aim at, also HOME (where INSTALL would put extensions)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+SANDBOXED = [
+    "copy (select 1) to '{out}/x.csv'",
+    "copy variants to '{out}/variants.parquet' (format parquet)",
+    "export database '{out}/dump'",
+    "select 1; export database '{out}/dump'",
+    "select * from read_csv('/etc/passwd')",
+    "select * from read_text('/etc/hostname')",
+    "select * from glob('/*')",
+    "attach '{out}/other.duckdb' as other",
+    "install httpfs",
+    "load httpfs",
+    "set enable_external_access = true",
+    "reset enable_external_access",
+    "set lock_configuration = false",
+    "set enable_external_access = true; copy (select 1) to '{out}/x.csv'",
+    "set allowed_directories = ['/']; copy (select 1) to '{out}/x.csv'",
+]
+
+
+@pytest.mark.parametrize("statement", SANDBOXED)
+def test_sql_reaches_no_file_extension_or_network_but_the_store(
+    seeded_store: Path, outside: Path, statement: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from expertlab.cli import main
+
+    before, bytes_before = snapshot(seeded_store), seeded_store.read_bytes()
+    store_dir = sorted(seeded_store.parent.iterdir())
+    assert main(["sql", statement.format(out=outside), "--store", str(seeded_store)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("expertlab sql: error: query failed: the store is opened read-only and sandboxed") and (
+        err.count("\n") == 1
+    ), err
+    assert list(outside.iterdir()) == []  # nothing written there, not even a directory
+    assert sorted(seeded_store.parent.iterdir()) == store_dir
+    assert seeded_store.read_bytes() == bytes_before and snapshot(seeded_store) == before
+
+
+def test_sql_still_answers_queries_over_the_store(seeded_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from expertlab.cli import main
+
+    def csv(query: str) -> str:
+        assert main(["sql", "--format", "csv", query, "--store", str(seeded_store)]) == 0
+        return capsys.readouterr().out
+
+    # each pruned variant has scores on the 4 utility tasks and trial_summary
+    assert csv(
+        "select v.criterion, count(*) as n from task_scores as t join variants as v using (variant_id) "
+        "where not v.is_source group by all order by all"
+    ) == "criterion,n\nrandom,20\nreap,20\n"
+    assert csv("select count(*) as n from primary_scores where task = 'bio_qa'") == "n\n8\n"
+    assert csv("select count(*) as n from duckdb_columns() where table_name = 'variants'") == "n\n11\n"
+    assert csv("select 1 as one; select count(*) as n from variants") == "n\n9\n"  # the last statement's rows
+    assert csv("set variable r = 0.5; select count(*) as n from variants where ratio = getvariable('r')") == "n\n4\n"
 
 
 def test_ingest_stage_prints_its_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

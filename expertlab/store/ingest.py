@@ -11,15 +11,23 @@ rely on DuckDB's WAL alone: DVC may check the store out as a link into its cache
 hardlink), where an in-place write would corrupt the cached version; readers (`expertlab sql`, the
 report) never see a half-built store nor meet the writer's lock; and no .wal file is left beside the
 store. The price is one file copy per run that changes anything; a run that changes nothing writes nothing.
+
+Concurrency. Ingests into one store take turns: each holds an exclusive lock (flock on the hidden
+sibling `.<store>.ingest-lock`) from reading the store's manifest to the rename, so a second ingest
+waits, saying so on stderr, and then plans against the first one's result. Each works in its own
+hidden directory `.<store>.ingest-work-*`; one left by a killed ingest is removed by the next lock holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
+import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +129,72 @@ def _read_existing(store: Path) -> tuple[str | None, dict[tuple[str, str], dict[
         con.close()
 
 
-def _remove_file(path: Path) -> None:
-    for stale in (path, path.with_name(path.name + ".wal")):
-        stale.unlink(missing_ok=True)
+def lock_path(store: Path) -> Path:
+    """The file whose flock serialises ingests into `store` (present only while one runs)."""
+    return store.with_name(f".{store.name}.ingest-lock")
+
+
+def _work_prefix(store: Path) -> str:
+    return f".{store.name}.ingest-work-"
+
+
+def _holder(fd: int) -> str:
+    """'pid N' as the lock's holder wrote it, or a vaguer phrase if it has not written it yet."""
+    written = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return f"pid {written}" if written.isdigit() else "another process"
+
+
+def _acquire(path: Path) -> int:
+    """An open descriptor of `path` holding its exclusive flock; waits (saying so once) while another holds it."""
+    said = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not said:
+                    print(f"ingest: waiting for the ingest holding {path} ({_holder(fd)}) to finish",
+                          file=sys.stderr, flush=True)
+                    said = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            # The previous holder unlinks the file before releasing it: a lock won on that unlinked
+            # inode guards nothing (a newcomer may lock a fresh file at the same path), so start again.
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def store_lock(store: Path) -> Iterator[None]:
+    """Exclusive use of `store` among ingests, in this process or others; the lock file goes with the lock."""
+    path = lock_path(store)
+    fd = _acquire(path)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding it, so no one can lock this path's inode afterwards
+        os.close(fd)
+
+
+def _remove_abandoned_work(store: Path) -> None:
+    """Work directories of killed ingests (and the single work file older versions used); only a lock holder may."""
+    legacy = f".{store.name}.ingest-tmp"
+    for entry in store.parent.iterdir():
+        if entry.name.startswith(_work_prefix(store)) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.name in (legacy, legacy + ".wal"):
+            entry.unlink()
 
 
 def _load(con: duckdb.DuckDBPyConnection, artifact: Artifact, old: dict[str, Any] | None, now: dt.datetime) -> None:
@@ -214,6 +285,14 @@ def ingest(
 
     ddl = schema.render_ddl()
     current = schema.fingerprint(ddl)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with store_lock(store):
+        _remove_abandoned_work(store)
+        return _update(store, by_key, ddl, current)
+
+
+def _update(store: Path, by_key: dict[tuple[str, str], Artifact], ddl: str, current: str) -> IngestReport:
+    """Plan against the store as it is now and publish the result; the caller holds the store's lock."""
     found, manifest = _read_existing(store)
     report = IngestReport(store, rebuilt=found != current)
     if report.rebuilt:
@@ -235,9 +314,9 @@ def ingest(
     if not report.changed:
         return report
 
-    work = store.with_name(f".{store.name}.ingest-tmp")
-    _remove_file(work)  # left by a killed run
-    store.parent.mkdir(parents=True, exist_ok=True)
+    # beside the store, so that the final rename stays on one file system
+    work_dir = Path(tempfile.mkdtemp(prefix=_work_prefix(store), dir=store.parent))
+    work = work_dir / store.name
     try:
         if report.rebuilt:
             schema.create_store(work, ddl, current)
@@ -258,5 +337,5 @@ def ingest(
             con.close()
         os.replace(work, store)
     finally:
-        _remove_file(work)
+        shutil.rmtree(work_dir, ignore_errors=True)
     return report
