@@ -449,7 +449,7 @@ def _format_error(err: ValidationError, source: str) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = f"unknown key{_allowed_keys(problem['loc'])}"
-        problems.append(f"{path or '(top level)'}: {message}")
+        problems.append(f"{path}: {message}" if path else message)  # the grid's checks name their own keys
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     return "\n  ".join([f"{source}: {len(problems)} problems", *problems])
