@@ -15,10 +15,12 @@ from typing import Any, Self
 
 @dataclass(frozen=True)
 class Answer:
-    """A 200 completion: `content` (None: the item's correct answer), sent after `delay_s`."""
+    """A 200 completion: `content` (None: the item's correct answer), sent after `delay_s` and, with a
+    `gate`, only once the test sets it (or the server stops)."""
 
     content: str | None = None
     delay_s: float = 0.0
+    gate: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,9 @@ class OpenAIServer:
                     return action.status
                 if isinstance(action, Answer) and action.delay_s:
                     server._stopping.wait(action.delay_s)
+                if isinstance(action, Answer) and action.gate is not None:
+                    while not (action.gate.wait(0.05) or server._stopping.is_set()):
+                        pass
                 if isinstance(action, Blocked):
                     content = None
                 else:

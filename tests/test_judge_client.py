@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import email.utils
+import fcntl
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -335,3 +339,131 @@ def test_a_failing_consumer_stops_the_run_and_its_retries(serve: Any) -> None:
             client.judge_all([request(item) for item in items], validate, on_result=on_result)
     assert len(server.requests_for("stubborn")) < 40  # its retries stopped with the run
     assert sum(request.item.startswith("later-") for request in server.received) <= 1
+
+
+SHARING_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from expertlab.judges.cache import VerdictCache
+    from expertlab.judges.client import ChatClient, Endpoint
+    from tests.test_judge_client import KEY_ENV, keyed_request, validate
+
+    url, cache_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    items = [f"item-{index:03d}" for index in range(count)]
+    endpoint = Endpoint(url, "judge-model", api_key_env=KEY_ENV)
+    with VerdictCache(cache_path) as cache, ChatClient(endpoint, concurrency=4) as client:
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes start asking together
+        outcomes = client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
+        held = sum(keyed_request(item).key in cache for item in items)
+    print(json.dumps({"values": [o.value for o in outcomes], "asked": client.counters.requests, "held": held}))
+    """
+)
+
+
+def test_two_processes_sharing_a_cache_ask_each_prompt_once(serve: Any, tmp_path: Path) -> None:
+    items = [f"item-{index:03d}" for index in range(150)]
+    server = serve(default=Answer(delay_s=0.05))
+    cache_path = tmp_path / "verdicts.jsonl"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHARING_CHILD, server.base_url, str(cache_path), str(len(items))],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    reports = []
+    for child in children:
+        stdout, _ = child.communicate(timeout=120)
+        assert child.returncode == 0
+        reports.append(json.loads(stdout))
+
+    asked = collections.Counter(received.item for received in server.received)
+    assert asked == {item: 1 for item in items}  # 150 requests between them, each prompt once
+    assert sum(report["asked"] for report in reports) == len(items) and all(report["asked"] for report in reports)
+    for report in reports:
+        assert report["values"] == ["faithful"] * len(items) and report["held"] == len(items)
+    assert len(VerdictCache(cache_path)) == len(items)
+    assert not cache_path.with_suffix(".claims").exists()  # no claim file outlives its prompt
+
+
+def test_a_claim_is_held_by_one_cache_at_a_time_and_a_dead_holders_file_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as mine, VerdictCache(path) as theirs:  # two open files: flock tells them apart
+        claim = mine.claim("k")
+        assert claim is not None and claim.path.parent == tmp_path / "verdicts.claims"
+        assert theirs.claim("k", wait=False) is None
+        other = theirs.claim("other", wait=False)
+        assert other is not None
+        other.release()
+
+        waited: list[Any] = []
+        waiter = threading.Thread(target=lambda: waited.append(theirs.claim("k")))
+        waiter.start()
+        time.sleep(0.2)
+        assert waiter.is_alive()  # asleep in flock while the claim is held
+        claim.release()
+        waiter.join(timeout=5)
+        [taken] = waited
+        # The waiter locked the removed file first, saw it gone, and claimed the path afresh: a real claim.
+        assert taken.path.exists() and mine.claim("k", wait=False) is None
+        taken.release()
+        assert not taken.path.exists()
+
+        # A killed holder's file stays behind, unlocked: the next claimer takes it over.
+        stale = mine.claim("dead")
+        assert stale is not None
+        stale.release()
+        stale.path.touch()
+        revived = theirs.claim("dead", wait=False)
+        assert revived is not None and revived.path == stale.path
+        revived.release()
+    assert not (tmp_path / "verdicts.claims").exists()
+
+
+def test_a_run_killed_between_answer_and_append_costs_that_prompt_only(serve: Any, tmp_path: Path) -> None:
+    items = [f"item-{index:02d}" for index in range(20)]
+    answer_held = threading.Event()
+    server = serve({"item-07": [Answer(gate=answer_held)]})
+    cache_path = tmp_path / "verdicts.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, server.base_url, str(cache_path), str(len(items))],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 60
+    while not (cache_path.exists() and cache_path.read_bytes().count(b"\n") == 19 and server.requests_for("item-07")):
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    # Hold the cache's lock, let the server answer, and kill the child once the answer is sent: it got
+    # the answer (and paid for it) but cannot have appended it.
+    with cache_path.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        answer_held.set()
+        [in_flight] = server.requests_for("item-07")
+        while in_flight.status != 200:
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert [path.exists() for path in cache_path.with_suffix(".claims").iterdir()] == [True]  # its stale claim
+
+    first_run = len(server.received)
+    with VerdictCache(cache_path) as cache, make_client(server, concurrency=4) as client:
+        assert item_key("item-07") not in cache and len(cache) == 19
+        outcomes = client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
+    assert [request.item for request in server.received[first_run:]] == ["item-07"]  # the others from the cache
+    assert server.completions("item-07") == 2 and all(outcome.status == "ok" for outcome in outcomes)
+    assert sum(outcome.cached for outcome in outcomes) == 19
+    assert len(VerdictCache(cache_path)) == 20 and not cache_path.with_suffix(".claims").exists()

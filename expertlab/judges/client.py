@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, NamedTuple, Self, TypeVar
 
 import httpx2
 
-from expertlab.judges.cache import VerdictCache
+from expertlab.judges.cache import Claim, VerdictCache
 
 T = TypeVar("T")
 Status = Literal["ok", "invalid", "failed"]
@@ -497,6 +497,31 @@ class ChatClient:
             error = None
             return outcome("ok", value)
 
+    def _judge_claimed(
+        self,
+        request: JudgeRequest,
+        validate: Validate[T],
+        abort: threading.Event,
+        cache: VerdictCache | None,
+        claim: Claim | None = None,
+    ) -> Outcome[T] | None:
+        """Judge under the prompt's claim, unless the cache, re-read under it, holds the verdict; a new
+        verdict is appended before the claim is let go. None: a live process holds the claim."""
+        if cache is None:
+            return self._judge(request, validate, abort)
+        claim = claim or cache.claim(request.key, wait=False)
+        if claim is None:
+            return None
+        with claim:
+            cache.refresh()  # the holder we may have waited for appended its verdict before letting go
+            record = cache.get(request.key)
+            if record is not None:
+                return outcome_from_record(request.key, record, validate)
+            result = self._judge(request, validate, abort)
+            if result.status != "failed":
+                cache.put(request.key, result.to_record())
+            return result
+
     def judge_all(
         self,
         requests: Iterable[JudgeRequest],
@@ -506,7 +531,17 @@ class ChatClient:
         on_result: Callable[[Outcome[T]], None] | None = None,
     ) -> list[Outcome[T]]:
         """Outcomes for every request, in request order; cached verdicts cost nothing, new ones are
-        appended to `cache` as they arrive, before `on_result` sees them."""
+        appended to `cache` as they arrive, before `on_result` sees them.
+
+        Processes sharing `cache` never pay twice for a prompt while they live: a prompt is asked
+        only by the holder of its claim (`VerdictCache.claim`), only after the cache, re-read under
+        that claim, is found without its verdict, and its verdict is appended and fsynced before the
+        claim is let go. A prompt another live process holds waits, asleep in flock on a thread of
+        its own while the other prompts go on, then takes that process's verdict from the cache, or
+        is asked here if the holder got no verdict or died. A holder killed after its request was
+        answered but before the append loses that answer: the next claimer asks again, so each
+        such death costs at most its in-flight prompts (`concurrency` of them) once more.
+        """
         requests = list(requests)
         keys = [request.key for request in requests]
         if len(set(keys)) != len(keys):
@@ -515,37 +550,78 @@ class ChatClient:
         outcomes: dict[str, Outcome[T]] = {}
 
         def finish(result: Outcome[T]) -> None:
-            if cache is not None and not result.cached and result.status != "failed":
-                cache.put(result.key, result.to_record())
             outcomes[result.key] = result
             if on_result is not None:
                 on_result(result)
 
         pending: list[JudgeRequest] = []
+        if cache is not None:
+            cache.refresh()
         for request in requests:
-            record = cache.get(request.key) if cache is not None else None
-            if record is None:
-                pending.append(request)
+            if cache is not None and request.key in cache:
+                finish(outcome_from_record(request.key, cache.get(request.key) or {}, validate))
             else:
-                finish(outcome_from_record(request.key, record, validate))
+                pending.append(request)
 
+        abort = threading.Event()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge") as pool:
-            abort = threading.Event()
-            running: set[Future[Outcome[T]]] = {
-                pool.submit(self._judge, request, validate, abort) for request in pending
-            }
+            asking: dict[Future[Outcome[T] | None], tuple[JudgeRequest, Claim | None]] = {}
+            waiting: dict[Future[Claim], JudgeRequest] = {}
+
+            def ask(request: JudgeRequest, claim: Claim | None = None) -> None:
+                asking[pool.submit(self._judge_claimed, request, validate, abort, cache, claim)] = (request, claim)
+
+            for request in pending:
+                ask(request)
             try:
-                while running:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                while asking or waiting:
+                    done, _ = wait([*asking, *waiting], return_when=FIRST_COMPLETED)
                     for future in done:
-                        finish(future.result())
+                        if future in waiting:
+                            ask(waiting.pop(future), future.result())
+                            continue
+                        request, _ = asking.pop(future)
+                        result = future.result()
+                        if result is None:
+                            assert cache is not None
+                            waiting[_claim_when_free(cache, request.key, abort)] = request
+                        else:
+                            finish(result)
             except BaseException:
-                # Stop paying for work nobody will record; requests already sent finish on their own.
+                # Stop paying for work nobody will record; requests already sent finish on their own,
+                # and claims not yet at work are let go.
                 abort.set()
-                for future in running:
-                    future.cancel()
+                for future, (_, claim) in asking.items():
+                    if future.cancel() and claim is not None:
+                        claim.release()
+                for waiter in waiting:
+                    waiter.add_done_callback(_release_claim)
                 raise
         return [outcomes[key] for key in keys]
+
+
+def _claim_when_free(cache: VerdictCache, key: str, abort: threading.Event) -> Future[Claim]:
+    """`key`'s claim once its live holder lets go; a daemon thread sleeps in flock meanwhile, holding
+    no worker, and lets go at once if the run was stopped."""
+    future: Future[Claim] = Future()
+
+    def wait_for_holder() -> None:
+        try:
+            claim = cache.claim(key)
+        except BaseException as err:
+            future.set_exception(err)
+            return
+        if abort.is_set():
+            claim.release()
+        future.set_result(claim)
+
+    threading.Thread(target=wait_for_holder, name="judge-claim-wait", daemon=True).start()
+    return future
+
+
+def _release_claim(future: Future[Claim]) -> None:
+    if future.exception() is None:
+        future.result().release()
 
 
 def outcome_from_record(key: str, record: Mapping[str, Any], validate: Validate[T]) -> Outcome[T]:
