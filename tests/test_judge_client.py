@@ -234,6 +234,27 @@ def test_cache_drops_a_torn_last_line_and_rejects_corruption_elsewhere(tmp_path:
         VerdictCache(path)
 
 
+
+def test_a_writer_dying_mid_line_beside_a_running_one_leaves_a_readable_cache(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as running:
+        running.put("k1", {"status": "ok", "raw": "{}"})
+        with path.open("ab") as dead:  # another process killed part-way through its line
+            dead.write(b'{"key": "k2", "record": {"sta')
+        running.put("k3", {"status": "ok", "raw": "{}"})  # the torn line is dropped, not prefixed to this one
+    assert set(VerdictCache(path)) == {"k1", "k3"} and running.torn_lines_dropped == 1
+
+
+def test_retrying_invalid_verdicts_together_retries_each_once(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as before:
+        before.put("k", {"status": "invalid", "raw": "no"})
+    with VerdictCache(path, retry_invalid=True) as mine, VerdictCache(path, retry_invalid=True) as theirs:
+        assert "k" not in mine and "k" not in theirs  # found at open: asked again
+        mine.put("k", {"status": "invalid", "raw": "still no"})
+        theirs.refresh()
+        assert theirs.get("k") == {"status": "invalid", "raw": "still no"}  # landed during this run: kept
+
 CHILD = textwrap.dedent(
     """
     import sys
