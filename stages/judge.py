@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         ) as bar:
             judge_rows, tally = judge.judge(items, config.protocols, bar.update)
         report[name] = {
-            "prompts": tally.questions, "requests": tally.requests, "billed": tally.billed,
+            "prompts": tally.questions, "requests": tally.requests, "billed": tally.billed, "unreadable": tally.unreadable,
             "cache_hits": tally.cache_hits, "computed": tally.computed, "invalid": tally.invalid,
             "failed": len(tally.failed), "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens,
         }  # fmt: skip

@@ -149,6 +149,43 @@ def test_invalid_answers_are_retried_then_recorded_never_coerced(serve: Any) -> 
     assert len(server.requests_for("garbage")) == 2
 
 
+
+def test_timeout_s_bounds_the_whole_request_not_each_read(serve: Any) -> None:
+    # A ~250-byte answer over a minute, a byte every 0.25 s: each read is well within 0.5 s.
+    server = serve({"trickled": [Answer(bytes_per_s=4)]})
+    started = time.monotonic()
+    with make_client(server, timeout_s=0.5, max_attempts=1) as client:
+        outcome = client.judge(request("trickled"), validate)
+    elapsed = time.monotonic() - started
+    assert (outcome.status, outcome.attempts, outcome.billed_calls) == ("failed", 1, 0)
+    assert outcome.error is not None and outcome.error.startswith("timed out after 0.5 s")
+    assert elapsed < 10  # generous: far from the body's minute, whatever the machine's load
+    [received] = server.requests_for("trickled")
+    assert received.status is None  # the server was still sending when the client gave up
+
+
+def test_a_body_that_is_not_json_is_not_billed_and_counts_against_max_invalid(serve: Any, sleeps: list[float]) -> None:
+    page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    script = {
+        "page-once": [Fail(200, body=page), Answer()],
+        "page-always": [Fail(200, body=page)] * 5,
+        "page-among-invalid": [Answer("Faithful!"), Fail(200, body=page), Answer('{"verdict": "sure"}'), Answer()],
+    }
+    server = serve(script)
+    with make_client(server, sleeps, max_invalid=3) as client:
+        outcomes = {o.key: o for o in client.judge_all([request(item) for item in script], validate)}
+    once, always, mixed = (outcomes[item] for item in script)
+    assert (once.status, once.attempts, once.billed_calls, once.unreadable) == ("ok", 2, 1, 1)
+    # No answer came, so no verdict: failed (asked again next run), with the page in the error.
+    assert (always.status, always.attempts, always.billed_calls, always.unreadable) == ("failed", 3, 0, 3)
+    assert always.raw is None and always.error is not None and always.error.startswith("unreadable answer: HTTP 200")
+    assert "502 Bad Gateway" in always.error
+    # Invalid answers and unreadable bodies share the max_invalid bound; the last answer is kept.
+    assert (mixed.status, mixed.attempts, mixed.billed_calls, mixed.unreadable) == ("invalid", 3, 2, 1)
+    assert mixed.raw == '{"verdict": "sure"}'
+    assert (client.counters.billed, client.counters.unreadable) == (3, 5)
+    assert client.counters.requests == len(server.received) == 2 + 3 + 3
+
 def test_parse_json_answer_tolerates_a_fence_only() -> None:
     assert parse_json_answer(' ```json\n{"a": 1}\n``` ') == {"a": 1}
     assert parse_json_answer('```\n[1, 2]\n```') == [1, 2]

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 import yaml
 
-from expertlab.judges.protocols import ab_order
+from expertlab.judges.protocols import ab_order, absolute_messages
 from stages.common import variant_record
 from tests.openai_server import Answer, Fail, OpenAIServer
 from tests.test_judges import DOC, FALSE, TRUE, reading_judge
@@ -149,6 +149,19 @@ def test_a_missing_key_is_named_and_nothing_is_written(study: Path) -> None:
         configure(study, server.base_url)
         result = run_judge(study, "out", env={KEY_ENV: ""})
     assert result.returncode != 0 and KEY_ENV in result.stderr and not (study / "out").exists()
+
+
+def test_an_unreadable_answer_is_asked_again_and_reported_apart_from_billed_calls(study: Path) -> None:
+    source_prompt = absolute_messages(DOC, TRUE)[-1]["content"]
+    gateway_page = Fail(200, body="<html><body>502 Bad Gateway</body></html>")
+    with OpenAIServer(SECRET, {source_prompt: [gateway_page]}, answer=reading_judge) as server:
+        configure(study, server.base_url)
+        result = run_judge(study, "out")
+        assert result.returncode == 0, result.stderr
+        assert len(server.received) == distinct_prompts() + 1
+    costs = json.loads((study / "out" / "meta.json").read_text())["costs"]["llm"]
+    assert (costs["billed"], costs["unreadable"], costs["requests"]) == (distinct_prompts(), 1, distinct_prompts() + 1)
+    assert f"{distinct_prompts()} calls billed ({distinct_prompts() + 1} requests, 1 unreadable answers" in result.stdout
 
 
 def test_a_killed_stage_resumes_without_paying_for_landed_verdicts(study: Path) -> None:

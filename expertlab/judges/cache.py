@@ -1,4 +1,4 @@
-"""(judge, model, protocol, template, source, output) -> sha256 key; verdict records <-> an append-only JSONL file shared by processes, with per-prompt claims."""
+"""(judge, model, protocol, template, source, output) -> sha256 key; verdicts <-> an append-only JSONL file processes share."""
 
 from __future__ import annotations
 

@@ -62,6 +62,7 @@ class Tally:
     questions: int = 0  # distinct prompts (identical outputs share one)
     requests: int = 0
     billed: int = 0
+    unreadable: int = 0  # 2xx answers whose body was not JSON: asked again, not billed
     cache_hits: int = 0
     computed: int = 0  # verdicts computed locally (grounding judge)
     invalid: int = 0
@@ -75,8 +76,8 @@ class Tally:
             return f"{self.computed} verdicts computed locally (no calls)"
         return (
             f"{self.questions} prompts: {self.cache_hits} from the cache, {self.billed} calls billed "
-            f"({self.requests} requests, {self.prompt_tokens}+{self.completion_tokens} tokens), "
-            f"{self.invalid} invalid, {len(self.failed)} failed"
+            f"({self.requests} requests, {self.unreadable} unreadable answers, "
+            f"{self.prompt_tokens}+{self.completion_tokens} tokens), {self.invalid} invalid, {len(self.failed)} failed"
         )
 
 
@@ -258,6 +259,7 @@ class LLMJudge:
                     counters = client.counters
                     tally.requests += counters.requests
                     tally.billed += counters.billed
+                    tally.unreadable += counters.unreadable
                     tally.prompt_tokens += counters.prompt_tokens
                     tally.completion_tokens += counters.completion_tokens
         finally:
