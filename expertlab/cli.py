@@ -8,6 +8,8 @@ import os
 import sys
 from types import ModuleType
 
+from expertlab.errors import ExpertlabError
+
 # Offline by design: no hub, no telemetry, no tokenizer thread pools on 2-core machines.
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args.handler(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (ExpertlabError, FileNotFoundError, ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"expertlab {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from typing import Any, Generic, Literal, NamedTuple, Self, TypeVar
 
 import httpx2
 
+from expertlab.errors import ExpertlabError
 from expertlab.judges.cache import Claim, VerdictCache
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 1024  # the Messages API refuses a request withou
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
-class MissingApiKey(RuntimeError):
+class MissingApiKey(ExpertlabError):
     """The environment variable that should hold the judge's API key is unset or empty."""
 
 
@@ -362,7 +363,7 @@ def read_api_key(variable: str) -> str:
     """The key held by environment variable `variable`; the error names the variable, never a value."""
     value = os.environ.get(variable, "")
     if not value.strip():
-        raise MissingApiKey(f"the judge's API key is read from the environment variable {variable}, which is not set")
+        raise MissingApiKey(f"the API key is read from the environment variable {variable}, which is not set")
     return value.strip()
 
 
