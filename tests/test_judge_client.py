@@ -489,6 +489,55 @@ def test_a_claim_is_held_by_one_cache_at_a_time_and_a_dead_holders_file_is_harml
     assert not (tmp_path / "verdicts.claims").exists()
 
 
+def test_a_prompt_held_elsewhere_waits_while_the_others_go_on_then_takes_the_holders_verdict(
+    serve: Any, tmp_path: Path
+) -> None:
+    server = serve()
+    path = tmp_path / "verdicts.jsonl"
+    free = [f"free-{index}" for index in range(4)]
+    with VerdictCache(path) as theirs, VerdictCache(path) as mine:
+        answered, gave_up = theirs.claim("answered-there"), theirs.claim("given-up-there")
+        assert answered is not None and gave_up is not None
+        handed: list[str] = []
+
+        def on_result(outcome: Outcome[str]) -> None:
+            handed.append(outcome.key)
+            if sorted(handed) == free:  # every free prompt done while the two waited
+                theirs.put("answered-there", {"status": "ok", "raw": correct_answer("answered-there")})
+                answered.release()
+                gave_up.release()  # a holder that got no verdict, or died: asked here
+
+        with make_client(server) as client:
+            requests = [request("answered-there"), request("given-up-there")] + [request(item) for item in free]
+            outcomes = client.judge_all(requests, validate, cache=mine, on_result=on_result)
+    assert sorted(handed[:4]) == free and sorted(handed[4:]) == ["answered-there", "given-up-there"]
+    assert (outcomes[0].status, outcomes[0].value, outcomes[0].cached) == ("ok", "faithful", True)
+    assert (outcomes[1].status, outcomes[1].cached) == ("ok", False)
+    assert sorted(received.item for received in server.received) == sorted(["given-up-there", *free])
+
+
+def test_a_stopped_run_lets_go_of_the_claims_it_was_waiting_for(serve: Any, tmp_path: Path) -> None:
+    server = serve()
+    path = tmp_path / "verdicts.jsonl"
+
+    def on_result(outcome: Outcome[str]) -> None:
+        raise OSError("disk full")
+
+    with VerdictCache(path) as theirs, VerdictCache(path) as mine:
+        held = theirs.claim("held-there")
+        assert held is not None
+        with make_client(server) as client, pytest.raises(OSError, match="disk full"):
+            client.judge_all([request("held-there"), request("free")], validate, cache=mine, on_result=on_result)
+        held.release()  # the stopped run's waiter takes the claim, sees the run stopped, and lets go
+        deadline = time.monotonic() + 10
+        while any(thread.name == "judge-claim-wait" for thread in threading.enumerate()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        again = theirs.claim("held-there", wait=False)
+        assert again is not None
+        again.release()
+    assert [received.item for received in server.received] == ["free"]
+
 def test_a_run_killed_between_answer_and_append_costs_that_prompt_only(serve: Any, tmp_path: Path) -> None:
     items = [f"item-{index:02d}" for index in range(20)]
     answer_held = threading.Event()

@@ -79,7 +79,7 @@ class RetryPolicy:
 
     max_attempts: int = 6  # requests per item that hit a timeout, connection error, 429 or 5xx
     max_invalid: int = 3  # answers per item that are not JSON of the expected shape, or not JSON at all
-    timeout_s: float = 60.0  # per request, as a whole: connect, send, and the answer to its last byte
+    timeout_s: float = 60.0  # per request as a whole: connect, send and the answer's last byte (see _Deadline)
     backoff_s: float = 1.0  # first delay; doubles on each transient failure
     backoff_max_s: float = 60.0
     jitter: float = 0.25  # each delay is scaled by a uniform factor in [1 - jitter, 1]
@@ -170,7 +170,7 @@ class _Completion(NamedTuple):
 
 # What reading a 2xx JSON body that is not the documented answer shape raises.
 _UNREADABLE = (ValueError, KeyError, IndexError, TypeError, AttributeError)
-TIMEOUT_KINDS = ("connect", "read", "write", "pool")  # what httpcore reads from request.extensions["timeout"]
+_TIMEOUT_KINDS = ("connect", "read", "write", "pool")  # what httpcore reads from request.extensions["timeout"]
 _SHORTEST_WAIT_S = 0.001  # a socket timeout of 0 would mean non-blocking, which fails as an error, not a timeout
 
 
@@ -186,22 +186,21 @@ class _Deadline(Mapping[str, float]):
     """
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
         self._end = time.monotonic() + seconds
 
     def left_s(self) -> float:
         return self._end - time.monotonic()
 
     def __getitem__(self, kind: str) -> float:
-        if kind not in TIMEOUT_KINDS:
+        if kind not in _TIMEOUT_KINDS:
             raise KeyError(kind)
         return max(self.left_s(), _SHORTEST_WAIT_S)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(TIMEOUT_KINDS)
+        return iter(_TIMEOUT_KINDS)
 
     def __len__(self) -> int:
-        return len(TIMEOUT_KINDS)
+        return len(_TIMEOUT_KINDS)
 
 
 def _tokens(usage: Mapping[str, Any], *names: str) -> int:
@@ -593,7 +592,7 @@ class ChatClient:
         verdict is appended before the claim is let go. None: a live process holds the claim."""
         if cache is None:
             return self._judge(request, validate, abort)
-        claim = claim or cache.claim(request.key, wait=False)
+        claim = claim if claim is not None else cache.claim(request.key, wait=False)
         if claim is None:
             return None
         with claim:
@@ -642,10 +641,12 @@ class ChatClient:
         if cache is not None:
             cache.refresh()
         for request in requests:
-            if cache is not None and request.key in cache:
-                finish(outcome_from_record(request.key, cache.get(request.key) or {}, validate))
-            else:
+            # `in` first: a prompt not found here is looked up, and counted, once more under its claim
+            record = cache.get(request.key) if cache is not None and request.key in cache else None
+            if record is None:
                 pending.append(request)
+            else:
+                finish(outcome_from_record(request.key, record, validate))
 
         abort = threading.Event()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge") as pool:
