@@ -282,6 +282,19 @@ def test_a_writer_dying_mid_line_beside_a_running_one_leaves_a_readable_cache(tm
     assert set(VerdictCache(path)) == {"k1", "k3"} and running.torn_lines_dropped == 1
 
 
+def test_short_reads_never_pass_for_a_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as cache:
+        for key in ("k1", "k2", "k3"):
+            cache.put(key, {"status": "ok", "raw": '{"verdict": "faithful"}'})
+    intact = path.read_bytes()
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, size, offset: pread(fd, min(size, 7), offset))
+    with VerdictCache(path) as cache:
+        assert (set(cache), cache.torn_lines_dropped) == ({"k1", "k2", "k3"}, 0)
+    assert path.read_bytes() == intact
+
+
 def test_retrying_invalid_verdicts_together_retries_each_once(tmp_path: Path) -> None:
     path = tmp_path / "verdicts.jsonl"
     with VerdictCache(path) as before:

@@ -96,8 +96,7 @@ class VerdictCache:
 
     def _take_new_lines(self, *, opening: bool = False) -> None:
         """Read what was appended since `_read_to`; the caller holds the file lock."""
-        size = os.fstat(self._fd).st_size
-        data = os.pread(self._fd, size - self._read_to, self._read_to) if size > self._read_to else b""
+        data = _read_to_end(self._fd, self._read_to)
         complete = data.rfind(b"\n") + 1
         for line in data[:complete].split(b"\n")[:-1]:
             self._lines += 1
@@ -251,6 +250,16 @@ def _names(path: Path, fd: int) -> bool:
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
         return False
+
+
+def _read_to_end(fd: int, start: int) -> bytes:
+    # pread may return less than asked (on Linux, never more than about 2 GiB a call), and text after
+    # the last newline read is taken for a torn line and truncated: so read to the very end.
+    chunks: list[bytes] = []
+    while chunk := os.pread(fd, 1 << 24, start):
+        chunks.append(chunk)
+        start += len(chunk)
+    return b"".join(chunks)
 
 
 def _write_all(fd: int, data: bytes) -> None:
