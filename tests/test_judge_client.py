@@ -367,15 +367,17 @@ def test_the_api_key_never_leaks(serve: Any, tmp_path: Path, monkeypatch: pytest
         {
             "echo-error": [Fail(400, body='{"error": {"message": "bad request, header was {key}"}}')],
             "echo-answer": [Answer(f"my key is {SECRET}")] * 3,
+            "echo-cut": [Fail(401, body="x" * 285 + "{key}")],  # the key across the end of the error's excerpt
         }
     )
     cache_path = tmp_path / "verdicts.jsonl"
     with VerdictCache(cache_path) as cache, make_client(server) as client:
         assert SECRET not in repr(client)
-        requests = [request("echo-error"), request("echo-answer"), request("fine")]
+        requests = [request("echo-error"), request("echo-answer"), request("fine"), request("echo-cut")]
         outcomes = client.judge_all(requests, validate, cache=cache)
-    assert [outcome.status for outcome in outcomes] == ["failed", "invalid", "ok"]
+    assert [outcome.status for outcome in outcomes] == ["failed", "invalid", "ok", "failed"]
     assert "[redacted]" in (outcomes[0].error or "") and "[redacted]" in (outcomes[1].raw or "")
+    assert SECRET[:8] not in (outcomes[3].error or "") and "Bearer [red" in (outcomes[3].error or "")
     assert all(SECRET not in repr(outcome) for outcome in outcomes)
     assert SECRET.encode() not in cache_path.read_bytes()
 

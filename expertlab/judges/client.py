@@ -480,17 +480,17 @@ class ChatClient:
             raise _Transient(f"connection failed ({type(err).__name__}: {self._redact(str(err))})") from None
         self._count(http_answers=1)
         status = response.status_code
-        text = data.decode(response.encoding or "utf-8", errors="replace")
+        text = self._redact(data.decode(response.encoding or "utf-8", errors="replace"))
+        shown = text[:300]  # cut after redacting: a key cut in two would no longer be found
         if status == 429 or status >= 500:
             retry_after = _retry_after_seconds(response.headers.get("retry-after"), self._clock())
-            raise _Transient(f"HTTP {status}: {self._redact(text[:300])}", status, retry_after)
+            raise _Transient(f"HTTP {status}: {shown}", status, retry_after)
         if not 200 <= status < 300:
-            raise _Rejected(f"HTTP {status}: {self._redact(text[:300])}", status)
+            raise _Rejected(f"HTTP {status}: {shown}", status)
         try:
             payload = json.loads(data)
         except ValueError:
             self._count(unreadable=1)
-            shown = self._redact(text[:300])
             raise _Unreadable(f"unreadable answer: HTTP {status}, a body that is not JSON: {shown}") from None
         self._count(billed=1)
         try:
@@ -503,7 +503,7 @@ class ChatClient:
         except _UNREADABLE:
             # Billed but without answer text (a blocked prompt, another shape): handled like an invalid
             # answer, with the body as the raw text.
-            return _Completion(self._redact(text), prompt_tokens, completion_tokens)
+            return _Completion(text, prompt_tokens, completion_tokens)
         return _Completion(None if content is None else self._redact(content), prompt_tokens, completion_tokens)
 
     def judge(self, request: JudgeRequest, validate: Validate[T]) -> Outcome[T]:
