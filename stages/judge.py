@@ -4,8 +4,8 @@ Every judge of params `judge.judges` judges the outputs of `judge.tasks` under e
 verdicts land in the shared verdict cache (`judge.cache_dir`) as they arrive, so a killed run
 resumes without paying again, and the artifact keeps the verdicts it used (verdicts.jsonl): after a
 `dvc pull`, `--warm` seeds the cache from pulled artifacts, so nobody pays twice for a verdict. A
-prompt that got no verdict (retries exhausted, a rejected request) fails the stage, and nothing is
-written; a re-run asks only for what is missing.
+prompt that got no verdict (retries exhausted, a rejected request) fails the stage, naming its judge,
+task and sample, and nothing is written; a re-run asks only for what is missing.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
+    from expertlab.errors import ExpertlabError
     from expertlab.io import OutputDir, write_json
     from expertlab.judges.client import RetryPolicy
     from expertlab.judges.registry import Settings, build_judge, items_from_generations
@@ -116,19 +117,19 @@ def run(args: argparse.Namespace) -> int:
         ) as bar:
             judge_rows, tally = judge.judge(items, config.protocols, bar.update)
         report[name] = {
-            "prompts": tally.questions, "requests": tally.requests, "billed": tally.billed,
+            "prompts": tally.questions, "requests": tally.requests, "billed": tally.billed, "unreadable": tally.unreadable,
             "cache_hits": tally.cache_hits, "computed": tally.computed, "invalid": tally.invalid,
             "failed": len(tally.failed), "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens,
         }  # fmt: skip
         print(f"judge: {variant['variant_id']} {group}: {name}: {tally.summary()}")
-        failures += [f"{name}: {error}" for error in tally.failed]
+        failures += [f"judge {name}, {failure}" for failure in tally.failed]
         judgments += judge_rows
         used += [{"judge": name, "key": key, "record": tally.verdicts[key]} for key in sorted(tally.verdicts)]
     if failures:
-        shown = "\n  ".join(failures[:10])
-        raise RuntimeError(
-            f"{len(failures)} prompt(s) got no verdict; the verdicts that landed are cached, so a re-run asks only "
-            f"for these:\n  {shown}"
+        shown = "; ".join(failures[:10]) + (f"; and {len(failures) - 10} more" if len(failures) > 10 else "")
+        raise ExpertlabError(
+            f"{len(failures)} prompt(s) got no verdict, so nothing was written; the verdicts that landed are cached "
+            f"and a re-run asks only for these: {shown}"
         )
 
     identity = {

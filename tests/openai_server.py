@@ -15,10 +15,14 @@ from typing import Any, Self
 
 @dataclass(frozen=True)
 class Answer:
-    """A 200 completion: `content` (None: the item's correct answer), sent after `delay_s`."""
+    """A 200 completion: `content` (None: the item's correct answer), sent after `delay_s` and, with a
+    `gate`, only once the test sets it (or the server stops); with `bytes_per_s`, the headers at once
+    and the body trickled at that rate."""
 
     content: str | None = None
     delay_s: float = 0.0
+    gate: threading.Event | None = None
+    bytes_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,13 @@ class OpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, payload: str, headers: Mapping[str, str] | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                payload: str,
+                headers: Mapping[str, str] | None = None,
+                bytes_per_s: float | None = None,
+            ) -> None:
                 data = payload.encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -222,7 +232,15 @@ class OpenAIServer:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if bytes_per_s is None:
+                    self.wfile.write(data)
+                    return
+                self.wfile.flush()
+                for byte in data:
+                    if server._stopping.wait(1 / bytes_per_s):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
 
             def do_POST(self) -> None:
                 provider = _provider_of(self.path)
@@ -294,6 +312,9 @@ class OpenAIServer:
                     return action.status
                 if isinstance(action, Answer) and action.delay_s:
                     server._stopping.wait(action.delay_s)
+                if isinstance(action, Answer) and action.gate is not None:
+                    while not (action.gate.wait(0.05) or server._stopping.is_set()):
+                        pass
                 if isinstance(action, Blocked):
                     content = None
                 else:
@@ -304,7 +325,8 @@ class OpenAIServer:
                     payload = self._gemini_response(content)
                 else:
                     payload = self._openai_completion(item, content, body)
-                self._send(200, json.dumps(payload))
+                trickle = action.bytes_per_s if isinstance(action, Answer) else None
+                self._send(200, json.dumps(payload), bytes_per_s=trickle)
                 return 200
 
             def _openai_completion(self, item: str, content: str | None, body: dict[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import email.utils
+import fcntl
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -145,6 +149,43 @@ def test_invalid_answers_are_retried_then_recorded_never_coerced(serve: Any) -> 
     assert len(server.requests_for("garbage")) == 2
 
 
+
+def test_timeout_s_bounds_the_whole_request_not_each_read(serve: Any) -> None:
+    # A ~250-byte answer over a minute, a byte every 0.25 s: each read is well within 0.5 s.
+    server = serve({"trickled": [Answer(bytes_per_s=4)]})
+    started = time.monotonic()
+    with make_client(server, timeout_s=0.5, max_attempts=1) as client:
+        outcome = client.judge(request("trickled"), validate)
+    elapsed = time.monotonic() - started
+    assert (outcome.status, outcome.attempts, outcome.billed_calls) == ("failed", 1, 0)
+    assert outcome.error is not None and outcome.error.startswith("timed out after 0.5 s")
+    assert elapsed < 10  # generous: far from the body's minute, whatever the machine's load
+    [received] = server.requests_for("trickled")
+    assert received.status is None  # the server was still sending when the client gave up
+
+
+def test_a_body_that_is_not_json_is_not_billed_and_counts_against_max_invalid(serve: Any, sleeps: list[float]) -> None:
+    page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    script = {
+        "page-once": [Fail(200, body=page), Answer()],
+        "page-always": [Fail(200, body=page)] * 5,
+        "page-among-invalid": [Answer("Faithful!"), Fail(200, body=page), Answer('{"verdict": "sure"}'), Answer()],
+    }
+    server = serve(script)
+    with make_client(server, sleeps, max_invalid=3) as client:
+        outcomes = {o.key: o for o in client.judge_all([request(item) for item in script], validate)}
+    once, always, mixed = (outcomes[item] for item in script)
+    assert (once.status, once.attempts, once.billed_calls, once.unreadable) == ("ok", 2, 1, 1)
+    # No answer came, so no verdict: failed (asked again next run), with the page in the error.
+    assert (always.status, always.attempts, always.billed_calls, always.unreadable) == ("failed", 3, 0, 3)
+    assert always.raw is None and always.error is not None and always.error.startswith("unreadable answer: HTTP 200")
+    assert "502 Bad Gateway" in always.error
+    # Invalid answers and unreadable bodies share the max_invalid bound; the last answer is kept.
+    assert (mixed.status, mixed.attempts, mixed.billed_calls, mixed.unreadable) == ("invalid", 3, 2, 1)
+    assert mixed.raw == '{"verdict": "sure"}'
+    assert (client.counters.billed, client.counters.unreadable) == (3, 5)
+    assert client.counters.requests == len(server.received) == 2 + 3 + 3
+
 def test_parse_json_answer_tolerates_a_fence_only() -> None:
     assert parse_json_answer(' ```json\n{"a": 1}\n``` ') == {"a": 1}
     assert parse_json_answer('```\n[1, 2]\n```') == [1, 2]
@@ -230,6 +271,40 @@ def test_cache_drops_a_torn_last_line_and_rejects_corruption_elsewhere(tmp_path:
         VerdictCache(path)
 
 
+
+def test_a_writer_dying_mid_line_beside_a_running_one_leaves_a_readable_cache(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as running:
+        running.put("k1", {"status": "ok", "raw": "{}"})
+        with path.open("ab") as dead:  # another process killed part-way through its line
+            dead.write(b'{"key": "k2", "record": {"sta')
+        running.put("k3", {"status": "ok", "raw": "{}"})  # the torn line is dropped, not prefixed to this one
+    assert set(VerdictCache(path)) == {"k1", "k3"} and running.torn_lines_dropped == 1
+
+
+def test_short_reads_never_pass_for_a_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as cache:
+        for key in ("k1", "k2", "k3"):
+            cache.put(key, {"status": "ok", "raw": '{"verdict": "faithful"}'})
+    intact = path.read_bytes()
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, size, offset: pread(fd, min(size, 7), offset))
+    with VerdictCache(path) as cache:
+        assert (set(cache), cache.torn_lines_dropped) == ({"k1", "k2", "k3"}, 0)
+    assert path.read_bytes() == intact
+
+
+def test_retrying_invalid_verdicts_together_retries_each_once(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as before:
+        before.put("k", {"status": "invalid", "raw": "no"})
+    with VerdictCache(path, retry_invalid=True) as mine, VerdictCache(path, retry_invalid=True) as theirs:
+        assert "k" not in mine and "k" not in theirs  # found at open: asked again
+        mine.put("k", {"status": "invalid", "raw": "still no"})
+        theirs.refresh()
+        assert theirs.get("k") == {"status": "invalid", "raw": "still no"}  # landed during this run: kept
+
 CHILD = textwrap.dedent(
     """
     import sys
@@ -292,15 +367,17 @@ def test_the_api_key_never_leaks(serve: Any, tmp_path: Path, monkeypatch: pytest
         {
             "echo-error": [Fail(400, body='{"error": {"message": "bad request, header was {key}"}}')],
             "echo-answer": [Answer(f"my key is {SECRET}")] * 3,
+            "echo-cut": [Fail(401, body="x" * 285 + "{key}")],  # the key across the end of the error's excerpt
         }
     )
     cache_path = tmp_path / "verdicts.jsonl"
     with VerdictCache(cache_path) as cache, make_client(server) as client:
         assert SECRET not in repr(client)
-        requests = [request("echo-error"), request("echo-answer"), request("fine")]
+        requests = [request("echo-error"), request("echo-answer"), request("fine"), request("echo-cut")]
         outcomes = client.judge_all(requests, validate, cache=cache)
-    assert [outcome.status for outcome in outcomes] == ["failed", "invalid", "ok"]
+    assert [outcome.status for outcome in outcomes] == ["failed", "invalid", "ok", "failed"]
     assert "[redacted]" in (outcomes[0].error or "") and "[redacted]" in (outcomes[1].raw or "")
+    assert SECRET[:8] not in (outcomes[3].error or "") and "Bearer [red" in (outcomes[3].error or "")
     assert all(SECRET not in repr(outcome) for outcome in outcomes)
     assert SECRET.encode() not in cache_path.read_bytes()
 
@@ -335,3 +412,180 @@ def test_a_failing_consumer_stops_the_run_and_its_retries(serve: Any) -> None:
             client.judge_all([request(item) for item in items], validate, on_result=on_result)
     assert len(server.requests_for("stubborn")) < 40  # its retries stopped with the run
     assert sum(request.item.startswith("later-") for request in server.received) <= 1
+
+
+SHARING_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from expertlab.judges.cache import VerdictCache
+    from expertlab.judges.client import ChatClient, Endpoint
+    from tests.test_judge_client import KEY_ENV, keyed_request, validate
+
+    url, cache_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    items = [f"item-{index:03d}" for index in range(count)]
+    endpoint = Endpoint(url, "judge-model", api_key_env=KEY_ENV)
+    with VerdictCache(cache_path) as cache, ChatClient(endpoint, concurrency=4) as client:
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes start asking together
+        outcomes = client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
+        held = sum(keyed_request(item).key in cache for item in items)
+    print(json.dumps({"values": [o.value for o in outcomes], "asked": client.counters.requests, "held": held}))
+    """
+)
+
+
+def test_two_processes_sharing_a_cache_ask_each_prompt_once(serve: Any, tmp_path: Path) -> None:
+    items = [f"item-{index:03d}" for index in range(150)]
+    server = serve(default=Answer(delay_s=0.05))
+    cache_path = tmp_path / "verdicts.jsonl"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHARING_CHILD, server.base_url, str(cache_path), str(len(items))],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    reports = []
+    for child in children:
+        stdout, _ = child.communicate(timeout=120)
+        assert child.returncode == 0
+        reports.append(json.loads(stdout))
+
+    asked = collections.Counter(received.item for received in server.received)
+    assert asked == {item: 1 for item in items}  # 150 requests between them, each prompt once
+    assert sum(report["asked"] for report in reports) == len(items) and all(report["asked"] for report in reports)
+    for report in reports:
+        assert report["values"] == ["faithful"] * len(items) and report["held"] == len(items)
+    assert len(VerdictCache(cache_path)) == len(items)
+    assert not cache_path.with_suffix(".claims").exists()  # no claim file outlives its prompt
+
+
+def test_a_claim_is_held_by_one_cache_at_a_time_and_a_dead_holders_file_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    with VerdictCache(path) as mine, VerdictCache(path) as theirs:  # two open files: flock tells them apart
+        claim = mine.claim("k")
+        assert claim is not None and claim.path.parent == tmp_path / "verdicts.claims"
+        assert theirs.claim("k", wait=False) is None
+        other = theirs.claim("other", wait=False)
+        assert other is not None
+        other.release()
+
+        waited: list[Any] = []
+        waiter = threading.Thread(target=lambda: waited.append(theirs.claim("k")))
+        waiter.start()
+        time.sleep(0.2)
+        assert waiter.is_alive()  # asleep in flock while the claim is held
+        claim.release()
+        waiter.join(timeout=5)
+        [taken] = waited
+        # The waiter locked the removed file first, saw it gone, and claimed the path afresh: a real claim.
+        assert taken.path.exists() and mine.claim("k", wait=False) is None
+        taken.release()
+        assert not taken.path.exists()
+
+        # A killed holder's file stays behind, unlocked: the next claimer takes it over.
+        stale = mine.claim("dead")
+        assert stale is not None
+        stale.release()
+        stale.path.touch()
+        revived = theirs.claim("dead", wait=False)
+        assert revived is not None and revived.path == stale.path
+        revived.release()
+    assert not (tmp_path / "verdicts.claims").exists()
+
+
+def test_a_prompt_held_elsewhere_waits_while_the_others_go_on_then_takes_the_holders_verdict(
+    serve: Any, tmp_path: Path
+) -> None:
+    server = serve()
+    path = tmp_path / "verdicts.jsonl"
+    free = [f"free-{index}" for index in range(4)]
+    with VerdictCache(path) as theirs, VerdictCache(path) as mine:
+        answered, gave_up = theirs.claim("answered-there"), theirs.claim("given-up-there")
+        assert answered is not None and gave_up is not None
+        handed: list[str] = []
+
+        def on_result(outcome: Outcome[str]) -> None:
+            handed.append(outcome.key)
+            if sorted(handed) == free:  # every free prompt done while the two waited
+                theirs.put("answered-there", {"status": "ok", "raw": correct_answer("answered-there")})
+                answered.release()
+                gave_up.release()  # a holder that got no verdict, or died: asked here
+
+        with make_client(server) as client:
+            requests = [request("answered-there"), request("given-up-there")] + [request(item) for item in free]
+            outcomes = client.judge_all(requests, validate, cache=mine, on_result=on_result)
+    assert sorted(handed[:4]) == free and sorted(handed[4:]) == ["answered-there", "given-up-there"]
+    assert (outcomes[0].status, outcomes[0].value, outcomes[0].cached) == ("ok", "faithful", True)
+    assert (outcomes[1].status, outcomes[1].cached) == ("ok", False)
+    assert sorted(received.item for received in server.received) == sorted(["given-up-there", *free])
+
+
+def test_a_stopped_run_lets_go_of_the_claims_it_was_waiting_for(serve: Any, tmp_path: Path) -> None:
+    server = serve()
+    path = tmp_path / "verdicts.jsonl"
+
+    def on_result(outcome: Outcome[str]) -> None:
+        raise OSError("disk full")
+
+    with VerdictCache(path) as theirs, VerdictCache(path) as mine:
+        held = theirs.claim("held-there")
+        assert held is not None
+        with make_client(server) as client, pytest.raises(OSError, match="disk full"):
+            client.judge_all([request("held-there"), request("free")], validate, cache=mine, on_result=on_result)
+        held.release()  # the stopped run's waiter takes the claim, sees the run stopped, and lets go
+        deadline = time.monotonic() + 10
+        while any(thread.name == "judge-claim-wait" for thread in threading.enumerate()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        again = theirs.claim("held-there", wait=False)
+        assert again is not None
+        again.release()
+    assert [received.item for received in server.received] == ["free"]
+
+def test_a_run_killed_between_answer_and_append_costs_that_prompt_only(serve: Any, tmp_path: Path) -> None:
+    items = [f"item-{index:02d}" for index in range(20)]
+    answer_held = threading.Event()
+    server = serve({"item-07": [Answer(gate=answer_held)]})
+    cache_path = tmp_path / "verdicts.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, server.base_url, str(cache_path), str(len(items))],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 60
+    while not (cache_path.exists() and cache_path.read_bytes().count(b"\n") == 19 and server.requests_for("item-07")):
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    # Hold the cache's lock, let the server answer, and kill the child once the answer is sent: it got
+    # the answer (and paid for it) but cannot have appended it.
+    with cache_path.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        answer_held.set()
+        [in_flight] = server.requests_for("item-07")
+        while in_flight.status != 200:
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert [path.exists() for path in cache_path.with_suffix(".claims").iterdir()] == [True]  # its stale claim
+
+    first_run = len(server.received)
+    with VerdictCache(cache_path) as cache, make_client(server, concurrency=4) as client:
+        assert item_key("item-07") not in cache and len(cache) == 19
+        outcomes = client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
+    assert [request.item for request in server.received[first_run:]] == ["item-07"]  # the others from the cache
+    assert server.completions("item-07") == 2 and all(outcome.status == "ok" for outcome in outcomes)
+    assert sum(outcome.cached for outcome in outcomes) == 19
+    assert len(VerdictCache(cache_path)) == 20 and not cache_path.with_suffix(".claims").exists()

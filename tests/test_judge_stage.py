@@ -15,7 +15,7 @@ import duckdb
 import pytest
 import yaml
 
-from expertlab.judges.protocols import ab_order
+from expertlab.judges.protocols import ab_order, absolute_messages
 from stages.common import variant_record
 from tests.openai_server import Answer, Fail, OpenAIServer
 from tests.test_judges import DOC, FALSE, TRUE, reading_judge
@@ -136,11 +136,28 @@ def test_pulled_verdicts_warm_an_empty_cache(study: Path) -> None:
     assert rows_of(study / "judgments" / "a") == rows_of(study / "judgments" / "b")
 
 
-def test_without_verdicts_the_stage_fails_and_writes_nothing(study: Path) -> None:
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The CLI's one-line error, after asserting it is the last thing printed and no traceback came with it."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("expertlab judge: error: ")
+    return last
+
+
+def test_without_verdicts_the_stage_fails_naming_each_prompt_and_writes_nothing(study: Path) -> None:
     with OpenAIServer(SECRET, answer=reading_judge, default=Fail(500)) as server:
         configure(study, server.base_url)
         result = run_judge(study, "out")
-    assert result.returncode != 0 and "got no verdict" in result.stderr
+    error = error_line(result)
+    assert f"{distinct_prompts()} prompt(s) got no verdict" in error and "HTTP 500" in error
+    # Named by judge, task, sample, protocol and question; the source output, shared by every sample, once.
+    assert "judge llm, task trial_summary, sample trial_summary-0000, absolute protocol, question hallucinated of " \
+        "the pruned output (the same prompt as samples trial_summary-0002, trial_summary-0004): HTTP 500" in error
+    assert "sample trial_summary-0000, absolute protocol, question hallucinated of the source output (the same " \
+        "prompt as samples trial_summary-0001, trial_summary-0002, trial_summary-0003, trial_summary-0004, " \
+        "trial_summary-0005)" in error
+    assert "sample trial_summary-0002, relative protocol, questions q1_hallucinations_more, q2_omission_more, " \
+        "q3_repetition_more, q4_alignment_more: HTTP 500" in error
     assert not (study / "out").exists()
 
 
@@ -148,7 +165,22 @@ def test_a_missing_key_is_named_and_nothing_is_written(study: Path) -> None:
     with OpenAIServer(SECRET, answer=reading_judge) as server:
         configure(study, server.base_url)
         result = run_judge(study, "out", env={KEY_ENV: ""})
-    assert result.returncode != 0 and KEY_ENV in result.stderr and not (study / "out").exists()
+    error = error_line(result)
+    assert f"judge llm: the API key is read from the environment variable {KEY_ENV}, which is not set" in error
+    assert not (study / "out").exists() and server.received == []
+
+
+def test_an_unreadable_answer_is_asked_again_and_reported_apart_from_billed_calls(study: Path) -> None:
+    source_prompt = absolute_messages(DOC, TRUE)[-1]["content"]
+    gateway_page = Fail(200, body="<html><body>502 Bad Gateway</body></html>")
+    with OpenAIServer(SECRET, {source_prompt: [gateway_page]}, answer=reading_judge) as server:
+        configure(study, server.base_url)
+        result = run_judge(study, "out")
+        assert result.returncode == 0, result.stderr
+        assert len(server.received) == distinct_prompts() + 1
+    costs = json.loads((study / "out" / "meta.json").read_text())["costs"]["llm"]
+    assert (costs["billed"], costs["unreadable"], costs["requests"]) == (distinct_prompts(), 1, distinct_prompts() + 1)
+    assert f"{distinct_prompts()} calls billed ({distinct_prompts() + 1} requests, 1 unreadable answers" in result.stdout
 
 
 def test_a_killed_stage_resumes_without_paying_for_landed_verdicts(study: Path) -> None:

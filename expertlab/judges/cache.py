@@ -1,4 +1,4 @@
-"""(judge, model, protocol, template, source, output) -> sha256 key; verdict records <-> an append-only JSONL file."""
+"""(judge, model, protocol, template, source, output) -> sha256 key; verdicts <-> an append-only JSONL file processes share."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ def verdict_key(
 
 @dataclass
 class CacheStats:
+    """Lookups by `get` (a prompt found, or not, in the cache) and verdicts appended by `put`."""
+
     hits: int = 0
     misses: int = 0
     stored: int = 0
@@ -58,83 +61,147 @@ class CacheStats:
 class VerdictCache:
     """Verdict records keyed by `verdict_key`, one JSON line per verdict, flushed and fsynced as it lands.
 
-    A torn last line (a writer killed mid-write) is dropped and truncated away on open; a malformed
-    line anywhere else is an error, since appends never rewrite earlier lines. Invalid verdicts are
-    cached with their raw text; `retry_invalid=True` makes them misses so the caller asks again (the
-    new verdict is appended and wins). Records must be plain JSON and never carry credentials.
+    A torn last line (a writer killed mid-write) is dropped and truncated away; a malformed line
+    anywhere else is an error, since appends never rewrite earlier lines. Invalid verdicts are
+    cached with their raw text; `retry_invalid=True` makes those already in the file at open
+    misses, so the caller asks again (the new verdict is appended and wins); a verdict that landed
+    since open, from this process or another, is never a miss, so processes retrying together pay
+    once. Records must be plain JSON and never carry credentials.
+
+    One file may be shared by several processes, and by machines whose shared filesystem keeps
+    flock coherent between them (NFSv4, for one): every read and append of the file holds its
+    exclusive flock, so lines never interleave and a reader never sees half a line; `refresh`
+    takes the lines others appended since this cache last read; `claim` lets one process at a
+    time ask a prompt (see `Claim`). Thread-safe.
     """
 
     def __init__(self, path: str | Path, *, retry_invalid: bool = False) -> None:
         self.path = Path(path)
+        self.claims_dir = self.path.with_suffix(".claims")  # <judge>.claims/ beside <judge>.jsonl
         self.retry_invalid = retry_invalid
         self.stats = CacheStats()
         self.torn_lines_dropped = 0
         self._records: dict[str, dict[str, Any]] = {}
+        self._landed: set[str] = set()  # keys whose latest record was appended after open
+        self._read_to = 0  # bytes of the file taken in; always the end of a line
+        self._lines = 0
+        self._mutex = threading.Lock()  # flock excludes processes; threads share the fd and need this too
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         with self._locked():
-            self._load()
+            self._take_new_lines(opening=True)
 
     def _locked(self) -> _FileLock:
-        return _FileLock(self._fd)
+        return _FileLock(self._fd, self._mutex)
 
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        good_end = 0
-        lines = data.split(b"\n")
-        # The text after the final newline is either empty or a torn write.
-        for number, line in enumerate(lines[:-1], start=1):
+    def _take_new_lines(self, *, opening: bool = False) -> None:
+        """Read what was appended since `_read_to`; the caller holds the file lock."""
+        data = _read_to_end(self._fd, self._read_to)
+        complete = data.rfind(b"\n") + 1
+        for line in data[:complete].split(b"\n")[:-1]:
+            self._lines += 1
             try:
                 row = json.loads(line)
                 key, record = row["key"], row["record"]
             except (ValueError, KeyError, TypeError) as err:
-                raise ValueError(f"{self.path}:{number}: corrupt verdict line ({err})") from None
+                raise ValueError(f"{self.path}:{self._lines}: corrupt verdict line ({err})") from None
             self._records[key] = record
-            good_end += len(line) + 1
-        if lines[-1]:
-            self.torn_lines_dropped = 1
-            os.ftruncate(self._fd, good_end)
+            if not opening:
+                self._landed.add(key)
+        self._read_to += complete
+        if complete < len(data):
+            # Every writer appends whole lines under the lock we hold, so text after the last newline
+            # is the torn write of a dead one: dropped, so the next line starts on a line of its own.
+            self.torn_lines_dropped += 1
+            os.ftruncate(self._fd, self._read_to)
             os.fsync(self._fd)
 
-    def __contains__(self, key: object) -> bool:
+    def refresh(self) -> None:
+        """Take in the verdicts other processes appended since this cache last read the file."""
+        with self._locked():
+            self._take_new_lines()
+
+    def _is_verdict(self, key: object) -> bool:
         record = self._records.get(key) if isinstance(key, str) else None
-        return record is not None and (record["status"] == "ok" or not self.retry_invalid)
+        if record is None:
+            return False
+        return record["status"] == "ok" or not self.retry_invalid or key in self._landed
+
+    def __contains__(self, key: object) -> bool:
+        with self._mutex:
+            return self._is_verdict(key)
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._records)
+        with self._mutex:
+            return iter(list(self._records))
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The cached record, or None (a miss; an invalid verdict is a miss under `retry_invalid`)."""
-        if key in self:
-            self.stats.hits += 1
-            return dict(self._records[key])
-        self.stats.misses += 1
-        return None
+        with self._mutex:
+            if self._is_verdict(key):
+                self.stats.hits += 1
+                return dict(self._records[key])
+            self.stats.misses += 1
+            return None
 
     def stored(self, key: str) -> dict[str, Any] | None:
         """The stored record whatever its status (no hit or miss counted), or None."""
-        record = self._records.get(key)
-        return dict(record) if record is not None else None
+        with self._mutex:
+            record = self._records.get(key)
+            return dict(record) if record is not None else None
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
-        """Append one verdict and make it durable before returning."""
+        """Append one verdict and make it durable (fsync) before returning."""
         if record.get("status") not in CACHED_STATUSES:
             raise ValueError(f"only verdicts with status in {CACHED_STATUSES} are cached, got {record.get('status')!r}")
-        line = json.dumps({"key": key, "record": dict(record)}, sort_keys=True, ensure_ascii=False) + "\n"
+        line = (json.dumps({"key": key, "record": dict(record)}, sort_keys=True, ensure_ascii=False) + "\n").encode()
         with self._locked():
-            # One write() per line: concurrent appenders (O_APPEND, under the lock) never interleave.
-            os.write(self._fd, line.encode("utf-8"))
+            self._take_new_lines()  # others' lines first, and a dead writer's torn line dropped
+            _write_all(self._fd, line)
             os.fsync(self._fd)
-        self._records[key] = dict(record)
-        self.stats.stored += 1
+            self._read_to += len(line)
+            self._lines += 1
+            self._records[key] = dict(record)
+            self._landed.add(key)
+            self.stats.stored += 1
+
+    def claim(self, key: str, *, wait: bool = True) -> Claim | None:
+        """Hold `key`'s claim, waiting (asleep in flock, no CPU) while a live process holds it; with
+        `wait=False`, None instead of waiting."""
+        path = self.claims_dir / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".claim")
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # no claims directory yet, or a closing cache just removed the empty one
+                self.claims_dir.mkdir(parents=True, exist_ok=True)
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = _names(path, fd)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            if held:
+                return Claim(path, fd)
+            # The holder we waited for removed its file before unlocking it: the inode we locked is
+            # nobody's claim any more, and the path may already name a newer one.
+            os.close(fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._mutex:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+        try:
+            self.claims_dir.rmdir()  # only when empty: nobody else's claim is ever removed
+        except OSError:
+            pass
 
     def __enter__(self) -> VerdictCache:
         return self
@@ -143,14 +210,84 @@ class VerdictCache:
         self.close()
 
 
-class _FileLock:
-    """An exclusive advisory lock on an open file, so two processes sharing a cache never tear a line."""
+class Claim:
+    """The right to ask one prompt, held as an exclusive flock of `<judge>.claims/<sha256 of key>.claim`.
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    The OS drops the lock when its holder dies (over NFS, when the dead machine's lease expires), so
+    a claim is a lease that expires with its holder; the file a killed holder leaves behind is
+    harmless: the next claimer locks it and takes it over. Released, the file is removed while
+    still locked, so a process that was waiting on it sees it gone and claims afresh.
+    """
 
-    def __enter__(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._mutex = threading.Lock()
+
+    def release(self) -> None:
+        """Remove the claim file, then unlock it; releasing twice does nothing."""
+        with self._mutex:
+            if self._fd < 0:
+                return
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> Claim:
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.release()
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether `path` still names the file open as `fd`."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _read_to_end(fd: int, start: int) -> bytes:
+    # pread may return less than asked (on Linux, never more than about 2 GiB a call), and text after
+    # the last newline read is taken for a torn line and truncated: so read to the very end.
+    chunks: list[bytes] = []
+    while chunk := os.pread(fd, 1 << 24, start):
+        chunks.append(chunk)
+        start += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # One write() per line normally; a short write (a full disk, a network filesystem) continues, and a
+    # failure part-way leaves a torn line that the next reader under the lock drops.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _FileLock:
+    """An exclusive advisory lock on an open file, so two processes sharing a cache never tear a line;
+    `mutex` does the same for this process's threads, which share the file's flock."""
+
+    def __init__(self, fd: int, mutex: threading.Lock) -> None:
+        self.fd = fd
+        self.mutex = mutex
+
+    def __enter__(self) -> None:
+        self.mutex.acquire()
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.mutex.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.mutex.release()

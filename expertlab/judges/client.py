@@ -11,14 +11,15 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, Self, TypeVar
 
 import httpx2
 
-from expertlab.judges.cache import VerdictCache
+from expertlab.errors import ExpertlabError
+from expertlab.judges.cache import Claim, VerdictCache
 
 T = TypeVar("T")
 Status = Literal["ok", "invalid", "failed"]
@@ -43,7 +44,7 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 1024  # the Messages API refuses a request withou
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
-class MissingApiKey(RuntimeError):
+class MissingApiKey(ExpertlabError):
     """The environment variable that should hold the judge's API key is unset or empty."""
 
 
@@ -77,8 +78,8 @@ class RetryPolicy:
     """How hard to try: transient failures and invalid answers have separate bounds."""
 
     max_attempts: int = 6  # requests per item that hit a timeout, connection error, 429 or 5xx
-    max_invalid: int = 3  # answers per item that are not JSON of the expected shape
-    timeout_s: float = 60.0  # per network operation (connect, read, write)
+    max_invalid: int = 3  # answers per item that are not JSON of the expected shape, or not JSON at all
+    timeout_s: float = 60.0  # per request as a whole: connect, send and the answer's last byte (see _Deadline)
     backoff_s: float = 1.0  # first delay; doubles on each transient failure
     backoff_max_s: float = 60.0
     jitter: float = 0.25  # each delay is scaled by a uniform factor in [1 - jitter, 1]
@@ -105,12 +106,13 @@ class Outcome(Generic[T]):
     value: T | None
     raw: str | None
     attempts: int  # requests sent for this item in this run (0: answered from the cache)
-    billed_calls: int  # requests that got a 2xx completion, the ones a provider charges for
+    billed_calls: int  # requests that got a 2xx JSON completion, the ones a provider charges for
     error: str | None = None
     http_status: int | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    unreadable: int = 0  # 2xx answers whose body was not JSON (a gateway's error page): no completion, not billed
 
     def to_record(self) -> dict[str, Any]:
         """The cache record: the answer text and accounting, never the value object nor any header."""
@@ -127,11 +129,12 @@ class Outcome(Generic[T]):
 
 @dataclass
 class CallCounters:
-    """What a client spent: requests sent, answers received, completions billed, tokens."""
+    """What a client spent: requests sent, answers received, completions billed, unreadable 2xx bodies, tokens."""
 
     requests: int = 0
     http_answers: int = 0
     billed: int = 0
+    unreadable: int = 0
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -154,14 +157,50 @@ class _Rejected(Exception):
         self.http_status = http_status
 
 
+class _Unreadable(Exception):
+    """A 2xx whose body is not JSON (a gateway's HTML error page): no completion, so not billed, but
+    asked again only as often as an invalid answer."""
+
+
 class _Completion(NamedTuple):
     content: str | None
     prompt_tokens: int
     completion_tokens: int
 
 
-# What reading a 2xx body that is not the documented answer shape raises.
+# What reading a 2xx JSON body that is not the documented answer shape raises.
 _UNREADABLE = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+_TIMEOUT_KINDS = ("connect", "read", "write", "pool")  # what httpcore reads from request.extensions["timeout"]
+_SHORTEST_WAIT_S = 0.001  # a socket timeout of 0 would mean non-blocking, which fails as an error, not a timeout
+
+
+class _Deadline(Mapping[str, float]):
+    """A request's timeouts as httpcore reads them, each the time left to one deadline when it is read.
+
+    httpcore reads `request.extensions["timeout"]` when it connects, waits for a pooled connection,
+    sends, starts the response headers and starts the body, and bounds each socket read or write
+    of that phase by the value it read; `ChatClient._read_body` checks the deadline between body
+    chunks. So a request ends within `seconds` plus at most one read (itself bounded by the time
+    that was left), whatever a server trickles, except the headers: read with the value taken when
+    they start, a server trickling them is bounded per read only.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def left_s(self) -> float:
+        return self._end - time.monotonic()
+
+    def __getitem__(self, kind: str) -> float:
+        if kind not in _TIMEOUT_KINDS:
+            raise KeyError(kind)
+        return max(self.left_s(), _SHORTEST_WAIT_S)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_TIMEOUT_KINDS)
+
+    def __len__(self) -> int:
+        return len(_TIMEOUT_KINDS)
 
 
 def _tokens(usage: Mapping[str, Any], *names: str) -> int:
@@ -323,7 +362,7 @@ def read_api_key(variable: str) -> str:
     """The key held by environment variable `variable`; the error names the variable, never a value."""
     value = os.environ.get(variable, "")
     if not value.strip():
-        raise MissingApiKey(f"the judge's API key is read from the environment variable {variable}, which is not set")
+        raise MissingApiKey(f"the API key is read from the environment variable {variable}, which is not set")
     return value.strip()
 
 
@@ -410,36 +449,61 @@ class ChatClient:
             factor = self._rng.uniform(1 - self.retry.jitter, 1)
         return delay * factor
 
+    def _timed_out(self, detail: str) -> _Transient:
+        return _Transient(f"timed out after {self.retry.timeout_s:g} s ({detail})")
+
+    def _read_body(self, response: httpx2.Response, deadline: _Deadline) -> bytes:
+        """The whole body, unless the deadline passes between two of its chunks."""
+        chunks: list[bytes] = []
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if deadline.left_s() <= 0:
+                raise self._timed_out("the answer was still arriving")
+        return b"".join(chunks)
+
     def _complete(self, messages: Messages) -> _Completion:
-        """One request; raises _Transient or _Rejected, returns the answer text of a 2xx."""
+        """One request, bounded as a whole by `timeout_s`; raises _Transient, _Rejected or _Unreadable,
+        returns the answer text of a 2xx."""
         body = self._api.body(self.endpoint, messages)
+        deadline = _Deadline(self.retry.timeout_s)
+        request = self._http.build_request("POST", self._url, json=body, extensions={"timeout": deadline})
         self._count(requests=1)
         try:
-            response = self._http.post(self._url, json=body)
+            response = self._http.send(request, stream=True)
+            try:
+                data = self._read_body(response, deadline)
+            finally:
+                response.close()
         except httpx2.TimeoutException as err:
-            raise _Transient(f"timed out after {self.retry.timeout_s:g} s ({type(err).__name__})") from None
+            raise self._timed_out(type(err).__name__) from None
         except httpx2.TransportError as err:
             raise _Transient(f"connection failed ({type(err).__name__}: {self._redact(str(err))})") from None
         self._count(http_answers=1)
         status = response.status_code
+        text = self._redact(data.decode(response.encoding or "utf-8", errors="replace"))
+        shown = text[:300]  # cut after redacting: a key cut in two would no longer be found
         if status == 429 or status >= 500:
             retry_after = _retry_after_seconds(response.headers.get("retry-after"), self._clock())
-            raise _Transient(f"HTTP {status}: {self._redact(response.text[:300])}", status, retry_after)
+            raise _Transient(f"HTTP {status}: {shown}", status, retry_after)
         if not 200 <= status < 300:
-            raise _Rejected(f"HTTP {status}: {self._redact(response.text[:300])}", status)
+            raise _Rejected(f"HTTP {status}: {shown}", status)
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            self._count(unreadable=1)
+            raise _Unreadable(f"unreadable answer: HTTP {status}, a body that is not JSON: {shown}") from None
         self._count(billed=1)
         try:
-            payload = response.json()
             prompt_tokens, completion_tokens = self._api.usage(payload)
         except _UNREADABLE:
-            payload, prompt_tokens, completion_tokens = None, 0, 0
+            prompt_tokens, completion_tokens = 0, 0
         self._count(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         try:
             content = self._api.text(payload)
         except _UNREADABLE:
-            # Billed but unreadable (not JSON, no text, a blocked prompt): handled like an invalid answer,
-            # with the body as the raw text.
-            return _Completion(self._redact(response.text), prompt_tokens, completion_tokens)
+            # Billed but without answer text (a blocked prompt, another shape): handled like an invalid
+            # answer, with the body as the raw text.
+            return _Completion(text, prompt_tokens, completion_tokens)
         return _Completion(None if content is None else self._redact(content), prompt_tokens, completion_tokens)
 
     def judge(self, request: JudgeRequest, validate: Validate[T]) -> Outcome[T]:
@@ -447,14 +511,24 @@ class ChatClient:
         return self._judge(request, validate, threading.Event())
 
     def _judge(self, request: JudgeRequest, validate: Validate[T], abort: threading.Event) -> Outcome[T]:
-        attempts = billed = transient = invalid = prompt_tokens = completion_tokens = 0
+        attempts = billed = transient = invalid = unreadable = prompt_tokens = completion_tokens = 0
         raw: str | None = None
         error: str | None = None
         http_status: int | None = None
 
         def outcome(status: Status, value: T | None = None) -> Outcome[T]:
             return Outcome(
-                request.key, status, value, raw, attempts, billed, error, http_status, prompt_tokens, completion_tokens
+                request.key,
+                status,
+                value,
+                raw,
+                attempts,
+                billed,
+                error,
+                http_status,
+                prompt_tokens,
+                completion_tokens,
+                unreadable=unreadable,
             )
 
         while True:
@@ -467,6 +541,15 @@ class ChatClient:
             except _Rejected as err:
                 error, http_status = str(err), err.http_status
                 return outcome("failed")
+            except _Unreadable as err:
+                unreadable += 1
+                error, http_status = str(err), 200
+                if invalid + unreadable >= self.retry.max_invalid:
+                    # Only an answer makes a verdict, if an invalid one: none came, so none is cached.
+                    return outcome("invalid" if invalid else "failed")
+                self._count(retries=1)
+                self._sleep(self._backoff_s(unreadable))  # a gateway in trouble, like a 5xx
+                continue
             except _Transient as err:
                 transient += 1
                 error, http_status = str(err), err.http_status
@@ -490,12 +573,37 @@ class ChatClient:
             except ValueError as err:
                 invalid += 1
                 error = f"invalid answer: {self._redact(str(err))}"
-                if invalid >= self.retry.max_invalid:
+                if invalid + unreadable >= self.retry.max_invalid:
                     return outcome("invalid")
                 self._count(retries=1)
                 continue
             error = None
             return outcome("ok", value)
+
+    def _judge_claimed(
+        self,
+        request: JudgeRequest,
+        validate: Validate[T],
+        abort: threading.Event,
+        cache: VerdictCache | None,
+        claim: Claim | None = None,
+    ) -> Outcome[T] | None:
+        """Judge under the prompt's claim, unless the cache, re-read under it, holds the verdict; a new
+        verdict is appended before the claim is let go. None: a live process holds the claim."""
+        if cache is None:
+            return self._judge(request, validate, abort)
+        claim = claim if claim is not None else cache.claim(request.key, wait=False)
+        if claim is None:
+            return None
+        with claim:
+            cache.refresh()  # the holder we may have waited for appended its verdict before letting go
+            record = cache.get(request.key)
+            if record is not None:
+                return outcome_from_record(request.key, record, validate)
+            result = self._judge(request, validate, abort)
+            if result.status != "failed":
+                cache.put(request.key, result.to_record())
+            return result
 
     def judge_all(
         self,
@@ -506,7 +614,17 @@ class ChatClient:
         on_result: Callable[[Outcome[T]], None] | None = None,
     ) -> list[Outcome[T]]:
         """Outcomes for every request, in request order; cached verdicts cost nothing, new ones are
-        appended to `cache` as they arrive, before `on_result` sees them."""
+        appended to `cache` as they arrive, before `on_result` sees them.
+
+        Processes sharing `cache` never pay twice for a prompt while they live: a prompt is asked
+        only by the holder of its claim (`VerdictCache.claim`), only after the cache, re-read under
+        that claim, is found without its verdict, and its verdict is appended and fsynced before the
+        claim is let go. A prompt another live process holds waits, asleep in flock on a thread of
+        its own while the other prompts go on, then takes that process's verdict from the cache, or
+        is asked here if the holder got no verdict or died. A holder killed after its request was
+        answered but before the append loses that answer: the next claimer asks again, so each
+        such death costs at most its in-flight prompts (`concurrency` of them) once more.
+        """
         requests = list(requests)
         keys = [request.key for request in requests]
         if len(set(keys)) != len(keys):
@@ -515,37 +633,80 @@ class ChatClient:
         outcomes: dict[str, Outcome[T]] = {}
 
         def finish(result: Outcome[T]) -> None:
-            if cache is not None and not result.cached and result.status != "failed":
-                cache.put(result.key, result.to_record())
             outcomes[result.key] = result
             if on_result is not None:
                 on_result(result)
 
         pending: list[JudgeRequest] = []
+        if cache is not None:
+            cache.refresh()
         for request in requests:
-            record = cache.get(request.key) if cache is not None else None
+            # `in` first: a prompt not found here is looked up, and counted, once more under its claim
+            record = cache.get(request.key) if cache is not None and request.key in cache else None
             if record is None:
                 pending.append(request)
             else:
                 finish(outcome_from_record(request.key, record, validate))
 
+        abort = threading.Event()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge") as pool:
-            abort = threading.Event()
-            running: set[Future[Outcome[T]]] = {
-                pool.submit(self._judge, request, validate, abort) for request in pending
-            }
+            asking: dict[Future[Outcome[T] | None], tuple[JudgeRequest, Claim | None]] = {}
+            waiting: dict[Future[Claim], JudgeRequest] = {}
+
+            def ask(request: JudgeRequest, claim: Claim | None = None) -> None:
+                asking[pool.submit(self._judge_claimed, request, validate, abort, cache, claim)] = (request, claim)
+
+            for request in pending:
+                ask(request)
             try:
-                while running:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                while asking or waiting:
+                    done, _ = wait([*asking, *waiting], return_when=FIRST_COMPLETED)
                     for future in done:
-                        finish(future.result())
+                        if future in waiting:
+                            ask(waiting.pop(future), future.result())
+                            continue
+                        request, _ = asking.pop(future)
+                        result = future.result()
+                        if result is None:
+                            assert cache is not None
+                            waiting[_claim_when_free(cache, request.key, abort)] = request
+                        else:
+                            finish(result)
             except BaseException:
-                # Stop paying for work nobody will record; requests already sent finish on their own.
+                # Stop paying for work nobody will record; requests already sent finish on their own,
+                # and claims not yet at work are let go.
                 abort.set()
-                for future in running:
-                    future.cancel()
+                for future, (_, claim) in asking.items():
+                    if future.cancel() and claim is not None:
+                        claim.release()
+                for waiter in waiting:
+                    waiter.add_done_callback(_release_claim)
                 raise
         return [outcomes[key] for key in keys]
+
+
+def _claim_when_free(cache: VerdictCache, key: str, abort: threading.Event) -> Future[Claim]:
+    """`key`'s claim once its live holder lets go; a daemon thread sleeps in flock meanwhile, holding
+    no worker, and lets go at once if the run was stopped."""
+    future: Future[Claim] = Future()
+
+    def wait_for_holder() -> None:
+        try:
+            claim = cache.claim(key)
+        except BaseException as err:
+            future.set_exception(err)
+            return
+        if abort.is_set():
+            claim.release()
+        future.set_result(claim)
+
+    threading.Thread(target=wait_for_holder, name="judge-claim-wait", daemon=True).start()
+    return future
+
+
+def _release_claim(future: Future[Claim]) -> None:
+    if future.exception() is None:
+        future.result().release()
 
 
 def outcome_from_record(key: str, record: Mapping[str, Any], validate: Validate[T]) -> Outcome[T]:

@@ -22,6 +22,7 @@ from expertlab.judges.client import (
     ChatClient,
     Endpoint,
     JudgeRequest,
+    MissingApiKey,
     Outcome,
     RetryPolicy,
     outcome_from_record,
@@ -62,10 +63,11 @@ class Tally:
     questions: int = 0  # distinct prompts (identical outputs share one)
     requests: int = 0
     billed: int = 0
+    unreadable: int = 0  # 2xx answers whose body was not JSON: asked again, not billed
     cache_hits: int = 0
     computed: int = 0  # verdicts computed locally (grounding judge)
     invalid: int = 0
-    failed: list[str] = field(default_factory=list)  # errors of prompts that got no verdict
+    failed: list[str] = field(default_factory=list)  # prompts without verdict: task, sample, protocol; error
     prompt_tokens: int = 0
     completion_tokens: int = 0
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache key -> record, of the prompts asked
@@ -75,8 +77,8 @@ class Tally:
             return f"{self.computed} verdicts computed locally (no calls)"
         return (
             f"{self.questions} prompts: {self.cache_hits} from the cache, {self.billed} calls billed "
-            f"({self.requests} requests, {self.prompt_tokens}+{self.completion_tokens} tokens), "
-            f"{self.invalid} invalid, {len(self.failed)} failed"
+            f"({self.requests} requests, {self.unreadable} unreadable answers, "
+            f"{self.prompt_tokens}+{self.completion_tokens} tokens), {self.invalid} invalid, {len(self.failed)} failed"
         )
 
 
@@ -174,6 +176,21 @@ class _Asked:
     order: proto.Order | None = None
 
 
+def _no_verdict(entries: Sequence[_Asked], error: str | None) -> str:
+    """A prompt that got no verdict, named by the first judged output that asks it, with the error on one line."""
+    first = entries[0]
+    if first.protocol == "absolute":
+        question = f"question {QUESTIONS['absolute'][0]} of the {first.output} output"
+    else:
+        question = "questions " + ", ".join(QUESTIONS["relative"])
+    others = list(dict.fromkeys(entry.item.sample_id for entry in entries[1:] if entry.item != first.item))
+    shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    shared = f" (the same prompt as sample{'s' if len(others) > 1 else ''} {shown})" if others else ""
+    reason = " ".join((error or "no answer").split())
+    where = f"task {first.item.task}, sample {first.item.sample_id}, {first.protocol} protocol"
+    return f"{where}, {question}{shared}: {reason}"
+
+
 class LLMJudge:
     """An LLM behind a chat endpoint, asked each distinct prompt once; verdicts land in the cache as they arrive."""
 
@@ -250,14 +267,24 @@ class LLMJudge:
                         outcomes[request.key] = outcome
                         landed(outcome)
                     continue
-                with ChatClient(
-                    self.endpoint, retry=self.settings.retry, concurrency=self.concurrency, transport=self._transport
-                ) as client:
+                try:
+                    client = ChatClient(
+                        self.endpoint,
+                        retry=self.settings.retry,
+                        concurrency=self.concurrency,
+                        transport=self._transport,
+                    )
+                except MissingApiKey as err:
+                    raise MissingApiKey(
+                        f"judge {self.name}: {err} (export it, or name another with judges.{self.name}.api_key_env)"
+                    ) from None
+                with client:
                     for outcome in client.judge_all(batch, validators[protocol], cache=cache, on_result=landed):
                         outcomes[outcome.key] = outcome
                     counters = client.counters
                     tally.requests += counters.requests
                     tally.billed += counters.billed
+                    tally.unreadable += counters.unreadable
                     tally.prompt_tokens += counters.prompt_tokens
                     tally.completion_tokens += counters.completion_tokens
         finally:
@@ -267,9 +294,11 @@ class LLMJudge:
                 tally.verdicts = {key: record for key, record in stored.items() if record is not None}
                 cache.close()
         tally.invalid = sum(outcome.status == "invalid" for outcome in outcomes.values())
-        tally.failed = [
-            f"{key[:12]}: {outcome.error}" for key, outcome in outcomes.items() if outcome.status == "failed"
-        ]
+        asking: dict[str, list[_Asked]] = {}
+        for entry in asked:
+            asking.setdefault(entry.key, []).append(entry)
+        failed = [key for key in requests if outcomes[key].status == "failed"]
+        tally.failed = [_no_verdict(asking[key], outcomes[key].error) for key in failed]
         return [row for entry in asked for row in self._rows(entry, outcomes[entry.key])], tally
 
     @property
