@@ -16,13 +16,14 @@ from typing import Any, Self
 @dataclass(frozen=True)
 class Answer:
     """A 200 completion: `content` (None: the item's correct answer), sent after `delay_s` and, with a
-    `gate`, only once the test sets it (or the server stops); with `bytes_per_s`, the headers at once
-    and the body trickled at that rate."""
+    `gate`, only once the test sets it (or the server stops); with `bytes_per_s`, the body trickled at
+    that rate after the headers, or with `trickle_headers` the whole answer from its status line."""
 
     content: str | None = None
     delay_s: float = 0.0
     gate: threading.Event | None = None
     bytes_per_s: float | None = None
+    trickle_headers: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,14 +225,18 @@ class OpenAIServer:
                 payload: str,
                 headers: Mapping[str, str] | None = None,
                 bytes_per_s: float | None = None,
+                trickle_headers: bool = False,
             ) -> None:
                 data = payload.encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
+                fields = {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}
+                if trickle_headers:
+                    head = f"HTTP/1.1 {status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+                    data = head.encode("latin-1") + data
+                else:
+                    self.send_response(status)
+                    for name, value in fields.items():
+                        self.send_header(name, value)
+                    self.end_headers()
                 if bytes_per_s is None:
                     self.wfile.write(data)
                     return
@@ -326,7 +331,8 @@ class OpenAIServer:
                 else:
                     payload = self._openai_completion(item, content, body)
                 trickle = action.bytes_per_s if isinstance(action, Answer) else None
-                self._send(200, json.dumps(payload), bytes_per_s=trickle)
+                whole = isinstance(action, Answer) and action.trickle_headers
+                self._send(200, json.dumps(payload), bytes_per_s=trickle, trickle_headers=whole)
                 return 200
 
             def _openai_completion(self, item: str, content: str | None, body: dict[str, Any]) -> dict[str, Any]:

@@ -150,16 +150,18 @@ def test_invalid_answers_are_retried_then_recorded_never_coerced(serve: Any) -> 
 
 
 
-def test_timeout_s_bounds_the_whole_request_not_each_read(serve: Any) -> None:
-    # A ~250-byte answer over a minute, a byte every 0.25 s: each read is well within 0.5 s.
-    server = serve({"trickled": [Answer(bytes_per_s=4)]})
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body trickled", "headers trickled"])
+def test_timeout_s_bounds_the_whole_request_not_each_read(serve: Any, headers_too: bool) -> None:
+    # A ~250-byte answer (~330 with its headers) over a minute, a byte every 0.25 s: each read is well
+    # within 0.5 s.
+    server = serve({"trickled": [Answer(bytes_per_s=4, trickle_headers=headers_too)]})
     started = time.monotonic()
     with make_client(server, timeout_s=0.5, max_attempts=1) as client:
         outcome = client.judge(request("trickled"), validate)
     elapsed = time.monotonic() - started
     assert (outcome.status, outcome.attempts, outcome.billed_calls) == ("failed", 1, 0)
     assert outcome.error is not None and outcome.error.startswith("timed out after 0.5 s")
-    assert elapsed < 10  # generous: far from the body's minute, whatever the machine's load
+    assert elapsed < 10  # generous: far from the answer's minute, whatever the machine's load
     [received] = server.requests_for("trickled")
     assert received.status is None  # the server was still sending when the client gave up
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import email.utils
 import json
@@ -11,7 +12,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, Self, TypeVar
@@ -79,7 +80,7 @@ class RetryPolicy:
 
     max_attempts: int = 6  # requests per item that hit a timeout, connection error, 429 or 5xx
     max_invalid: int = 3  # answers per item that are not JSON of the expected shape, or not JSON at all
-    timeout_s: float = 60.0  # per request as a whole: connect, send and the answer's last byte (see _Deadline)
+    timeout_s: float = 60.0  # per request as a whole: connect, send, headers and the answer's last byte
     backoff_s: float = 1.0  # first delay; doubles on each transient failure
     backoff_max_s: float = 60.0
     jitter: float = 0.25  # each delay is scaled by a uniform factor in [1 - jitter, 1]
@@ -170,39 +171,6 @@ class _Completion(NamedTuple):
 
 # What reading a 2xx JSON body that is not the documented answer shape raises.
 _UNREADABLE = (ValueError, KeyError, IndexError, TypeError, AttributeError)
-_TIMEOUT_KINDS = ("connect", "read", "write", "pool")  # what httpcore reads from request.extensions["timeout"]
-_SHORTEST_WAIT_S = 0.001  # a socket timeout of 0 would mean non-blocking, which fails as an error, not a timeout
-
-
-class _Deadline(Mapping[str, float]):
-    """A request's timeouts as httpcore reads them, each the time left to one deadline when it is read.
-
-    httpcore reads `request.extensions["timeout"]` when it connects, waits for a pooled connection,
-    sends, starts the response headers and starts the body, and bounds each socket read or write
-    of that phase by the value it read; `ChatClient._read_body` checks the deadline between body
-    chunks. So a request ends within `seconds` plus at most one read (itself bounded by the time
-    that was left), whatever a server trickles, except the headers: read with the value taken when
-    they start, a server trickling them is bounded per read only.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-
-    def left_s(self) -> float:
-        return self._end - time.monotonic()
-
-    def __getitem__(self, kind: str) -> float:
-        if kind not in _TIMEOUT_KINDS:
-            raise KeyError(kind)
-        return max(self.left_s(), _SHORTEST_WAIT_S)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_TIMEOUT_KINDS)
-
-    def __len__(self) -> int:
-        return len(_TIMEOUT_KINDS)
-
-
 def _tokens(usage: Mapping[str, Any], *names: str) -> int:
     return sum(int(usage.get(name) or 0) for name in names)
 
@@ -414,7 +382,12 @@ class ChatClient:
         self._lock = threading.Lock()
         self._api = _PROVIDER_APIS[endpoint.provider]
         self._api_key = read_api_key(endpoint.api_key_env) if endpoint.api_key_env else None
-        self._http = httpx2.Client(
+        # Requests run on a private event loop, where one deadline can cancel a whole exchange (a socket
+        # timeout bounds only each read, which a server trickling its answer never trips).
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="judge-http", daemon=True)
+        self._loop_thread.start()
+        self._http = httpx2.AsyncClient(
             headers=self._api.headers(self._api_key),
             timeout=httpx2.Timeout(self.retry.timeout_s),
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
@@ -426,7 +399,12 @@ class ChatClient:
         return f"ChatClient(provider={self.endpoint.provider!r}, model={self.endpoint.model!r}, url={self._url!r})"
 
     def close(self) -> None:
-        self._http.close()
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._http.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join()
+        self._loop.close()
 
     def __enter__(self) -> Self:
         return self
@@ -452,28 +430,26 @@ class ChatClient:
     def _timed_out(self, detail: str) -> _Transient:
         return _Transient(f"timed out after {self.retry.timeout_s:g} s ({detail})")
 
-    def _read_body(self, response: httpx2.Response, deadline: _Deadline) -> bytes:
-        """The whole body, unless the deadline passes between two of its chunks."""
-        chunks: list[bytes] = []
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            if deadline.left_s() <= 0:
-                raise self._timed_out("the answer was still arriving")
-        return b"".join(chunks)
+    def _post(self, body: dict[str, Any]) -> httpx2.Response:
+        """One POST with its whole answer read, cancelled when `timeout_s` has passed, whatever phase it is in."""
+        exchange = asyncio.wait_for(self._http.post(self._url, json=body), self.retry.timeout_s)
+        future = asyncio.run_coroutine_threadsafe(exchange, self._loop)
+        try:
+            return future.result()
+        except TimeoutError:
+            raise self._timed_out("the whole request") from None
+        except BaseException:
+            future.cancel()  # the caller is going away (an interrupt): stop the exchange too
+            raise
 
     def _complete(self, messages: Messages) -> _Completion:
         """One request, bounded as a whole by `timeout_s`; raises _Transient, _Rejected or _Unreadable,
         returns the answer text of a 2xx."""
         body = self._api.body(self.endpoint, messages)
-        deadline = _Deadline(self.retry.timeout_s)
-        request = self._http.build_request("POST", self._url, json=body, extensions={"timeout": deadline})
         self._count(requests=1)
         try:
-            response = self._http.send(request, stream=True)
-            try:
-                data = self._read_body(response, deadline)
-            finally:
-                response.close()
+            response = self._post(body)
+            data = response.content
         except httpx2.TimeoutException as err:
             raise self._timed_out(type(err).__name__) from None
         except httpx2.TransportError as err:
