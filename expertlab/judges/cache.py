@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expertlab.locks import lock_file, unlock_file
+
 # Only verdicts are cached: a 'failed' outcome got no answer, so the next run asks again.
 CACHED_STATUSES = ("ok", "invalid")
 
@@ -172,26 +174,8 @@ class VerdictCache:
         """Hold `key`'s claim, waiting (asleep in flock, no CPU) while a live process holds it; with
         `wait=False`, None instead of waiting."""
         path = self.claims_dir / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".claim")
-        while True:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # no claims directory yet, or a closing cache just removed the empty one
-                self.claims_dir.mkdir(parents=True, exist_ok=True)
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = _names(path, fd)
-            except BlockingIOError:
-                os.close(fd)
-                return None
-            except BaseException:
-                os.close(fd)
-                raise
-            if held:
-                return Claim(path, fd)
-            # The holder we waited for removed its file before unlocking it: the inode we locked is
-            # nobody's claim any more, and the path may already name a newer one.
-            os.close(fd)
+        fd = lock_file(path, wait=wait)
+        return Claim(path, fd) if fd is not None else None
 
     def close(self) -> None:
         with self._mutex:
@@ -211,13 +195,8 @@ class VerdictCache:
 
 
 class Claim:
-    """The right to ask one prompt, held as an exclusive flock of `<judge>.claims/<sha256 of key>.claim`.
-
-    The OS drops the lock when its holder dies (over NFS, when the dead machine's lease expires), so
-    a claim is a lease that expires with its holder; the file a killed holder leaves behind is
-    harmless: the next claimer locks it and takes it over. Released, the file is removed while
-    still locked, so a process that was waiting on it sees it gone and claims afresh.
-    """
+    """The right to ask one prompt: the lock (expertlab.locks) of `<judge>.claims/<sha256 of key>.claim`,
+    a lease that expires with its holder."""
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
@@ -227,14 +206,8 @@ class Claim:
     def release(self) -> None:
         """Remove the claim file, then unlock it; releasing twice does nothing."""
         with self._mutex:
-            if self._fd < 0:
-                return
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(self._fd)
+            if self._fd >= 0:
+                unlock_file(self.path, self._fd)
                 self._fd = -1
 
     def __enter__(self) -> Claim:
@@ -242,14 +215,6 @@ class Claim:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _names(path: Path, fd: int) -> bool:
-    """Whether `path` still names the file open as `fd`."""
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
-    except FileNotFoundError:
-        return False
 
 
 def _read_to_end(fd: int, start: int) -> bytes:

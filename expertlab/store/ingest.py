@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
+from expertlab.locks import locked_file
 from expertlab.store import schema
 from expertlab.store.artifacts import KINDS, OPTIONAL_VARIANT_KEYS, ORIGINS, VARIANT_KEYS, Artifact, read_artifact
 
@@ -144,47 +144,18 @@ def _holder(fd: int) -> str:
     return f"pid {written}" if written.isdigit() else "another process"
 
 
-def _acquire(path: Path) -> int:
-    """An open descriptor of `path` holding its exclusive flock; waits (saying so once) while another holds it."""
-    said = False
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not said:
-                    print(f"ingest: waiting for the ingest holding {path} ({_holder(fd)}) to finish",
-                          file=sys.stderr, flush=True)
-                    said = True
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            # The previous holder unlinks the file before releasing it: a lock won on that unlinked
-            # inode guards nothing (a newcomer may lock a fresh file at the same path), so start again.
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                current = None
-            mine = os.fstat(fd)
-            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-                return fd
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def store_lock(store: Path) -> Iterator[None]:
     """Exclusive use of `store` among ingests, in this process or others; the lock file goes with the lock."""
+
+    def waiting(fd: int) -> None:
+        print(f"ingest: waiting for the ingest holding {path} ({_holder(fd)}) to finish", file=sys.stderr, flush=True)
+
     path = lock_path(store)
-    fd = _acquire(path)
-    try:
+    with locked_file(path, waiting) as fd:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
-    finally:
-        path.unlink(missing_ok=True)  # while still holding it, so no one can lock this path's inode afterwards
-        os.close(fd)
 
 
 def _remove_abandoned_work(store: Path) -> None:
