@@ -34,12 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generations(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from expertlab.io import read_json, read_jsonl
+    from expertlab.io import read_jsonl, read_meta
 
-    meta = read_json(path / "meta.json")
-    if meta.get("kind") != "generations":
-        raise ValueError(f"{path / 'meta.json'}: kind is {meta.get('kind')!r}, expected 'generations'")
-    return meta, read_jsonl(path / "generations.jsonl")
+    return read_meta(path, "generations", ["variant"]), read_jsonl(path / "generations.jsonl")
 
 
 def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
