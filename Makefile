@@ -9,7 +9,7 @@ SHELL := /bin/bash
 # pip's own progress, without the warnings some package indexes print for every package
 pip_install = $(BIN)/python -m pip install $(1) 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench reliability clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py
 	$(BIN)/python benchmarks/observe_memory.py
+
+# bad inputs, params mutations, kill -9s, concurrent ingests and judges, judge faults: counted (README, Reliability)
+reliability: setup
+	$(BIN)/python benchmarks/reliability.py
 
 clean:
 	rm -rf $(VENV)

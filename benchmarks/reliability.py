@@ -77,6 +77,11 @@ def env() -> dict[str, str]:
 
 
 def tiny_model(directory: Path, hidden: int = 32, experts: int = 4) -> Path:
+    with redirect_stderr(io.StringIO()):
+        return _tiny_model(directory, hidden, experts)
+
+
+def _tiny_model(directory: Path, hidden: int, experts: int) -> Path:
     from tests.conftest import build_tiny_moe, build_tokenizer
 
     tokenizer = build_tokenizer()
@@ -103,7 +108,8 @@ def bad_inputs(scratch: Path, model: Path) -> Tally:
     from tests.bad_inputs import CASES, listing, prepare_workspace, stage_case
 
     tally = Tally("bad input files and paths")
-    template = prepare_workspace(scratch / "bad-inputs", model)
+    with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
+        template = prepare_workspace(scratch / "bad-inputs", model)
     for number, case in enumerate(CASES):
         work = stage_case(case, template, scratch / f"bad-{number}")
         before = listing(work)
@@ -270,7 +276,7 @@ def concurrent_ingests(scratch: Path, model: Path, rounds: int) -> Tally:
     work.mkdir()
     shutil.copytree(model, work / "model")
     (work / "calib.jsonl").write_text('{"text": "aspirin fever"}\n')
-    with chdir(work):
+    with chdir(work), redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
         for seed in (0, 1):
             assert cli(["observe", "model", "--data", "calib.jsonl", "--seed", str(seed), "--out", f"obs/{seed}"])[0] == 0
             assert cli(["select", f"obs/{seed}", "--ratios", "0.5", "--out", f"masks/{seed}"])[0] == 0
@@ -309,6 +315,97 @@ def concurrent_ingests(scratch: Path, model: Path, rounds: int) -> Tally:
     return tally
 
 
+# --- judges -------------------------------------------------------------------------------------------
+
+
+def _fault(rng: random.Random) -> object:
+    from tests.openai_server import Answer, Fail, Hang
+
+    return rng.choice(
+        [
+            Fail(429, retry_after="0"), Fail(500), Fail(502), Fail(503), Fail(529),
+            Hang(0.5),  # past the client's timeout
+            Answer(bytes_per_s=40, trickle_headers=True),  # a trickle that would take seconds
+            Fail(200, body="<html><body>502 Bad Gateway</body></html>"),  # a gateway's page, status 200
+            Answer("The summary looks faithful to me."),  # an answer that is not the JSON asked for
+        ]
+    )  # fmt: skip
+
+
+def judge_faults(scratch: Path, prompts: int, seed: int) -> Tally:
+    """Prompts against a loopback server answering each with random faults before its answer (fewer than the
+    retry bounds): every prompt ends with its verdict, billed calls are the server's JSON completions, and
+    no prompt validly answered is ever asked again."""
+    from expertlab.judges.cache import VerdictCache
+    from expertlab.judges.client import ChatClient, Endpoint, JudgeRequest, RetryPolicy
+    from tests.openai_server import Answer, OpenAIServer
+    from tests.test_judge_client import KEY_ENV, SECRET, validate
+
+    rng = random.Random(seed)
+    tally = Tally("judge prompts through faults")
+    script: dict[str, list] = {}
+    for index in range(prompts):
+        faults = [_fault(rng) for _ in range(rng.randrange(0, 4))]
+        # at most max_invalid - 1 answers that do not count as answers, so every prompt can end answered
+        unanswers = [f for f in faults if getattr(f, "status", None) == 200 or isinstance(f, Answer)]
+        script[f"prompt-{index:03d}"] = [*faults[: len(faults) - max(0, len(unanswers) - 2)], Answer()]
+    os.environ[KEY_ENV] = SECRET
+    policy = RetryPolicy(max_attempts=5, max_invalid=3, timeout_s=0.3, backoff_s=0.01, backoff_max_s=0.05)
+    with OpenAIServer(SECRET, script) as server, VerdictCache(scratch / "faults.jsonl") as cache:
+        endpoint = Endpoint(server.base_url, "judge-model", api_key_env=KEY_ENV)
+        with ChatClient(endpoint, retry=policy, concurrency=4) as client:
+            requests = [JudgeRequest(item, [{"role": "user", "content": item}]) for item in script]
+            outcomes = {o.key: o for o in client.judge_all(requests, validate, cache=cache)}
+        completions = {item: server.completions(item) for item in script}
+    injected = sum(len(actions) - 1 for actions in script.values())
+    for item, actions in script.items():
+        answered_again = sum(1 for r in server.requests_for(item) if r.attempt > len(actions) - 1)
+        tally.record(outcomes[item].status == "ok" and item in cache and answered_again == 0, item)
+    tally.figures["faults injected"] = injected
+    tally.figures["requests"] = len(server.received)
+    tally.figures["calls billed"] = client.counters.billed
+    tally.figures["unreadable answers"] = client.counters.unreadable
+    billed_by_server = sum(completions.values()) - client.counters.unreadable  # 200s that were not JSON are no calls
+    tally.figures["billed miscounted"] = abs(client.counters.billed - billed_by_server)
+    return tally
+
+
+def concurrent_judges(scratch: Path, prompts: int, rounds: int) -> Tally:
+    """Two processes judging the same prompts through one verdict cache, released together: every prompt asked
+    once between them (the double-billed calls are the requests beyond one per prompt)."""
+    import collections
+
+    from tests.openai_server import Answer, OpenAIServer
+    from tests.test_judge_client import KEY_ENV, SECRET, SHARING_CHILD
+
+    tally = Tally("concurrent judges sharing a cache")
+    double = 0
+    for number in range(rounds):
+        cache = scratch / f"shared-{number}.jsonl"
+        with OpenAIServer(SECRET, default=Answer(delay_s=0.02)) as server:
+            children = [
+                subprocess.Popen([sys.executable, "-c", SHARING_CHILD, server.base_url, str(cache), str(prompts)],
+                                 cwd=ROOT, env={**env(), KEY_ENV: SECRET}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+                for _ in range(2)
+            ]  # fmt: skip
+            for child in children:
+                assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            reports = [json.loads(child.communicate(timeout=300)[0]) for child in children]
+            asked = collections.Counter(received.item for received in server.received)
+        extra = sum(count - 1 for count in asked.values())
+        double += extra
+        whole = all(r["held"] == prompts and r["values"] == ["faithful"] * prompts for r in reports)
+        tally.record(extra == 0 and len(asked) == prompts and whole, f"round {number}: {extra} prompts asked twice")
+    tally.figures["prompts per round"] = prompts
+    tally.figures["double-billed calls"] = double
+    return tally
+
+
 # --- main ---------------------------------------------------------------------------------------------
 
 
@@ -316,6 +413,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="kill -9s of running stages")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of concurrent ingests")
+    parser.add_argument("--prompts", type=int, default=150, help="prompts per judge trial")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -328,6 +426,8 @@ def main() -> int:
             params_mutations,
             lambda: killed_stages(scratch, args.kills, args.seed),
             lambda: concurrent_ingests(scratch, model, args.rounds),
+            lambda: judge_faults(scratch, args.prompts, args.seed),
+            lambda: concurrent_judges(scratch, args.prompts, max(1, args.rounds // 2)),
         ):
             tally = run()
             print(tally.line(), flush=True)
