@@ -84,30 +84,43 @@ def check_output(
             )
 
 
-@contextlib.contextmanager
-def _held(path: Path) -> Iterator[None]:
-    """An exclusive lock on a temporary file or directory for as long as its writer lives."""
-    fd = os.open(path, os.O_RDONLY)
+def _hold(fd: int) -> None:
+    """Lock a temporary's descriptor for as long as its writer lives; where the filesystem cannot lock it
+    (flock of a read-only descriptor over NFS), the temporary is simply never taken for stale."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _hold(fd)
         yield
     finally:
         os.close(fd)
 
 
+# tempfile's names: the prefix, eight random characters, the suffix
+_TEMPORARY = ".{name}." + "[a-z0-9_]" * 8 + ".tmp"
+
+
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporary siblings `.<name>.*.tmp` of `path` that no live writer holds (left by killed runs)."""
+    """Remove the temporaries of `path` (`.<name>.XXXXXXXX.tmp` beside it) that no live writer holds: those
+    left by killed runs."""
     removed = []
-    for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
+    for stale in sorted(path.parent.glob(_TEMPORARY.format(name=glob.escape(path.name)))):
         try:
             fd = os.open(stale, os.O_RDONLY)
         except OSError:
             continue  # vanished meanwhile
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:  # a live writer holds it, or its liveness cannot be told here: keep it
             os.close(fd)
-            continue  # its writer is alive
+            continue
         try:
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
@@ -142,7 +155,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp_path = Path(tmp)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _hold(fd)
         tmp_path.chmod(0o666 & ~_umask())
         yield tmp_path
         os.replace(tmp_path, path)

@@ -109,12 +109,14 @@ def test_a_failed_write_keeps_the_earlier_output(workspace: Path) -> None:
 
 
 def test_stale_temporaries_are_removed_and_live_ones_kept(workspace: Path) -> None:
-    stale_dir = workspace / ".out.k1ll3d.tmp"
+    stale_dir = workspace / ".out.k1ll3d00.tmp"
     stale_dir.mkdir()
     (stale_dir / "half-a-checkpoint").write_bytes(b"\0" * 1024)
-    stale_file = workspace / ".out.abc123.tmp"
+    stale_file = workspace / ".out.abc12345.tmp"
     stale_file.write_text("half")
-    live = workspace / ".out.l1ve.tmp"
+    neighbour = workspace / ".out.json.abcd1234.tmp"  # another output's (out.json), not ours to judge
+    neighbour.mkdir()
+    live = workspace / ".out.l1ve0000.tmp"
     live.mkdir()
     holder = os.open(live, os.O_RDONLY)
     fcntl.flock(holder, fcntl.LOCK_EX)  # as a running writer holds its temporary
@@ -122,14 +124,14 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(workspace: Path) -> No
         with atomic_dir("out", owner="observe") as tmp:
             (tmp / "stats").write_text("done")
         assert not stale_dir.exists() and not stale_file.exists()
-        assert live.is_dir()
+        assert live.is_dir() and neighbour.is_dir()
     finally:
         os.close(holder)
     assert remove_stale_temporaries(workspace / "out") == [live]  # once its writer is gone
 
 
 def test_atomic_files_leave_no_stale_temporaries(workspace: Path) -> None:
-    (workspace / ".store.duckdb.x.tmp").write_text("killed mid-write")
+    (workspace / ".store.duckdb.x0000000.tmp").write_text("killed mid-write")
     with atomic_path(workspace / "store.duckdb") as tmp:
         tmp.write_text("new")
     assert sorted(p.name for p in workspace.iterdir() if "store" in p.name) == ["store.duckdb"]
