@@ -29,8 +29,9 @@ def _selection_entry(mask_path: Path) -> dict | None:
     meta_path = mask_path.parent / "meta.json"
     if not meta_path.is_file():
         return None
-    for entry in read_json(meta_path).get("masks", []):
-        if entry.get("file") == mask_path.name:
+    meta = read_json(meta_path)
+    for entry in meta.get("masks", []) if isinstance(meta, dict) else []:
+        if isinstance(entry, dict) and entry.get("file") == mask_path.name:
             return entry
     return None
 
