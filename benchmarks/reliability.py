@@ -376,26 +376,14 @@ def concurrent_judges(scratch: Path, prompts: int, rounds: int) -> Tally:
     import collections
 
     from tests.openai_server import Answer, OpenAIServer
-    from tests.test_judge_client import KEY_ENV, SECRET, SHARING_CHILD
+    from tests.test_judge_client import KEY_ENV, SECRET, judge_in_two_processes
 
     tally = Tally("concurrent judges sharing a cache")
     double = 0
     for number in range(rounds):
         cache = scratch / f"shared-{number}.jsonl"
         with OpenAIServer(SECRET, default=Answer(delay_s=0.02)) as server:
-            children = [
-                subprocess.Popen([sys.executable, "-c", SHARING_CHILD, server.base_url, str(cache), str(prompts)],
-                                 cwd=ROOT, env={**env(), KEY_ENV: SECRET}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
-                for _ in range(2)
-            ]  # fmt: skip
-            for child in children:
-                assert child.stdout is not None and child.stdout.readline() == "ready\n"
-            for child in children:
-                assert child.stdin is not None
-                child.stdin.write("go\n")
-                child.stdin.flush()
-            reports = [json.loads(child.communicate(timeout=300)[0]) for child in children]
+            reports = judge_in_two_processes(server.base_url, cache, prompts, {**env(), KEY_ENV: SECRET})
             asked = collections.Counter(received.item for received in server.received)
         extra = sum(count - 1 for count in asked.values())
         double += extra

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -436,15 +437,13 @@ SHARING_CHILD = textwrap.dedent(
 )
 
 
-def test_two_processes_sharing_a_cache_ask_each_prompt_once(serve: Any, tmp_path: Path) -> None:
-    items = [f"item-{index:03d}" for index in range(150)]
-    server = serve(default=Answer(delay_s=0.05))
-    cache_path = tmp_path / "verdicts.jsonl"
+def judge_in_two_processes(base_url: str, cache_path: Path, count: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Two processes judging the same `count` prompts through one verdict cache, released together: their reports."""
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", SHARING_CHILD, server.base_url, str(cache_path), str(len(items))],
+            [sys.executable, "-c", SHARING_CHILD, base_url, str(cache_path), str(count)],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**env, "PYTHONPATH": str(REPO)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -459,9 +458,17 @@ def test_two_processes_sharing_a_cache_ask_each_prompt_once(serve: Any, tmp_path
         child.stdin.flush()
     reports = []
     for child in children:
-        stdout, _ = child.communicate(timeout=120)
+        stdout, _ = child.communicate(timeout=300)
         assert child.returncode == 0
         reports.append(json.loads(stdout))
+    return reports
+
+
+def test_two_processes_sharing_a_cache_ask_each_prompt_once(serve: Any, tmp_path: Path) -> None:
+    items = [f"item-{index:03d}" for index in range(150)]
+    server = serve(default=Answer(delay_s=0.05))
+    cache_path = tmp_path / "verdicts.jsonl"
+    reports = judge_in_two_processes(server.base_url, cache_path, len(items), os.environ)
 
     asked = collections.Counter(received.item for received in server.received)
     assert asked == {item: 1 for item in items}  # 150 requests between them, each prompt once
