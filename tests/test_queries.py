@@ -516,6 +516,10 @@ def test_calibration_comparison_by_hand(tmp_path: Path) -> None:
     assert [(table[key]["value_mean"], table[key]["best"]) for key in judged] == [(0.5, False), (0.0, True)]
 
 
+def _rounded(records: list[dict]) -> list[dict]:
+    return [{k: float(f"{v:.12g}") if isinstance(v, float) else v for k, v in row.items()} for row in records]
+
+
 def test_quantized_variants_change_no_table_of_the_pruning_grid(tmp_path: Path, study_store: Path) -> None:
     """A quantized variant is not one more seed of its (criterion, ratio): every table but the quantized
     comparison is the same with and without the quantized variants. The judge agreement tables compare
@@ -526,7 +530,8 @@ def test_quantized_variants_change_no_table_of_the_pruning_grid(tmp_path: Path, 
     with_quantized = {query.table: table.records() for query, table in run_queries(study_store, QUERIES)}
     for query, table in run_queries(without, QUERIES):
         if query.table not in kept_apart:
-            assert table.records() == with_quantized[query.table], query.table
+            # DuckDB's parallel aggregation may sum in another order: the last bits of a float can differ
+            assert _rounded(table.records()) == _rounded(with_quantized[query.table]), query.table
     assert not [row for row in _table(without, "quantization_comparison")]
 
 
