@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from expertlab.params import load_params
     from expertlab.store.artifacts import JUDGMENT_COLUMNS
 
-    output = OutputDir(args.out, "judge", inputs=[args.gen_dir, args.source, args.params], around=[args.warm] if args.warm else [])
+    # --warm's directory holds this output's siblings: the output may lie inside it, never replace it
+    warm = [args.warm] if args.warm else []
+    output = OutputDir(args.out, "judge", inputs=[args.gen_dir, args.source, args.params], around=warm)
     output.check()
     params = load_params(args.params)
     config = params.judge
