@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from expertlab.io import atomic_dir, write_json
+from expertlab.io import OutputDir, write_json
 
 
 class ToyModelConfig(BaseModel):
@@ -219,16 +219,20 @@ def train_toy_model(
     out_dir: str | Path,
     domains: Sequence[str] | None = None,
     progress: bool = True,
+    inputs: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Build the tokenizer and model, train on the corpus, save both (atomically) with train_log.json.
 
     `domains` names each text's domain; it is needed when `train_cfg.domain_routed_fraction` > 0.
+    `inputs` (the corpus file, the params) are what `out_dir` must never replace; it is checked first.
     """
     import torch
     from tqdm.auto import tqdm
 
     from expertlab.data.tokenizer import build_tokenizer
 
+    output = OutputDir(out_dir, "train-toy", inputs=inputs)
+    output.check()
     if not corpus_texts:
         raise ValueError("the training corpus is empty")
     domain_steps = round(train_cfg.domain_routed_fraction * train_cfg.steps)
@@ -311,7 +315,7 @@ def train_toy_model(
             "model": model_cfg.model_dump(),
             "train": train_cfg.model_dump(),
         }
-        with atomic_dir(out_dir, owner="train-toy") as tmp:
+        with output.writing() as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_json(tmp / "train_log.json", log)

@@ -14,11 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.io import check_output, read_jsonl
+    from expertlab.io import read_jsonl
     from expertlab.params import load_params
     from expertlab.train import train_toy_model
 
-    check_output(args.out, owner="train-toy", inputs=[args.data, args.params])
     params = load_params(args.params)
     texts, domains = [], []
     for number, row in enumerate(read_jsonl(args.data), start=1):
@@ -28,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
         domains.append(row.get("domain"))
     if params.toy.train.domain_routed_fraction > 0 and None in domains:
         raise ValueError(f'{args.data}: toy.train.domain_routed_fraction > 0 needs a "domain" on every line')
-    log = train_toy_model(texts, params.toy.model, params.toy.train, args.out, domains=domains)
+    log = train_toy_model(
+        texts, params.toy.model, params.toy.train, args.out, domains=domains, inputs=[args.data, args.params]
+    )
     first, last = log["curve"][0]["lm_loss"], log["curve"][-1]["lm_loss"]
     print(
         f"train-toy: {log['parameters']:,} parameters, {params.toy.train.steps} steps in {log['seconds']:.0f} s, "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from expertlab.io import OUTPUT_MARKER, atomic_dir, check_output, json_type, read_json, write_json
+from expertlab.io import OUTPUT_MARKER, OutputDir, json_type, read_json, write_json
 from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors, tensor_names
 from expertlab.moe.families import FAMILIES, FamilyAdapter, Routing, adapter_for, config_dict
 
@@ -38,7 +38,6 @@ def read_mask(path: str | Path) -> list[list[int]]:
         else f"a JSON {json_type(kept)}"
     )  # fmt: skip
     raise ValueError(f"{path}: a mask is a JSON list of kept expert indices per MoE layer, found {found}")
-
 
 
 def validate_mask(
@@ -140,7 +139,8 @@ def prune_checkpoint(
     tokenizer and every other top-level file are copied unchanged.
     """
     model_dir = Path(model_dir)
-    check_output(out_dir, owner="prune", inputs=[model_dir, mask_path])
+    output = OutputDir(out_dir, "prune", inputs=[model_dir, mask_path])
+    output.check()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
     source_config = read_json(model_dir / "config.json")
@@ -149,11 +149,11 @@ def prune_checkpoint(
     names = tensor_names(model_dir)
     layers = adapter.expert_tensors(source_config, names)
     dropped = adapter.dropped_tensors(source_config, names)
+    kept = read_mask(mask_path)
     try:
-        mask = validate_mask(read_mask(mask_path), len(layers), routing.num_experts, group_size(routing))
+        mask = validate_mask(kept, len(layers), routing.num_experts, group_size(routing))
     except ValueError as err:
-        message = str(err)
-        raise ValueError(message if message.startswith(str(mask_path)) else f"{mask_path}: {message}") from None
+        raise ValueError(f"{mask_path}: {err}") from None
     remaining = len(mask[0])
     new_top_k, pruned_config = pruned_counts(adapter, source_config, routing, remaining, top_k)
     record = dict(variant or {})
@@ -166,7 +166,7 @@ def prune_checkpoint(
             "dropped_tensors": len(dropped),
         }
     )
-    with atomic_dir(out_dir, owner="prune", inputs=[model_dir, mask_path]) as tmp:
+    with output.writing() as tmp:
         prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, dropped, progress=progress)
         write_json(tmp / "config.json", pruned_config)
         for path in sorted(model_dir.iterdir()):
