@@ -333,15 +333,20 @@ def keyed_request(item: str) -> JudgeRequest:
     return JudgeRequest(item_key(item), request(item).messages)
 
 
+def judging_child(server: OpenAIServer, cache_path: Path, count: int) -> subprocess.Popen:
+    """A process judging `count` prompts through the cache at `cache_path` (CHILD), to be killed mid-run."""
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, server.base_url, str(cache_path), str(count)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
 def test_a_killed_run_resumes_with_every_landed_verdict(serve: Any, tmp_path: Path) -> None:
     items = [f"item-{index:02d}" for index in range(20)]
     server = serve(default=Answer(delay_s=0.2))
     cache_path = tmp_path / "verdicts.jsonl"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, server.base_url, str(cache_path), str(len(items))],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    child = judging_child(server, cache_path, len(items))
     deadline = time.monotonic() + 20
     while (not cache_path.exists() or cache_path.read_bytes().count(b"\n") < 5) and time.monotonic() < deadline:
         assert child.poll() is None, "the child finished before it could be killed"
@@ -562,16 +567,13 @@ def test_a_stopped_run_lets_go_of_the_claims_it_was_waiting_for(serve: Any, tmp_
         again.release()
     assert [received.item for received in server.received] == ["free"]
 
+
 def test_a_run_killed_between_answer_and_append_costs_that_prompt_only(serve: Any, tmp_path: Path) -> None:
     items = [f"item-{index:02d}" for index in range(20)]
     answer_held = threading.Event()
     server = serve({"item-07": [Answer(gate=answer_held)]})
     cache_path = tmp_path / "verdicts.jsonl"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, server.base_url, str(cache_path), str(len(items))],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    child = judging_child(server, cache_path, len(items))
     deadline = time.monotonic() + 60
     while not (cache_path.exists() and cache_path.read_bytes().count(b"\n") == 19 and server.requests_for("item-07")):
         assert child.poll() is None and time.monotonic() < deadline
