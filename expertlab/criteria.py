@@ -200,8 +200,3 @@ def select_masks(
     score_frame = pd.DataFrame(score_rows, columns=["criterion", "layer", "expert", "score"])
     score_frame = score_frame.astype({"layer": "int32", "expert": "int32", "score": "float64"})
     return score_frame, masks
-
-
-def mask_file_name(criterion: str, ratio: float) -> str:
-    """`reap-0.5.json`: the ratio written as Python writes the float, as dvc.yaml paths do."""
-    return f"{criterion}-{float(ratio)}.json"

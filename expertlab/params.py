@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from expertlab.criteria import CRITERIA, kept_count, resolve_top_k
+from expertlab.criteria import CRITERIA, resolve_top_k
 from expertlab.data.toy import WorldConfig, pool_capacity
 from expertlab.errors import UnknownName
 from expertlab.moe.families import FAMILIES
@@ -97,6 +97,12 @@ class Study(Strict):
     def task_names(self) -> list[str]:
         """Every task of the study, group by group."""
         return [name for names in self.tasks.values() for name in names]
+
+    def tasks_of(self, group: str) -> list[str]:
+        """The tasks of one group, or an error naming the groups there are."""
+        if group not in self.tasks:
+            raise UnknownName(f"--group: {group!r} is not a group of study.tasks ({', '.join(self.tasks)})")
+        return self.tasks[group]
 
     def group_of(self, task: str) -> str:
         for group, names in self.tasks.items():
@@ -230,12 +236,27 @@ def hub_snapshot(repo_id: str, source: str) -> Path:
 
 
 class Generate(Strict):
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: str = "hf"  # a generation backend: hf (transformers, CPU or GPU) or vllm (GPU)
     device: str = "cpu"  # hf backend: "cpu" or a CUDA device such as "cuda:0"
     batch_size: int = Field(default=32, gt=0)
     limit: int | None = Field(default=None, gt=0)  # items per task; None = all
     max_new_tokens: int | None = Field(default=None, gt=0)  # caps every task's own budget; None = the task's
     max_model_len: int = Field(default=4096, gt=0)  # vllm backend: prompt + output tokens (the study's 4096)
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        from expertlab.generate import backends
+
+        if value not in backends():
+            raise ValueError(backends().unknown_message(value))
+        return value
+
+    def backend_options(self) -> dict[str, Any]:
+        """The chosen backend's constructor options from these settings."""
+        if self.backend == "hf":
+            return {"batch_size": self.batch_size, "device": self.device}
+        return {"batch_size": self.batch_size, "max_model_len": self.max_model_len}
 
 
 class BERTScore(Strict):
@@ -385,12 +406,8 @@ class Params(Strict):
                     f"(defined: {', '.join(self.calibrations)})"
                 )
         for name in self.study.models:
-            num_experts, top_k = self.expert_counts(name)
-            for ratio in self.study.ratios:
-                try:
-                    resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
-                except ValueError as err:
-                    raise ValueError(f"study.ratios: model {name!r}: {err}") from None
+            if self.models[name].toy:  # a model on disk is checked against its config.json by `expertlab check`
+                self.check_ratios(name, self.toy.model.num_experts, self.toy.model.top_k)
         for name, calibration in self.calibrations.items():
             held = pool_capacity(self.toy.world, calibration.domains)
             if calibration.samples > held:
@@ -421,20 +438,13 @@ class Params(Strict):
         if grid.schemes and not (grid.criteria and grid.ratios):
             raise ValueError("study.quantize: schemes are given but no criteria or ratios to quantize")
 
-    def expert_counts(self, model: str) -> tuple[int, int]:
-        """(experts per layer, top-k) of a model, from the toy config or its config.json."""
-        if self.models[model].toy:
-            return self.toy.model.num_experts, self.toy.model.top_k
-        config_path = Path("models") / model / "config.json"
-        if not config_path.is_file():
-            raise ValueError(f"models.{model}: no model directory at models/{model} (config.json missing)")
-        from expertlab.io import read_json
-
-        routing = FAMILIES[self.models[model].family].routing(read_json(config_path))
-        return routing.num_experts, routing.top_k
-
-    def kept_per_layer(self, model: str, ratio: float) -> int:
-        return kept_count(self.expert_counts(model)[0], ratio)
+    def check_ratios(self, model: str, num_experts: int, top_k: int) -> None:
+        """Every pruning ratio leaves a model of these counts routable, or an error naming the ratio."""
+        for ratio in self.study.ratios:
+            try:
+                resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
+            except ValueError as err:
+                raise ValueError(f"study.ratios: model {model!r}: {err}") from None
 
 
 class ParamsError(ValueError):

@@ -1,19 +1,134 @@
-"""Variant identity: the one definition of a variant id, shared by the stages and the store."""
+"""A variant's identity: the typed record of a model as evaluated, created where the grid is expanded.
+
+A variant is the source model, one pruned variant of it (calibration, seed, criterion, ratio), or a pruned
+variant quantized by a scheme. Its id and its place in the layout are computed here and nowhere else;
+every artifact after the grid refers to a variant by this id.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Literal
 
-def variant_id(
-    model: str,
-    calibration: str | None,
-    seed: int | None,
-    criterion: str | None,
-    ratio: float | None,
-    quantization: str | None = None,
-) -> str:
-    """`model:source` for the source model, `model:calibration:seed:criterion:ratio` for a pruned variant,
-    and `model:calibration:seed:criterion:ratio:scheme` for a pruned variant quantized by a scheme."""
-    if criterion is None:
-        return f"{model}:source"
-    pruned = f"{model}:{calibration}:{seed}:{criterion}:{float(ratio)}"  # type: ignore[arg-type]
-    return pruned if quantization is None else f"{pruned}:{quantization}"
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from expertlab.errors import UnknownName
+
+if TYPE_CHECKING:
+    from expertlab.params import Study
+
+Kind = Literal["source", "pruned", "quantized"]
+PRUNING_FIELDS = ("calibration", "seed", "criterion", "ratio")
+SOURCE_TAG = "source"  # the source model's place among its variants: `<model>/source`
+
+
+class Variant(BaseModel):
+    """Who a model is: its fields fix its kind, its id and its paths."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    calibration: str | None = None
+    seed: int | None = Field(default=None, ge=0)
+    criterion: str | None = None
+    ratio: float | None = Field(default=None, gt=0, lt=1)
+    quantization: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Variant:
+        given = [name for name in PRUNING_FIELDS if getattr(self, name) is not None]
+        if given and len(given) != len(PRUNING_FIELDS):
+            missing = [name for name in PRUNING_FIELDS if name not in given]
+            raise ValueError(f"a pruned variant needs {', '.join(PRUNING_FIELDS)}; missing {', '.join(missing)}")
+        if self.quantization is not None and not given:
+            raise ValueError("only a pruned variant is quantized: give its calibration, seed, criterion and ratio")
+        return self
+
+    @property
+    def kind(self) -> Kind:
+        if self.criterion is None:
+            return "source"
+        return "pruned" if self.quantization is None else "quantized"
+
+    @property
+    def id(self) -> str:
+        """`model:source`, `model:calibration:seed:criterion:ratio`, or that with `:scheme` for a quantized one."""
+        if self.kind == "source":
+            return f"{self.model}:{SOURCE_TAG}"
+        pruned = f"{self.model}:{self.calibration}:{self.seed}:{self.criterion}:{float(self.ratio)}"  # type: ignore[arg-type]
+        return pruned if self.quantization is None else f"{pruned}:{self.quantization}"
+
+    @property
+    def path(self) -> str:
+        """Its place below an artifact root: `model/source`, `model/calibration/seed/criterion/ratio[-scheme]`."""
+        if self.kind == "source":
+            return f"{self.model}/{SOURCE_TAG}"
+        pruned = f"{self.model}/{self.calibration}/{self.seed}/{self.criterion}/{float(self.ratio)}"  # type: ignore[arg-type]
+        return pruned if self.quantization is None else f"{pruned}-{self.quantization}"
+
+    @property
+    def source(self) -> Variant:
+        """The unpruned model this variant came from."""
+        return Variant(model=self.model)
+
+    @property
+    def pruned(self) -> Variant:
+        """The pruned variant a quantized one was quantized from (itself when it is not quantized)."""
+        return self.model_copy(update={"quantization": None})
+
+    def record(self, kept_per_layer: int | None, top_k: int | None) -> dict[str, Any]:
+        """The variant as artifacts carry it: its id, its fields and the expert counts it routes with."""
+        record: dict[str, Any] = {
+            "variant_id": self.id,
+            "model": self.model,
+            **{name: getattr(self, name) for name in PRUNING_FIELDS},
+            "kept_per_layer": kept_per_layer,
+            "top_k": top_k,
+        }
+        if self.quantization is not None:  # unquantized records keep the fields they always had
+            record["quantization"] = self.quantization
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], where: object) -> Variant:
+        """The variant a record names, failing (naming `where`) when its id does not match its fields."""
+        fields = {name: record.get(name) for name in ("model", *PRUNING_FIELDS, "quantization")}
+        try:
+            variant = cls(**fields)
+        except ValueError as err:
+            raise ValueError(f"{where}: not a variant record ({' '.join(str(err).split())})") from None
+        if record.get("variant_id") != variant.id:
+            raise ValueError(f"{where}: variant_id {record.get('variant_id')!r} does not match its fields ({variant.id!r})")
+        return variant
+
+
+def study_variants(study: Study) -> list[Variant]:
+    """The grid expanded: every source model, every pruned variant, every quantized one, in that order."""
+    sources = [Variant(model=model) for model in study.models]
+    runs = [(model, cal, seed) for model in study.models for cal in study.calibrations for seed in study.seeds]
+    pruned = [
+        Variant(model=model, calibration=cal, seed=seed, criterion=criterion, ratio=ratio)
+        for model, cal, seed in runs
+        for criterion in study.criteria
+        for ratio in study.ratios
+    ]
+    grid = study.quantize
+    quantized = [
+        Variant(model=model, calibration=cal, seed=seed, criterion=criterion, ratio=ratio, quantization=scheme)
+        for model, cal, seed in runs
+        for criterion in grid.criteria
+        for ratio in grid.ratios
+        for scheme in grid.schemes
+    ]
+    return sources + pruned + quantized
+
+
+def find_variant(study: Study, variant_id: str) -> Variant:
+    """The grid's variant of this id; an unknown id fails listing close ones."""
+    import difflib
+
+    variants = {variant.id: variant for variant in study_variants(study)}
+    if variant_id in variants:
+        return variants[variant_id]
+    close = difflib.get_close_matches(variant_id, variants, n=3)
+    hint = f"; close: {', '.join(close)}" if close else ""
+    raise UnknownName(f"variant {variant_id!r} is not in the study's grid (study in params){hint}")

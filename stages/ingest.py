@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from expertlab import layout
+
 HELP = "load artifacts into the DuckDB store (unchanged ones skipped, vanished ones removed)"
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optional", action="append", default=[], metavar="DIR",
         help="also the artifacts under DIR, which may hold none (e.g. imported/); repeatable",
     )
-    parser.add_argument("--store", default="results.duckdb", metavar="FILE", help="DuckDB store to update")
+    parser.add_argument("--store", default=str(layout.STORE), metavar="FILE", help="DuckDB store to update")
     parser.add_argument("--verbose", "-v", action="store_true", help="list every added, replaced and removed artifact")
 
 

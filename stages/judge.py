@@ -1,162 +1,27 @@
-"""GEN_DIR (a variant's generations) + SOURCE_DIR (its source model's) -> OUT/judgments.parquet, OUT/verdicts.jsonl, OUT/meta.json.
-
-Every judge of params `judge.judges` judges the outputs of `judge.tasks` under each protocol. LLM
-verdicts land in the shared verdict cache (`judge.cache_dir`) as they arrive, so a killed run
-resumes without paying again, and the artifact keeps the verdicts it used (verdicts.jsonl): after a
-`dvc pull`, `--warm` seeds the cache from pulled artifacts, so nobody pays twice for a verdict. A
-prompt that got no verdict (retries exhausted, a rejected request) fails the stage, naming its judge,
-task and sample, and nothing is written; a re-run asks only for what is missing.
-"""
+"""GEN_DIR (a variant's generations) + SOURCE_DIR (its source model's) -> OUT/judgments.parquet, OUT/verdicts.jsonl, OUT/meta.json."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-from typing import Any
 
 HELP = "judge a variant's generations against its source model's with every configured judge"
-VERDICTS_FILE = "verdicts.jsonl"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gen_dir", metavar="GEN_DIR", help="the pruned variant's `expertlab generate` output")
-    parser.add_argument(
-        "--source", required=True, metavar="DIR", help="the source model's generations of the same group"
-    )
+    parser.add_argument("--source", required=True, metavar="DIR", help="the source model's generations of the same group")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--params", required=True, metavar="FILE", help="study params (sections judge and judges)")
     parser.add_argument(
-        "--warm",
-        metavar="DIR",
+        "--warm", metavar="DIR",
         help="seed the verdict cache from the verdicts.jsonl of every judgments artifact below DIR (e.g. pulled ones)",
     )
 
 
-def _generations(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from expertlab.io import read_jsonl, read_meta
-
-    return read_meta(path, "generations", ["variant"]), read_jsonl(path / "generations.jsonl")
-
-
-def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
-    """Verdicts of pulled judgments artifacts added to the cache (content-addressed keys: any artifact's
-    verdict is valid wherever the same prompt recurs); returns how many were new."""
-    from expertlab.judges.cache import VerdictCache
-
-    if not judges or not below.is_dir():
-        return 0
-    caches = {name: VerdictCache(cache_dir / f"{name}.jsonl") for name in judges}
-    added = 0
-    try:
-        for path in sorted(below.rglob(VERDICTS_FILE)):
-            for line in path.read_text().splitlines():
-                entry = json.loads(line)
-                cache = caches.get(entry["judge"])
-                if cache is not None and entry["key"] not in cache:
-                    cache.put(entry["key"], entry["record"])
-                    added += 1
-    finally:
-        for cache in caches.values():
-            cache.close()
-    return added
-
-
 def run(args: argparse.Namespace) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm import tqdm
-
-    from expertlab.errors import ExpertlabError
-    from expertlab.io import OutputDir, write_json
-    from expertlab.judges.client import RetryPolicy
-    from expertlab.judges.registry import Settings, build_judge, items_from_generations
+    from expertlab.judging import judge_generations
     from expertlab.params import load_params
-    from expertlab.store.artifacts import JUDGMENT_COLUMNS
 
-    # --warm's directory holds this output's siblings: the output may lie inside it, never replace it
-    warm = [args.warm] if args.warm else []
-    output = OutputDir(args.out, "judge", inputs=[args.gen_dir, args.source, args.params], around=warm)
-    output.check()
-    params = load_params(args.params)
-    config = params.judge
-    meta, rows = _generations(Path(args.gen_dir))
-    source_meta, source_rows = _generations(Path(args.source))
-    variant = meta["variant"]
-    if variant.get("criterion") is None:
-        raise ValueError(f"{args.gen_dir}: these are the source model's generations; judge a pruned variant's")
-    if source_meta["variant"].get("criterion") is not None or source_meta["variant"]["model"] != variant["model"]:
-        raise ValueError(f"{args.source}: not the unpruned {variant['model']}'s generations")
-    group = meta.get("group", "")
-    tasks = [task for task in config.tasks if task in (meta.get("tasks") or [])]
-    items = items_from_generations(rows, source_rows, tasks)
-
-    cache_dir = Path(config.cache_dir)
-    settings = Settings(
-        seed=config.seed,
-        threshold=config.threshold,
-        retry=RetryPolicy(max_attempts=config.max_attempts, max_invalid=config.max_invalid, timeout_s=config.timeout_s),
-        cache_dir=cache_dir,
-        retry_invalid=config.retry_invalid,
-    )
-    if args.warm and items:
-        llm_judges = [name for name in config.judges if params.judges[name].backend != "grounding"]
-        warmed = warm_cache(cache_dir, Path(args.warm), llm_judges)
-        if warmed:
-            print(f"judge: {warmed} verdicts taken into the cache from artifacts below {args.warm}")
-
-    judgments: list[dict[str, Any]] = []
-    used: list[dict[str, Any]] = []
-    report: dict[str, dict[str, Any]] = {}
-    failures: list[str] = []
-    for name in config.judges:
-        judge = build_judge(name, params.judges[name].model_dump(), settings)
-        with tqdm(
-            total=judge.count(items, config.protocols), desc=f"judge {name}", unit="prompt", disable=not items
-        ) as bar:
-            judge_rows, tally = judge.judge(items, config.protocols, bar.update)
-        report[name] = {
-            "prompts": tally.questions, "requests": tally.requests, "billed": tally.billed, "unreadable": tally.unreadable,
-            "cache_hits": tally.cache_hits, "computed": tally.computed, "invalid": tally.invalid,
-            "failed": len(tally.failed), "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens,
-        }  # fmt: skip
-        print(f"judge: {variant['variant_id']} {group}: {name}: {tally.summary()}")
-        failures += [f"judge {name}, {failure}" for failure in tally.failed]
-        judgments += judge_rows
-        used += [{"judge": name, "key": key, "record": tally.verdicts[key]} for key in sorted(tally.verdicts)]
-    if failures:
-        shown = "; ".join(failures[:10]) + (f"; and {len(failures) - 10} more" if len(failures) > 10 else "")
-        raise ExpertlabError(
-            f"{len(failures)} prompt(s) got no verdict, so nothing was written; the verdicts that landed are cached "
-            f"and a re-run asks only for these: {shown}"
-        )
-
-    identity = {
-        "model": variant["model"], "pruned_model": variant["variant_id"], "generator_model": variant["model"],
-        "criterion": variant["criterion"], "ratio": float(variant["ratio"]),
-    }  # fmt: skip
-    table_rows = [{**row, **identity} for row in judgments]
-    types = {"double": pa.float64()}
-    schema = pa.schema([(column, types.get(kind, pa.string())) for column, kind in JUDGMENT_COLUMNS.items()])
-    with output.writing() as tmp:
-        pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), tmp / "judgments.parquet")
-        with (tmp / VERDICTS_FILE).open("w") as fh:
-            for entry in used:
-                fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
-        write_json(
-            tmp / "meta.json",
-            {
-                "kind": "judgments",
-                "name": f"{variant['variant_id']}/{group}",
-                "format": "expertlab",
-                "variant": variant,
-                "group": group,
-                "tasks": tasks,
-                "items": len(items),
-                "raters": list(config.judges),
-                "protocols": list(config.protocols),
-                "costs": report,
-            },
-        )
-    print(f"judge: {len(table_rows)} verdict rows on {len(items)} items -> {args.out}")
+    rows, items = judge_generations(args.gen_dir, args.source, args.out, load_params(args.params), args.params, args.warm)
+    print(f"judge: {rows} verdict rows on {items} items -> {args.out}")
     return 0

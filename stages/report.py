@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from expertlab import layout
+
 from stages.common import add_params_argument, load_optional_params
 
 HELP = "run every queries/*.sql on the store (read-only); write markdown, CSV and charts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default="results.duckdb", metavar="FILE", help="store built by `expertlab ingest`")
+    parser.add_argument("--store", default=str(layout.STORE), metavar="FILE", help="store built by `expertlab ingest`")
     parser.add_argument("--queries", default="queries", metavar="DIR", help="directory of <table>.sql files")
     parser.add_argument("--out", default="report", metavar="DIR", help="output directory (replaced as a whole)")
     parser.add_argument("--print", dest="print_table", metavar="TABLE", help="also print this table (e.g. headline)")

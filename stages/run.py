@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from expertlab import layout
 import os
 import subprocess
 import sys
@@ -12,7 +14,7 @@ HELP = "validate params.yaml, run `dvc repro` and print the headline and finding
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", metavar="FILE")
-    parser.add_argument("--store", default="results.duckdb", metavar="FILE")
+    parser.add_argument("--store", default=str(layout.STORE), metavar="FILE")
     parser.add_argument("--queries", default="queries", metavar="DIR", help="where report.print's tables are defined")
     parser.add_argument(
         "dvc_args", nargs=argparse.REMAINDER,
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stages.check import check_study
+    from expertlab.study import check_study
 
     params = check_study(args.params, args.queries)
     # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from expertlab import layout
+
 HELP = "run a SQL query against the store, read-only and sandboxed (tables: see schema/expertlab.sql)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", metavar="QUERY", help='e.g. "select * from task_scores limit 5"')
-    parser.add_argument("--store", default="results.duckdb", metavar="FILE", help="store built by `expertlab ingest`")
+    parser.add_argument("--store", default=str(layout.STORE), metavar="FILE", help="store built by `expertlab ingest`")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
 
 

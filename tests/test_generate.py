@@ -260,7 +260,7 @@ def test_generation_budget_is_the_models_or_the_tasks_capped_by_generate_max_new
     import yaml
 
     from expertlab.params import parse_params
-    from stages.generate import budget
+    from expertlab.generate.run import budget
 
     data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     data["models"]["toy"]["max_new_tokens"] = {"bio_qa": 40}

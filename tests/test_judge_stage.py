@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from expertlab.judges.protocols import ab_order, absolute_messages
-from stages.common import variant_record
+from expertlab.variants import Variant
 from tests.openai_server import Answer, Fail, OpenAIServer
 from tests.test_judges import DOC, FALSE, TRUE, reading_judge
 
@@ -63,8 +63,8 @@ def study(tmp_path: Path) -> Path:
     params["judge"].update({"judges": ["grounding", "llm"], "tasks": ["trial_summary"], "cache_dir": str(tmp_path / "cache"),
                             "timeout_s": 5, "max_attempts": 2})  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    write_generations(tmp_path / "gen" / "source", variant_record("toy"), [TRUE] * 6)
-    pruned = variant_record("toy", "biomed", 0, "reap", 0.5, 8, 2)
+    write_generations(tmp_path / "gen" / "source", Variant(model="toy").record(None, None), [TRUE] * 6)
+    pruned = Variant(model="toy", calibration="biomed", seed=0, criterion="reap", ratio=0.5).record(8, 2)
     write_generations(tmp_path / "gen" / "pruned", pruned, PRUNED_OUTPUTS)
     return tmp_path
 

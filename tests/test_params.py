@@ -36,7 +36,9 @@ def error_of(data: dict) -> str:
 def test_default_params_are_valid():
     params = load_params(ROOT / "params.yaml")
     assert params.study.criteria == CRITERIA.names()
-    assert params.kept_per_layer("toy", 0.5) == params.toy.model.num_experts // 2
+    from expertlab.criteria import kept_count
+
+    assert kept_count(params.toy.model.num_experts, 0.5) == params.toy.model.num_experts // 2
 
 
 def test_misspelt_top_level_key_names_allowed_keys():
@@ -64,7 +66,7 @@ def test_misspelt_top_level_key_names_allowed_keys():
         ("evaluation.sources", {"medhalt_x": "x"}, "evaluation.sources: unknown source 'medhalt_x'"),
         ("evaluation.options", {"bio_qaa": {}}, "evaluation.options: unknown task 'bio_qaa'"),
         ("evaluation.options", {"bio_qa": {"shots": 3}}, "evaluation.options.bio_qa: unknown option(s) shots"),
-        ("generate.backend", "tgi", "generate.backend: Input should be 'hf' or 'vllm'"),
+        ("generate.backend", "tgi", "generate.backend: unknown generation backend 'tgi'; allowed: hf, vllm"),
         ("models.toy.family", "qwen4_moe", "models.toy.family: unknown model family 'qwen4_moe'"),
         ("study.ratios", [0.5, 1.0], "study.ratios: ratio 1.0 is outside (0, 1)"),
         ("study.ratios", [0.0], "ratio 0.0 is outside (0, 1)"),

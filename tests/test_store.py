@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from expertlab.store import ingest
-from expertlab.store.artifacts import KINDS, variant_id
+from expertlab.store.artifacts import KINDS
 from expertlab.store.schema import render_ddl, vocabularies
+from expertlab.variants import Variant
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,24 +35,14 @@ def _meta(directory: Path, meta: dict[str, Any]) -> None:
 def variant(model: str, calibration: str | None = None, seed: int | None = None, criterion: str | None = None,
             ratio: float | None = None, kept_per_layer: int | None = None, top_k: int = 2,
             quantization: str | None = None) -> dict[str, Any]:
-    record = {
-        "variant_id": variant_id(model, calibration, seed, criterion, ratio, quantization),
-        "model": model,
-        "calibration": calibration,
-        "seed": seed,
-        "criterion": criterion,
-        "ratio": None if ratio is None else float(ratio),
-        "kept_per_layer": kept_per_layer,
-        "top_k": top_k,
-    }
-    return record if quantization is None else record | {"quantization": quantization}
+    identity = Variant(model=model, calibration=calibration, seed=seed, criterion=criterion, ratio=ratio,
+                       quantization=quantization)  # fmt: skip
+    return identity.record(kept_per_layer, top_k)
 
 
 def variant_path(record: dict[str, Any]) -> Path:
-    if record["criterion"] is None:
-        return Path(record["model"], "source")
-    ratio = str(record["ratio"]) + (f"-{record['quantization']}" if record.get("quantization") else "")
-    return Path(record["model"], record["calibration"], str(record["seed"]), record["criterion"], ratio)
+    fields = ("model", "calibration", "seed", "criterion", "ratio", "quantization")
+    return Path(Variant.model_construct(**{key: record.get(key) for key in fields}).path)  # bad records too
 
 
 def write_observation(root: Path, model: str, calibration: str, seed: int, layers: tuple[int, ...] = (1, 3),

@@ -90,9 +90,13 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:end].strip()
 
 
-def open_backend(name: str, model_dir: str | Path, **options: Any) -> Backend:
-    """The named backend on a model directory (`hf` or `vllm`); options go to its constructor."""
-    # The modules register themselves; vllm's only imports vLLM when constructed.
+def backends() -> Registry[type]:
+    """The generation backends; their modules register themselves and import their engines only when used."""
     from expertlab.generate import hf, vllm  # noqa: F401
 
-    return BACKENDS[name](Path(model_dir), **options)
+    return BACKENDS
+
+
+def open_backend(name: str, model_dir: str | Path, **options: Any) -> Backend:
+    """The named backend on a model directory (`hf` or `vllm`); options go to its constructor."""
+    return backends()[name](Path(model_dir), **options)

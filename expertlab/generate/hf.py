@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from expertlab.generate import (
     BACKENDS,
     Prompt,
@@ -21,6 +19,7 @@ from expertlab.generate import (
 
 def load_model(model_dir: str | Path) -> tuple[Any, Any]:
     """A float32 CPU model in eval mode and its tokenizer, left-padded, pad token defaulting to eos."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from expertlab.moe.checkpoint import check_safetensors_files
@@ -67,6 +66,7 @@ def generate(
 ) -> list[str]:
     """Greedy completions in the order of `prompts`: new tokens only, reasoning and special tokens
     dropped, cut at the first stop string, stripped."""
+    import torch
     from tqdm import tqdm
     from transformers import GenerationConfig
 
@@ -139,6 +139,8 @@ class HFBackend:
         self.model_dir = model_dir
         self.model, self.tokenizer = load_model(model_dir)
         if device != "cpu":
+            import torch
+
             self.model = self.model.to(device=device, dtype=torch.bfloat16)
         self.model_type = str(getattr(self.model.config, "model_type", ""))
         self.batch_size = batch_size

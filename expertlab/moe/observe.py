@@ -28,12 +28,16 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 from torch import nn
 
 from expertlab.moe.families import FamilyAdapter, MoELayer, adapter_for
+
+if TYPE_CHECKING:
+    from expertlab.params import Observe
 
 STAT_COLUMNS = ("routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum")
 
@@ -255,8 +259,8 @@ def observe(
     model: nn.Module,
     tokenizer,  # noqa: ANN001
     texts: Sequence[str],
-    batch_size: int = 8,
-    max_length: int = 512,
+    batch_size: int,
+    max_length: int,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Tokenise the calibration texts (length-sorted batches) and observe them in one pass."""
@@ -264,3 +268,39 @@ def observe(
 
     batches = tokenized_batches(tokenizer, texts, batch_size, max_length)
     return observe_batches(model, tqdm(batches, desc="observe", unit="batch", disable=not progress))
+
+
+def observe_checkpoint(
+    model_dir: str | Path, data: str | Path, out: str | Path, run: dict[str, object], settings: Observe
+) -> dict[str, object]:
+    """One calibration pass of a model directory over a JSONL of texts -> OUT/expert_stats.parquet and
+    OUT/meta.json (the run's model, calibration and seed, the model's routing, what was observed)."""
+    from transformers import AutoTokenizer
+
+    from expertlab.data.texts import read_texts
+    from expertlab.io import OutputDir, write_json
+
+    output = OutputDir(out, "observe", inputs=[model_dir, data])
+    output.check()
+    texts = read_texts(data)
+    with loaded_model(model_dir, settings.max_memory) as model:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        routing = adapter_for(model).routing(model.config)
+        frame = observe(model, tokenizer, texts, batch_size=settings.batch_size, max_length=settings.max_length)
+    meta = {
+        "kind": "observation",
+        **run,
+        "model_type": model.config.model_type,
+        "num_experts": routing.num_experts,
+        "top_k": routing.top_k,
+        "n_group": routing.n_group,
+        "moe_layers": sorted(int(i) for i in frame["layer"].unique()),
+        "samples": len(texts),
+        "tokens": int(frame["tokens"].iloc[0]),
+        "batch_size": settings.batch_size,
+        "max_length": settings.max_length,
+    }
+    with output.writing() as tmp:
+        frame.to_parquet(tmp / "expert_stats.parquet", index=False)
+        write_json(tmp / "meta.json", meta)
+    return meta

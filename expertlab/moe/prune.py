@@ -19,6 +19,8 @@ from expertlab.moe.families import FAMILIES, FamilyAdapter, Routing, adapter_for
 if TYPE_CHECKING:
     from torch import nn
 
+    from expertlab.variants import Variant
+
 
 def group_size(routing: Routing) -> int:
     """Experts per routing group (the whole layer for routers without groups)."""
@@ -128,8 +130,9 @@ def prune_checkpoint(
     model_dir: str | Path,
     mask_path: str | Path,
     out_dir: str | Path,
-    variant: dict | None = None,
+    variant: Variant | None = None,
     top_k: int | None = None,
+    allow_top_k_reduction: bool = False,
     progress: bool = False,
 ) -> dict:
     """Prune a safetensors checkpoint with a mask file into `out_dir` (atomically), in the source format.
@@ -155,8 +158,10 @@ def prune_checkpoint(
     except ValueError as err:
         raise ValueError(f"{mask_path}: {err}") from None
     remaining = len(mask[0])
+    if top_k is None and allow_top_k_reduction and remaining < routing.top_k:
+        top_k = remaining  # the study allows routing with top-k = kept experts (select.allow_top_k_reduction)
     new_top_k, pruned_config = pruned_counts(adapter, source_config, routing, remaining, top_k)
-    record = dict(variant or {})
+    record = variant.record(remaining, new_top_k) if variant is not None else {}
     record.update(  # provenance of the pruned checkpoint
         {
             "source_model_dir": str(model_dir),

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from expertlab.registry import Registry
-from expertlab.variants import variant_id
+from expertlab.variants import Variant
 
 Meta = dict[str, Any]
 Connection = duckdb.DuckDBPyConnection
@@ -110,12 +110,9 @@ def _checked_variant(meta: Meta, where: Path) -> Meta:
     missing = [key for key in VARIANT_KEYS if key not in variant]
     if missing:
         raise ValueError(f"{where}: variant lacks {missing}")
-    quantization = _require(variant, where, "quantization", (str, type(None))) if "quantization" in variant else None
-    expected = variant_id(
-        *(variant[key] for key in ("model", "calibration", "seed", "criterion", "ratio")), quantization
-    )
-    if variant["variant_id"] != expected:
-        raise ValueError(f"{where}: variant_id {variant['variant_id']!r} does not match its fields ({expected!r})")
+    if "quantization" in variant:
+        _require(variant, where, "quantization", (str, type(None)))
+    Variant.from_record(variant, where)
     return variant
 
 
@@ -246,16 +243,10 @@ def _selection_identity(meta: Meta, where: Path) -> str:
 def _selection_variants(meta: Meta) -> list[Meta]:
     return [
         {
-            "variant_id": variant_id(
-                meta["model"], meta["calibration"], meta["seed"], mask["criterion"], mask["ratio"]
-            ),
-            "model": meta["model"],
-            "calibration": meta["calibration"],
-            "seed": meta["seed"],
-            "criterion": mask["criterion"],
-            "ratio": float(mask["ratio"]),
-            "kept_per_layer": mask["kept_per_layer"],
-            "top_k": mask["top_k"],
+            **Variant(
+                model=meta["model"], calibration=meta["calibration"], seed=meta["seed"],
+                criterion=mask["criterion"], ratio=mask["ratio"],
+            ).record(mask["kept_per_layer"], mask["top_k"]),
             "origin": meta.get("origin", ORIGINS[0]),
         }
         for mask in meta["masks"]

@@ -1,0 +1,80 @@
+"""Identity -> artifact path: where every artifact of a study lives, relative to the study's root.
+
+dvc.yaml writes the same paths with its matrix items (tests/test_layout.py holds the two together); code
+that needs a path of the study asks here instead of rebuilding it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from expertlab.variants import Variant
+
+PARAMS_RECORD = Path("params.checked.json")  # the check stage's record that the params passed
+TOY_DATA = Path("data/toy")  # the toy world: training corpus, pools, calibration sets, task files
+TOY_TRAIN = TOY_DATA / "train.jsonl"
+TOY_TASKS = TOY_DATA / "tasks"
+TASKS = Path("data/tasks")  # one directory per task group
+MODELS = Path("models")  # source models, one Hugging Face directory each
+OBSERVATIONS = Path("observations")
+MASKS = Path("masks")
+CHECKPOINTS = Path("checkpoints")  # pruned (and quantized) variants' model directories
+GENERATIONS = Path("generations")
+SCORES = Path("scores")
+JUDGMENTS = Path("judgments")
+IMPORTED = Path("imported")  # artifacts of `expertlab import-masks` / `import-judgments`
+STORE = Path("results.duckdb")
+REPORT = Path("report")
+ARTIFACT_ROOTS = (OBSERVATIONS, MASKS, GENERATIONS, SCORES, JUDGMENTS)  # what ingest loads (and IMPORTED)
+
+
+def calibration_file(calibration: str, seed: int) -> Path:
+    return TOY_DATA / "calibration" / calibration / f"seed{seed}.jsonl"
+
+
+def task_dir(group: str) -> Path:
+    return TASKS / group
+
+
+def model_dir(model: str) -> Path:
+    return MODELS / model
+
+
+def run_path(model: str, calibration: str, seed: int) -> Path:
+    """One calibration run's place below observations/ and masks/."""
+    return Path(model) / calibration / str(seed)
+
+
+def observation_dir(model: str, calibration: str, seed: int) -> Path:
+    return OBSERVATIONS / run_path(model, calibration, seed)
+
+
+def selection_dir(model: str, calibration: str, seed: int) -> Path:
+    return MASKS / run_path(model, calibration, seed)
+
+
+def mask_file_name(criterion: str, ratio: float) -> str:
+    """`reap-0.5.json`: the ratio written as Python writes the float, as DVC writes a matrix item."""
+    return f"{criterion}-{float(ratio)}.json"
+
+
+def mask_file(variant: Variant) -> Path:
+    pruned = variant.pruned
+    return selection_dir(pruned.model, pruned.calibration, pruned.seed) / mask_file_name(pruned.criterion, pruned.ratio)  # type: ignore[arg-type]
+
+
+def checkpoint_dir(variant: Variant) -> Path:
+    """The model directory a variant is evaluated from: the source's own, or its pruned (quantized) checkpoint."""
+    return model_dir(variant.model) if variant.kind == "source" else CHECKPOINTS / variant.path
+
+
+def generations_dir(variant: Variant, group: str) -> Path:
+    return GENERATIONS / variant.path / group
+
+
+def scores_dir(variant: Variant, group: str) -> Path:
+    return SCORES / variant.path / group
+
+
+def judgments_dir(variant: Variant, group: str) -> Path:
+    return JUDGMENTS / variant.path / group

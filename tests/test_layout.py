@@ -1,0 +1,105 @@
+"""dvc.yaml and expertlab.layout agree: every stage instance's artifact paths are the layout's for its identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from expertlab import layout
+from expertlab.params import load_params
+from expertlab.variants import Variant, find_variant, study_variants
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json")
+
+
+def declared() -> dict[str, set[str]]:
+    """Each output dvc.yaml declares -> the artifact paths (not code, not params) its stage reads."""
+    from dvc.repo import Repo
+
+    paths: dict[str, set[str]] = {}
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            deps = {dep.def_path for dep in stage.deps if not dep.def_path.startswith(CODE)}
+            for out in stage.outs:
+                paths[out.def_path] = deps
+    return paths
+
+
+def expected() -> dict[str, set[str]]:
+    """The same, computed from the layout for the grid of params.yaml."""
+    params = load_params(ROOT / "params.yaml")
+    study = params.study
+    evaluation = Path(params.evaluation.data_dir)
+    paths = {
+        str(layout.TOY_DATA): set(),
+        str(layout.model_dir("toy")): {str(layout.TOY_TRAIN)},
+        str(layout.STORE): {str(root) for root in (*layout.ARTIFACT_ROOTS, layout.IMPORTED)},
+        str(layout.REPORT): {str(layout.STORE)},
+    }
+    for group in study.tasks:
+        paths[str(layout.task_dir(group))] = {str(layout.TOY_TASKS), str(evaluation)}
+    for model in study.models:
+        for calibration in study.calibrations:
+            for seed in study.seeds:
+                data = str(layout.calibration_file(calibration, seed))
+                observation = str(layout.observation_dir(model, calibration, seed))
+                paths[observation] = {str(layout.model_dir(model)), data}
+                paths[str(layout.selection_dir(model, calibration, seed))] = {observation}
+    for variant in study_variants(study):
+        checkpoint = str(layout.checkpoint_dir(variant))
+        if variant.kind == "pruned":
+            paths[checkpoint] = {str(layout.model_dir(variant.model)), str(layout.mask_file(variant))}
+        elif variant.kind == "quantized":
+            data = str(layout.calibration_file(variant.calibration, variant.seed))  # type: ignore[arg-type]
+            paths[checkpoint] = {str(layout.checkpoint_dir(variant.pruned)), data}
+        for group in study.tasks:
+            generations = str(layout.generations_dir(variant, group))
+            paths[generations] = {checkpoint, str(layout.task_dir(group))}
+            paths[str(layout.scores_dir(variant, group))] = {generations}
+            if variant.kind != "source":
+                paths[str(layout.judgments_dir(variant, group))] = {generations, str(layout.generations_dir(variant.source, group))}
+    paths[str(layout.PARAMS_RECORD)] = set()
+    return paths
+
+
+def test_every_path_of_dvc_yaml_is_the_layouts():
+    found, wanted = declared(), expected()
+    assert sorted(set(found) - set(wanted)) == [] and sorted(set(wanted) - set(found)) == []
+    for out, deps in wanted.items():
+        assert found[out] == deps, out
+
+
+def test_the_grid_expands_to_one_record_per_variant_with_the_ids_the_store_keys_on():
+    study = load_params(ROOT / "params.yaml").study
+    variants = study_variants(study)
+    runs = len(study.models) * len(study.calibrations) * len(study.seeds)
+    grid = study.quantize
+    assert len(variants) == len(study.models) + runs * (
+        len(study.criteria) * len(study.ratios) + len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
+    )
+    assert len({variant.id for variant in variants}) == len(variants)
+    quantized = find_variant(study, "toy:biomed:0:easy_ep:0.5:gptq-w4a16")
+    assert quantized.kind == "quantized" and quantized.pruned.id == "toy:biomed:0:easy_ep:0.5"
+    assert quantized.source == Variant(model="toy") and Variant(model="toy").id == "toy:source"
+    assert layout.checkpoint_dir(quantized) == Path("checkpoints/toy/biomed/0/easy_ep/0.5-gptq-w4a16")
+    assert layout.checkpoint_dir(quantized.source) == Path("models/toy")
+    assert layout.generations_dir(quantized.source, "toy") == Path("generations/toy/source/toy")
+    assert layout.mask_file(quantized) == Path("masks/toy/biomed/0/easy_ep-0.5.json")
+
+
+def test_a_variant_record_names_its_fields_and_a_mismatched_id_is_refused():
+    variant = Variant(model="toy", calibration="biomed", seed=1, criterion="reap", ratio=0.25)
+    record = variant.record(12, 2)
+    assert record == {"variant_id": "toy:biomed:1:reap:0.25", "model": "toy", "calibration": "biomed", "seed": 1,
+                      "criterion": "reap", "ratio": 0.25, "kept_per_layer": 12, "top_k": 2}  # fmt: skip
+    assert Variant.from_record(record, "meta.json") == variant
+    with pytest.raises(ValueError, match=r"meta.json: variant_id 'toy:biomed:1:reap:0.5' does not match"):
+        Variant.from_record({**record, "variant_id": "toy:biomed:1:reap:0.5"}, "meta.json")
+    with pytest.raises(ValueError, match="a pruned variant needs calibration, seed, criterion, ratio; missing ratio"):
+        Variant(model="toy", calibration="biomed", seed=1, criterion="reap")
+    with pytest.raises(ValueError, match="only a pruned variant is quantized"):
+        Variant(model="toy", quantization="gptq-w4a16")
+    with pytest.raises(KeyError, match="variant 'toy:biomed:9:reap:0.25' is not in the study's grid"):
+        find_variant(load_params(ROOT / "params.yaml").study, "toy:biomed:9:reap:0.25")
