@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
     from expertlab.errors import ExpertlabError
     from expertlab.io import OutputDir, write_json
+    from expertlab.judges.backend import Settings, items_from_generations
     from expertlab.judges.client import RetryPolicy
-    from expertlab.judges.registry import Settings, build_judge, items_from_generations
+    from expertlab.judges.registry import build_judge
     from expertlab.params import load_params
     from expertlab.store.artifacts import JUDGMENT_COLUMNS
 
