@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from expertlab.judgments import VerdictStatus
+
 if TYPE_CHECKING:
     from expertlab.judges.client import RetryPolicy
 
@@ -78,7 +80,14 @@ class Judge(Protocol):
 
 
 def verdict_row(
-    judge: str, protocol: str, question: str, item: Item, output: str, label: str | None, status: str, raw: object
+    judge: str,
+    protocol: str,
+    question: str,
+    item: Item,
+    output: str,
+    label: str | None,
+    status: VerdictStatus,
+    raw: object,
 ) -> Row:
     return {
         "rater": judge,
