@@ -5,9 +5,9 @@ Absolute (DeepEval's HallucinationMetric, asked natively): the judge gets the su
 {"verdicts": [{"verdict": "yes" | "no", "reason": ...}]}, "yes" when the output agrees with that
 context. The hallucination score is the share of "no" verdicts and the label is derived from the
 verdicts, never from a score's direction (DeepEval 4.2 flipped it): hallucinated when the score is
-above the threshold (params `judge.threshold`, by default DeepEval's 0.5), so with one context a single "no" hallucinates.
-DeepEval's second call, which only phrases a reason for the score, is not made: the verdicts carry
-their reasons and the label does not depend on it.
+above the threshold (params `judge.threshold`, by default DeepEval's 0.5), so with one context a
+single "no" hallucinates. DeepEval's second call, which only phrases a reason for the score, is not
+made: the verdicts carry their reasons and the label does not depend on it.
 
 Relative (the study's pairwise prompt, paper Appendix B): the pruned and the source model's
 summaries are shown as A and B, in an order fixed by md5(f"{seed}::{sample_id}") (first byte even:
