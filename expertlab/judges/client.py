@@ -30,7 +30,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try: transient failures and invalid answers have separate bounds (params `judge` sets the first three)."""
+    """How hard to try: transient failures and invalid answers have separate bounds; params `judge` gives the
+    first three."""
 
     max_attempts: int  # requests per item that hit a timeout, connection error, 429 or 5xx
     max_invalid: int  # answers per item that are not JSON of the expected shape, or not JSON at all

@@ -428,7 +428,9 @@ def _stated(report: GroundingReport) -> int:
     return report.stated_numbers + report.stated_entities + len(report.leakage)
 
 
-def relative_verdict(source: str, summary_a: str, summary_b: str, *, ngram: int = REPETITION_N) -> dict[str, proto.Side]:
+def relative_verdict(
+    source: str, summary_a: str, summary_b: str, *, ngram: int = REPETITION_N
+) -> dict[str, proto.Side]:
     """The paper's four pairwise questions, each naming the summary that has more of it (Appendix B).
 
     Per question, a key is compared and the summary with the larger key is named:
