@@ -337,7 +337,9 @@ def judge_faults(scratch: Path, prompts: int, seed: int) -> Tally:
     retry bounds): every prompt ends with its verdict, billed calls are the server's JSON completions, and
     no prompt validly answered is ever asked again."""
     from expertlab.judges.cache import VerdictCache
-    from expertlab.judges.client import ChatClient, Endpoint, JudgeRequest, RetryPolicy
+    from expertlab.judges.client import ChatClient, RetryPolicy
+    from expertlab.judges.outcomes import JudgeRequest
+    from expertlab.judges.providers import Endpoint
     from tests.openai_server import Answer, OpenAIServer
     from tests.test_judge_client import KEY_ENV, SECRET, validate
 

@@ -61,7 +61,8 @@ def judge_generations(
     from expertlab.errors import ExpertlabError
     from expertlab.io import OutputDir, write_json
     from expertlab.judges.client import RetryPolicy
-    from expertlab.judges.registry import Settings, build_judge, items_from_generations
+    from expertlab.judges.backend import Settings, items_from_generations
+    from expertlab.judges.registry import build_judge
     from expertlab.store.artifacts import JUDGMENT_COLUMNS
 
     # --warm's directory holds this output's siblings: the output may lie inside it, never replace it

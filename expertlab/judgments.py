@@ -12,7 +12,7 @@ from typing import Literal
 
 Protocol = Literal["absolute", "relative"]
 RaterKind = Literal["llm", "human"]
-Status = Literal["ok", "missing", "invalid"]
+VerdictStatus = Literal["ok", "missing", "invalid"]  # a verdict row: labelled, absent, unreadable
 JudgedOutput = Literal["pruned", "source", "pair"]  # absolute judges one output, relative the pair
 
 QUESTIONS: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from expertlab.criteria import CRITERIA, resolve_top_k
 from expertlab.data.toy import WorldConfig, pool_capacity
 from expertlab.errors import UnknownName
+from expertlab.judges.providers import PROVIDERS
+from expertlab.judges.registry import BACKENDS
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
 from expertlab.tasks import TASKS
@@ -269,19 +271,23 @@ class Score(Strict):
     bertscore: BERTScore = BERTScore()
 
 
-JudgeBackend = Literal["grounding", "openai", "anthropic", "gemini"]  # expertlab.judges.registry.BACKENDS
-
-
 class JudgeSpec(Strict):
     """One judge: the offline grounding judge, or an LLM behind an endpoint. Keys come from the environment only."""
 
-    backend: JudgeBackend
+    backend: str  # a name in expertlab.judges.registry.BACKENDS
     model: str | None = None  # the provider's model id; required for LLM backends
     base_url: str | None = None  # default: the provider's public API (openai: any compatible server, e.g. local vLLM)
     api_key_env: str | None = None  # the variable holding the key; default per provider; null: no key (local server)
     max_tokens: int | None = Field(default=None, gt=0)
     concurrency: int = Field(default=4, gt=0)  # requests in flight at once
     extra_body: dict[str, Any] = {}  # provider-specific request fields, e.g. {reasoning_effort: low}
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(BACKENDS.unknown_message(value))
+        return value
 
     @model_validator(mode="after")
     def _llm(self) -> JudgeSpec:
@@ -293,9 +299,7 @@ class JudgeSpec(Strict):
         if not self.model:
             raise ValueError(f"a {self.backend} judge needs `model` (the provider's model id)")
         if "api_key_env" not in self.model_fields_set:
-            from expertlab.judges.client import DEFAULT_KEY_ENVS
-
-            self.api_key_env = DEFAULT_KEY_ENVS[self.backend]
+            self.api_key_env = PROVIDERS[self.backend].key_env
         return self
 
 

@@ -22,21 +22,25 @@ from typing import Any
 import pytest
 
 from expertlab.judges.cache import VerdictCache, verdict_key
-from expertlab.judges.client import (
-    ChatClient,
-    Endpoint,
-    JudgeRequest,
-    MissingApiKey,
-    Outcome,
-    RetryPolicy,
-    parse_json_answer,
-)
+from expertlab.judges.client import ChatClient, RetryPolicy
+from expertlab.judges.connection import MissingApiKey
+from expertlab.judges.outcomes import JudgeRequest, Outcome, parse_json_answer
+from expertlab.judges.providers import Endpoint
+from expertlab.params import Judge, JudgeSpec
 from tests.openai_server import Answer, Fail, Hang, OpenAIServer, Received, correct_answer
 
 KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
 SECRET = "sk-test-7f3a9c2e41d86b05"
 REPO = Path(__file__).resolve().parents[1]
 RETRY_FIELDS = {field.name for field in dataclasses.fields(RetryPolicy)}
+DEFAULT_CONCURRENCY = JudgeSpec.model_fields["concurrency"].default
+
+
+def default_retry(**overrides: Any) -> RetryPolicy:
+    """The retry policy params `judge` gives by default, with `overrides`."""
+    config = Judge()
+    bounds = {"max_attempts": config.max_attempts, "max_invalid": config.max_invalid, "timeout_s": config.timeout_s}
+    return RetryPolicy(**(bounds | overrides))
 
 
 def validate(obj: Any) -> str:
@@ -69,6 +73,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_client(server: OpenAIServer, sleeps: list[float] | None = None, **options: Any) -> ChatClient:
     policy = {"max_attempts": 4, "max_invalid": 3, "timeout_s": 0.4, "backoff_s": 0.5}
     policy.update({name: options.pop(name) for name in list(options) if name in RETRY_FIELDS})
+    options.setdefault("concurrency", DEFAULT_CONCURRENCY)
     return ChatClient(
         Endpoint(server.base_url, "judge-model", api_key_env=KEY_ENV),
         retry=RetryPolicy(**policy),
@@ -312,13 +317,14 @@ CHILD = textwrap.dedent(
     """
     import sys
     from expertlab.judges.cache import VerdictCache
-    from expertlab.judges.client import ChatClient, Endpoint, JudgeRequest
-    from tests.test_judge_client import KEY_ENV, keyed_request, validate
+    from expertlab.judges.client import ChatClient
+    from expertlab.judges.providers import Endpoint
+    from tests.test_judge_client import KEY_ENV, default_retry, keyed_request, validate
 
     url, cache_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     items = [f"item-{index:02d}" for index in range(count)]
     endpoint = Endpoint(url, "judge-model", api_key_env=KEY_ENV)
-    with VerdictCache(cache_path) as cache, ChatClient(endpoint, concurrency=2) as client:
+    with VerdictCache(cache_path) as cache, ChatClient(endpoint, retry=default_retry(), concurrency=2) as client:
         client.judge_all([keyed_request(item) for item in items], validate, cache=cache)
     """
 )
@@ -426,13 +432,14 @@ SHARING_CHILD = textwrap.dedent(
     """
     import json, sys
     from expertlab.judges.cache import VerdictCache
-    from expertlab.judges.client import ChatClient, Endpoint
-    from tests.test_judge_client import KEY_ENV, keyed_request, validate
+    from expertlab.judges.client import ChatClient
+    from expertlab.judges.providers import Endpoint
+    from tests.test_judge_client import KEY_ENV, default_retry, keyed_request, validate
 
     url, cache_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     items = [f"item-{index:03d}" for index in range(count)]
     endpoint = Endpoint(url, "judge-model", api_key_env=KEY_ENV)
-    with VerdictCache(cache_path) as cache, ChatClient(endpoint, concurrency=4) as client:
+    with VerdictCache(cache_path) as cache, ChatClient(endpoint, retry=default_retry(), concurrency=4) as client:
         print("ready", flush=True)
         sys.stdin.readline()  # both processes start asking together
         outcomes = client.judge_all([keyed_request(item) for item in items], validate, cache=cache)

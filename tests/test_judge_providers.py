@@ -6,24 +6,18 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import httpx2
 import pytest
 
 from expertlab.judges.cache import VerdictCache
-from expertlab.judges.client import (
-    DEFAULT_BASE_URLS,
-    DEFAULT_KEY_ENVS,
-    PROVIDERS,
-    ChatClient,
-    Endpoint,
-    JudgeRequest,
-    Provider,
-    RetryPolicy,
-)
+from expertlab.judges.client import ChatClient, RetryPolicy
+from expertlab.judges.outcomes import JudgeRequest
+from expertlab.judges.providers import PROVIDERS, Endpoint
+from expertlab.judges.registry import BACKENDS
 from tests.openai_server import Answer, Blocked, Fail, Hang, OpenAIServer
-from tests.test_judge_client import KEY_ENV, SECRET, request, validate
+from tests.test_judge_client import DEFAULT_CONCURRENCY, KEY_ENV, SECRET, default_retry, request, validate
 
 # What each provider answers a request whose key is wrong (Google: 400 API_KEY_INVALID) or absent.
 WRONG_KEY_STATUS = {"openai": 401, "anthropic": 401, "gemini": 400}
@@ -72,13 +66,16 @@ every_provider = pytest.mark.parametrize("provider", PROVIDERS)
 
 
 def test_every_provider_has_a_default_url_and_key_and_a_misspelt_one_fails_early() -> None:
-    assert PROVIDERS == get_args(Provider) == tuple(DEFAULT_BASE_URLS) == tuple(DEFAULT_KEY_ENVS)
-    assert all(url.startswith("https://") for url in DEFAULT_BASE_URLS.values())
+    assert PROVIDERS.names() == ["openai", "anthropic", "gemini"]
+    assert set(BACKENDS) - set(PROVIDERS) == {"grounding"}  # every provider is a judge backend
+    assert all(api.base_url.startswith("https://") for _, api in PROVIDERS.items())
+    assert all(api.key_env.endswith("_API_KEY") for _, api in PROVIDERS.items())
+    assert len({api.key_env for _, api in PROVIDERS.items()}) == len(PROVIDERS)
     assert Endpoint("http://localhost:8000/v1", "m", None, 16, {}).provider == "openai"  # positional order kept
     with pytest.raises(
-        ValueError, match=r"'antropic' \(did you mean 'anthropic'\?\); expected one of openai, anthropic, gemini"
+        ValueError, match=r"'antropic' \(did you mean 'anthropic'\?\); allowed: openai, anthropic, gemini"
     ):
-        Endpoint(DEFAULT_BASE_URLS["anthropic"], "claude", provider="antropic")  # type: ignore[arg-type]
+        Endpoint(PROVIDERS["anthropic"].base_url, "claude", provider="antropic")
 
 
 @every_provider
@@ -306,8 +303,9 @@ def test_thinking_is_skipped_in_the_text_and_counted_in_the_tokens() -> None:
     }
     for provider, body in bodies.items():
         transport = httpx2.MockTransport(lambda _request, body=body: httpx2.Response(200, json=body))
-        endpoint = Endpoint(DEFAULT_BASE_URLS[provider], "judge-model", None, provider=provider)  # type: ignore[arg-type]
-        with ChatClient(endpoint, transport=transport) as client:
+        endpoint = Endpoint(PROVIDERS[provider].base_url, "judge-model", None, provider=provider)
+        client = ChatClient(endpoint, retry=default_retry(), concurrency=DEFAULT_CONCURRENCY, transport=transport)
+        with client:
             outcome = client.judge(request("thinking"), validate)
         assert (outcome.status, outcome.value, outcome.raw) == ("ok", "faithful", '{"verdict": "faithful"}')
         assert (outcome.prompt_tokens, outcome.completion_tokens) == (12, 30)

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from expertlab.judges import protocols as proto
+from expertlab.judges.backend import Item, Settings, items_from_generations
 from expertlab.judges.client import RetryPolicy
-from expertlab.judges.registry import BACKENDS, Item, Settings, build_judge, items_from_generations
-from expertlab.params import JudgeBackend
+from expertlab.judges.registry import BACKENDS, build_judge
+from expertlab.params import Judge, JudgeSpec
 from tests.openai_server import Fail, OpenAIServer
+from tests.test_judge_client import default_retry
 
 KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
 SECRET = "sk-test-judges-5d1e"
@@ -44,14 +47,28 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
         yield running
 
 
-def llm(server: OpenAIServer, tmp_path: Path, name: str = "judge-a", **settings: Any) -> Any:
-    spec = {"backend": "openai", "model": "judge-model", "base_url": server.base_url, "api_key_env": KEY_ENV}
+def settings(**overrides: Any) -> Settings:
+    """Run settings as params `judge` gives them by default, without a verdict cache, with `overrides`."""
+    config = Judge()
+    defaults = {
+        "seed": config.seed, "threshold": config.threshold, "retry": default_retry(), "cache_dir": None,
+        "retry_invalid": config.retry_invalid,
+    }  # fmt: skip
+    return Settings(**(defaults | overrides))
+
+
+def llm(server: OpenAIServer, tmp_path: Path, name: str = "judge-a", **overrides: Any) -> Any:
+    spec = JudgeSpec(backend="openai", model="judge-model", base_url=server.base_url, api_key_env=KEY_ENV)
     retry = RetryPolicy(max_attempts=3, max_invalid=2, timeout_s=2, backoff_s=0.01)
-    return build_judge(name, spec, Settings(retry=retry, cache_dir=tmp_path / "verdicts", **settings))
+    return build_judge(name, spec.model_dump(), settings(retry=retry, cache_dir=tmp_path / "verdicts", **overrides))
 
 
 def test_backends_registry_matches_the_params_vocabulary() -> None:
-    assert BACKENDS.names() == list(JudgeBackend.__args__)
+    assert BACKENDS.names() == ["grounding", "openai", "anthropic", "gemini"]
+    for name in BACKENDS:
+        assert JudgeSpec(backend=name, **({} if name == "grounding" else {"model": "m"})).backend == name
+    with pytest.raises(ValidationError, match=r"unknown judge backend 'openia' \(did you mean 'openai'\?\)"):
+        JudgeSpec(backend="openia", model="m")
 
 
 def test_ab_order_is_the_studys_md5_bit() -> None:
@@ -68,8 +85,9 @@ def test_ab_order_is_the_studys_md5_bit() -> None:
 def test_absolute_label_comes_from_the_verdicts_not_a_score_direction() -> None:
     no = proto.validate_absolute({"verdicts": [{"verdict": "no", "reason": "x"}]})
     yes = proto.validate_absolute({"verdicts": [{"verdict": " Yes ", "reason": "y"}]})
-    assert (no.score, no.label()) == (1.0, "hallucinated")
-    assert (yes.score, yes.label()) == (0.0, "faithful")
+    threshold = Judge().threshold  # DeepEval's default
+    assert (no.score, no.label(threshold)) == (1.0, "hallucinated")
+    assert (yes.score, yes.label(threshold)) == (0.0, "faithful")
     half = proto.validate_absolute({"verdicts": [{"verdict": "no"}, {"verdict": "yes"}]}, contexts=2)
     assert (
         half.score == 0.5 and half.label(0.5) == "faithful" and half.label(0.4) == "hallucinated"
@@ -112,7 +130,7 @@ def test_the_relative_prompt_is_the_papers() -> None:
 
 
 def test_grounding_judge_rows(tmp_path: Path) -> None:
-    judge = build_judge("grounding", {"backend": "grounding"}, Settings(seed=0))
+    judge = build_judge("grounding", {"backend": "grounding"}, settings(seed=0))
     item = Item("trial_summary", "trial_summary-0002", DOC, FALSE, TRUE)  # source summary is A (0x9e even)
     rows, tally = judge.judge([item], ["absolute", "relative"])
     labels = {(r["protocol"], r["question"], r["output"]): r["label"] for r in rows}
@@ -202,7 +220,8 @@ def test_every_llm_backend_judges_through_its_own_protocol(server: OpenAIServer,
         "base_url": server.base_url_for(provider),
         "api_key_env": KEY_ENV,
     }
-    judge = build_judge("j", spec, Settings(retry=RetryPolicy(timeout_s=2, backoff_s=0.01), cache_dir=tmp_path))
+    retry = default_retry(timeout_s=2, backoff_s=0.01)
+    judge = build_judge("j", JudgeSpec(**spec).model_dump(), settings(retry=retry, cache_dir=tmp_path))
     rows, tally = judge.judge([Item("t", "trial_summary-0002", DOC, FALSE, TRUE)], ["absolute", "relative"])
     assert {r.provider for r in server.received} == {provider} and tally.billed == 3
     labels = {(r["protocol"], r["question"], r["output"]): r["label"] for r in rows}
@@ -217,7 +236,7 @@ def test_every_llm_backend_judges_through_its_own_protocol(server: OpenAIServer,
 
 def test_progress_ticks_add_up_to_the_announced_count(server: OpenAIServer, tmp_path: Path) -> None:
     items = [Item("t", f"t-{i}", DOC, FALSE if i % 2 else TRUE, TRUE) for i in range(5)]
-    for judge in (llm(server, tmp_path), build_judge("grounding", {"backend": "grounding"}, Settings())):
+    for judge in (llm(server, tmp_path), build_judge("grounding", {"backend": "grounding"}, settings())):
         for protocols in (["absolute"], ["absolute", "relative"]):
             ticks: list[int] = []
             judge.judge(items, protocols, ticks.append)

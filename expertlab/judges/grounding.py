@@ -1,4 +1,4 @@
-"""(source, summary) -> GroundingReport -> absolute verdict and reasons; (source, A, B) -> the four relative answers.
+"""(source, summary) -> GroundingReport -> absolute verdict and reasons; (source, A, B) -> the four relative answers; items -> verdict rows.
 
 The offline, deterministic grounding judge (no model, no network), the toy world's default judge. It
 looks for the failure modes the study found in pruned models' summaries (paper, Table 3): numbers and
@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, NamedTuple
 
+from expertlab.judges import protocols as proto
+from expertlab.judges.backend import Item, Progress, Row, Settings, Tally, absolute_outputs, verdict_row
 from expertlab.judgments import QUESTIONS
 
 AbsoluteLabel = Literal["hallucinated", "faithful"]
-Side = Literal["A", "B"]
 
 REPETITION_N = 3
 
@@ -426,7 +428,9 @@ def _stated(report: GroundingReport) -> int:
     return report.stated_numbers + report.stated_entities + len(report.leakage)
 
 
-def relative_verdict(source: str, summary_a: str, summary_b: str, *, ngram: int = REPETITION_N) -> dict[str, Side]:
+def relative_verdict(
+    source: str, summary_a: str, summary_b: str, *, ngram: int = REPETITION_N
+) -> dict[str, proto.Side]:
     """The paper's four pairwise questions, each naming the summary that has more of it (Appendix B).
 
     Per question, a key is compared and the summary with the larger key is named:
@@ -441,7 +445,7 @@ def relative_verdict(source: str, summary_a: str, summary_b: str, *, ngram: int 
     reports = {"A": analyse(source, summary_a, ngram=ngram), "B": analyse(source, summary_b, ngram=ngram)}
     texts = {"A": summary_a, "B": summary_b}
 
-    def keys(side: Side) -> dict[str, tuple[float, float, str]]:
+    def keys(side: proto.Side) -> dict[str, tuple[float, float, str]]:
         r, text = reports[side], texts[side]
         return {
             "q1_hallucinations_more": (r.unsupported, r.unsupported / max(_stated(r), 1), text),
@@ -452,3 +456,46 @@ def relative_verdict(source: str, summary_a: str, summary_b: str, *, ngram: int 
 
     a, b = keys("A"), keys("B")
     return {question: "B" if b[question] > a[question] else "A" for question in QUESTIONS["relative"]}
+
+
+# --- the judge backend ---------------------------------------------------------------------------
+
+
+class GroundingJudge:
+    """The grounding judge as a judge backend: free, so it is never cached."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+
+    def count(self, items: Sequence[Item], protocols: Sequence[str]) -> int:
+        return len(items)
+
+    def judge(
+        self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None
+    ) -> tuple[list[Row], Tally]:
+        rows: list[Row] = []
+        tally = Tally()
+        for item in items:
+            if "absolute" in protocols:
+                for output, text in absolute_outputs(item):
+                    verdict = absolute_verdict(analyse(item.document, text))
+                    raw = {"reasons": list(verdict.reasons)}
+                    rows.append(
+                        verdict_row(self.name, "absolute", "hallucinated", item, output, verdict.label, "ok", raw)
+                    )
+                    tally.computed += 1
+            if "relative" in protocols:
+                order = proto.ab_order(self.settings.seed, item.sample_id)
+                shown = {"pruned": item.pruned, "source": item.source}
+                answers = relative_verdict(item.document, shown[order[0]], shown[order[1]])
+                resolved = proto.resolve(answers, order)
+                raw = {"order": {"A": order[0], "B": order[1]}, "answers": answers}
+                for question in QUESTIONS["relative"]:
+                    rows.append(
+                        verdict_row(self.name, "relative", question, item, "pair", resolved[question], "ok", raw)
+                    )
+                tally.computed += 1
+            if progress is not None:
+                progress(1)
+        return rows, tally

@@ -5,9 +5,9 @@ Absolute (DeepEval's HallucinationMetric, asked natively): the judge gets the su
 {"verdicts": [{"verdict": "yes" | "no", "reason": ...}]}, "yes" when the output agrees with that
 context. The hallucination score is the share of "no" verdicts and the label is derived from the
 verdicts, never from a score's direction (DeepEval 4.2 flipped it): hallucinated when the score is
-above the threshold (0.5, DeepEval's default), so with one context a single "no" hallucinates.
-DeepEval's second call, which only phrases a reason for the score, is not made: the verdicts carry
-their reasons and the label does not depend on it.
+above the threshold (params `judge.threshold`, by default DeepEval's 0.5), so with one context a
+single "no" hallucinates. DeepEval's second call, which only phrases a reason for the score, is not
+made: the verdicts carry their reasons and the label does not depend on it.
 
 Relative (the study's pairwise prompt, paper Appendix B): the pruned and the source model's
 summaries are shown as A and B, in an order fixed by md5(f"{seed}::{sample_id}") (first byte even:
@@ -28,8 +28,6 @@ from expertlab.judgments import QUESTIONS
 Side = Literal["A", "B"]
 Named = Literal["pruned", "source"]
 Order = tuple[Named, Named]  # (whose summary is A, whose is B)
-
-ABSOLUTE_THRESHOLD = 0.5
 
 # The verdict step of DeepEval's HallucinationMetric, one context per list entry.
 ABSOLUTE_TEMPLATE = """For each context in contexts, which is a list of strings, generate a JSON object stating whether the given 'actual output' agrees with that context. Each object has two fields, 'verdict' and 'reason'.
@@ -113,7 +111,7 @@ class AbsoluteAnswer:
         """DeepEval's hallucination score: the share of contexts the output disagrees with."""
         return sum(verdict == "no" for verdict, _ in self.verdicts) / len(self.verdicts)
 
-    def label(self, threshold: float = ABSOLUTE_THRESHOLD) -> str:
+    def label(self, threshold: float) -> str:
         return "hallucinated" if self.score > threshold else "faithful"
 
     def to_json(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def vocabularies() -> dict[str, list[str]]:
         "judgment_question": judgments.question_names(),
         "judged_output": list(get_args(judgments.JudgedOutput)),
         "judgment_label": judgments.label_names(),
-        "judgment_status": list(get_args(judgments.Status)),
+        "judgment_status": list(get_args(judgments.VerdictStatus)),
     }
 
 

@@ -1,0 +1,195 @@
+"""(judge name, endpoint, settings, items) -> verdict rows from an LLM judge, each distinct prompt asked once through the verdict cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expertlab.judges import protocols as proto
+from expertlab.judges.backend import Item, Progress, Row, Settings, Tally, absolute_outputs, verdict_row
+from expertlab.judges.cache import VerdictCache, verdict_key
+from expertlab.judges.client import ChatClient
+from expertlab.judges.connection import MissingApiKey
+from expertlab.judges.outcomes import JudgeRequest, Outcome, outcome_from_record
+from expertlab.judges.providers import PROVIDERS, Endpoint
+from expertlab.judgments import QUESTIONS
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One row-to-be: which item, protocol and output, and the key of the prompt that decides it."""
+
+    item: Item
+    protocol: str
+    output: str
+    key: str
+    order: proto.Order | None = None
+
+
+def _no_verdict(entries: Sequence[_Asked], error: str | None) -> str:
+    """A prompt that got no verdict, named by the first judged output that asks it, with the error on one line."""
+    first = entries[0]
+    if first.protocol == "absolute":
+        question = f"question {QUESTIONS['absolute'][0]} of the {first.output} output"
+    else:
+        question = "questions " + ", ".join(QUESTIONS["relative"])
+    others = list(dict.fromkeys(entry.item.sample_id for entry in entries[1:] if entry.item != first.item))
+    shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    shared = f" (the same prompt as sample{'s' if len(others) > 1 else ''} {shown})" if others else ""
+    reason = " ".join((error or "no answer").split())
+    where = f"task {first.item.task}, sample {first.item.sample_id}, {first.protocol} protocol"
+    return f"{where}, {question}{shared}: {reason}"
+
+
+class LLMJudge:
+    """An LLM behind a chat endpoint, asked each distinct prompt once; verdicts land in the cache as they arrive."""
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: Endpoint,
+        settings: Settings,
+        *,
+        concurrency: int,
+        transport: Any = None,
+    ) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.settings = settings
+        self.concurrency = concurrency
+        self._transport = transport
+
+    def count(self, items: Sequence[Item], protocols: Sequence[str]) -> int:
+        return len(self._plan(items, protocols)[1])
+
+    def _key(self, protocol: str, document: str, output: str | tuple[str, str]) -> str:
+        return verdict_key(
+            judge=self.name,
+            model=f"{self.endpoint.provider}:{self.endpoint.model}",
+            protocol=protocol,
+            template=proto.template_id(protocol),
+            source=document,
+            output=output,
+        )
+
+    def _plan(self, items: Sequence[Item], protocols: Sequence[str]) -> tuple[list[_Asked], dict[str, JudgeRequest]]:
+        asked: list[_Asked] = []
+        requests: dict[str, JudgeRequest] = {}
+        for item in items:
+            if "absolute" in protocols:
+                for output, text in absolute_outputs(item):
+                    key = self._key("absolute", item.document, text)
+                    asked.append(_Asked(item, "absolute", output, key))
+                    requests.setdefault(key, JudgeRequest(key, proto.absolute_messages(item.document, text)))
+            if "relative" in protocols:
+                order = proto.ab_order(self.settings.seed, item.sample_id)
+                shown = {"pruned": item.pruned, "source": item.source}
+                pair = (shown[order[0]], shown[order[1]])
+                key = self._key("relative", item.document, pair)
+                asked.append(_Asked(item, "relative", "pair", key, order))
+                requests.setdefault(key, JudgeRequest(key, proto.relative_messages(item.document, *pair)))
+        return asked, requests
+
+    def judge(
+        self, items: Sequence[Item], protocols: Sequence[str], progress: Progress | None = None
+    ) -> tuple[list[Row], Tally]:
+        asked, requests = self._plan(items, protocols)
+        protocol_of = {entry.key: entry.protocol for entry in asked}
+        validators = {"absolute": proto.validate_absolute, "relative": proto.validate_relative}
+        tally = Tally(questions=len(requests))
+        outcomes: dict[str, Outcome[Any]] = {}
+
+        def landed(outcome: Outcome[Any]) -> None:
+            if progress is not None:
+                progress(1)
+
+        cache = VerdictCache(self.cache_path, retry_invalid=self.settings.retry_invalid) if self.cache_path else None
+        try:
+            for protocol in ("absolute", "relative"):
+                batch = [request for key, request in requests.items() if protocol_of[key] == protocol]
+                if not batch:
+                    continue
+                if cache is not None and all(request.key in cache for request in batch):
+                    # every verdict is cached: no client, so no key is needed to rebuild the rows
+                    for request in batch:
+                        record = cache.get(request.key)
+                        outcome = outcome_from_record(request.key, record, validators[protocol])
+                        outcomes[request.key] = outcome
+                        landed(outcome)
+                    continue
+                try:
+                    client = ChatClient(
+                        self.endpoint,
+                        retry=self.settings.retry,
+                        concurrency=self.concurrency,
+                        transport=self._transport,
+                    )
+                except MissingApiKey as err:
+                    raise MissingApiKey(
+                        f"judge {self.name}: {err} (export it, or name another with judges.{self.name}.api_key_env)"
+                    ) from None
+                with client:
+                    for outcome in client.judge_all(batch, validators[protocol], cache=cache, on_result=landed):
+                        outcomes[outcome.key] = outcome
+                    counters = client.counters
+                    tally.requests += counters.requests
+                    tally.billed += counters.billed
+                    tally.unreadable += counters.unreadable
+                    tally.prompt_tokens += counters.prompt_tokens
+                    tally.completion_tokens += counters.completion_tokens
+        finally:
+            if cache is not None:
+                tally.cache_hits = sum(outcome.cached for outcome in outcomes.values())
+                stored = {key: cache.stored(key) for key in requests}
+                tally.verdicts = {key: record for key, record in stored.items() if record is not None}
+                cache.close()
+        tally.invalid = sum(outcome.status == "invalid" for outcome in outcomes.values())
+        asking: dict[str, list[_Asked]] = {}
+        for entry in asked:
+            asking.setdefault(entry.key, []).append(entry)
+        failed = [key for key in requests if outcomes[key].status == "failed"]
+        tally.failed = [_no_verdict(asking[key], outcomes[key].error) for key in failed]
+        return [row for entry in asked for row in self._rows(entry, outcomes[entry.key])], tally
+
+    @property
+    def cache_path(self) -> Path | None:
+        return self.settings.cache_dir / f"{self.name}.jsonl" if self.settings.cache_dir is not None else None
+
+    def _rows(self, entry: _Asked, outcome: Outcome[Any]) -> list[Row]:
+        item, protocol = entry.item, entry.protocol
+        if outcome.status == "failed":
+            return []  # no verdict: the stage refuses to write a result while any prompt failed
+        invalid = {"answer": outcome.raw, "error": outcome.error}
+        if protocol == "absolute":
+            if outcome.status == "invalid":
+                return [verdict_row(self.name, protocol, "hallucinated", item, entry.output, None, "invalid", invalid)]
+            answer: proto.AbsoluteAnswer = outcome.value
+            raw = {**answer.to_json(), "threshold": self.settings.threshold}
+            label = answer.label(self.settings.threshold)
+            return [verdict_row(self.name, protocol, "hallucinated", item, entry.output, label, "ok", raw)]
+        assert entry.order is not None
+        if outcome.status == "invalid":
+            return [
+                verdict_row(self.name, protocol, q, item, "pair", None, "invalid", invalid)
+                for q in QUESTIONS["relative"]
+            ]
+        resolved = proto.resolve(outcome.value, entry.order)
+        raw = {"order": {"A": entry.order[0], "B": entry.order[1]}, "answers": outcome.value}
+        return [
+            verdict_row(self.name, protocol, q, item, "pair", resolved[q], "ok", raw) for q in QUESTIONS["relative"]
+        ]
+
+
+def build_llm_judge(provider: str, name: str, spec: Mapping[str, Any], settings: Settings) -> LLMJudge:
+    """An LLM judge asking `provider`'s API as its params entry (`judges.<name>`) says."""
+    endpoint = Endpoint(
+        base_url=spec.get("base_url") or PROVIDERS[provider].base_url,
+        model=spec["model"],
+        api_key_env=spec.get("api_key_env"),
+        max_tokens=spec.get("max_tokens"),
+        extra_body=dict(spec.get("extra_body") or {}),
+        provider=provider,
+    )
+    return LLMJudge(name, endpoint, settings, concurrency=spec["concurrency"])
