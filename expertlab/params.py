@@ -17,10 +17,9 @@ from expertlab.data.toy import WorldConfig, pool_capacity
 from expertlab.errors import UnknownName
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
-from expertlab.tasks import TASKS
+from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
-DOMAINS = ("biomedical", "general")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 

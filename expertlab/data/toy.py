@@ -36,9 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from expertlab.data.tokenizer import render_chat
 from expertlab.io import write_jsonl
-from expertlab.tasks import TASKS
-
-DOMAINS = ("biomedical", "general")
+from expertlab.tasks import DOMAINS, TASKS
 
 
 class WorldConfig(BaseModel):
