@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expertlab.criteria import CRITERIA, kept_count, resolve_top_k
-from expertlab.data.toy import WorldConfig, pool_capacity
+from expertlab.data.corpus import pool_capacity
+from expertlab.data.world import WorldConfig
 from expertlab.errors import UnknownName
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry

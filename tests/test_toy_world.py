@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from expertlab.data.tokenizer import build_tokenizer, render_chat, render_prompt
-from expertlab.data.toy import NO_SUCH_DRUG, NOTA, WorldConfig, build_world, write_toy_data
+from expertlab.data.examples import NO_SUCH_DRUG, NOTA
+from expertlab.data.toy import write_toy_data
+from expertlab.data.world import WorldConfig, build_world
 from expertlab.io import OUTPUT_MARKER, read_jsonl
 from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import MICRO_MODEL, MICRO_TRAIN, DomainRouting, build_model
