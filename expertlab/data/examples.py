@@ -1,4 +1,4 @@
-"""World + random stream -> examples (prompt, answer): the fifteen formats the corpus, pools and task items are drawn in.
+"""World + random stream -> examples (prompt, answer): the fourteen formats the corpus, pools and task items are drawn in.
 
 Every format is one function of a Context. Answer formats (the trained behaviour the metrics rely on):
 - classification tasks list lettered options, one per line ("A. gout"), and the answer is the

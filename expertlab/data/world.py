@@ -171,6 +171,7 @@ GENERAL_QUESTIONS = {
 
 # --- the world -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Drug:
     name: str
