@@ -30,7 +30,7 @@ def generation_rows(
     """Every item of one task through the task's runner (under `options`), in item order."""
     options = {**task.options, **(options or {})}
     if task.runner_for(options) == "lm_eval":
-        from expertlab.lmeval import lm_eval_rows
+        from expertlab.lmeval.runner import lm_eval_rows
 
         return lm_eval_rows(backend, task, items, options, fewshot)
     outputs = backend.generate([item["prompt"] for item in items], task.max_new_tokens, task.stop)

@@ -13,16 +13,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expertlab.criteria import CRITERIA, resolve_top_k
-from expertlab.data.toy import WorldConfig, pool_capacity
+from expertlab.data.corpus import pool_capacity
+from expertlab.data.world import WorldConfig
 from expertlab.errors import UnknownName
 from expertlab.judges.providers import PROVIDERS
 from expertlab.judges.registry import BACKENDS
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
-from expertlab.tasks import TASKS
+from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
-DOMAINS = ("biomedical", "general")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 

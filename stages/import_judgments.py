@@ -19,12 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.imports import (
-        check_criteria,
-        find_judgment_files,
-        read_judgments,
-        write_judgments,
-    )
+    from expertlab.imports.judgments import find_judgment_files, read_judgments, write_judgments
+    from expertlab.imports.study import check_criteria
 
     check_criteria()
     # every file is read and checked before anything is written: a bad file leaves imported/ as it was

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expertlab.imports import check_criteria, find_mask_files, infer_num_experts, read_study_mask, write_selections
+    from expertlab.imports.masks import find_mask_files, infer_num_experts, read_study_mask, write_selections
+    from expertlab.imports.study import check_criteria
 
     check_criteria()
     masks = [read_study_mask(path) for path in find_mask_files(args.paths)]

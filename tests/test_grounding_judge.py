@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from expertlab.data.toy import WorldConfig, build_world, task_items
+from expertlab.data.toy import task_items
+from expertlab.data.world import WorldConfig, build_world
 from expertlab.judges.grounding import (
     Thresholds,
     absolute_verdict,

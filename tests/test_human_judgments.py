@@ -17,8 +17,9 @@ from test_judgments import JUDGES, RELEASED_FLEISS, TABLE_1, agreement
 from test_store import write_judgments
 
 from expertlab.cli import main
-from expertlab.imports import find_judgment_files, read_human_judgments
-from expertlab.imports import write_judgments as write_imported
+from expertlab.imports.human import read_human_judgments
+from expertlab.imports.judgments import find_judgment_files
+from expertlab.imports.judgments import write_judgments as write_imported
 from expertlab.report import read_query, run_query
 from expertlab.store import ingest
 

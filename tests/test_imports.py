@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from expertlab.cli import main
-from expertlab.imports import find_mask_files, infer_num_experts, read_study_mask
+from expertlab.imports.masks import find_mask_files, infer_num_experts, read_study_mask
 from expertlab.store import ingest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "study_masks"

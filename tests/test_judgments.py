@@ -15,7 +15,7 @@ import pytest
 from test_store import snapshot, write_judgments
 
 from expertlab.cli import main
-from expertlab.imports import read_study_judgments
+from expertlab.imports.study_judgments import read_study_judgments
 from expertlab.report import read_query, run_query
 from expertlab.store import ingest
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from expertlab.evaluate import generation_rows, score_rows
-from expertlab.lmeval import NetworkAccessError, ensure_punkt_tab, offline
+from expertlab.lmeval.network import NetworkAccessError, offline
+from expertlab.lmeval.punkt import ensure_punkt_tab
 from expertlab.metrics.code_execution import run_python
 from expertlab.tasks import TASKS, Task
 from expertlab.tasks.general import load_humaneval, mmlu_subjects, pass_at_1, read_mmlu

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from expertlab.evaluate import generation_rows, score_rows
-from expertlab.lmeval import builtin_task_config
+from expertlab.lmeval.config import builtin_task_config
 from expertlab.metrics import METRICS
 from expertlab.tasks import TASKS, Task, check_items
 from expertlab.tasks.multimedqa import MEDQA_TEST, MMLU_MEDICAL_SUBJECTS

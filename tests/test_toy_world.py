@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from expertlab.data.tokenizer import build_tokenizer, render_chat, render_prompt
-from expertlab.data.toy import DOMAINS, NO_SUCH_DRUG, NOTA, WorldConfig, build_world, write_toy_data
+from expertlab.data.examples import NO_SUCH_DRUG, NOTA
+from expertlab.data.toy import write_toy_data
+from expertlab.data.world import WorldConfig, build_world
 from expertlab.io import OUTPUT_MARKER, read_jsonl
-from expertlab.tasks import TASKS
+from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import MICRO_MODEL, MICRO_TRAIN, DomainRouting, build_model
 
 SMALL_WORLD = WorldConfig(seed=3, drugs=8, countries=8, train_examples_per_domain=400, pool_size=64, eval_items=12)

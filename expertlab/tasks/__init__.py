@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from expertlab.registry import Registry
 
@@ -33,6 +33,8 @@ Domain = Literal["biomedical", "general"]
 Aspect = Literal["utility", "reliability"]
 Kind = Literal["generation", "classification"]
 Runner = Literal["generate", "lm_eval"]
+DOMAINS: tuple[Domain, ...] = get_args(Domain)
+RUNNERS: tuple[Runner, ...] = get_args(Runner)
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ class Task:
     def runner_for(self, options: Mapping[str, Any]) -> Runner:
         """The runner under resolved options: options["runner"] when the task offers that choice."""
         runner = options.get("runner", self.runner)
-        if runner not in ("generate", "lm_eval"):
-            raise ValueError(f"evaluation.options.{self.name}.runner: {runner!r} is not one of generate, lm_eval")
+        if runner not in RUNNERS:
+            raise ValueError(f"evaluation.options.{self.name}.runner: {runner!r} is not one of {', '.join(RUNNERS)}")
         return runner
 
     def context(self, seed: int, overrides: Mapping[str, Any] | None = None) -> LoadContext:

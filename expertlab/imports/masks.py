@@ -1,0 +1,181 @@
+"""The study's released masks (`<model>-<calibration>-<criterion>-<seed>[-<ratio>]/expert_mask.json`) -> selection artifacts.
+
+The format is the study's release (shared/reference/moe-pruning-reliability, its README): a JSON
+list holding the KEPT expert indices of each MoE layer; no ratio suffix means 0.5. The study's
+criterion names map onto the registry (gating -> gate, easyep -> easy_ep).
+
+What the files cannot say is recorded as unknown, never guessed: top-k is null, and layers are
+numbered by their position among the MoE layers. The expert count comes from `num_experts` or
+is inferred per model from the masks whose kept count must follow the ratio (every criterion but
+random: the study's random selector ignored the ratio, so its masks keep N/2 at every ratio;
+they are imported as they are, and `variants.kept_per_layer` shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from expertlab.criteria import kept_count
+from expertlab.imports.study import STUDY_CRITERIA
+from expertlab.io import atomic_dir, write_json
+
+MASK_FILE = "expert_mask.json"
+_STUDY_NAME = re.compile(
+    r"^(?P<model>.+)-(?P<calibration>[A-Za-z0-9_]+)-(?P<criterion>" + "|".join(STUDY_CRITERIA) + r")"
+    r"-(?P<seed>\d+)(?:-(?P<ratio>\d*\.\d+))?$"
+)
+IMPORTED = "imported"  # variants.origin of imported masks
+
+
+@dataclass(frozen=True)
+class ExternalMask:
+    model: str
+    calibration: str
+    seed: int
+    criterion: str  # a CRITERIA name
+    ratio: float
+    kept: list[list[int]]
+    source: str  # the file it came from
+
+    @property
+    def kept_per_layer(self) -> int:
+        return len(self.kept[0])
+
+
+def find_mask_files(paths: Iterable[str | Path]) -> list[Path]:
+    """`expert_mask.json` files: given directly, in a given directory, or one level below it."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_file():
+            found.append(given)
+        elif (given / MASK_FILE).is_file():
+            found.append(given / MASK_FILE)
+        elif given.is_dir():
+            below = sorted(given.glob(f"*/{MASK_FILE}"))
+            if not below:
+                raise FileNotFoundError(f"{given}: no {MASK_FILE} in it or in its subdirectories")
+            found += below
+        else:
+            raise FileNotFoundError(f"no such file or directory: {given}")
+    return sorted(set(found))
+
+
+def read_study_mask(path: Path) -> ExternalMask:
+    """One released mask; its identity comes from its directory's name."""
+    match = _STUDY_NAME.match(path.parent.name)
+    if not match:
+        raise ValueError(
+            f"{path}: directory name {path.parent.name!r} is not <model>-<calibration>-<criterion>-<seed>[-<ratio>] "
+            f"with a criterion among {', '.join(STUDY_CRITERIA)}"
+        )
+    try:
+        kept = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(kept, list) or not kept or not all(isinstance(layer, list) and layer for layer in kept):
+        raise ValueError(f"{path}: expected a non-empty list of kept-expert lists, one per MoE layer")
+    if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for layer in kept for e in layer):
+        raise ValueError(f"{path}: expert indices must be non-negative integers")
+    if len({len(layer) for layer in kept}) != 1 or any(len(set(layer)) != len(layer) for layer in kept):
+        raise ValueError(f"{path}: every layer must keep the same number of distinct experts")
+    ratio = float(match["ratio"]) if match["ratio"] else 0.5
+    if not 0 < ratio < 1:
+        raise ValueError(f"{path}: ratio {ratio} is outside (0, 1)")
+    return ExternalMask(
+        model=match["model"],
+        calibration=match["calibration"],
+        seed=int(match["seed"]),
+        criterion=STUDY_CRITERIA[match["criterion"]],
+        ratio=ratio,
+        kept=[sorted(layer) for layer in kept],
+        source=str(path),
+    )
+
+
+def infer_num_experts(masks: Sequence[ExternalMask], given: Mapping[str, int] = {}) -> dict[str, int]:
+    """Experts per layer of each model: given, or the one count every ratio-following mask agrees on."""
+    counts: dict[str, int] = {}
+    for model in sorted({mask.model for mask in masks}):
+        mine = [mask for mask in masks if mask.model == model]
+        largest = max(max(layer) for mask in mine for layer in mask.kept)
+        if model in given:
+            count = given[model]
+        else:
+            following = [mask for mask in mine if mask.criterion != "random"]
+            # kept = round((1 - p) N) bounds N by (kept + 1) / (1 - p)
+            bound = max((math.ceil((m.kept_per_layer + 1) / (1 - m.ratio)) for m in following), default=0)
+            agreed = [
+                n for n in range(largest + 1, bound + 1)
+                if all(kept_count(n, m.ratio) == m.kept_per_layer for m in following)
+            ]
+            if len(agreed) != 1:
+                found = f" (could be {', '.join(map(str, agreed))})" if agreed else ""
+                raise ValueError(
+                    f"cannot infer the expert count of {model!r} from its masks{found}; pass --num-experts {model}=N"
+                )
+            count = agreed[0]
+        if largest >= count:
+            raise ValueError(f"{model}: a mask keeps expert {largest}, beyond the expert count {count}")
+        counts[model] = count
+    return counts
+
+
+def write_selections(masks: Sequence[ExternalMask], num_experts: Mapping[str, int], out_dir: str | Path) -> list[Path]:
+    """One selection artifact per (model, calibration, seed) under out_dir/<model>/<calibration>/<seed>/."""
+    import pandas as pd
+
+    from expertlab.store.artifacts import SELECTION_COLUMNS
+
+    groups: dict[tuple[str, str, int], list[ExternalMask]] = defaultdict(list)
+    for mask in masks:
+        groups[(mask.model, mask.calibration, mask.seed)].append(mask)
+    written = []
+    for (model, calibration, seed), members in sorted(groups.items()):
+        layers = {len(mask.kept) for mask in members}
+        if len(layers) != 1:
+            raise ValueError(f"{model}: masks disagree on the number of MoE layers ({sorted(layers)})")
+        entries, seen = [], set()
+        for mask in sorted(members, key=lambda m: (m.criterion, m.ratio)):
+            if (mask.criterion, mask.ratio) in seen:
+                raise ValueError(f"two masks for {model} {calibration} seed {seed} {mask.criterion} {mask.ratio}")
+            seen.add((mask.criterion, mask.ratio))
+            entries.append(
+                {
+                    "criterion": mask.criterion,
+                    "ratio": mask.ratio,
+                    "file": f"{mask.criterion}-{mask.ratio}.json",
+                    "kept_per_layer": mask.kept_per_layer,
+                    "expected_kept_per_layer": kept_count(num_experts[model], mask.ratio),
+                    "top_k": None,
+                    "source": mask.source,
+                }
+            )
+        target = Path(out_dir) / model / calibration / str(seed)
+        with atomic_dir(target, owner="import-masks", inputs=[m.source for m in members]) as tmp:
+            for mask, entry in zip(sorted(members, key=lambda m: (m.criterion, m.ratio)), entries):
+                write_json(tmp / entry["file"], mask.kept)
+            empty = pd.DataFrame({name: pd.Series(dtype="int32" if kind == "integer" else "float64" if kind == "double" else "object")
+                                  for name, kind in SELECTION_COLUMNS.items()})
+            empty.to_parquet(tmp / "scores.parquet", index=False)
+            write_json(
+                tmp / "meta.json",
+                {
+                    "kind": "selection",
+                    "origin": IMPORTED,
+                    "model": model,
+                    "calibration": calibration,
+                    "seed": seed,
+                    "num_experts": num_experts[model],
+                    "top_k": None,
+                    "moe_layers": list(range(layers.pop())),  # positions among the MoE layers
+                    "masks": entries,
+                },
+            )
+        written.append(target)
+    return written
