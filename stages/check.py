@@ -21,7 +21,7 @@ def check_study(params_path: str, queries_dir: str):  # noqa: ANN201 (Params, im
     """The validated params, after also checking what they name on disk (report.print's queries)."""
     from expertlab.errors import ExpertlabError
     from expertlab.params import load_params
-    from expertlab.report import query_path
+    from expertlab.report.queries import query_path
 
     params = load_params(params_path)
     for name in params.report.print:

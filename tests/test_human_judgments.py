@@ -19,7 +19,8 @@ from test_store import write_judgments
 from expertlab.cli import main
 from expertlab.imports import find_judgment_files, read_human_judgments
 from expertlab.imports import write_judgments as write_imported
-from expertlab.report import read_query, run_query
+from expertlab.report.execute import run_query
+from expertlab.report.queries import read_query
 from expertlab.store import ingest
 
 HUMAN = Path(__file__).parent / "fixtures" / "human_judgments"
