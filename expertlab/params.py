@@ -360,14 +360,50 @@ class Frontier(Strict):
     utility: float = Field(default=0.9, gt=0, le=1)  # least utility retention (1 = the source's)
     delta: float = Field(default=0.05, ge=0, lt=1)  # largest loss of a reliability score or rate
 
-    def variables(self) -> dict[str, float]:
-        """The DuckDB variables the query reads."""
-        return {"frontier_utility": self.utility, "frontier_delta": self.delta}
+
+class Collapse(Strict):
+    """queries/summary_collapse.sql: when a variant's summaries have collapsed behind stable overlap metrics."""
+
+    overlap_band: float = Field(default=0.02, ge=0, lt=1)  # stable: ROUGE-L, BERTScore within this share of the source's
+    omission_rate: float = Field(default=0.5, ge=0, le=1)  # flagged: stable, and named as omitting more on a larger share
 
 
 class Report(Strict):
+    """The report: which tables `expertlab run` prints, and every number the queries read."""
+
     print: list[str] = ["headline", "findings"]  # queries printed after `expertlab run`
-    frontier: Frontier  # required: dvc.yaml tracks it for the report stage
+    headline_ratio: float = Field(default=0.5, gt=0, lt=1)  # the ratio of headline, findings, task_scores_at_half
+    # queries/judge_agreement.sql: window name -> (lowest, highest) pruning ratio, bounds included, in table order
+    agreement_windows: dict[str, tuple[float, float]] = {
+        "Low": (0.0, 0.25),
+        "Moderate": (0.375, 0.5),
+        "Extreme": (0.625, 1.0),
+    }
+    frontier: Frontier = Field(default_factory=Frontier)
+    collapse: Collapse = Field(default_factory=Collapse)
+
+    @field_validator("agreement_windows")
+    @classmethod
+    def _windows(cls, windows: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        if not windows:
+            raise ValueError("name at least one window")
+        for name, (low, high) in windows.items():
+            if not 0 <= low <= high <= 1:
+                raise ValueError(f"{name}: [{low}, {high}] is not a ratio window (0 <= lowest <= highest <= 1)")
+        return windows
+
+    def variables(self) -> dict[str, Any]:
+        """The DuckDB variables the queries read (getvariable), named after their params."""
+        return {
+            "headline_ratio": self.headline_ratio,
+            "agreement_windows": [
+                {"name": name, "low": low, "high": high} for name, (low, high) in self.agreement_windows.items()
+            ],
+            "frontier_utility": self.frontier.utility,
+            "frontier_delta": self.frontier.delta,
+            "collapse_overlap_band": self.collapse.overlap_band,
+            "collapse_omission_rate": self.collapse.omission_rate,
+        }
 
 
 class Toy(Strict):

@@ -13,7 +13,7 @@ def check_study(params_path: str, queries_dir: str) -> Params:
     from expertlab.io import read_json
     from expertlab.moe.families import FAMILIES
     from expertlab.params import load_params
-    from expertlab.report import query_path
+    from expertlab.report.queries import query_path
 
     params = load_params(params_path)
     for name in params.study.models:

@@ -26,7 +26,7 @@ criterion_retention as (
         avg(retention) filter (where domain = 'biomedical') as biomedical,
         avg(retention) filter (where domain = 'general') as general
     from domain_retention
-    where ratio = 0.5
+    where ratio = getvariable('headline_ratio')  -- params report.headline_ratio
     group by
         model,
         calibration,

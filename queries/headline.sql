@@ -28,7 +28,7 @@ variant_retention as (
         avg(retention) filter (where domain = 'biomedical') as biomedical_retention,
         avg(retention) filter (where domain = 'general') as general_retention
     from domain_retention
-    where ratio = 0.5
+    where ratio = getvariable('headline_ratio')  -- params report.headline_ratio
     group by
         model,
         calibration,

@@ -24,13 +24,12 @@ judgments as (
 ),
 
 windows as (
-    select *
-    from (
-        values
-            ('Low', 0.0, 0.25),
-            ('Moderate', 0.375, 0.5),
-            ('Extreme', 0.625, 1.0)
-    ) as windows (name, low, high)
+    -- params report.agreement_windows: each window's lowest and highest ratio, bounds included
+    select
+        agreement_window.name,
+        agreement_window.low,
+        agreement_window.high
+    from unnest(getvariable('agreement_windows')) as windows (agreement_window)
 ),
 
 labelled as (
@@ -192,5 +191,6 @@ final as (
 select * from final
 order by
     protocol,
-    case "window" when 'Low' then 1 when 'Moderate' then 2 else 3 end,
+    -- the windows in params order
+    list_position([agreement_window.name for agreement_window in getvariable('agreement_windows')], "window"),
     rater_pair

@@ -42,9 +42,10 @@ verdicts as (
 ),
 
 settings as (
+    -- params report.frontier
     select
-        coalesce(getvariable('frontier_utility'), 0.9)::double as utility_threshold,
-        coalesce(getvariable('frontier_delta'), 0.05)::double as delta
+        getvariable('frontier_utility')::double as utility_threshold,
+        getvariable('frontier_delta')::double as delta
 ),
 
 utility_checks as (

@@ -115,7 +115,8 @@ audited as (
         any_value((value - source_value) / nullif(source_value, 0)) filter (where metric = 'rouge_l') as rouge_l_change,
         any_value((value - source_value) / nullif(source_value, 0)) filter (where metric = 'bertscore')
             as bertscore_change,
-        bool_and(abs(value - source_value) <= 0.02 * abs(source_value)) filter (
+        -- params report.collapse.overlap_band
+        bool_and(abs(value - source_value) <= getvariable('collapse_overlap_band') * abs(source_value)) filter (
             where metric in ('rouge_l', 'bertscore')
         ) as overlap_stable
     from compared
@@ -141,7 +142,7 @@ final as (
         coalesce(audited.overlap_stable, false) as overlap_stable,
         coalesce(audited.overlap_stable, false) and coalesce(
             judged_variants.hallucination_rate > judged_variants.source_hallucination_rate
-            or judged_variants.omission_rate > 0.5,
+            or judged_variants.omission_rate > getvariable('collapse_omission_rate'),  -- params report.collapse
             false
         ) as flagged
     from audited

@@ -23,7 +23,7 @@ primary_scores as (
 at_half as (
     select *
     from primary_scores
-    where ratio = 0.5
+    where ratio = getvariable('headline_ratio')  -- params report.headline_ratio
 ),
 
 final as (

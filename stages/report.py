@@ -16,18 +16,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", default="queries", metavar="DIR", help="directory of <table>.sql files")
     parser.add_argument("--out", default="report", metavar="DIR", help="output directory (replaced as a whole)")
     parser.add_argument("--print", dest="print_table", metavar="TABLE", help="also print this table (e.g. headline)")
-    add_params_argument(parser)  # report.frontier: the thresholds of reliability_frontier
+    add_params_argument(parser)  # report: the queries' variables (its defaults without --params)
 
 
 def run(args: argparse.Namespace) -> int:
+    from expertlab.params import Report
     from expertlab.report import write_report
 
     params = load_optional_params(args)
-    variables = params.report.frontier.variables() if params else {}
+    variables = (params.report if params else Report()).variables()
     written = write_report(args.store, args.queries, args.out, variables)
     print(f"report: {len(written)} files -> {args.out}")
     if args.print_table:
         from expertlab.report import print_table
 
-        print_table(args.store, args.print_table, args.queries)
+        print_table(args.store, args.print_table, args.queries, variables)
     return 0

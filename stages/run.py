@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
 
     for name in params.report.print:
         print()
-        print_table(args.store, name, args.queries)
+        print_table(args.store, name, args.queries, params.report.variables())
     return 0

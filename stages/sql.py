@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from expertlab.report import format_rows, query_store
+    from expertlab.report.execute import query_store
+    from expertlab.report.formats import format_rows
 
     columns, rows = query_store(args.store, args.query)
     sys.stdout.write(format_rows(columns, rows, args.format))

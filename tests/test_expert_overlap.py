@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from expertlab.cli import main
-from expertlab.report import connect_read_only, read_query, run_query
+from expertlab.report.execute import connect_read_only, run_query
+from expertlab.report.queries import read_query
 from expertlab.store import ingest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from expertlab.cli import main
 from expertlab.imports.human import read_human_judgments
 from expertlab.imports.judgments import find_judgment_files
 from expertlab.imports.judgments import write_judgments as write_imported
-from expertlab.report import read_query, run_query
+from expertlab.report.execute import run_query
+from expertlab.report.queries import read_query
 from expertlab.store import ingest
 
 HUMAN = Path(__file__).parent / "fixtures" / "human_judgments"

@@ -16,7 +16,9 @@ from test_store import snapshot, write_judgments
 
 from expertlab.cli import main
 from expertlab.imports.study_judgments import read_study_judgments
-from expertlab.report import read_query, run_query
+from expertlab.params import Report
+from expertlab.report.execute import run_query
+from expertlab.report.queries import read_query
 from expertlab.store import ingest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "study_judgments"
@@ -62,7 +64,7 @@ RELEASED_FLEISS = {
 def agreement(store: Path) -> list[dict]:
     con = duckdb.connect(str(store), read_only=True)
     try:
-        return run_query(con, read_query(AGREEMENT)).records()
+        return run_query(con, read_query(AGREEMENT), Report().variables()).records()
     finally:
         con.close()
 

@@ -7,12 +7,16 @@ from pathlib import Path
 import pytest
 from test_store import UTILITY, run_stage, seed_study, variant, write_judgments, write_scores
 
-from expertlab.report import read_query, read_queries, run_queries, write_report
+from expertlab.params import Report
+from expertlab.report import write_report
+from expertlab.report.execute import connect_read_only, run_queries, run_query, set_variables
+from expertlab.report.queries import read_queries, read_query
 from expertlab.store import ingest
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = REPO / "queries"
 QUERY_FILES = sorted(QUERIES.glob("*.sql"))
+VARIABLES = Report().variables()  # the params defaults, as in params.yaml
 
 
 def seed_quantized(root: Path) -> list[Path]:
@@ -87,6 +91,7 @@ def test_query_returns_exactly_its_documented_columns(path: Path, study_store: P
     assert all(text.strip() for text in query.columns.values())
     con = duckdb.connect(str(study_store), read_only=True)
     try:
+        set_variables(con, VARIABLES)
         cursor = con.execute(query.sql)
         columns = [column[0] for column in cursor.description]
         rows = cursor.fetchall()
@@ -172,8 +177,9 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return store
 
 
-def _table(store: Path, name: str) -> list[dict]:
-    (table,) = [table for query, table in run_queries(store, QUERIES) if query.table == name]
+def _table(store: Path, name: str, variables: dict | None = None) -> list[dict]:
+    results = run_queries(store, QUERIES, VARIABLES if variables is None else variables)
+    (table,) = [table for query, table in results if query.table == name]
     return table.records()
 
 
@@ -262,8 +268,8 @@ def test_seeded_study_orders_criteria_and_domains(study_store: Path) -> None:
 
 
 def test_report_writes_every_table_and_the_chart_deterministically(tmp_path: Path, study_store: Path) -> None:
-    first = write_report(study_store, QUERIES, tmp_path / "a")
-    second = write_report(study_store, QUERIES, tmp_path / "b")
+    first = write_report(study_store, QUERIES, tmp_path / "a", VARIABLES)
+    second = write_report(study_store, QUERIES, tmp_path / "b", VARIABLES)
     names = sorted(path.name for path in first)
     for path in QUERY_FILES:
         assert f"{path.stem}.md" in names and f"{path.stem}.csv" in names
@@ -286,8 +292,8 @@ def test_report_writes_every_table_and_the_chart_deterministically(tmp_path: Pat
 def test_rebuilt_store_gives_the_same_report(tmp_path: Path, study_store: Path) -> None:
     rebuilt = tmp_path / "rebuilt.duckdb"
     ingest(rebuilt, seed_judged_study(tmp_path / "run"))
-    write_report(study_store, QUERIES, tmp_path / "a")
-    write_report(rebuilt, QUERIES, tmp_path / "b")
+    write_report(study_store, QUERIES, tmp_path / "a", VARIABLES)
+    write_report(rebuilt, QUERIES, tmp_path / "b", VARIABLES)
     for path in QUERY_FILES:
         for suffix in (".md", ".csv"):
             name = path.stem + suffix
@@ -403,8 +409,8 @@ def frontier_store(root: Path) -> Path:
 def test_reliability_frontier_by_hand(tmp_path: Path) -> None:
     store = frontier_store(tmp_path)
 
-    def frontier(variables: dict[str, float] | None = None) -> dict[str, dict]:
-        results = run_queries(store, QUERIES, variables)
+    def frontier(**thresholds: float) -> dict[str, dict]:
+        results = run_queries(store, QUERIES, Report(frontier=thresholds).variables())
         (table,) = [table for query, table in results if query.table == "reliability_frontier"]
         return {row["criterion"]: row for row in table.records() if row["domain"] == "biomedical"}
 
@@ -414,11 +420,58 @@ def test_reliability_frontier_by_hand(tmp_path: Path) -> None:
     assert (rows["random"]["max_ratio"], rows["random"]["first_failing_ratio"]) == (None, 0.25)
     assert rows["random"]["failing_measures"] == "judged:hallucinated"
     assert (rows["reap"]["utility_threshold"], rows["reap"]["delta"], rows["reap"]["n_ratios"]) == (0.9, 0.05, 3)
-    looser = frontier({"frontier_utility": 0.9, "frontier_delta": 0.2})  # rouge 0.40 >= 0.30 now passes
+    looser = frontier(utility=0.9, delta=0.2)  # rouge 0.40 >= 0.30 now passes
     assert (looser["reap"]["max_ratio"], looser["reap"]["failing_measures"]) == (0.5, "utility")
     assert looser["random"]["max_ratio"] is None  # the judged rate 0.5 is still above 0 + 0.2
-    loosest = frontier({"frontier_delta": 0.5})  # the utility threshold keeps its default
+    loosest = frontier(delta=0.5)  # the utility threshold keeps its default
     assert (loosest["random"]["max_ratio"], loosest["random"]["failing_measures"]) == (0.5, "utility")
+
+
+def test_the_headline_ratio_param_picks_the_ratio_reported(tmp_path: Path) -> None:
+    """frontier_store (one seed; the source scores bio_qa 1.0): reap keeps bio_qa 0.95 / 0.92 / 0.6 at
+    0.25 / 0.5 / 0.75, so report.headline_ratio 0.25 gives a biomedical retention of 0.95 (95.0), 0.75 of 0.6."""
+    store = frontier_store(tmp_path)
+
+    def at(ratio: float, name: str) -> dict[str, dict]:
+        rows = _table(store, name, Report(headline_ratio=ratio).variables())
+        return {row["criterion"]: row for row in rows if row.get("task", "bio_qa") == "bio_qa"}
+
+    assert at(0.5, "headline")["reap"]["biomedical_retention_mean"] == pytest.approx(0.92)
+    assert at(0.25, "headline")["reap"]["biomedical_retention_mean"] == pytest.approx(0.95)
+    assert at(0.25, "headline")["reap"]["biomedical_utility"] == "95.0"
+    assert at(0.75, "headline")["reap"]["biomedical_retention_mean"] == pytest.approx(0.6)
+    assert at(0.75, "task_scores_at_half")["reap"]["score_mean"] == pytest.approx(0.6)
+    beats = {row["criterion"]: row for row in _table(store, "findings", Report(headline_ratio=0.25).variables())
+             if row["finding"] == "beats_random"}  # fmt: skip
+    assert (beats["reap"]["value"], beats["reap"]["reference"]) == (pytest.approx(0.95), pytest.approx(0.95))
+    assert not at(0.3, "headline")  # no variant at 0.3
+
+
+def test_the_agreement_windows_param_names_orders_and_bounds_the_windows(study_store: Path) -> None:
+    """The seeded judges judged ratios 0.25 and 0.5 only: windows Late [0.5, 1] and Early [0, 0.25] hold
+    exactly the default Moderate and Low rows, renamed, in the order params give them."""
+    default = {(row["protocol"], row["window"]): row for row in _table(study_store, "judge_agreement")}
+    assert sorted(default) == [("absolute", "Low"), ("absolute", "Moderate")]
+    windows = {"Late": (0.5, 1.0), "Early": (0.0, 0.25)}
+    rows = _table(study_store, "judge_agreement", Report(agreement_windows=windows).variables())
+    assert [row["window"] for row in rows] == ["Late", "Early"]
+    renamed = {"Late": "Moderate", "Early": "Low"}
+    for row in rows:
+        assert row == {**default[(row["protocol"], renamed[row["window"]])], "window": row["window"]}
+
+
+def test_a_query_fails_naming_a_variable_it_is_not_given(study_store: Path) -> None:
+    """No query falls back on a number of its own: the numbers are params (Report.variables)."""
+    con = connect_read_only(study_store)
+    try:
+        for name, variable in (("headline", "headline_ratio"), ("judge_agreement", "agreement_windows")):
+            given = {key: value for key, value in VARIABLES.items() if key != variable}
+            with pytest.raises(ValueError, match=rf"{name}.sql: reads the variable\(s\) {variable}, not given"):
+                run_query(con, read_query(QUERIES / f"{name}.sql"), given)
+        with pytest.raises(ValueError, match=r"reliability_frontier.sql: reads the variable\(s\) frontier_utility, "):
+            run_query(con, read_query(QUERIES / "reliability_frontier.sql"))
+    finally:
+        con.close()
 
 
 def test_the_report_stage_takes_the_frontier_thresholds_from_params(tmp_path: Path) -> None:
@@ -444,7 +497,7 @@ def test_the_report_stage_takes_the_frontier_thresholds_from_params(tmp_path: Pa
     assert any(line.startswith("toy,biomed,reap,biomedical,0.9,0.2,3,0.5,0.75,utility") for line in lines), lines
 
 
-def test_summary_collapse_by_hand(tmp_path: Path) -> None:
+def collapse_store(tmp_path: Path) -> Path:
     """Source summaries: ROUGE-L 0.5, 20 words, TTR 0.8. reap at 0.5: ROUGE-L 0.495 (-1%: stable), 12 words,
     TTR 0.6, a judge calls 1 of 2 pruned summaries hallucinated and none of the source's -> flagged; q2 names
     the pruned summary for 1 of 2 pairs -> omission 0.5. random at 0.5: ROUGE-L 0.4 (-20%) -> not stable, not
@@ -469,6 +522,12 @@ def test_summary_collapse_by_hand(tmp_path: Path) -> None:
     artifacts.append(write_judgments(tmp_path, "collapse", rows))
     store = tmp_path / "results.duckdb"
     ingest(store, artifacts)
+    return store
+
+
+def test_summary_collapse_by_hand(tmp_path: Path) -> None:
+    """collapse_store with the default band (2%) and omission threshold (0.5)."""
+    store = collapse_store(tmp_path)
     table = {row["criterion"]: row for row in _table(store, "summary_collapse")}
     reap, random = table["reap"], table["random"]
     assert (reap["length_words"], reap["source_length_words"]) == (12.0, 20.0)
@@ -480,6 +539,20 @@ def test_summary_collapse_by_hand(tmp_path: Path) -> None:
         False,
         False,
     )
+
+
+def test_the_collapse_params_move_the_flag(tmp_path: Path) -> None:
+    """collapse_store with report.collapse changed: a 0.5% band makes reap's -1% ROUGE-L unstable (not
+    flagged); a 25% band makes random's -20% stable, and its hallucination rate 0.5 > 0 flags it."""
+    store = collapse_store(tmp_path)
+
+    def collapse(**params: float) -> dict[str, tuple[bool, bool]]:
+        rows = _table(store, "summary_collapse", Report(collapse=params).variables())
+        return {row["criterion"]: (row["overlap_stable"], row["flagged"]) for row in rows}
+
+    assert collapse() == {"reap": (True, True), "random": (False, False)}
+    assert collapse(overlap_band=0.005) == {"reap": (False, False), "random": (False, False)}
+    assert collapse(overlap_band=0.25) == {"reap": (True, True), "random": (True, True)}
 
 
 def test_calibration_comparison_by_hand(tmp_path: Path) -> None:
@@ -527,8 +600,8 @@ def test_quantized_variants_change_no_table_of_the_pruning_grid(tmp_path: Path, 
     without = tmp_path / "without.duckdb"
     ingest(without, seed_judged_study(tmp_path / "run", quantized=False))
     kept_apart = {"quantization_comparison", "judge_agreement", "judge_fleiss"}
-    with_quantized = {query.table: table.records() for query, table in run_queries(study_store, QUERIES)}
-    for query, table in run_queries(without, QUERIES):
+    with_quantized = {query.table: table.records() for query, table in run_queries(study_store, QUERIES, VARIABLES)}
+    for query, table in run_queries(without, QUERIES, VARIABLES):
         if query.table not in kept_apart:
             # DuckDB's parallel aggregation may sum in another order: the last bits of a float can differ
             assert _rounded(table.records()) == _rounded(with_quantized[query.table]), query.table
@@ -557,7 +630,7 @@ def test_quantization_comparison_by_hand(study_store: Path) -> None:
 def test_table_2_comparisons_are_also_shown_wide(tmp_path: Path, study_store: Path) -> None:
     """`-- wide:` pivots a long table as the paper prints Table 2: one row per configuration, one column per
     measure, `mean ± sd` with the better one bold (values as in test_quantization_comparison_by_hand)."""
-    write_report(study_store, QUERIES, tmp_path / "report")
+    write_report(study_store, QUERIES, tmp_path / "report", VARIABLES)
     page = (tmp_path / "report" / "quantization_comparison.md").read_text()
     wide = page.split("## Wide: one column per measure")[1]
     header, _, *rows = [line for line in wide.splitlines() if line.startswith("|")]
@@ -581,7 +654,8 @@ def test_a_wide_declaration_must_name_documented_columns(tmp_path: Path) -> None
 def test_a_sparse_chart_grid_draws_each_panel_from_its_own_rows() -> None:
     """reliability_scores has metrics only some tasks report (accuracy for one, rouge_l and length for
     another): each drawn chart is titled with its task and metric and holds exactly those rows."""
-    from expertlab.report import CHARTS, Table
+    from expertlab.report.charts import CHARTS
+    from expertlab.report.execute import Table
 
     columns = ["model", "calibration", "criterion", "ratio", "task", "kind", "metric", "n_seeds", "value_mean",
                "value_sd", "source_value", "change"]

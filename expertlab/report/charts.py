@@ -1,0 +1,203 @@
+"""Report tables -> altair charts (the CHARTS registry, one drawing per table name), saved as PNG, SVG and HTML."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from expertlab.registry import Registry
+from expertlab.report.execute import Table
+
+# table name -> function drawing that table (an altair chart); saved as <table>.png, .svg and .html.
+Chart = Callable[[Table], Any]
+CHARTS: Registry[Chart] = Registry("chart")
+
+
+def _ratio_lines(
+    records: list[dict[str, Any]],
+    *,
+    title: str,
+    y_title: str,
+    column: str,
+    baseline: float | str | None = None,
+    percent: bool = False,
+    shared_y: bool = True,
+) -> Any:
+    """A value vs pruning ratio, one line per criterion with a band from `low` to `high`, one chart per
+    (`panel`, `column`) pair that has data: a row per panel, its columns side by side (a sparse grid is
+    drawn as concatenated charts, not a facet, which would place panels by position); `baseline` is a
+    constant or a field (the source model's value), drawn dashed."""
+    import altair as alt
+
+    # rows arrive in the queries' order (criteria as registered): keep it
+    criteria = list(dict.fromkeys(r["criterion"] for r in records))
+    panels = list(dict.fromkeys(r["panel"] for r in records))
+    x = alt.X("ratio:Q", title="pruning ratio", axis=alt.Axis(format="%"))
+    y_axis = alt.Axis(format="%") if percent else alt.Axis()
+    color = alt.Color("criterion:N", sort=criteria, title="criterion")
+    band = alt.Chart().mark_area(opacity=0.2).encode(x=x, y="low:Q", y2="high:Q", color=color)
+    line = (
+        alt.Chart()
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("value:Q", title=y_title, axis=y_axis),
+            color=color,
+            tooltip=["criterion:N", "ratio:Q", alt.Tooltip("value:Q", format=".3f"), "n:Q"],
+        )
+    )
+    layers = [band, line]
+    if isinstance(baseline, str):
+        layers.append(
+            alt.Chart()
+            .mark_rule(strokeDash=[4, 4], color="gray")
+            .encode(y=f"mean({baseline}):Q")
+            .transform_filter(f"datum.{baseline} != null")
+        )
+    elif baseline is not None:
+        layers.append(alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.datum(baseline)))
+    rows = []
+    for panel in panels:
+        in_panel = [r for r in records if r["panel"] == panel]
+        cells = []
+        for value in dict.fromkeys(r[column] for r in in_panel):
+            data = [r for r in in_panel if r[column] == value]
+            cells.append(
+                alt.layer(*layers, data=alt.Data(values=data)).properties(
+                    width=220, height=160, title=alt.TitleParams(f"{panel}: {value}", fontSize=11)
+                )
+            )
+        rows.append(alt.hconcat(*cells).resolve_scale(y="shared" if shared_y else "independent"))
+    chart = alt.vconcat(*rows).properties(title=title)
+    chart = chart.resolve_scale(y="shared" if shared_y else "independent", color="shared")
+    return chart.configure_legend(symbolOpacity=1)  # the legend shares the bands' symbols: draw them opaque
+
+
+def _band(mean: float, sd: float | None) -> dict[str, float]:
+    return {"value": mean, "low": mean - (sd or 0.0), "high": mean + (sd or 0.0)}
+
+
+@CHARTS.register("utility_retention")
+def utility_retention_chart(table: Table) -> Any:
+    """Figure 2: retention vs pruning ratio, one line per criterion, sd band, columns = domains, rows = model x kind."""
+    records = [
+        {
+            "panel": f"{row['model']} / {row['calibration']} / {row['kind']}",
+            "domain": row["domain"],
+            "criterion": row["criterion"],
+            "ratio": row["ratio"],
+            "n": row["n_seeds"],
+            **_band(row["retention_mean"], row["retention_sd"]),
+        }
+        for row in table.records()
+    ]
+    return _ratio_lines(
+        records,
+        title="Utility retention vs pruning ratio (mean ± sd over seeds)",
+        y_title="utility retention (source = 100%)",
+        column="domain",
+        baseline=1,
+        percent=True,
+    )
+
+
+@CHARTS.register("reliability_scores")
+def reliability_scores_chart(table: Table) -> Any:
+    """Figures 4 and 7: each reliability metric vs pruning ratio, sd band, the source model dashed."""
+    records = [
+        {
+            "panel": f"{row['model']} / {row['calibration']} / {row['task']}",
+            "metric": row["metric"],
+            "criterion": row["criterion"],
+            "ratio": row["ratio"],
+            "n": row["n_seeds"],
+            "source_value": row["source_value"],
+            **_band(row["value_mean"], row["value_sd"]),
+        }
+        for row in table.records()
+    ]
+    return _ratio_lines(
+        records,
+        title="Reliability metrics vs pruning ratio (mean ± sd over seeds; dashed: the source model)",
+        y_title="value",
+        column="metric",
+        baseline="source_value",
+        shared_y=False,
+    )
+
+
+@CHARTS.register("judge_rates")
+def judge_rates_chart(table: Table) -> Any:
+    """Figures 3 and 6: judged rate vs pruning ratio, one line per criterion (mean over judges, band: their
+    range), dashed: the source model's absolute rate, or 0.5 (no preference) for the relative questions;
+    columns = questions, rows = model x calibration x task."""
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in table.records():
+        if row["rate"] is not None:
+            key = (row["model"], row["calibration"], row["task"], row["question"], row["criterion"], row["ratio"])
+            cells.setdefault(key, []).append(row)
+    records = []
+    for (model, calibration, task, question, criterion, ratio), rows in cells.items():
+        rates = [r["rate"] for r in rows]
+        sources = [r["source_rate"] for r in rows if r["source_rate"] is not None]
+        records.append(
+            {
+                "panel": f"{model} / {calibration or 'imported'} / {task}",
+                "question": question,
+                "criterion": criterion,
+                "ratio": ratio,
+                "n": len(rows),
+                "value": sum(rates) / len(rates),
+                "low": min(rates),
+                "high": max(rates),
+                # dashed: the source model's rate (absolute), the no-preference line (relative)
+                "baseline": (sum(sources) / len(sources) if sources else None) if question == "hallucinated" else 0.5,
+            }
+        )
+    return _ratio_lines(
+        records,
+        title="Judged rates vs pruning ratio (mean over judges, band: their range; dashed: source model / 0.5)",
+        y_title="share of items",
+        column="question",
+        baseline="baseline",
+        percent=True,
+    )
+
+
+@CHARTS.register("expert_overlap")
+def expert_overlap_chart(table: Table) -> Any:
+    """Which criteria keep the same experts: overlap per criterion pair, one heatmap per model x calibration x ratio."""
+    import altair as alt
+
+    records = [{**row, "panel": f"{row['model']} / {row['calibration']} / {row['ratio']:g}"} for row in table.records()]
+    criteria = list(dict.fromkeys([r["criterion_a"] for r in records] + [r["criterion_b"] for r in records]))
+    base = alt.Chart().encode(
+        x=alt.X("criterion_a:N", sort=criteria, title=None),
+        y=alt.Y("criterion_b:N", sort=criteria, title=None),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("overlap:Q", scale=alt.Scale(domain=[0, 1], scheme="blues")),
+        tooltip=["criterion_a:N", "criterion_b:N", alt.Tooltip("overlap:Q", format=".3f"), "n_seed_pairs:Q"],
+    )
+    labels = base.mark_text(fontSize=10).encode(text=alt.Text("overlap:Q", format=".2f"))
+    return (
+        alt.layer(cells, labels, data=alt.Data(values=records))
+        .properties(width=180, height=180)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=3)
+        .properties(title="Expert-selection overlap between criteria (mean over layers and seed pairs)")
+    )
+
+
+CHART_FORMATS = ("png", "svg", "html")
+
+
+def save_chart(chart: Any, out_dir: Path, name: str) -> list[str]:
+    """<name>.png, .svg and a self-contained (offline) .html page, all rendered by vl-convert; the file names."""
+    import vl_convert as vlc
+
+    spec = chart.to_json()
+    (out_dir / f"{name}.png").write_bytes(vlc.vegalite_to_png(spec, scale=2))
+    (out_dir / f"{name}.svg").write_text(vlc.vegalite_to_svg(spec))
+    (out_dir / f"{name}.html").write_text(vlc.vegalite_to_html(spec, bundle=True))
+    return [f"{name}.{suffix}" for suffix in CHART_FORMATS]
