@@ -29,8 +29,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: setup
 	$(BIN)/expertlab run
 
+# two workers (the machine's two cores); a module's tests stay on one worker, so its fixtures are built once
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py

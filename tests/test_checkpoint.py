@@ -18,10 +18,13 @@ from expertlab.io import OUTPUT_MARKER
 from expertlab.moe.checkpoint import PrunePlan, read_safetensors_header, write_safetensors
 from expertlab.moe.families import ExpertTensors
 from expertlab.moe.prune import prune_checkpoint, prune_model
+from expertlab.variants import Variant
 from tests.tiny_models.qwen3_moe import build as tiny_qwen3_moe
 
 KEPT = [[0, 2, 5, 7], [1, 2, 3, 6]]
 
+
+VARIANT = Variant(model="tiny", calibration="biomed", seed=0, criterion="reap", ratio=0.5)
 
 def _save(model, path, **kwargs):  # noqa: ANN001, ANN202
     model.save_pretrained(path, **kwargs)
@@ -188,7 +191,7 @@ def test_bad_inputs_fail_clearly_and_leave_the_output_alone(tmp_path):
 
 def test_top_k_reduction_is_explicit_and_recorded(tmp_path):
     source = _save(tiny_qwen3_moe(), tmp_path / "source")
-    record = prune_checkpoint(source, _mask(tmp_path, [[3], [5]]), tmp_path / "pruned", variant={}, top_k=1)
+    record = prune_checkpoint(source, _mask(tmp_path, [[3], [5]]), tmp_path / "pruned", variant=VARIANT, top_k=1)
     assert record["top_k"] == 1
     config = json.loads((tmp_path / "pruned" / "config.json").read_text())
     assert config["num_experts_per_tok"] == 1
@@ -242,7 +245,7 @@ def test_prune_checkpoint_keeps_the_source_config_keys(tmp_path):
     config = json.loads((source / "config.json").read_text())
     config["num_experts"] = config.pop("num_local_experts")  # the key Qwen3-MoE hub checkpoints use
     (source / "config.json").write_text(json.dumps(config))
-    record = prune_checkpoint(source, _mask(tmp_path, [[0, 1, 2], [3, 4, 5]]), tmp_path / "pruned", variant={"variant_id": "x"})
+    record = prune_checkpoint(source, _mask(tmp_path, [[0, 1, 2], [3, 4, 5]]), tmp_path / "pruned", variant=VARIANT)
     saved = json.loads((tmp_path / "pruned" / "config.json").read_text())
     assert saved["num_experts"] == 3 and saved["num_experts_per_tok"] == 2
     assert "num_local_experts" not in saved and "text_config" not in saved
@@ -251,7 +254,7 @@ def test_prune_checkpoint_keeps_the_source_config_keys(tmp_path):
     }  # nothing else changes
     assert record["kept_per_layer"] == 3 and record["source_num_experts"] == 8
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").config.num_experts == 3
-    assert json.loads((tmp_path / "pruned" / "expertlab_variant.json").read_text())["variant_id"] == "x"
+    assert json.loads((tmp_path / "pruned" / "expertlab_variant.json").read_text())["variant_id"] == VARIANT.id
 
 
 def test_inspect_reports_refused_ratios_and_leaves_out_dropped_tensors(tmp_path, capsys):

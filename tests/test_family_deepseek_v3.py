@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from expertlab.moe.families import FAMILIES, MoELayer, Routing
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from expertlab.variants import Variant
 from tests.tiny_models import deepseek_v3 as tiny
 
 ADAPTER = FAMILIES["deepseek_v3"]
@@ -83,7 +84,7 @@ def test_checkpoint_with_a_multi_token_prediction_layer_prunes_without_it(tmp_pa
     (tmp_path / "source" / "config.json").write_text(json.dumps(config))
     mask = [[g * 4 + i for g in range(4) for i in (0, 1)] for _ in range(len(ADAPTER.moe_layers(model)))]
     (tmp_path / "mask.json").write_text(json.dumps(mask))
-    record = prune_checkpoint(tmp_path / "source", tmp_path / "mask.json", tmp_path / "pruned", variant={})
+    record = prune_checkpoint(tmp_path / "source", tmp_path / "mask.json", tmp_path / "pruned", variant=Variant(model="tiny", calibration="biomed", seed=0, criterion="reap", ratio=0.5))
     assert record["dropped_tensors"] == len(mtp)
     pruned = load_file(tmp_path / "pruned" / "model.safetensors")
     assert not any(k.startswith(f"model.layers.{depth}.") for k in pruned)
