@@ -20,9 +20,8 @@
 
 with
 
-variant_measures as (
-    select * from variant_measures
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_variant_measures as (
+    select * from grid_variant_measures
 ),
 
 per_calibration as (
@@ -36,7 +35,7 @@ per_calibration as (
         avg(value) as value_mean,
         stddev_samp(value) as value_sd,
         any_value(higher_is_better) as higher_is_better
-    from variant_measures
+    from grid_variant_measures
     group by
         model,
         criterion,

@@ -19,25 +19,24 @@ expert_masks as (
     select * from expert_masks
 ),
 
-variants as (
-    select * from variants
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_variants as (
+    select * from grid_variants
 ),
 
 kept as (
     select
-        variants.variant_id,
-        variants.model,
-        variants.calibration,
-        variants.ratio,
-        variants.criterion,
+        grid_variants.variant_id,
+        grid_variants.model,
+        grid_variants.calibration,
+        grid_variants.ratio,
+        grid_variants.criterion,
         expert_masks.layer,
         expert_masks.expert
     from expert_masks
-    inner join variants
-        on expert_masks.variant_id = variants.variant_id
+    inner join grid_variants
+        on expert_masks.variant_id = grid_variants.variant_id
     where expert_masks.kept
-        and not variants.is_source
+        and not grid_variants.is_source
 ),
 
 layer_sizes as (

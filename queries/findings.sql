@@ -12,9 +12,8 @@
 
 with
 
-domain_retention as (
-    select * from domain_retention
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_domain_retention as (
+    select * from grid_domain_retention
 ),
 
 criterion_retention as (
@@ -25,7 +24,7 @@ criterion_retention as (
         -- a mean over seeds of each seed's domain retention
         avg(retention) filter (where domain = 'biomedical') as biomedical,
         avg(retention) filter (where domain = 'general') as general
-    from domain_retention
+    from grid_domain_retention
     where ratio = getvariable('headline_ratio')  -- params report.headline_ratio
     group by
         model,

@@ -14,9 +14,8 @@
 
 with
 
-domain_retention as (
-    select * from domain_retention
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_domain_retention as (
+    select * from grid_domain_retention
 ),
 
 variant_retention as (
@@ -27,7 +26,7 @@ variant_retention as (
         criterion,
         avg(retention) filter (where domain = 'biomedical') as biomedical_retention,
         avg(retention) filter (where domain = 'general') as general_retention
-    from domain_retention
+    from grid_domain_retention
     where ratio = getvariable('headline_ratio')  -- params report.headline_ratio
     group by
         model,

@@ -20,9 +20,8 @@
 
 with
 
-verdicts as (
-    select * from verdicts
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_verdicts as (
+    select * from grid_verdicts
 ),
 
 judged as (
@@ -38,7 +37,7 @@ judged as (
         output,
         status,
         counted
-    from verdicts
+    from grid_verdicts
 ),
 
 pruned_rates as (

@@ -19,9 +19,8 @@
 
 with
 
-verdicts as (
-    select * from verdicts
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_verdicts as (
+    select * from grid_verdicts
 ),
 
 labelled as (
@@ -35,7 +34,7 @@ labelled as (
         question,
         ratio,
         counted::double as named
-    from verdicts
+    from grid_verdicts
     where status = 'ok'
         and output in ('pruned', 'pair')
 ),

@@ -22,23 +22,20 @@
 
 with
 
-domain_retention as (
-    select * from domain_retention
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_domain_retention as (
+    select * from grid_domain_retention
 ),
 
-primary_scores as (
-    select * from primary_scores
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_primary_scores as (
+    select * from grid_primary_scores
 ),
 
 tasks as (
     select * from tasks
 ),
 
-verdicts as (
-    select * from verdicts
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_verdicts as (
+    select * from grid_verdicts
 ),
 
 settings as (
@@ -50,49 +47,50 @@ settings as (
 
 utility_checks as (
     select
-        domain_retention.model,
-        domain_retention.calibration,
-        domain_retention.criterion,
-        domain_retention.ratio,
-        domain_retention.domain,
+        grid_domain_retention.model,
+        grid_domain_retention.calibration,
+        grid_domain_retention.criterion,
+        grid_domain_retention.ratio,
+        grid_domain_retention.domain,
         'utility' as measure,
-        avg(domain_retention.retention) >= any_value(settings.utility_threshold) as passes
-    from domain_retention
+        avg(grid_domain_retention.retention) >= any_value(settings.utility_threshold) as passes
+    from grid_domain_retention
     cross join settings
     group by all
 ),
 
 score_checks as (
     select
-        primary_scores.model,
-        primary_scores.calibration,
-        primary_scores.criterion,
-        primary_scores.ratio,
-        primary_scores.domain,
-        primary_scores.task || ':' || primary_scores.metric as measure,
-        avg(primary_scores.score) >= any_value(primary_scores.source_score) - any_value(settings.delta) as passes
-    from primary_scores
+        grid_primary_scores.model,
+        grid_primary_scores.calibration,
+        grid_primary_scores.criterion,
+        grid_primary_scores.ratio,
+        grid_primary_scores.domain,
+        grid_primary_scores.task || ':' || grid_primary_scores.metric as measure,
+        avg(grid_primary_scores.score) >= any_value(grid_primary_scores.source_score) - any_value(settings.delta)
+            as passes
+    from grid_primary_scores
     cross join settings
-    where primary_scores.aspect = 'reliability'
-        and primary_scores.source_score is not null
+    where grid_primary_scores.aspect = 'reliability'
+        and grid_primary_scores.source_score is not null
     group by all
 ),
 
 judged as (
     select
-        verdicts.model,
-        verdicts.calibration,
-        verdicts.criterion,
-        verdicts.ratio,
+        grid_verdicts.model,
+        grid_verdicts.calibration,
+        grid_verdicts.criterion,
+        grid_verdicts.ratio,
         tasks.domain,
-        verdicts.question,
-        verdicts.output,
-        verdicts.counted::double as named
-    from verdicts
+        grid_verdicts.question,
+        grid_verdicts.output,
+        grid_verdicts.counted::double as named
+    from grid_verdicts
     inner join tasks
-        on verdicts.dataset = tasks.task
-    where verdicts.status = 'ok'
-        and verdicts.calibration is not null
+        on grid_verdicts.dataset = tasks.task
+    where grid_verdicts.status = 'ok'
+        and grid_verdicts.calibration is not null
 ),
 
 judged_rates as (

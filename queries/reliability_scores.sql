@@ -26,19 +26,21 @@ tasks as (
     select * from tasks
 ),
 
-variants as (
-    select * from variants
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_variants as (
+    select * from grid_variants
+),
+
+source_task_scores as (
+    select * from source_task_scores
 ),
 
 reliability as (
     select
-        variants.model,
-        variants.calibration,
-        variants.seed,
-        variants.criterion,
-        variants.ratio,
-        variants.is_source,
+        grid_variants.model,
+        grid_variants.calibration,
+        grid_variants.seed,
+        grid_variants.criterion,
+        grid_variants.ratio,
         task_scores.task,
         tasks.kind,
         task_scores.metric,
@@ -46,19 +48,10 @@ reliability as (
     from task_scores
     inner join tasks
         on task_scores.task = tasks.task
-    inner join variants
-        on task_scores.variant_id = variants.variant_id
+    inner join grid_variants
+        on task_scores.variant_id = grid_variants.variant_id
     where tasks.aspect = 'reliability'
-),
-
-source_values as (
-    select
-        model,
-        task,
-        metric,
-        value as source_value
-    from reliability
-    where is_source
+        and not grid_variants.is_source
 ),
 
 pruned as (
@@ -74,20 +67,19 @@ pruned as (
         avg(value) as value_mean,
         stddev_samp(value) as value_sd
     from reliability
-    where not is_source
     group by all
 ),
 
 final as (
     select
         pruned.*,
-        source_values.source_value,
-        pruned.value_mean - source_values.source_value as change
+        source_task_scores.value as source_value,
+        pruned.value_mean - source_task_scores.value as change
     from pruned
-    left join source_values
-        on pruned.model = source_values.model
-        and pruned.task = source_values.task
-        and pruned.metric = source_values.metric
+    left join source_task_scores
+        on pruned.model = source_task_scores.model
+        and pruned.task = source_task_scores.task
+        and pruned.metric = source_task_scores.metric
 )
 
 select * from final

@@ -33,54 +33,55 @@ tasks as (
     select * from tasks
 ),
 
-variants as (
-    select * from variants
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_variants as (
+    select * from grid_variants
 ),
 
-verdicts as (
-    select * from verdicts
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_verdicts as (
+    select * from grid_verdicts
+),
+
+source_task_scores as (
+    select * from source_task_scores
 ),
 
 scores as (
+    -- mean over seeds
     select
-        variants.model,
-        variants.calibration,
-        variants.criterion,
-        variants.ratio,
-        variants.is_source,
+        grid_variants.model,
+        grid_variants.calibration,
+        grid_variants.criterion,
+        grid_variants.ratio,
         task_scores.task,
         task_scores.metric,
         avg(task_scores.value) as value
     from task_scores
     inner join tasks
         on task_scores.task = tasks.task
-    inner join variants
-        on task_scores.variant_id = variants.variant_id
+    inner join grid_variants
+        on task_scores.variant_id = grid_variants.variant_id
     where tasks.aspect = 'reliability'
         and tasks.kind = 'generation'
         and task_scores.metric in ('length_words', 'type_token_ratio', 'rouge_l', 'bertscore')
+        and not grid_variants.is_source
     group by all
 ),
 
 compared as (
     select
-        pruned.model,
-        pruned.calibration,
-        pruned.criterion,
-        pruned.ratio,
-        pruned.task,
-        pruned.metric,
-        pruned.value,
-        source.value as source_value
-    from scores as pruned
-    left join scores as source
-        on pruned.model = source.model
-        and pruned.task = source.task
-        and pruned.metric = source.metric
-        and source.is_source
-    where not pruned.is_source
+        scores.model,
+        scores.calibration,
+        scores.criterion,
+        scores.ratio,
+        scores.task,
+        scores.metric,
+        scores.value,
+        source_task_scores.value as source_value
+    from scores
+    left join source_task_scores
+        on scores.model = source_task_scores.model
+        and scores.task = source_task_scores.task
+        and scores.metric = source_task_scores.metric
 ),
 
 judged_variants as (
@@ -95,7 +96,7 @@ judged_variants as (
         avg(counted::double) filter (where question = 'hallucinated' and output = 'source')
             as source_hallucination_rate,
         avg(counted::double) filter (where question = 'q2_omission_more') as omission_rate
-    from verdicts
+    from grid_verdicts
     where status = 'ok'
         and calibration is not null
     group by all

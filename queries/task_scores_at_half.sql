@@ -15,14 +15,13 @@
 
 with
 
-primary_scores as (
-    select * from primary_scores
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_primary_scores as (
+    select * from grid_primary_scores
 ),
 
 at_half as (
     select *
-    from primary_scores
+    from grid_primary_scores
     where ratio = getvariable('headline_ratio')  -- params report.headline_ratio
 ),
 

@@ -13,14 +13,13 @@
 
 with
 
-primary_scores as (
-    select * from primary_scores
-    where quantization is null  -- quantized variants: quantization_comparison
+grid_primary_scores as (
+    select * from grid_primary_scores
 ),
 
 utility_scores as (
     select *
-    from primary_scores
+    from grid_primary_scores
     -- a task the source scores 0 on has no retention
     where aspect = 'utility'
         and retention is not null

@@ -266,6 +266,37 @@ comment on column judgments.label is 'the verdict: hallucinated or faithful (abs
 comment on column judgments.status is 'ok (a label), missing (no verdict given, e.g. a null judge entry) or invalid (a verdict that could not be read as a label; see raw)';
 comment on column judgments.raw is 'the verdict as given. Judge stage: absolute {verdicts, score, threshold} (grounding: {reasons}), relative {order: {A, B}, answers}, invalid {answer, error}. Release: absolute {score, success, reason}, relative {mapping, raw_answers, resolved_answers}, JSON null when missing. Human CSV: the row as given';
 
+-- The source model's value of every task and metric: the baseline each comparison with the source reads.
+create view source_task_scores as
+with
+
+task_scores as (
+    select * from task_scores
+),
+
+variants as (
+    select * from variants
+),
+
+final as (
+    select
+        variants.model,
+        task_scores.task,
+        task_scores.metric,
+        task_scores.value
+    from task_scores
+    inner join variants
+        on task_scores.variant_id = variants.variant_id
+    where variants.is_source
+)
+
+select * from final;
+comment on view source_task_scores is 'each source (unpruned) model''s value per task and metric: what pruned variants are compared with';
+comment on column source_task_scores.model is 'base model name (the source model)';
+comment on column source_task_scores.task is 'evaluation task';
+comment on column source_task_scores.metric is 'metric name';
+comment on column source_task_scores.value is 'the source model''s task_scores.value';
+
 -- The study's unit of comparison: a variant's primary-metric score next to its source model's.
 create view primary_scores as
 with
@@ -282,6 +313,10 @@ variants as (
     select * from variants
 ),
 
+source_task_scores as (
+    select * from source_task_scores
+),
+
 primary_task_scores as (
     select
         task_scores.variant_id,
@@ -292,17 +327,6 @@ primary_task_scores as (
     inner join tasks
         on task_scores.task = tasks.task
         and task_scores.metric = tasks.primary_metric
-),
-
-source_scores as (
-    select
-        variants.model,
-        primary_task_scores.task,
-        primary_task_scores.score as source_score
-    from primary_task_scores
-    inner join variants
-        on primary_task_scores.variant_id = variants.variant_id
-    where variants.is_source
 ),
 
 final as (
@@ -320,17 +344,18 @@ final as (
         tasks.kind,
         primary_task_scores.metric,
         primary_task_scores.score,
-        source_scores.source_score,
+        source_task_scores.value as source_score,
         -- undefined (null) where the source scores 0
-        primary_task_scores.score / nullif(source_scores.source_score, 0) as retention
+        primary_task_scores.score / nullif(source_task_scores.value, 0) as retention
     from primary_task_scores
     inner join variants
         on primary_task_scores.variant_id = variants.variant_id
     inner join tasks
         on primary_task_scores.task = tasks.task
-    left join source_scores
-        on variants.model = source_scores.model
-        and primary_task_scores.task = source_scores.task
+    left join source_task_scores
+        on variants.model = source_task_scores.model
+        and primary_task_scores.task = source_task_scores.task
+        and primary_task_scores.metric = source_task_scores.metric
     where not variants.is_source
 )
 
@@ -522,3 +547,97 @@ comment on column variant_measures.quantization is 'quantization scheme; null wh
 comment on column variant_measures.measure is 'utility:<domain>:<kind> (mean primary score of the utility tasks), or judged:<task>:<question> (share of the variant''s verdicts counted, see verdicts)';
 comment on column variant_measures.value is 'the measure''s value for the variant';
 comment on column variant_measures.higher_is_better is 'true for utility and relative alignment, false for the other judged rates';
+
+-- The pruning grid: every table over model x calibration x criterion x ratio x seed reads these views.
+-- A quantized variant is not one more seed of its criterion and ratio, so the grid leaves it out
+-- (quantization_comparison compares it); quantization, null throughout the grid, is dropped.
+create view grid_variants as
+select * exclude (quantization)
+from variants
+where quantization is null;
+comment on view grid_variants is 'the source models and every unquantized pruned variant (variants without quantization)';
+comment on column grid_variants.variant_id is 'variants.variant_id';
+comment on column grid_variants.is_source is 'variants.is_source';
+comment on column grid_variants.model is 'variants.model';
+comment on column grid_variants.calibration is 'variants.calibration';
+comment on column grid_variants.seed is 'variants.seed';
+comment on column grid_variants.criterion is 'variants.criterion';
+comment on column grid_variants.ratio is 'variants.ratio';
+comment on column grid_variants.kept_per_layer is 'variants.kept_per_layer';
+comment on column grid_variants.top_k is 'variants.top_k';
+comment on column grid_variants.origin is 'variants.origin';
+
+create view grid_primary_scores as
+select * exclude (quantization)
+from primary_scores
+where quantization is null;
+comment on view grid_primary_scores is 'primary_scores of the unquantized variants';
+comment on column grid_primary_scores.variant_id is 'primary_scores.variant_id';
+comment on column grid_primary_scores.model is 'primary_scores.model';
+comment on column grid_primary_scores.calibration is 'primary_scores.calibration';
+comment on column grid_primary_scores.seed is 'primary_scores.seed';
+comment on column grid_primary_scores.criterion is 'primary_scores.criterion';
+comment on column grid_primary_scores.ratio is 'primary_scores.ratio';
+comment on column grid_primary_scores.task is 'primary_scores.task';
+comment on column grid_primary_scores.domain is 'primary_scores.domain';
+comment on column grid_primary_scores.aspect is 'primary_scores.aspect';
+comment on column grid_primary_scores.kind is 'primary_scores.kind';
+comment on column grid_primary_scores.metric is 'primary_scores.metric';
+comment on column grid_primary_scores.score is 'primary_scores.score';
+comment on column grid_primary_scores.source_score is 'primary_scores.source_score';
+comment on column grid_primary_scores.retention is 'primary_scores.retention';
+
+create view grid_domain_retention as
+select * exclude (quantization)
+from domain_retention
+where quantization is null;
+comment on view grid_domain_retention is 'domain_retention of the unquantized variants';
+comment on column grid_domain_retention.variant_id is 'domain_retention.variant_id';
+comment on column grid_domain_retention.model is 'domain_retention.model';
+comment on column grid_domain_retention.calibration is 'domain_retention.calibration';
+comment on column grid_domain_retention.seed is 'domain_retention.seed';
+comment on column grid_domain_retention.criterion is 'domain_retention.criterion';
+comment on column grid_domain_retention.ratio is 'domain_retention.ratio';
+comment on column grid_domain_retention.domain is 'domain_retention.domain';
+comment on column grid_domain_retention.retention is 'domain_retention.retention';
+comment on column grid_domain_retention.n_tasks is 'domain_retention.n_tasks';
+
+create view grid_verdicts as
+select * exclude (quantization)
+from verdicts
+where quantization is null;
+comment on view grid_verdicts is 'verdicts on unquantized variants, and imported verdicts (whose variants are not in the store)';
+comment on column grid_verdicts.judgment_set is 'verdicts.judgment_set';
+comment on column grid_verdicts.rater is 'verdicts.rater';
+comment on column grid_verdicts.rater_kind is 'verdicts.rater_kind';
+comment on column grid_verdicts.protocol is 'verdicts.protocol';
+comment on column grid_verdicts.question is 'verdicts.question';
+comment on column grid_verdicts.dataset is 'verdicts.dataset';
+comment on column grid_verdicts.document_id is 'verdicts.document_id';
+comment on column grid_verdicts.model is 'verdicts.model';
+comment on column grid_verdicts.pruned_model is 'verdicts.pruned_model';
+comment on column grid_verdicts.generator_model is 'verdicts.generator_model';
+comment on column grid_verdicts.criterion is 'verdicts.criterion';
+comment on column grid_verdicts.ratio is 'verdicts.ratio';
+comment on column grid_verdicts.output is 'verdicts.output';
+comment on column grid_verdicts.label is 'verdicts.label';
+comment on column grid_verdicts.status is 'verdicts.status';
+comment on column grid_verdicts.raw is 'verdicts.raw';
+comment on column grid_verdicts.calibration is 'verdicts.calibration';
+comment on column grid_verdicts.seed is 'verdicts.seed';
+comment on column grid_verdicts.counted is 'verdicts.counted';
+
+create view grid_variant_measures as
+select * exclude (quantization)
+from variant_measures
+where quantization is null;
+comment on view grid_variant_measures is 'variant_measures of the unquantized variants';
+comment on column grid_variant_measures.variant_id is 'variant_measures.variant_id';
+comment on column grid_variant_measures.model is 'variant_measures.model';
+comment on column grid_variant_measures.calibration is 'variant_measures.calibration';
+comment on column grid_variant_measures.seed is 'variant_measures.seed';
+comment on column grid_variant_measures.criterion is 'variant_measures.criterion';
+comment on column grid_variant_measures.ratio is 'variant_measures.ratio';
+comment on column grid_variant_measures.measure is 'variant_measures.measure';
+comment on column grid_variant_measures.value is 'variant_measures.value';
+comment on column grid_variant_measures.higher_is_better is 'variant_measures.higher_is_better';

@@ -110,6 +110,41 @@ def test_query_reads_as_a_cte_chain_ending_in_final(path: Path) -> None:
     assert not [word for word in keywords if word in body], "keywords are lowercase"
 
 
+GRID_VIEWS = {
+    "variants": "grid_variants",
+    "primary_scores": "grid_primary_scores",
+    "domain_retention": "grid_domain_retention",
+    "verdicts": "grid_verdicts",
+    "variant_measures": "grid_variant_measures",
+}
+
+
+def test_the_pruning_grid_is_filtered_once_in_the_schema_and_read_from_its_views(study_store: Path) -> None:
+    """The grid leaves quantized variants out in the schema's grid_ views only: no query repeats the filter,
+    and only quantization_comparison reads a relation that holds quantized variants."""
+    import re
+
+    con = connect_read_only(study_store)
+    try:
+        views = {name for (name,) in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
+        for relation, view in GRID_VIEWS.items():
+            (quantized,) = con.execute(f"select count(*) from {relation} where quantization is not null").fetchone()
+            (everything,) = con.execute(f"select count(*) from {relation}").fetchone()
+            (grid,) = con.execute(f"select count(*) from {view}").fetchone()
+            assert quantized > 0 and grid == everything - quantized, view
+    finally:
+        con.close()
+    assert set(GRID_VIEWS.values()) | {"source_task_scores"} <= views
+    schema = (REPO / "schema" / "expertlab.sql").read_text()
+    assert schema.count("where quantization is null") == len(GRID_VIEWS)
+    reads = re.compile(rf"\b(?:from|join)\s+({'|'.join(GRID_VIEWS)})\b")
+    for path in QUERY_FILES:
+        body = path.read_text()
+        assert "quantization is null" not in body, f"{path.stem}: read a grid_ view instead"
+        if path.stem != "quantization_comparison":
+            assert not reads.findall(body), f"{path.stem} reads {reads.findall(body)}: read the grid_ views"
+
+
 def test_undocumented_or_missing_columns_fail_the_report(tmp_path: Path, study_store: Path) -> None:
     queries = tmp_path / "queries"
     queries.mkdir()

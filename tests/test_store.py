@@ -251,6 +251,12 @@ EXPECTED_COLUMNS = {
     "variant_measures": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, quantization VARCHAR, measure VARCHAR, value DOUBLE, higher_is_better BOOLEAN",
 }
+EXPECTED_COLUMNS["source_task_scores"] = "model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE"
+# the pruning grid: each relation without its quantized variants and so without the quantization column
+EXPECTED_COLUMNS |= {
+    f"grid_{name}": EXPECTED_COLUMNS[name].replace(", quantization VARCHAR", "")
+    for name in ("variants", "primary_scores", "domain_retention", "verdicts", "variant_measures")
+}
 EXPECTED_KEYS = {
     "store_schema": ["fingerprint"],
     "artifacts": ["kind", "identity"],
