@@ -49,20 +49,22 @@ class Variant(BaseModel):
             return "source"
         return "pruned" if self.quantization is None else "quantized"
 
+    def _parts(self) -> list[str]:
+        """What the id and the path are made of: the model, then `source` or the pruning fields."""
+        if self.kind == "source":
+            return [self.model, SOURCE_TAG]
+        return [self.model, str(self.calibration), str(self.seed), str(self.criterion), str(float(self.ratio))]  # type: ignore[arg-type]
+
     @property
     def id(self) -> str:
         """`model:source`, `model:calibration:seed:criterion:ratio`, or that with `:scheme` for a quantized one."""
-        if self.kind == "source":
-            return f"{self.model}:{SOURCE_TAG}"
-        pruned = f"{self.model}:{self.calibration}:{self.seed}:{self.criterion}:{float(self.ratio)}"  # type: ignore[arg-type]
+        pruned = ":".join(self._parts())
         return pruned if self.quantization is None else f"{pruned}:{self.quantization}"
 
     @property
     def path(self) -> str:
         """Its place below an artifact root: `model/source`, `model/calibration/seed/criterion/ratio[-scheme]`."""
-        if self.kind == "source":
-            return f"{self.model}/{SOURCE_TAG}"
-        pruned = f"{self.model}/{self.calibration}/{self.seed}/{self.criterion}/{float(self.ratio)}"  # type: ignore[arg-type]
+        pruned = "/".join(self._parts())
         return pruned if self.quantization is None else f"{pruned}-{self.quantization}"
 
     @property
