@@ -142,6 +142,8 @@ def _rename(data: dict, path: tuple[str, ...], new: str) -> None:
 
 
 REFERRED = ("models", "calibrations", "judges", "quantization")  # mappings of names other keys refer to
+USER_NAMED = ("report.agreement_windows",)  # window names are the user's to choose: renaming one is a valid edit
+PAIRS = ("report.agreement_windows",)  # values that are (lowest, highest) pairs, not lists of distinct entries
 
 
 def params_mutations() -> Tally:
@@ -157,17 +159,20 @@ def params_mutations() -> Tally:
     for path, value in _leaves(default):
         dotted, parent, key = ".".join(path), ".".join(path[:-1]), path[-1]
         if parent == "study.tasks":
-            continue  # a task group's name is the user's to choose: renaming it is a valid edit
+            continue  # a task group's name is the user's to choose, and so are its tasks' order and number
         misspelt = copy.deepcopy(default)
         _rename(misspelt, path, key + "z")
         if parent in REFERRED:  # e.g. "study.models: 'toy' has no entry under models"
             trials.append((f"misspelt {dotted}", misspelt, lambda m, key=key: f"'{key}'" in m and ("no entry under" in m or "is not in" in m)))
-        else:
+        elif parent not in USER_NAMED:
             trials.append((f"misspelt {dotted}", misspelt, lambda m, d=f"{dotted}z": f"{d}: unknown key" in m))
         if isinstance(value, list) and value:
             twice = copy.deepcopy(default)
             _set(twice, path, [*value, value[0]])
-            trials.append((f"{dotted} twice", twice, lambda m, d=dotted, p=parent: "twice" in m and (d in m or p in m)))
+            if parent in PAIRS:  # a third entry: refused as no pair, naming the key
+                trials.append((f"{dotted} twice", twice, lambda m, d=dotted: f"{d}: Tuple should have at most 2 items" in m))
+            else:
+                trials.append((f"{dotted} twice", twice, lambda m, d=dotted, p=parent: "twice" in m and (d in m or p in m)))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             word = copy.deepcopy(default)
             _set(word, path, "many")

@@ -60,8 +60,8 @@ def judge_generations(
 
     from expertlab.errors import ExpertlabError
     from expertlab.io import OutputDir, write_json
-    from expertlab.judges.client import RetryPolicy
     from expertlab.judges.backend import Settings, items_from_generations
+    from expertlab.judges.client import RetryPolicy
     from expertlab.judges.registry import build_judge
     from expertlab.store.artifacts import JUDGMENT_COLUMNS
 

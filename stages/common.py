@@ -38,6 +38,9 @@ def variant_from_args(args: argparse.Namespace) -> Variant | None:
     """The pruned variant the identity flags name; None without a criterion (a mask from elsewhere)."""
     if args.criterion is None:
         return None
+    missing = [f"--{name}" for name in ("calibration", "seed", "ratio") if getattr(args, name) is None]
+    if missing:
+        raise ValueError(f"--criterion names a pruned variant, which also needs {', '.join(missing)}")
     model = args.model or Path(args.model_dir).name
     return Variant(model=model, calibration=args.calibration, seed=args.seed, criterion=args.criterion, ratio=args.ratio)
 

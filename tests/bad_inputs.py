@@ -88,6 +88,8 @@ CASES: list[BadInput] = [
     BadInput("mask index out of range", PRUNE, "mask.json: mask layer 0", files={"mask.json": "[[0, 9], [0, 1]]"}),
     BadInput("mask of names", PRUNE, "mask.json: mask layer 0", files={"mask.json": '[["a", "b"], [0, 1]]'}),
     BadInput("mask missing", ["prune", "model", "--mask", "nowhere.json", "--out", "p"], "nowhere.json"),
+    BadInput("prune with half a variant identity", [*PRUNE, "--criterion", "reap", "--seed", "0"],
+             "--criterion names a pruned variant, which also needs --calibration, --ratio"),
     BadInput("prune into the working directory", [*PRUNE[:-1], "."], "output .: is the working directory",
              files={"mask.json": "[[0, 1], [2, 3]]"}),
     BadInput("prune over the model", [*PRUNE[:-1], "model"], "output model: is the input model",
