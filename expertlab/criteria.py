@@ -127,8 +127,9 @@ def layer_stats(frame: pd.DataFrame) -> dict[int, LayerStats]:
     """Split an expert_stats frame (one row per layer, expert) into per-layer statistics."""
     import torch
 
-    missing = {"layer", "expert", "tokens", "routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum"}
-    missing -= set(frame.columns)
+    from expertlab.records import EXPERT_STATS
+
+    missing = set(EXPERT_STATS.names()) - set(frame.columns)
     if missing:
         raise ValueError(f"expert statistics lack columns: {sorted(missing)}")
     result = {}
@@ -180,6 +181,8 @@ def select_masks(
     """Every criterion x ratio mask from one observation, plus the long table of scores."""
     import pandas as pd
 
+    from expertlab.records import EXPERT_SCORES
+
     stats = layer_stats(frame)
     num_experts = {s.num_experts for s in stats.values()}
     if len(num_experts) != 1:
@@ -197,6 +200,6 @@ def select_masks(
             routed_top_k = resolve_top_k(n, top_k, ratio, allow_top_k_reduction)
             layers = [top_experts(scores[layer], kept, n_group) for layer in sorted(scores)]
             masks.append(Mask(criterion, float(ratio), kept, routed_top_k, layers))
-    score_frame = pd.DataFrame(score_rows, columns=["criterion", "layer", "expert", "score"])
+    score_frame = pd.DataFrame(score_rows, columns=EXPERT_SCORES.names())
     score_frame = score_frame.astype({"layer": "int32", "expert": "int32", "score": "float64"})
     return score_frame, masks

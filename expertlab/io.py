@@ -239,20 +239,6 @@ def json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def read_meta(directory: str | Path, kind: str, required: Sequence[str] = ()) -> dict[str, Any]:
-    """An artifact's meta.json: an object of `kind` holding the `required` keys, or an error naming file and key."""
-    path = Path(directory) / "meta.json"
-    meta = read_json(path)
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: expected a JSON object, found a JSON {json_type(meta)}")
-    if meta.get("kind") != kind:
-        raise ValueError(f"{path}: kind is {meta.get('kind')!r}, expected {kind!r} (is {directory} the right directory?)")
-    missing = [key for key in required if key not in meta]
-    if missing:
-        raise ValueError(f"{path}: lacks {', '.join(repr(key) for key in missing)}; was it written by an older expertlab?")
-    return meta
-
-
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp:
         with tmp.open("w") as fh:

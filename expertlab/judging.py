@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from expertlab.params import Params
+    from expertlab.records import GenerationsMeta
 
 VERDICTS_FILE = "verdicts.jsonl"
 
 
-def _generations(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from expertlab.io import read_jsonl, read_meta
+def _generations(path: Path) -> tuple[GenerationsMeta, list[dict[str, Any]]]:
+    from expertlab.io import read_jsonl
+    from expertlab.records import GenerationsMeta, read_meta
 
-    return read_meta(path, "generations", ["variant"]), read_jsonl(path / "generations.jsonl")
+    return read_meta(path, GenerationsMeta), read_jsonl(path / "generations.jsonl")
 
 
 def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
@@ -54,8 +56,6 @@ def judge_generations(
     warm: str | Path | None,
 ) -> tuple[int, int]:
     """Judge one variant's generations against its source's; returns (verdict rows, items) written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from expertlab.errors import ExpertlabError
@@ -63,7 +63,7 @@ def judge_generations(
     from expertlab.judges.backend import Settings, items_from_generations
     from expertlab.judges.client import RetryPolicy
     from expertlab.judges.registry import build_judge
-    from expertlab.store.artifacts import JUDGMENT_COLUMNS
+    from expertlab.records import JUDGMENTS, JudgmentsMeta
 
     # --warm's directory holds this output's siblings: the output may lie inside it, never replace it
     around = [warm] if warm else []
@@ -72,13 +72,13 @@ def judge_generations(
     config = params.judge
     meta, rows = _generations(Path(gen_dir))
     source_meta, source_rows = _generations(Path(source_dir))
-    variant = meta["variant"]
-    if variant.get("criterion") is None:
+    variant = meta.variant
+    if variant.criterion is None:
         raise ValueError(f"{gen_dir}: these are the source model's generations; judge a pruned variant's")
-    if source_meta["variant"].get("criterion") is not None or source_meta["variant"]["model"] != variant["model"]:
-        raise ValueError(f"{source_dir}: not the unpruned {variant['model']}'s generations")
-    group = meta.get("group", "")
-    tasks = [task for task in config.tasks if task in (meta.get("tasks") or [])]
+    if source_meta.variant.criterion is not None or source_meta.variant.model != variant.model:
+        raise ValueError(f"{source_dir}: not the unpruned {variant.model}'s generations")
+    group = meta.group
+    tasks = [task for task in config.tasks if task in (meta.tasks or [])]
     items = items_from_generations(rows, source_rows, tasks)
 
     cache_dir = Path(config.cache_dir)
@@ -110,7 +110,7 @@ def judge_generations(
             "cache_hits": tally.cache_hits, "computed": tally.computed, "invalid": tally.invalid,
             "failed": len(tally.failed), "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens,
         }  # fmt: skip
-        print(f"judge: {variant['variant_id']} {group}: {name}: {tally.summary()}")
+        print(f"judge: {variant.variant_id} {group}: {name}: {tally.summary()}")
         failures += [f"judge {name}, {failure}" for failure in tally.failed]
         judgments += judge_rows
         used += [{"judge": name, "key": key, "record": tally.verdicts[key]} for key in sorted(tally.verdicts)]
@@ -122,30 +122,18 @@ def judge_generations(
         )
 
     identity = {
-        "model": variant["model"], "pruned_model": variant["variant_id"], "generator_model": variant["model"],
-        "criterion": variant["criterion"], "ratio": float(variant["ratio"]),
+        "model": variant.model, "pruned_model": variant.variant_id, "generator_model": variant.model,
+        "criterion": variant.criterion, "ratio": float(variant.ratio),
     }  # fmt: skip
     table_rows = [{**row, **identity} for row in judgments]
-    types = {"double": pa.float64()}
-    schema = pa.schema([(column, types.get(kind, pa.string())) for column, kind in JUDGMENT_COLUMNS.items()])
+    record = JudgmentsMeta(
+        name=f"{variant.variant_id}/{group}", format="expertlab", variant=variant, group=group, tasks=tasks,
+        items=len(items), raters=list(config.judges), protocols=list(config.protocols), costs=report,
+    )  # fmt: skip
     with output.writing() as tmp:
-        pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), tmp / "judgments.parquet")
+        JUDGMENTS.write(tmp / "judgments.parquet", table_rows)
         with (tmp / VERDICTS_FILE).open("w") as fh:
             for entry in used:
                 fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
-        write_json(
-            tmp / "meta.json",
-            {
-                "kind": "judgments",
-                "name": f"{variant['variant_id']}/{group}",
-                "format": "expertlab",
-                "variant": variant,
-                "group": group,
-                "tasks": tasks,
-                "items": len(items),
-                "raters": list(config.judges),
-                "protocols": list(config.protocols),
-                "costs": report,
-            },
-        )
+        write_json(tmp / "meta.json", record.dump())
     return len(table_rows), len(items)

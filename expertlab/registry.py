@@ -25,10 +25,11 @@ class Registry(Generic[T]):
 
         return add
 
-    def add(self, name: str, entry: T) -> None:
+    def add(self, name: str, entry: T) -> T:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} registered twice")
         self._entries[name] = entry
+        return entry
 
     def __getitem__(self, name: str) -> T:
         try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SAMPLE_SCHEMA = [("task", "string"), ("sample_id", "string"), ("metric", "string"), ("value", "float64")]
-CORPUS_SCHEMA = [("task", "string"), ("metric", "string"), ("value", "float64"), ("n", "int64")]
+if TYPE_CHECKING:
+    from expertlab.records import VariantRecord
 
 
 def score_generations(
@@ -34,32 +34,23 @@ def score_generations(
     return samples, corpus
 
 
-def score_artifact(gen_dir: str | Path, out: str | Path, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str, float, int]]]:
+def score_artifact(gen_dir: str | Path, out: str | Path, options: Mapping[str, Any]) -> tuple[VariantRecord, list[tuple[str, str, float, int]]]:
     """Score a generations artifact into OUT; returns its variant record and (task, metric, mean, n) lines."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from expertlab.io import OutputDir, read_jsonl, read_meta, write_json
+    from expertlab.io import OutputDir, read_jsonl, write_json
+    from expertlab.records import CORPUS_SCORES, SAMPLE_SCORES, GenerationsMeta, ScoresMeta, read_meta
 
     gen_dir = Path(gen_dir)
     output = OutputDir(out, "score", inputs=[gen_dir])
     output.check()
-    meta = read_meta(gen_dir, "generations", ["variant"])
+    meta = read_meta(gen_dir, GenerationsMeta)
     samples, corpus = score_generations(read_jsonl(gen_dir / "generations.jsonl"), options)
-
-    def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> pa.Table:
-        return pa.Table.from_pylist(rows, schema=pa.schema([(name, pa.type_for_alias(kind)) for name, kind in columns]))
-
-    sample_table = table(samples, SAMPLE_SCHEMA)
+    sample_table = SAMPLE_SCORES.table(samples)
     with output.writing() as tmp:
-        pq.write_table(sample_table, tmp / "sample_scores.parquet")
-        pq.write_table(table(corpus, CORPUS_SCHEMA), tmp / "corpus_scores.parquet")
-        write_json(
-            tmp / "meta.json",
-            {"kind": "scores", "variant": meta["variant"], "group": meta.get("group", ""), "tasks": meta.get("tasks")},
-        )
-    print(f"score: {meta['variant'].get('variant_id')}: {len(samples)} sample scores, {len(corpus)} corpus scores -> {out}")
+        SAMPLE_SCORES.write(tmp / "sample_scores.parquet", samples)
+        CORPUS_SCORES.write(tmp / "corpus_scores.parquet", corpus)
+        write_json(tmp / "meta.json", ScoresMeta(variant=meta.variant, group=meta.group, tasks=meta.tasks).dump())
+    print(f"score: {meta.variant.variant_id}: {len(samples)} sample scores, {len(corpus)} corpus scores -> {out}")
     summary = sample_table.group_by(["task", "metric"]).aggregate([("value", "mean"), ("value", "count")])
     lines = [(r["task"], r["metric"], r["value_mean"], r["value_count"]) for r in summary.to_pylist()]
     lines += [(r["task"], r["metric"], r["value"], r["n"]) for r in corpus]
-    return meta["variant"], sorted(lines)
+    return meta.variant, sorted(lines)

@@ -85,21 +85,28 @@ class Variant(BaseModel):
             **{name: getattr(self, name) for name in PRUNING_FIELDS},
             "kept_per_layer": kept_per_layer,
             "top_k": top_k,
+            "quantization": self.quantization,
         }
-        if self.quantization is not None:  # unquantized records keep the fields they always had
-            record["quantization"] = self.quantization
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any], where: object) -> Variant:
         """The variant a record names, failing (naming `where`) when its id does not match its fields."""
+        try:
+            return cls.of_record(record)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+
+    @classmethod
+    def of_record(cls, record: dict[str, Any]) -> Variant:
+        """The variant a record names; a ValueError when it names none or its id does not match its fields."""
         fields = {name: record.get(name) for name in ("model", *PRUNING_FIELDS, "quantization")}
         try:
             variant = cls(**fields)
         except ValueError as err:
-            raise ValueError(f"{where}: not a variant record ({' '.join(str(err).split())})") from None
+            raise ValueError(f"not a variant record ({' '.join(str(err).split())})") from None
         if record.get("variant_id") != variant.id:
-            raise ValueError(f"{where}: variant_id {record.get('variant_id')!r} does not match its fields ({variant.id!r})")
+            raise ValueError(f"variant_id {record.get('variant_id')!r} does not match its fields ({variant.id!r})")
         return variant
 
 

@@ -1,6 +1,8 @@
 -- The store's schema (results.duckdb): the one definition of every type, table and view.
--- The double-brace placeholders below are filled from the registries by expertlab/store/schema.py, so a new
--- criterion, task domain or artifact kind changes the enum without an edit here.
+-- The double-brace placeholders below are filled by expertlab/store/schema.py. A bare name takes its
+-- vocabulary from the registries, so a new criterion, task domain or artifact kind changes the enum
+-- without an edit here; `columns: <name>` takes the columns of a file a stage writes, each typed once
+-- in expertlab/records.py (the writers' parquet schemas come from the same map).
 -- Keys are declared, foreign keys are not: DuckDB cannot update or delete a referenced row, and
 -- every table is derived by `expertlab ingest`, which keeps them consistent.
 
@@ -67,16 +69,7 @@ comment on column tasks.description is 'one-line description and the benchmark i
 comment on column tasks.source is 'where its items come from: a source under params evaluation.sources (local copies of the official files), or toy (the toy world)';
 
 create table observations (
-    model varchar not null,
-    calibration varchar not null,
-    seed integer not null,
-    model_type varchar not null,
-    num_experts integer not null,
-    top_k integer not null,
-    n_group integer not null,
-    moe_layers integer[] not null,
-    samples integer not null,
-    tokens bigint not null,
+    {{ columns: observations }},
     primary key (model, calibration, seed)
 );
 comment on table observations is 'one calibration pass per (model, calibration, seed): what was observed (the observe stage''s meta.json)';
@@ -95,14 +88,7 @@ create table expert_stats (
     model varchar not null,
     calibration varchar not null,
     seed integer not null,
-    layer integer not null,
-    expert integer not null,
-    tokens bigint not null,
-    routed_count bigint not null,
-    gate_sum double not null,
-    ean_sum double not null,
-    weighted_norm_sum double not null,
-    easy_ep_sum double not null,
+    {{ columns: expert_stats }},
     primary key (model, calibration, seed, layer, expert)
 );
 comment on table expert_stats is 'sufficient statistics per (layer, expert) from one calibration pass; every criterion is computed from them (DESIGN.md, Saliency criteria)';
@@ -122,10 +108,7 @@ create table expert_scores (
     model varchar not null,
     calibration varchar not null,
     seed integer not null,
-    criterion criterion not null,
-    layer integer not null,
-    expert integer not null,
-    score double not null,
+    {{ columns: expert_scores }},
     rank integer not null,
     primary key (model, calibration, seed, criterion, layer, expert)
 );
@@ -180,10 +163,7 @@ comment on column expert_masks.kept is 'true when the variant keeps the expert';
 
 create table sample_scores (
     variant_id varchar not null,
-    task varchar not null,
-    sample_id varchar not null,
-    metric varchar not null,
-    value double not null,
+    {{ columns: sample_scores }},
     primary key (variant_id, task, sample_id, metric)
 );
 comment on table sample_scores is 'every metric of every evaluated sample, long format';
@@ -212,12 +192,7 @@ comment on column task_scores.level is 'sample: averaged from sample_scores; cor
 
 create table generations (
     variant_id varchar not null,
-    task varchar not null,
-    sample_id varchar not null,
-    prompt varchar not null,
-    output varchar not null,
-    target varchar not null,
-    choices varchar[],
+    {{ columns: generations }},
     primary key (variant_id, task, sample_id)
 );
 comment on table generations is 'model outputs: one row per (variant, task item)';
@@ -231,21 +206,7 @@ comment on column generations.choices is 'answer options for classification task
 
 create table judgments (
     judgment_set varchar not null,
-    rater varchar not null,
-    rater_kind rater_kind not null,
-    protocol protocol not null,
-    question judgment_question not null,
-    dataset varchar not null,
-    document_id varchar not null,
-    model varchar not null,
-    pruned_model varchar not null,
-    generator_model varchar not null,
-    criterion criterion not null,
-    ratio double not null,
-    output judged_output not null,
-    label judgment_label,
-    status judgment_status not null,
-    raw json not null,
+    {{ columns: judgments }},
     primary key (rater, protocol, question, dataset, document_id, pruned_model, output)
 );
 comment on table judgments is 'verdicts of judges and annotators, long format: one row per (rater, protocol, question, judged item); written by the judge stage (judgments/), or imported by `expertlab import-judgments` (the study''s released verdicts, human annotations)';

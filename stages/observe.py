@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     settings = section(load_optional_params(args), "observe", batch_size=args.batch_size, max_length=args.max_length, max_memory=args.max_memory)
     run_fields = {"model": args.model or Path(args.model_dir).name, "calibration": args.calibration, "seed": args.seed}
     meta = observe_checkpoint(args.model_dir, args.data, args.out, run_fields, settings)
-    print(f"observe: {meta['samples']} texts, {meta['tokens']} tokens, {len(meta['moe_layers'])} MoE layers -> {args.out}")
+    print(f"observe: {meta.samples} texts, {meta.tokens} tokens, {len(meta.moe_layers)} MoE layers -> {args.out}")
     return 0

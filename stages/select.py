@@ -28,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     ratios = args.ratios or (params.study.ratios if params else [])
     allow = section(params, "select", allow_top_k_reduction=args.allow_top_k_reduction).allow_top_k_reduction
     meta = select_observation(args.observation, args.out, criteria, ratios, args.seed, allow)
-    print(f"select: {len(meta['masks'])} masks ({len(criteria)} criteria x {len(ratios)} ratios) -> {args.out}")
+    print(f"select: {len(meta.masks)} masks ({len(criteria)} criteria x {len(ratios)} ratios) -> {args.out}")
     return 0

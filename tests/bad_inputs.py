@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from expertlab.records import GenerationsMeta, ObservationMeta, VariantRecord
+from expertlab.variants import Variant
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = (ROOT / "params.yaml").read_text()
 
@@ -49,7 +52,10 @@ OBSERVE = ["observe", "model", "--data", "calib.jsonl", "--out", "obs2"]
 PRUNE = ["prune", "model", "--mask", "mask.json", "--out", "pruned"]
 SELECT = ["select", "bad-obs", "--ratios", "0.5", "--out", "masks2"]
 CHECK = ["check", "--params", "bad.yaml", "--queries", str(ROOT / "queries")]
-GOOD_META = json.dumps({"kind": "observation", "model": "model", "top_k": 2, "num_experts": 4, "moe_layers": [0, 1]})
+GOOD_META = json.dumps(
+    ObservationMeta(model="model", calibration="toy", seed=0, model_type="qwen3_moe", num_experts=4, top_k=2,
+                    moe_layers=[0, 1], samples=1, tokens=8).dump()
+)  # fmt: skip
 
 CASES: list[BadInput] = [
     # observe: weights, config, calibration texts, output
@@ -73,7 +79,7 @@ CASES: list[BadInput] = [
     BadInput("observation meta an array", SELECT, "bad-obs/meta.json: expected a JSON object", files={"bad-obs/meta.json": "[]"}),
     BadInput("observation of another kind", SELECT, "bad-obs/meta.json: kind is 'generations'",
              files={"bad-obs/meta.json": '{"kind": "generations"}'}),
-    BadInput("observation meta lacks top_k", SELECT, "lacks 'top_k'", files={"bad-obs/meta.json": '{"kind": "observation"}'}),
+    BadInput("observation meta lacks top_k", SELECT, "top_k: missing key", files={"bad-obs/meta.json": '{"kind": "observation"}'}),
     BadInput("statistics missing", SELECT, "bad-obs/expert_stats.parquet", files={"bad-obs/meta.json": GOOD_META}),
     BadInput("statistics not parquet", SELECT, "bad-obs/expert_stats.parquet",
              files={"bad-obs/meta.json": GOOD_META, "bad-obs/expert_stats.parquet": b"PAR1garbage"}),
@@ -156,7 +162,8 @@ def prepare_workspace(root: Path, model_dir: Path) -> Path:
     finally:
         os.chdir(here)
     (root / "gen").mkdir()
-    (root / "gen" / "meta.json").write_text(json.dumps({"kind": "generations", "variant": {"variant_id": "model"}}))
+    source = VariantRecord.of(Variant(model="model"), None, 2)
+    (root / "gen" / "meta.json").write_text(json.dumps(GenerationsMeta(variant=source).dump()))
     return root
 
 

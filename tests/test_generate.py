@@ -13,6 +13,7 @@ import pytest
 import stages.generate
 import stages.score
 from expertlab.generate.hf import generate, load_model, render_prompt
+from expertlab.variants import Variant
 
 PROMPTS = [
     "what is the dose of aspirin",
@@ -118,6 +119,7 @@ def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, 
             "ratio": None,
             "kept_per_layer": None,
             "top_k": 2,
+            "quantization": None,
         },
         "group": "",
         "tasks": ["bio_qa", "bio_mcq"],
@@ -145,7 +147,7 @@ def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, 
 
 def test_generate_records_the_given_variant(tiny_moe_dir, tmp_path):
     write_tasks(tmp_path / "tasks")
-    variant = {"variant_id": "tiny:toy:0:reap:0.5", "model": "tiny", "criterion": "reap"}
+    variant = Variant(model="tiny", calibration="toy", seed=0, criterion="reap", ratio=0.5).record(2, 2)
     (tmp_path / "variant.json").write_text(json.dumps(variant))
     argv = [str(tiny_moe_dir), "--tasks-dir", str(tmp_path / "tasks"), "--tasks", "bio_mcq", "--out", str(tmp_path / "gen")]
     assert run_stage(stages.generate, [*argv, "--limit", "1", "--variant-meta", str(tmp_path / "variant.json")]) == 0
@@ -265,11 +267,11 @@ def test_generation_budget_is_the_models_or_the_tasks_capped_by_generate_max_new
     data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     data["models"]["toy"]["max_new_tokens"] = {"bio_qa": 40}
     params = parse_params(data)
-    assert budget(params, {"model": "toy"}, "bio_qa") == 40  # the model's own budget for the task
-    assert budget(params, {"model": "toy"}, "bio_mcq") == 4  # the task's (registry) budget
-    assert budget(params, {"model": "elsewhere"}, "bio_qa") == 12
-    assert budget(None, {"model": "toy"}, "bio_qa") == 12
+    assert budget(params, "toy", "bio_qa") == 40  # the model's own budget for the task
+    assert budget(params, "toy", "bio_mcq") == 4  # the task's (registry) budget
+    assert budget(params, "elsewhere", "bio_qa") == 12
+    assert budget(None, "toy", "bio_qa") == 12
     capped = copy.deepcopy(data)
     capped["generate"]["max_new_tokens"] = 30
-    assert budget(parse_params(capped), {"model": "toy"}, "bio_qa") == 30
-    assert budget(parse_params(capped), {"model": "toy"}, "bio_mcq") == 4
+    assert budget(parse_params(capped), "toy", "bio_qa") == 30
+    assert budget(parse_params(capped), "toy", "bio_mcq") == 4

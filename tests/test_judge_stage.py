@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import yaml
 
+from expertlab.records import GenerationsMeta, VariantRecord
 from expertlab.judges.protocols import ab_order, absolute_messages
 from expertlab.variants import Variant
 from tests.openai_server import Answer, Fail, OpenAIServer
@@ -47,8 +48,8 @@ def write_generations(path: Path, variant: dict[str, Any], outputs: list[str]) -
     rows.append({"task": "bio_qa", "sample_id": "bio_qa-0000", "prompt": "q", "output": "a", "target": "a",
                  "choices": None, "doc": {}})  # fmt: skip
     (path / "generations.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    meta = {"kind": "generations", "variant": variant, "group": "toy", "tasks": ["trial_summary", "bio_qa"]}
-    (path / "meta.json").write_text(json.dumps(meta))
+    meta = GenerationsMeta(variant=VariantRecord(**variant), group="toy", tasks=["trial_summary", "bio_qa"])
+    (path / "meta.json").write_text(json.dumps(meta.dump()))
     return path
 
 

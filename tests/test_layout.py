@@ -93,7 +93,8 @@ def test_a_variant_record_names_its_fields_and_a_mismatched_id_is_refused():
     variant = Variant(model="toy", calibration="biomed", seed=1, criterion="reap", ratio=0.25)
     record = variant.record(12, 2)
     assert record == {"variant_id": "toy:biomed:1:reap:0.25", "model": "toy", "calibration": "biomed", "seed": 1,
-                      "criterion": "reap", "ratio": 0.25, "kept_per_layer": 12, "top_k": 2}  # fmt: skip
+                      "criterion": "reap", "ratio": 0.25, "kept_per_layer": 12, "top_k": 2,
+                      "quantization": None}  # fmt: skip
     assert Variant.from_record(record, "meta.json") == variant
     with pytest.raises(ValueError, match=r"meta.json: variant_id 'toy:biomed:1:reap:0.5' does not match"):
         Variant.from_record({**record, "variant_id": "toy:biomed:1:reap:0.5"}, "meta.json")

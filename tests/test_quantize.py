@@ -240,8 +240,8 @@ def test_quantize_stage_writes_a_quantized_variant_that_loads(pruned_dir: Path, 
     data = str(pruned_dir / "calib.jsonl")
     assert main(["quantize", str(pruned_dir / "pruned"), "--data", data, "--out", str(out)]) == 0
     variant = load_variant(out)
-    assert variant["variant_id"] == "tiny:biomed:0:reap:0.25:gptq-w4a16" and variant["quantization"] == "gptq-w4a16"
-    assert variant["kept_per_layer"] == 3 and variant["quantized_from"] == str(pruned_dir / "pruned")
+    assert variant.variant_id == "tiny:biomed:0:reap:0.25:gptq-w4a16" and variant.quantization == "gptq-w4a16"
+    assert variant.kept_per_layer == 3 and variant.quantized_from == str(pruned_dir / "pruned")
     record = json.loads((out / "expertlab_quantization.json").read_text())
     assert record["spec"]["bits"] == 4 and record["samples"] == 12
     # 2 layers x (q, k, v, o + 3 experts x (gate_up, down))

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from expertlab import records
+from expertlab.records import GenerationsMeta, JudgmentsMeta, MaskEntry, ObservationMeta, ScoresMeta, SelectionMeta
 from expertlab.store import ingest
 from expertlab.store.artifacts import KINDS
 from expertlab.store.schema import render_ddl, vocabularies
@@ -24,12 +26,14 @@ from expertlab.variants import Variant
 
 REPO = Path(__file__).resolve().parents[1]
 
-# --- artifact writers: the exact formats the pipeline's stages write ------------------------------
+# --- artifact writers: the pipeline's formats, built through the records the stages write ------------
 
 
-def _meta(directory: Path, meta: dict[str, Any]) -> None:
+def _meta(directory: Path, meta: records.Record | dict[str, Any]) -> None:
+    """meta.json from its record (a dict: a deliberately malformed one, written as given)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    data = meta.dump() if isinstance(meta, records.Record) else meta
+    (directory / "meta.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def variant(model: str, calibration: str | None = None, seed: int | None = None, criterion: str | None = None,
@@ -45,6 +49,14 @@ def variant_path(record: dict[str, Any]) -> Path:
     return Path(Variant.model_construct(**{key: record.get(key) for key in fields}).path)  # bad records too
 
 
+def _evaluation_meta(model: type[records.EvaluationMeta], record: dict[str, Any], **fields: Any) -> Any:
+    """The evaluation meta.json of a variant record; a record the type refuses is written as given."""
+    try:
+        return model(variant=records.VariantRecord(**record), **fields)
+    except ValueError:
+        return {"kind": model.model_fields["kind"].default, "variant": record, **fields}
+
+
 def write_observation(root: Path, model: str, calibration: str, seed: int, layers: tuple[int, ...] = (1, 3),
                       num_experts: int = 4) -> Path:
     directory = root / "observations" / model / calibration / str(seed)
@@ -53,14 +65,11 @@ def write_observation(root: Path, model: str, calibration: str, seed: int, layer
          "ean_sum": 2.0 * e + layer, "weighted_norm_sum": 0.5 * e, "easy_ep_sum": 0.25 * e}
         for layer in layers for e in range(num_experts)
     ]
-    schema = pa.schema([("layer", pa.int32()), ("expert", pa.int32()), ("tokens", pa.int64()),
-                        ("routed_count", pa.int64()), ("gate_sum", pa.float64()), ("ean_sum", pa.float64()),
-                        ("weighted_norm_sum", pa.float64()), ("easy_ep_sum", pa.float64())])
     directory.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "expert_stats.parquet")
-    _meta(directory, {"kind": "observation", "model": model, "calibration": calibration, "seed": seed,
-                      "model_type": "qwen3_moe", "num_experts": num_experts, "top_k": 2, "n_group": 1,
-                      "moe_layers": list(layers), "samples": 8, "tokens": 100})
+    records.EXPERT_STATS.write(directory / "expert_stats.parquet", rows)
+    _meta(directory, ObservationMeta(model=model, calibration=calibration, seed=seed, model_type="qwen3_moe",
+                                     num_experts=num_experts, top_k=2, n_group=1, moe_layers=list(layers),
+                                     samples=8, tokens=100))
     return directory
 
 
@@ -80,14 +89,10 @@ def write_selection(root: Path, model: str, calibration: str, seed: int, criteri
             ranked = sorted(range(num_experts), key=lambda e: (-(num_experts - e if criterion == "random" else e), e))
             name = f"{criterion}-{float(ratio)}.json"
             (directory / name).write_text(json.dumps([sorted(ranked[:kept]) for _ in layers]))
-            masks.append({"criterion": criterion, "ratio": float(ratio), "file": name, "kept_per_layer": kept,
-                          "top_k": 2})
-    schema = pa.schema([("criterion", pa.string()), ("layer", pa.int32()), ("expert", pa.int32()),
-                        ("score", pa.float64())])
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "scores.parquet")
-    _meta(directory, {"kind": "selection", "model": model, "calibration": calibration, "seed": seed,
-                      "random_seed": seed, "moe_layers": list(layers), "num_experts": num_experts, "top_k": 2,
-                      "masks": masks})
+            masks.append(MaskEntry(criterion=criterion, ratio=float(ratio), file=name, kept_per_layer=kept, top_k=2))
+    records.EXPERT_SCORES.write(directory / "scores.parquet", rows)
+    _meta(directory, SelectionMeta(model=model, calibration=calibration, seed=seed, random_seed=seed,
+                                   moe_layers=list(layers), num_experts=num_experts, top_k=2, masks=masks))
     return directory
 
 
@@ -99,13 +104,10 @@ def write_scores(root: Path, record: dict[str, Any], values: dict[tuple[str, str
         for (task, metric), samples in values.items()
         for i, value in enumerate(samples)
     ]
-    schema = pa.schema([("task", pa.string()), ("sample_id", pa.string()), ("metric", pa.string()),
-                        ("value", pa.float64())])
     directory.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), directory / "sample_scores.parquet")
-    corpus = pa.schema([("task", pa.string()), ("metric", pa.string()), ("value", pa.float64()), ("n", pa.int64())])
-    pq.write_table(pa.Table.from_pylist([], schema=corpus), directory / "corpus_scores.parquet")
-    _meta(directory, {"kind": "scores", "variant": record})
+    records.SAMPLE_SCORES.write(directory / "sample_scores.parquet", rows)
+    records.CORPUS_SCORES.write(directory / "corpus_scores.parquet", [])
+    _meta(directory, _evaluation_meta(ScoresMeta, record))
     return directory
 
 
@@ -118,7 +120,7 @@ def write_generations(root: Path, record: dict[str, Any], tasks: dict[str, int])
                 choices = ["yes", "no"] if task.endswith("mcq") else None
                 fh.write(json.dumps({"task": task, "sample_id": f"s{i}", "prompt": f"{task} question {i}",
                                      "output": "yes", "target": "yes", "choices": choices}) + "\n")
-    _meta(directory, {"kind": "generations", "variant": record, "tasks": list(tasks)})
+    _meta(directory, _evaluation_meta(GenerationsMeta, record, tasks=list(tasks)))
     return directory
 
 
@@ -132,8 +134,6 @@ def write_judgments(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     Each row needs rater, protocol, question, document_id, ratio and label (None: missing); the rest
     defaults to an LLM judging the pruned toy model's output.
     """
-    from expertlab.store.artifacts import JUDGMENT_COLUMNS
-
     directory = root / "judgments" / name
     directory.mkdir(parents=True, exist_ok=True)
     defaults = {"rater_kind": "llm", "dataset": "toy", "model": "toy", "generator_model": "toy", "criterion": "reap"}
@@ -145,10 +145,8 @@ def write_judgments(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
         status = "ok" if row["label"] is not None else "missing"
         full.append({"pruned_model": pruned_model, "output": output, "status": status, "raw": json.dumps(row["label"])}
                     | row)
-    schema = pa.schema([(column, pa.float64() if kind == "double" else pa.string())
-                        for column, kind in JUDGMENT_COLUMNS.items()])
-    pq.write_table(pa.Table.from_pylist(full, schema=schema), directory / "judgments.parquet")
-    _meta(directory, {"kind": "judgments", "name": name})
+    records.JUDGMENTS.write(directory / "judgments.parquet", full)
+    _meta(directory, JudgmentsMeta(name=name))
     return directory
 
 
@@ -342,6 +340,68 @@ def test_render_ddl_rejects_unknown_placeholders() -> None:
 # --- ingest ---------------------------------------------------------------------------------------
 
 
+def test_every_column_map_is_its_tables_columns_with_their_store_types(empty_store: duckdb.DuckDBPyConnection) -> None:
+    """A data file's columns are typed once: the table that holds them has them, in order, with the map's types."""
+    prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "sample_scores": 1, "generations": 1,
+                "judgments": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
+    for name, columns in records.COLUMNS.items():
+        table = name if name != "corpus_scores" else None
+        if table is None:  # corpus_scores.parquet lands in task_scores beside the sample means
+            found = empty_store.execute("describe task_scores").fetchall()
+            assert {row[0]: row[1] for row in found}.items() >= {"task": "VARCHAR", "metric": "VARCHAR",
+                                                                 "value": "DOUBLE", "n": "BIGINT"}.items()
+            continue
+        found = empty_store.execute(f"describe {table}").fetchall()[prefixes[table]:][: len(columns.columns)]
+        enums = vocabularies()
+        expected = [
+            (column, f"enum({', '.join(repr(v) for v in enums[kind])})" if kind in enums else kind,
+             "YES" if column in columns.nullable else "NO")
+            for column, kind in columns.columns.items()
+        ]  # fmt: skip
+        assert [(row[0], row[1].lower(), row[2]) for row in found] == [(c, k.lower(), n) for c, k, n in expected], table
+
+
+def test_a_column_map_writes_parquet_that_ingest_reads_back_and_refuses_other_rows(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    records.GENERATIONS.write(path, [{"task": "bio_mcq", "sample_id": "s0", "prompt": "p", "output": "o",
+                                      "target": "t", "choices": ["a", "b"]}])  # fmt: skip
+    schema = pq.read_schema(path)
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("task", "string"), ("sample_id", "string"), ("prompt", "string"), ("output", "string"), ("target", "string"),
+        ("choices", "list<element: string>"),
+    ]  # fmt: skip
+    assert str(records.JUDGMENTS.arrow_schema().field("criterion").type) == "string"  # an enum travels as text
+    assert str(records.EXPERT_STATS.arrow_schema().field("tokens").type) == "int64"
+    records.GENERATIONS.check_parquet(duckdb.connect(), path)
+    with pytest.raises(ValueError, match=r"row 0: columns \['task'\], expected"):
+        records.SAMPLE_SCORES.write(tmp_path / "y.parquet", [{"task": "a"}])
+    with pytest.raises(ValueError, match=r"x.parquet: expected columns \['metric', 'sample_id', 'task', 'value'\]"):
+        records.SAMPLE_SCORES.check_parquet(duckdb.connect(), path)
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"kind": "observation"}, "model: missing key; calibration: missing key"),
+        ({**ObservationMeta(model="m", calibration="c", seed=0, model_type="t", num_experts=4, top_k=2,
+                            moe_layers=[0], samples=1, tokens=2).dump(), "tokenz": 2}, "tokenz: unknown key"),
+        ({**ObservationMeta(model="m", calibration="c", seed=0, model_type="t", num_experts=4, top_k=2,
+                            moe_layers=[0], samples=1, tokens=2).dump(), "seed": True}, "seed: Input should be a valid integer"),
+        ({**ObservationMeta(model="m", calibration="c", seed=0, model_type="t", num_experts=4, top_k=2,
+                            moe_layers=[0], samples=1, tokens=2).dump(), "top_k": "2"}, r"top_k: .* \(found \"2\"\)"),
+        ({"kind": "judgments", "name": ""}, "name: must not be empty"),
+        ({"kind": "scores", "variant": variant("toy"), "group": "g"}, "an artifact of task group 'g' must list its tasks"),
+    ],
+)  # fmt: skip
+def test_a_malformed_meta_json_fails_at_ingest_naming_file_and_key(tmp_path: Path, meta: dict, message: str) -> None:
+    directory = tmp_path / "a"
+    _meta(directory, meta)
+    with pytest.raises(ValueError, match=message) as err:
+        ingest(tmp_path / "s.duckdb", [directory])
+    assert str(directory / "meta.json") in str(err.value)
+    assert not (tmp_path / "s.duckdb").exists()
+
+
 def test_ingest_loads_every_table(tmp_path: Path) -> None:
     dirs = seed_study(tmp_path / "run")
     store = tmp_path / "results.duckdb"
@@ -491,7 +551,7 @@ def test_task_group_artifacts_of_one_variant_load_and_leave_independently(tmp_pa
 
 def test_a_group_artifact_with_scores_outside_its_tasks_is_rejected(tmp_path: Path) -> None:
     directory = write_scores(tmp_path / "run", variant("toy"), {("bio_qa", "exact_match"): [1.0]})
-    _meta(directory, {"kind": "scores", "variant": variant("toy"), "group": "g", "tasks": ["bio_mcq"]})
+    _meta(directory, ScoresMeta(variant=records.VariantRecord(**variant("toy")), group="g", tasks=["bio_mcq"]))
     with pytest.raises(ValueError, match="scores for tasks outside the artifact's tasks"):
         ingest(tmp_path / "results.duckdb", [directory])
 
@@ -580,7 +640,7 @@ def test_a_quantized_variant_is_its_own_variant_named_by_its_scheme(tmp_path: Pa
     # the id must carry the scheme, and the scheme must be a name
     for bad, message in (
         (quantized | {"variant_id": "toy:biomed:0:reap:0.5"}, "does not match its fields"),
-        (quantized | {"quantization": 4}, "'quantization' is 4, expected str"),
+        (quantized | {"quantization": 4}, r"meta.json: variant.quantization: Input should be a valid string \(found 4\)"),
     ):
         other = tmp_path / "bad"
         shutil.rmtree(other, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from expertlab.params import Generate, Params
+    from expertlab.records import VariantRecord
 
 
 def parse_task_names(text: str) -> list[str]:
@@ -48,7 +49,7 @@ def read_task_items(path: Path, limit: int | None = None, runner: str | None = N
     return items if limit is None else items[:limit]
 
 
-def budget(params: Params | None, variant: dict[str, Any], task: str) -> int:
+def budget(params: Params | None, model_name: str, task: str) -> int:
     """A task's generation budget for this model: the model's own (models.<name>.max_new_tokens) or the
     task's, capped by generate.max_new_tokens."""
     from expertlab.tasks import TASKS
@@ -56,7 +57,7 @@ def budget(params: Params | None, variant: dict[str, Any], task: str) -> int:
     tokens = TASKS[task].max_new_tokens
     if params is None:
         return tokens
-    model = params.models.get(variant.get("model"))
+    model = params.models.get(model_name)
     if model is not None:
         tokens = model.max_new_tokens.get(task, tokens)
     cap = params.generate.max_new_tokens
@@ -65,25 +66,26 @@ def budget(params: Params | None, variant: dict[str, Any], task: str) -> int:
 
 def task_options(tasks_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """Each task's resolved options: as prepare-tasks recorded them beside the items, else the task's defaults."""
-    from expertlab.io import read_json
+    from expertlab.records import TaskItemsMeta, read_meta
     from expertlab.tasks import TASKS
 
-    recorded = read_json(tasks_dir / "meta.json").get("options", {}) if (tasks_dir / "meta.json").is_file() else {}
+    recorded = read_meta(tasks_dir, TaskItemsMeta).options if (tasks_dir / "meta.json").is_file() else {}
     return {name: dict(recorded[name]) if name in recorded else dict(TASKS[name].options) for name in names}
 
 
-def default_variant(model_dir: Path) -> dict[str, Any]:
+def default_variant(model_dir: Path) -> VariantRecord:
     """The variant a model directory is: the record `expertlab prune` left in it, else the source model."""
     from expertlab.io import read_json
     from expertlab.moe.prune import load_variant
+    from expertlab.records import VariantRecord
     from expertlab.variants import Variant
 
     recorded = load_variant(model_dir)
     if recorded is not None:
-        return recorded
+        return recorded.variant_record()
     config = read_json(model_dir / "config.json")
     top_k = config.get("num_experts_per_tok", (config.get("text_config") or {}).get("num_experts_per_tok"))
-    return Variant(model=model_dir.name).record(None, top_k)
+    return VariantRecord.of(Variant(model=model_dir.name), None, top_k)
 
 
 def generate_group(
@@ -97,6 +99,7 @@ def generate_group(
     from expertlab.evaluate import PartialResults, generation_rows
     from expertlab.generate import open_backend
     from expertlab.io import OutputDir, read_json, read_jsonl, write_json, write_jsonl
+    from expertlab.records import GenerationsMeta, VariantRecord, parse_meta
     from expertlab.tasks import TASKS
 
     model_dir, tasks_dir = Path(model_dir), Path(tasks_dir)
@@ -108,15 +111,15 @@ def generate_group(
         for name in names
     }
     fewshot = {name: read_jsonl(path) if (path := tasks_dir / f"{name}.fewshot.jsonl").is_file() else [] for name in names}
-    variant = read_json(variant_meta) if variant_meta else default_variant(model_dir)
-    if not isinstance(variant, dict):
-        raise ValueError(f"{variant_meta}: expected a JSON object")
-    tasks = {name: replace(TASKS[name], max_new_tokens=budget(params, variant, name)) for name in names}
-    partial = PartialResults(partial_dir, model_dir, variant, settings.backend, str(out))
+    variant = (
+        parse_meta(read_json(variant_meta), VariantRecord, variant_meta) if variant_meta else default_variant(model_dir)
+    )
+    tasks = {name: replace(TASKS[name], max_new_tokens=budget(params, variant.model, name)) for name in names}
+    partial = PartialResults(partial_dir, model_dir, variant.model_dump(), settings.backend, str(out))
     backend = None
     with output.writing() as tmp:
         rows = []
-        for name in tqdm(names, desc=f"generate {variant.get('variant_id')}", unit="task"):
+        for name in tqdm(names, desc=f"generate {variant.variant_id}", unit="task"):
             key = {"items": items[name], "fewshot": fewshot[name], "options": options[name], "max_new_tokens": tasks[name].max_new_tokens}
             task_rows = partial.load(name, key)
             if task_rows is None:
@@ -131,11 +134,11 @@ def generate_group(
         if backend is not None:
             backend.close()
         write_jsonl(tmp / "generations.jsonl", rows)
-        meta = {
-            "kind": "generations", "variant": variant, "group": group, "tasks": names, "backend": settings.backend,
-            "max_new_tokens": {name: tasks[name].max_new_tokens for name in names}, "options": options,
-        }  # fmt: skip
-        write_json(tmp / "meta.json", meta)
+        meta = GenerationsMeta(
+            variant=variant, group=group, tasks=names, backend=settings.backend,
+            max_new_tokens={name: tasks[name].max_new_tokens for name in names}, options=options,
+        )  # fmt: skip
+        write_json(tmp / "meta.json", meta.dump())
     partial.clear()
-    print(f"generate: {variant.get('variant_id')}: {len(rows)} generations -> {out}")
+    print(f"generate: {variant.variant_id}: {len(rows)} generations -> {out}")
     return rows

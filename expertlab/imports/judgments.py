@@ -38,10 +38,7 @@ def read_judgments(path: str | Path) -> ExternalJudgments:
 
 def write_judgments(imported: Sequence[ExternalJudgments], out_dir: str | Path) -> list[Path]:
     """One judgments artifact per file under out_dir/judgments/<name>/ (meta.json + judgments.parquet)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from expertlab.store.artifacts import JUDGMENT_COLUMNS
+    from expertlab.records import JUDGMENTS, JudgmentsMeta
 
     names = [judgments.name for judgments in imported]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -57,23 +54,15 @@ def write_judgments(imported: Sequence[ExternalJudgments], out_dir: str | Path) 
                 raise ValueError(f"{judgments.source}: the verdict ({', '.join(map(str, key))}) is also given by "
                                  f"{given[key]}: one per ({', '.join(JUDGMENT_KEY)})")
             given[key] = judgments.source
-    types = {"double": pa.float64()}
-    schema = pa.schema([(name, types.get(sql_type, pa.string())) for name, sql_type in JUDGMENT_COLUMNS.items()])
     written = []
     for judgments in imported:
         target = Path(out_dir) / "judgments" / judgments.name
         with atomic_dir(target, owner="import-judgments", inputs=[judgments.source]) as tmp:
-            pq.write_table(pa.Table.from_pylist(judgments.rows, schema=schema), tmp / JUDGMENTS_FILE)
-            write_json(
-                tmp / "meta.json",
-                {
-                    "kind": "judgments",
-                    "name": judgments.name,
-                    "format": judgments.format,
-                    "source": judgments.source,
-                    "items": judgments.items,
-                    "raters": judgments.raters,
-                },
-            )
+            JUDGMENTS.write(tmp / JUDGMENTS_FILE, judgments.rows)
+            record = JudgmentsMeta(
+                name=judgments.name, format=judgments.format, source=judgments.source, items=judgments.items,
+                raters=judgments.raters,
+            )  # fmt: skip
+            write_json(tmp / "meta.json", record.dump())
         written.append(target)
     return written

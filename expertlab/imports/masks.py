@@ -24,13 +24,14 @@ from pathlib import Path
 from expertlab.criteria import kept_count
 from expertlab.imports.study import STUDY_CRITERIA
 from expertlab.io import atomic_dir, write_json
+from expertlab.records import ORIGINS
 
 MASK_FILE = "expert_mask.json"
 _STUDY_NAME = re.compile(
     r"^(?P<model>.+)-(?P<calibration>[A-Za-z0-9_]+)-(?P<criterion>" + "|".join(STUDY_CRITERIA) + r")"
     r"-(?P<seed>\d+)(?:-(?P<ratio>\d*\.\d+))?$"
 )
-IMPORTED = "imported"  # variants.origin of imported masks
+IMPORTED = ORIGINS[1]  # variants.origin of imported masks
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,8 @@ def infer_num_experts(masks: Sequence[ExternalMask], given: Mapping[str, int] = 
 
 def write_selections(masks: Sequence[ExternalMask], num_experts: Mapping[str, int], out_dir: str | Path) -> list[Path]:
     """One selection artifact per (model, calibration, seed) under out_dir/<model>/<calibration>/<seed>/."""
-    import pandas as pd
-
-    from expertlab.store.artifacts import SELECTION_COLUMNS
+    from expertlab.layout import mask_file_name
+    from expertlab.records import EXPERT_SCORES, MaskEntry, SelectionMeta
 
     groups: dict[tuple[str, str, int], list[ExternalMask]] = defaultdict(list)
     for mask in masks:
@@ -140,42 +140,29 @@ def write_selections(masks: Sequence[ExternalMask], num_experts: Mapping[str, in
         layers = {len(mask.kept) for mask in members}
         if len(layers) != 1:
             raise ValueError(f"{model}: masks disagree on the number of MoE layers ({sorted(layers)})")
+        members = sorted(members, key=lambda m: (m.criterion, m.ratio))
         entries, seen = [], set()
-        for mask in sorted(members, key=lambda m: (m.criterion, m.ratio)):
+        for mask in members:
             if (mask.criterion, mask.ratio) in seen:
                 raise ValueError(f"two masks for {model} {calibration} seed {seed} {mask.criterion} {mask.ratio}")
             seen.add((mask.criterion, mask.ratio))
             entries.append(
-                {
-                    "criterion": mask.criterion,
-                    "ratio": mask.ratio,
-                    "file": f"{mask.criterion}-{mask.ratio}.json",
-                    "kept_per_layer": mask.kept_per_layer,
-                    "expected_kept_per_layer": kept_count(num_experts[model], mask.ratio),
-                    "top_k": None,
-                    "source": mask.source,
-                }
-            )
+                MaskEntry(
+                    criterion=mask.criterion, ratio=mask.ratio, file=mask_file_name(mask.criterion, mask.ratio),
+                    kept_per_layer=mask.kept_per_layer, top_k=None, source=mask.source,
+                    expected_kept_per_layer=kept_count(num_experts[model], mask.ratio),
+                )
+            )  # fmt: skip
+        selection = SelectionMeta(
+            origin=IMPORTED, model=model, calibration=calibration, seed=seed, num_experts=num_experts[model],
+            top_k=None, moe_layers=list(range(layers.pop())),  # positions among the MoE layers
+            masks=entries,
+        )  # fmt: skip
         target = Path(out_dir) / model / calibration / str(seed)
         with atomic_dir(target, owner="import-masks", inputs=[m.source for m in members]) as tmp:
-            for mask, entry in zip(sorted(members, key=lambda m: (m.criterion, m.ratio)), entries):
-                write_json(tmp / entry["file"], mask.kept)
-            empty = pd.DataFrame({name: pd.Series(dtype="int32" if kind == "integer" else "float64" if kind == "double" else "object")
-                                  for name, kind in SELECTION_COLUMNS.items()})
-            empty.to_parquet(tmp / "scores.parquet", index=False)
-            write_json(
-                tmp / "meta.json",
-                {
-                    "kind": "selection",
-                    "origin": IMPORTED,
-                    "model": model,
-                    "calibration": calibration,
-                    "seed": seed,
-                    "num_experts": num_experts[model],
-                    "top_k": None,
-                    "moe_layers": list(range(layers.pop())),  # positions among the MoE layers
-                    "masks": entries,
-                },
-            )
+            for mask, entry in zip(members, entries):
+                write_json(tmp / entry.file, mask.kept)
+            EXPERT_SCORES.write(tmp / "scores.parquet", [])
+            write_json(tmp / "meta.json", selection.dump())
         written.append(target)
     return written

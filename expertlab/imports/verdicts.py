@@ -16,7 +16,7 @@ class ExternalJudgments:
     source: str  # the file it came from
     items: int  # judged items: (dataset, document, pruned model)
     raters: list[str]
-    rows: list[dict[str, object]]  # the columns of store.artifacts.JUDGMENT_COLUMNS
+    rows: list[dict[str, object]]  # the columns of records.JUDGMENTS
 
 
 def raw_json(value: object) -> str:

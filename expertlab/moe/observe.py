@@ -38,6 +38,7 @@ from expertlab.moe.families import FamilyAdapter, MoELayer, adapter_for
 
 if TYPE_CHECKING:
     from expertlab.params import Observe
+    from expertlab.records import ObservationMeta
 
 STAT_COLUMNS = ("routed_count", "gate_sum", "ean_sum", "weighted_norm_sum", "easy_ep_sum")
 
@@ -272,13 +273,14 @@ def observe(
 
 def observe_checkpoint(
     model_dir: str | Path, data: str | Path, out: str | Path, run: dict[str, object], settings: Observe
-) -> dict[str, object]:
+) -> ObservationMeta:
     """One calibration pass of a model directory over a JSONL of texts -> OUT/expert_stats.parquet and
     OUT/meta.json (the run's model, calibration and seed, the model's routing, what was observed)."""
     from transformers import AutoTokenizer
 
     from expertlab.data.texts import read_texts
     from expertlab.io import OutputDir, write_json
+    from expertlab.records import EXPERT_STATS, ObservationMeta
 
     output = OutputDir(out, "observe", inputs=[model_dir, data])
     output.check()
@@ -287,20 +289,19 @@ def observe_checkpoint(
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         routing = adapter_for(model).routing(model.config)
         frame = observe(model, tokenizer, texts, batch_size=settings.batch_size, max_length=settings.max_length)
-    meta = {
-        "kind": "observation",
+    meta = ObservationMeta(
         **run,
-        "model_type": model.config.model_type,
-        "num_experts": routing.num_experts,
-        "top_k": routing.top_k,
-        "n_group": routing.n_group,
-        "moe_layers": sorted(int(i) for i in frame["layer"].unique()),
-        "samples": len(texts),
-        "tokens": int(frame["tokens"].iloc[0]),
-        "batch_size": settings.batch_size,
-        "max_length": settings.max_length,
-    }
+        model_type=model.config.model_type,
+        num_experts=routing.num_experts,
+        top_k=routing.top_k,
+        n_group=routing.n_group,
+        moe_layers=sorted(int(i) for i in frame["layer"].unique()),
+        samples=len(texts),
+        tokens=int(frame["tokens"].iloc[0]),
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+    )
     with output.writing() as tmp:
-        frame.to_parquet(tmp / "expert_stats.parquet", index=False)
-        write_json(tmp / "meta.json", meta)
+        EXPERT_STATS.write(tmp / "expert_stats.parquet", frame)
+        write_json(tmp / "meta.json", meta.dump())
     return meta

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from expertlab.io import OUTPUT_MARKER, OutputDir, json_type, read_json, write_json
 from expertlab.moe.checkpoint import INDEX_FILE, prune_safetensors, tensor_names
 from expertlab.moe.families import FAMILIES, FamilyAdapter, Routing, adapter_for, config_dict
+from expertlab.records import CheckpointRecord, parse_meta
 
 if TYPE_CHECKING:
     from torch import nn
@@ -161,16 +162,11 @@ def prune_checkpoint(
     if top_k is None and allow_top_k_reduction and remaining < routing.top_k:
         top_k = remaining  # the study allows routing with top-k = kept experts (select.allow_top_k_reduction)
     new_top_k, pruned_config = pruned_counts(adapter, source_config, routing, remaining, top_k)
-    record = variant.record(remaining, new_top_k) if variant is not None else {}
-    record.update(  # provenance of the pruned checkpoint
-        {
-            "source_model_dir": str(model_dir),
-            "source_num_experts": routing.num_experts,
-            "kept_per_layer": remaining,
-            "top_k": new_top_k,
-            "dropped_tensors": len(dropped),
-        }
-    )
+    provenance = {"source_model_dir": str(model_dir), "source_num_experts": routing.num_experts,
+                  "dropped_tensors": len(dropped)}  # fmt: skip
+    record = {"kept_per_layer": remaining, "top_k": new_top_k, **provenance}
+    if variant is not None:
+        record = CheckpointRecord(**variant.record(remaining, new_top_k), **provenance).dump()
     with output.writing() as tmp:
         prune_safetensors(model_dir, tmp, layers, mask, routing.num_experts, dropped, progress=progress)
         write_json(tmp / "config.json", pruned_config)
@@ -187,6 +183,7 @@ def is_weights_file(path: Path) -> bool:
     return path.suffix == ".safetensors" or path.name == INDEX_FILE
 
 
-def load_variant(model_dir: str | Path) -> dict | None:
+def load_variant(model_dir: str | Path) -> CheckpointRecord | None:
+    """The variant record `expertlab prune` (or quantize) left in a checkpoint; None for any other model."""
     path = Path(model_dir) / VARIANT_FILE
-    return read_json(path) if path.is_file() else None
+    return parse_meta(read_json(path), CheckpointRecord, path) if path.is_file() else None

@@ -39,7 +39,6 @@ def quantize_checkpoint(
     from expertlab.moe.observe import loaded_model, tokenized_batches
     from expertlab.moe.prune import VARIANT_FILE, is_weights_file, load_variant
     from expertlab.quantize.model import quantize_model
-    from expertlab.variants import Variant
 
     model_dir = Path(model_dir)
     output = OutputDir(out, "quantize", inputs=[model_dir, data])
@@ -47,8 +46,8 @@ def quantize_checkpoint(
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
     pruned = load_variant(model_dir)
-    if pruned is not None and pruned.get("quantization"):
-        raise ValueError(f"{model_dir} is already quantized ({pruned['quantization']}); quantize the pruned checkpoint")
+    if pruned is not None and pruned.quantization:
+        raise ValueError(f"{model_dir} is already quantized ({pruned.quantization}); quantize the pruned checkpoint")
     texts = read_texts(data)
     scheme = scheme_from_spec(spec)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -73,7 +72,9 @@ def quantize_checkpoint(
         }
         write_json(tmp / QUANTIZATION_FILE, record)
         if pruned is not None:
-            variant = Variant.from_record(pruned, model_dir / VARIANT_FILE).model_copy(update={"quantization": scheme_name})
-            quantized = variant.record(pruned.get("kept_per_layer"), pruned.get("top_k"))
-            write_json(tmp / VARIANT_FILE, {**pruned, **quantized, "quantized_from": str(model_dir)})
+            variant = pruned.identity.model_copy(update={"quantization": scheme_name})
+            quantized = pruned.model_copy(
+                update={"variant_id": variant.id, "quantization": scheme_name, "quantized_from": str(model_dir)}
+            )
+            write_json(tmp / VARIANT_FILE, quantized.dump())
     return record

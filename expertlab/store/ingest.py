@@ -36,7 +36,8 @@ import duckdb
 
 from expertlab.locks import locked_file
 from expertlab.store import schema
-from expertlab.store.artifacts import KINDS, OPTIONAL_VARIANT_KEYS, ORIGINS, VARIANT_KEYS, Artifact, read_artifact
+from expertlab.records import ORIGINS, VariantRecord
+from expertlab.store.artifacts import KINDS, Artifact, insert_row, read_artifact, stored_record
 
 
 class ArtifactRef(NamedTuple):
@@ -174,20 +175,21 @@ def _load(con: duckdb.DuckDBPyConnection, artifact: Artifact, old: dict[str, Any
     try:
         with transaction(con):
             if old is not None:
-                kind.unload(con, artifact.identity, old["meta"])
+                kind.unload(con, artifact.identity, stored_record(artifact.kind, old["meta"]))
                 con.execute("delete from artifacts where kind = ? and identity = ?", [artifact.kind, artifact.identity])
             kind.load(con, artifact)
-            con.execute(
-                "insert into artifacts values (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    artifact.kind,
-                    artifact.identity,
-                    artifact.path.as_posix(),
-                    artifact.content_hash,
-                    list(artifact.files),
-                    json.dumps(artifact.meta, sort_keys=True),
-                    now,
-                ],
+            insert_row(
+                con,
+                "artifacts",
+                {
+                    "kind": artifact.kind,
+                    "identity": artifact.identity,
+                    "path": artifact.path.as_posix(),
+                    "content_hash": artifact.content_hash,
+                    "files": list(artifact.files),
+                    "meta": json.dumps(artifact.meta, sort_keys=True),
+                    "ingested_at": now,
+                },
             )
     except duckdb.Error as err:
         raise ValueError(f"{artifact.path}: cannot load {artifact.kind} artifact: {err}") from None
@@ -195,7 +197,7 @@ def _load(con: duckdb.DuckDBPyConnection, artifact: Artifact, old: dict[str, Any
 
 def _remove(con: duckdb.DuckDBPyConnection, key: tuple[str, str], old: dict[str, Any]) -> None:
     with transaction(con):
-        KINDS[key[0]].unload(con, key[1], old["meta"])
+        KINDS[key[0]].unload(con, key[1], stored_record(key[0], old["meta"]))
         con.execute("delete from artifacts where kind = ? and identity = ?", list(key))
 
 
@@ -203,21 +205,23 @@ def _refresh_tasks(con: duckdb.DuckDBPyConnection) -> None:
     with transaction(con):
         con.execute("delete from tasks")
         for row in schema.task_rows():
-            con.execute(f"insert into tasks values ({', '.join('?' * len(row))})", list(row.values()))
+            insert_row(con, "tasks", row)
 
 
 def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
     """`variants` from every variant record the manifest names; a field two artifacts disagree on is an error."""
+    fields = [name for name in VariantRecord.model_fields if name != "variant_id"]
     merged: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
     selected_by: dict[str, str] = {}
     rows = con.execute("select kind::varchar, path, meta::varchar from artifacts order by kind, identity").fetchall()
     for kind, path, meta in rows:
-        for record in KINDS[kind].variants(json.loads(meta)):
-            vid = record["variant_id"]
-            current = merged.setdefault(vid, {key: None for key in VARIANT_KEYS + OPTIONAL_VARIANT_KEYS})
-            for key in VARIANT_KEYS + OPTIONAL_VARIANT_KEYS:
-                value = record.get(key)
+        record = stored_record(kind, json.loads(meta))
+        for variant in KINDS[kind].variants(record):
+            vid = variant.variant_id
+            current = merged.setdefault(vid, dict.fromkeys(fields))
+            for key in fields:
+                value = getattr(variant, key)
                 if value is None:
                     continue
                 if current[key] is not None and current[key] != value:
@@ -225,18 +229,19 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
                         f"variant {vid!r}: {key} is {current[key]!r} in {origin[vid]} but {value!r} in {path}"
                     )
                 current[key] = value
-            if record.get("origin"):
-                selected_by[vid] = record["origin"]
+            if KINDS[kind].origin(record):
+                selected_by[vid] = KINDS[kind].origin(record)
             origin.setdefault(vid, path)
     with transaction(con):
         con.execute("delete from variants")
         for vid in sorted(merged):
-            v = merged[vid]
-            con.execute(
-                "insert into variants values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [vid, v["criterion"] is None, v["model"], v["calibration"], v["seed"], v["criterion"],
-                 v["ratio"], v["kept_per_layer"], v["top_k"], selected_by.get(vid, ORIGINS[0]), v["quantization"]],
-            )
+            row = merged[vid]
+            insert_row(
+                con,
+                "variants",
+                {"variant_id": vid, "is_source": row["criterion"] is None, **row,
+                 "origin": selected_by.get(vid, ORIGINS[0])},
+            )  # fmt: skip
 
 
 def ingest(

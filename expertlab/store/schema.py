@@ -17,8 +17,9 @@ import duckdb
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "expertlab.sql"
 # Source files whose behaviour shapes the stored rows: editing one rebuilds the store at next ingest.
-_INGEST_SOURCES = ("artifacts.py", "ingest.py", "schema.py")
-_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_INGEST_SOURCES = ("store/artifacts.py", "store/ingest.py", "store/schema.py", "records.py")
+# {{ name }}: a vocabulary as a quoted list; {{ columns: name }}: a column map's columns (expertlab.records)
+_PLACEHOLDER = re.compile(r"\{\{\s*(?:(columns):\s*)?(\w+)\s*\}\}")
 
 
 def vocabularies() -> dict[str, list[str]]:
@@ -55,7 +56,13 @@ def render_ddl(text: str | None = None, values: dict[str, list[str]] | None = No
     values = vocabularies() if values is None else values
 
     def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name = match.group(2)
+        if match.group(1):
+            from expertlab.records import COLUMNS
+
+            if name not in COLUMNS:
+                raise ValueError(f"{SCHEMA_FILE}: {COLUMNS.unknown_message(name)}")
+            return COLUMNS[name].ddl()
         if name not in values:
             raise ValueError(f"{SCHEMA_FILE}: unknown placeholder {{{{ {name} }}}}; known: {', '.join(values)}")
         if not values[name]:
@@ -88,7 +95,7 @@ def task_rows() -> list[dict[str, Any]]:
 def fingerprint(ddl: str) -> str:
     """sha256 of everything a store's rows depend on besides the artifacts themselves."""
     digest = hashlib.sha256(ddl.encode())
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
     for name in _INGEST_SOURCES:
         digest.update(b"\0" + name.encode() + b"\0" + (here / name).read_bytes())
     digest.update(b"\0tasks\0" + json.dumps(task_rows(), sort_keys=True).encode())

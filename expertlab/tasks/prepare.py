@@ -15,6 +15,7 @@ def prepare_group(params: Params, params_path: str | Path, group: str, toy_tasks
     from tqdm import tqdm
 
     from expertlab.io import atomic_dir, read_jsonl, write_json, write_jsonl
+    from expertlab.records import TaskItemsMeta
     from expertlab.tasks import TASKS, check_items
 
     names = params.study.tasks_of(group)
@@ -50,6 +51,6 @@ def prepare_group(params: Params, params_path: str | Path, group: str, toy_tasks
             write_jsonl(tmp / f"{name}.jsonl", check_items(task, items, f"task {name} ({where})", runner))
             counts[name] = len(items)
         # The options travel with the items, so a change reaches only the generate stages of this group.
-        meta = {"kind": "task_items", "group": group, "items": counts, "sources": sources, "options": resolved}
-        write_json(tmp / "meta.json", meta)
+        meta = TaskItemsMeta(group=group, items=counts, sources=sources, options=resolved)
+        write_json(tmp / "meta.json", meta.dump())
     return counts
