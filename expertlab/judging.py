@@ -64,6 +64,7 @@ def judge_generations(
     from expertlab.judges.client import RetryPolicy
     from expertlab.judges.registry import build_judge
     from expertlab.store.artifacts import JUDGMENT_COLUMNS
+    from expertlab.variants import Variant
 
     # --warm's directory holds this output's siblings: the output may lie inside it, never replace it
     around = [warm] if warm else []
@@ -121,11 +122,9 @@ def judge_generations(
             f"and a re-run asks only for these: {shown}"
         )
 
-    identity = {
-        "model": variant["model"], "pruned_model": variant["variant_id"], "generator_model": variant["model"],
-        "criterion": variant["criterion"], "ratio": float(variant["ratio"]),
-    }  # fmt: skip
-    table_rows = [{**row, **identity} for row in judgments]
+    # the judged variant's fields are in `variants` (the artifact lists it); a row names it by id
+    variant_id = Variant.from_record(variant, Path(gen_dir) / "meta.json").id
+    table_rows = [{**row, "variant_id": variant_id} for row in judgments]
     types = {"double": pa.float64()}
     schema = pa.schema([(column, types.get(kind, pa.string())) for column, kind in JUDGMENT_COLUMNS.items()])
     with output.writing() as tmp:
@@ -139,11 +138,11 @@ def judge_generations(
                 "kind": "judgments",
                 "name": f"{variant['variant_id']}/{group}",
                 "format": "expertlab",
-                "variant": variant,
+                "variants": [variant],
                 "group": group,
                 "tasks": tasks,
                 "items": len(items),
-                "raters": list(config.judges),
+                "judges": list(config.judges),
                 "protocols": list(config.protocols),
                 "costs": report,
             },

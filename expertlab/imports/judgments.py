@@ -72,7 +72,8 @@ def write_judgments(imported: Sequence[ExternalJudgments], out_dir: str | Path) 
                     "format": judgments.format,
                     "source": judgments.source,
                     "items": judgments.items,
-                    "raters": judgments.raters,
+                    "judges": judgments.judges,
+                    "variants": judgments.variant_records(),
                 },
             )
         written.append(target)

@@ -38,17 +38,13 @@ CORPUS_SCORE_COLUMNS = {"task": "varchar", "metric": "varchar", "value": "double
 GENERATION_KEYS = ("task", "sample_id", "prompt", "output", "target")
 # judgments.parquet: every column of the judgments table but judgment_set (the artifact's name)
 JUDGMENT_COLUMNS = {
-    "rater": "varchar",
-    "rater_kind": "rater_kind",
+    "judge": "varchar",
+    "judge_kind": "judge_kind",
     "protocol": "protocol",
     "question": "judgment_question",
-    "dataset": "varchar",
-    "document_id": "varchar",
-    "model": "varchar",
-    "pruned_model": "varchar",
-    "generator_model": "varchar",
-    "criterion": "criterion",
-    "ratio": "double",
+    "task": "varchar",
+    "sample_id": "varchar",
+    "variant_id": "varchar",
     "output": "judged_output",
     "label": "judgment_label",
     "status": "judgment_status",
@@ -469,13 +465,23 @@ KINDS.add(
 )
 
 
-# --- judgments: imported/judgments/<name>/ ---------------------------------------------------------
+# --- judgments: judgments/<variant path>/<group>/ (the judge stage), imported/judgments/<name>/ -----------
 
 
 def _judgments_identity(meta: Meta, where: Path) -> str:
     name = _require(meta, where, "name", str)
     if not name:
         raise ValueError(f"{where}: name must not be empty")
+    for number, record in enumerate(_require(meta, where, "variants", list)):
+        entry = f"{where}: variants[{number}]"
+        if not isinstance(record, dict):
+            raise ValueError(f"{entry}: expected a variant record")
+        missing = [key for key in VARIANT_KEYS if key not in record]
+        if missing:
+            raise ValueError(f"{entry}: lacks {missing}")
+        if record.get("origin", ORIGINS[0]) not in ORIGINS:
+            raise ValueError(f"{entry}: origin {record['origin']!r} is not one of {', '.join(ORIGINS)}")
+        Variant.from_record(record, entry)
     return name
 
 
@@ -493,6 +499,17 @@ def _load_judgments(con: Connection, artifact: Artifact) -> None:
     ).fetchone()
     if inconsistent:
         raise ValueError(f"{path}: {inconsistent} rows carry a label without status ok, or status ok without a label")
+    # every verdict's variant is in `variants`, so that a query joining them loses none
+    listed = [record["variant_id"] for record in artifact.meta["variants"]]
+    unlisted = con.execute(
+        "select distinct variant_id from judgments where judgment_set = ? and not list_contains(?, variant_id) "
+        "order by variant_id",
+        [artifact.identity, listed],
+    ).fetchall()
+    if unlisted:
+        names = ", ".join(repr(vid) for (vid,) in unlisted[:5])
+        more = f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        raise ValueError(f"{path}: rows judge variants that meta.json's variants do not list: {names}{more}")
 
 
 def _unload_judgments(con: Connection, identity: str, meta: Meta) -> None:
@@ -506,6 +523,6 @@ KINDS.add(
         files=lambda meta: ["judgments.parquet"],
         load=_load_judgments,
         unload=_unload_judgments,
-        variants=lambda meta: [],  # the items name external models: kept as columns of judgments
+        variants=lambda meta: meta["variants"],  # the judged variants (imported ones with origin imported)
     ),
 )
