@@ -121,14 +121,11 @@ def judge_generations(
             f"and a re-run asks only for these: {shown}"
         )
 
-    identity = {
-        "model": variant.model, "pruned_model": variant.variant_id, "generator_model": variant.model,
-        "criterion": variant.criterion, "ratio": float(variant.ratio),
-    }  # fmt: skip
-    table_rows = [{**row, **identity} for row in judgments]
+    # the judged variant's fields are in `variants` (the artifact lists it); a row names it by id
+    table_rows = [{**row, "variant_id": variant.variant_id} for row in judgments]
     record = JudgmentsMeta(
-        name=f"{variant.variant_id}/{group}", format="expertlab", variant=variant, group=group, tasks=tasks,
-        items=len(items), raters=list(config.judges), protocols=list(config.protocols), costs=report,
+        name=f"{variant.variant_id}/{group}", format="expertlab", variants=[variant], group=group, tasks=tasks,
+        items=len(items), judges=list(config.judges), protocols=list(config.protocols), costs=report,
     )  # fmt: skip
     with output.writing() as tmp:
         JUDGMENTS.write(tmp / "judgments.parquet", table_rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 Protocol = Literal["absolute", "relative"]
-RaterKind = Literal["llm", "human"]
+JudgeKind = Literal["llm", "human"]  # an automatic judge, or a human annotator
 VerdictStatus = Literal["ok", "missing", "invalid"]  # a verdict row: labelled, absent, unreadable
 JudgedOutput = Literal["pruned", "source", "pair"]  # absolute judges one output, relative the pair
 

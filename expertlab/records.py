@@ -135,17 +135,13 @@ JUDGMENTS = COLUMNS.add(
     "judgments",
     Columns(
         {
-            "rater": "varchar",
-            "rater_kind": "rater_kind",
+            "judge": "varchar",
+            "judge_kind": "judge_kind",
             "protocol": "protocol",
             "question": "judgment_question",
-            "dataset": "varchar",
-            "document_id": "varchar",
-            "model": "varchar",
-            "pruned_model": "varchar",
-            "generator_model": "varchar",
-            "criterion": "criterion",
-            "ratio": "double",
+            "task": "varchar",
+            "sample_id": "varchar",
+            "variant_id": "varchar",
             "output": "judged_output",
             "label": "judgment_label",
             "status": "judgment_status",
@@ -242,6 +238,12 @@ ORIGINS = ("expertlab", "imported")  # who selected a variant's experts (selecti
 Origin = Literal["expertlab", "imported"]
 
 
+class SelectedVariant(VariantRecord):
+    """A variant record that says who chose its kept experts (a selection's, an import's)."""
+
+    origin: Origin
+
+
 class ObservationMeta(Record):
     """observations/<model>/<calibration>/<seed>/meta.json: the run, the model's routing, what was observed."""
 
@@ -293,12 +295,12 @@ class SelectionMeta(Record):
     top_k: int | None
     masks: list[MaskEntry]
 
-    def variant_records(self) -> list[VariantRecord]:
+    def variant_records(self) -> list[SelectedVariant]:
         return [
-            VariantRecord.of(
-                Variant(model=self.model, calibration=self.calibration, seed=self.seed, criterion=mask.criterion,
-                        ratio=mask.ratio),
-                mask.kept_per_layer, mask.top_k,
+            SelectedVariant(
+                **Variant(model=self.model, calibration=self.calibration, seed=self.seed, criterion=mask.criterion,
+                          ratio=mask.ratio).record(mask.kept_per_layer, mask.top_k),
+                origin=self.origin,
             )
             for mask in self.masks
         ]  # fmt: skip
@@ -351,11 +353,11 @@ class JudgmentsMeta(Record):
     name: str
     format: str | None = None
     source: str | None = None  # imported: the file the verdicts came from
-    variant: VariantRecord | None = None
+    variants: list[SelectedVariant | VariantRecord]  # every variant a row judges (imported ones: origin imported)
     group: str = ""
     tasks: list[str] | None = None
     items: int | None = None
-    raters: list[str] | None = None
+    judges: list[str] | None = None
     protocols: list[str] | None = None
     costs: dict[str, dict[str, Any]] | None = None
 

@@ -23,6 +23,10 @@ judgments as (
     select * from judgments
 ),
 
+variants as (
+    select * from variants
+),
+
 windows as (
     -- params report.agreement_windows: each window's lowest and highest ratio, bounds included
     select
@@ -36,16 +40,19 @@ labelled as (
     select
         judgments.protocol,
         windows.name as window_name,
-        judgments.rater,
-        judgments.rater_kind,
+        judgments.judge,
+        judgments.judge_kind,
         judgments.question,
-        judgments.dataset,
-        judgments.document_id,
-        judgments.pruned_model,
+        judgments.task,
+        judgments.sample_id,
+        judgments.variant_id,
         judgments.label
     from judgments
+    -- the ratio is the judged variant's
+    inner join variants
+        on judgments.variant_id = variants.variant_id
     inner join windows
-        on judgments.ratio between windows.low and windows.high
+        on variants.ratio between windows.low and windows.high
     -- missing and invalid verdicts carry no label; absolute: the pruned output only (see above)
     where judgments.status = 'ok'
         and judgments.output in ('pruned', 'pair')
@@ -55,14 +62,14 @@ pair_labels as (
     select
         a.protocol,
         a.window_name,
-        a.rater as rater_a,
-        b.rater as rater_b,
+        a.judge as rater_a,
+        b.judge as rater_b,
         case
-            when a.rater_kind = 'llm' and b.rater_kind = 'llm' then 'llm-llm'
-            when a.rater_kind = 'human' and b.rater_kind = 'human' then 'human-human'
+            when a.judge_kind = 'llm' and b.judge_kind = 'llm' then 'llm-llm'
+            when a.judge_kind = 'human' and b.judge_kind = 'human' then 'human-human'
             else 'human-llm'
         end as rater_pair,
-        a.dataset || chr(31) || a.document_id || chr(31) || a.pruned_model as item,
+        a.task || chr(31) || a.sample_id || chr(31) || a.variant_id as item,
         a.label as label_a,
         b.label as label_b
     from labelled as a
@@ -70,10 +77,10 @@ pair_labels as (
         on a.protocol = b.protocol
         and a.window_name = b.window_name
         and a.question = b.question
-        and a.dataset = b.dataset
-        and a.document_id = b.document_id
-        and a.pruned_model = b.pruned_model
-        and a.rater < b.rater
+        and a.task = b.task
+        and a.sample_id = b.sample_id
+        and a.variant_id = b.variant_id
+        and a.judge < b.judge
 ),
 
 observed as (

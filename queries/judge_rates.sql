@@ -1,16 +1,16 @@
 -- table: judge_rates
 -- What each judge says of the pruned models' outputs (the study's Figures 3 and 6), per model,
--- calibration, criterion, ratio, task (dataset), judge and question, seeds pooled. Absolute: the
+-- calibration, criterion, ratio, task, judge and question, seeds pooled. Absolute: the
 -- hallucination rate, the share of the pruned outputs judged hallucinated, beside the source model's
 -- rate on the same items (its dashed baseline). Relative: per question, the share of items where the
 -- judge names the pruned model's summary (0.5: no preference; for q4, alignment, higher is better for
 -- the pruned model, for q1-q3 lower is). Missing and invalid verdicts are left out and counted.
 -- column: model: source (unpruned) model
--- column: calibration: calibration set of the pruned variants (null for imported verdicts, whose variants are not in the store)
+-- column: calibration: calibration set of the pruned variants
 -- column: criterion: saliency criterion
 -- column: ratio: fraction of routed experts removed per MoE layer
--- column: task: judged task or dataset
--- column: rater: judge (or annotator)
+-- column: task: judged task
+-- column: rater: judge (or annotator) that gave the verdicts
 -- column: protocol: absolute or relative
 -- column: question: hallucinated (absolute) or one of the four relative questions
 -- column: n_items: verdicts with a label on pruned outputs (absolute) or pairs (relative), over every seed
@@ -30,8 +30,8 @@ judged as (
         calibration,
         criterion,
         ratio,
-        dataset as task,
-        rater,
+        task,
+        judge as rater,
         protocol,
         question,
         output,

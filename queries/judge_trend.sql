@@ -6,10 +6,10 @@
 -- it is null with fewer than three ratios or when the rate does not vary. Absolute: rate = share of
 -- pruned outputs judged hallucinated; relative: share of pairs naming the pruned summary.
 -- column: model: source (unpruned) model
--- column: calibration: calibration set (null for imported verdicts, whose variants are not in the store)
+-- column: calibration: calibration set of the pruned variants
 -- column: criterion: saliency criterion
--- column: task: judged task or dataset
--- column: rater: judge (or annotator)
+-- column: task: judged task
+-- column: rater: judge (or annotator) that gave the verdicts
 -- column: protocol: absolute or relative
 -- column: question: hallucinated (absolute) or one of the four relative questions
 -- column: n_ratios: ratios with at least one labelled verdict
@@ -28,8 +28,8 @@ labelled as (
         model,
         calibration,
         criterion,
-        dataset as task,
-        rater,
+        task,
+        judge as rater,
         protocol,
         question,
         ratio,

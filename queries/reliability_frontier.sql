@@ -88,9 +88,8 @@ judged as (
         grid_verdicts.counted::double as named
     from grid_verdicts
     inner join tasks
-        on grid_verdicts.dataset = tasks.task
+        on grid_verdicts.task = tasks.task
     where grid_verdicts.status = 'ok'
-        and grid_verdicts.calibration is not null
 ),
 
 judged_rates as (

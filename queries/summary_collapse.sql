@@ -91,14 +91,13 @@ judged_variants as (
         calibration,
         criterion,
         ratio,
-        dataset as task,
+        task,
         avg(counted::double) filter (where question = 'hallucinated' and output = 'pruned') as hallucination_rate,
         avg(counted::double) filter (where question = 'hallucinated' and output = 'source')
             as source_hallucination_rate,
         avg(counted::double) filter (where question = 'q2_omission_more') as omission_rate
     from grid_verdicts
     where status = 'ok'
-        and calibration is not null
     group by all
 ),
 

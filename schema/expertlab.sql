@@ -13,7 +13,7 @@ create type task_kind as enum ({{ task_kind }});
 create type artifact_kind as enum ({{ artifact_kind }});
 create type metric_level as enum ({{ metric_level }});
 create type protocol as enum ({{ protocol }});
-create type rater_kind as enum ({{ rater_kind }});
+create type judge_kind as enum ({{ judge_kind }});
 create type judgment_question as enum ({{ judgment_question }});
 create type judged_output as enum ({{ judged_output }});
 create type judgment_label as enum ({{ judgment_label }});
@@ -135,7 +135,7 @@ create table variants (
     origin varchar not null,
     quantization varchar
 );
-comment on table variants is 'models as evaluated: each source (unpruned) model and every pruned variant named by a selection, score or generation artifact';
+comment on table variants is 'models as evaluated: each source (unpruned) model and every pruned variant named by a selection, score, generation or judgments artifact';
 comment on column variants.variant_id is 'model:source, model:calibration:seed:criterion:ratio with the ratio as Python writes a float, or the same followed by :scheme for a quantized variant';
 comment on column variants.is_source is 'true for the unpruned source model';
 comment on column variants.model is 'base model name';
@@ -145,7 +145,7 @@ comment on column variants.criterion is 'saliency criterion that chose the kept 
 comment on column variants.ratio is 'fraction of routed experts removed per MoE layer; null for the source';
 comment on column variants.kept_per_layer is 'routed experts kept per MoE layer, round((1 - ratio) * num_experts); null for the source';
 comment on column variants.top_k is 'experts each token is routed to (lower than the source''s only when top-k reduction was allowed); null when no artifact recorded it';
-comment on column variants.origin is 'who chose the kept experts: expertlab (the select stage; also the source models) or imported (`expertlab import-masks`, e.g. the study''s released masks)';
+comment on column variants.origin is 'who chose the kept experts: expertlab (the select stage; also the source models) or imported (`expertlab import-masks` or `import-judgments`, e.g. the study''s released masks and the variants its released verdicts judge)';
 comment on column variants.quantization is 'the quantization scheme (a name under `quantization` in params) applied to the pruned checkpoint; null for unquantized variants and the source';
 
 create table expert_masks (
@@ -207,23 +207,19 @@ comment on column generations.choices is 'answer options for classification task
 create table judgments (
     judgment_set varchar not null,
     {{ columns: judgments }},
-    primary key (rater, protocol, question, dataset, document_id, pruned_model, output)
+    primary key (judge, protocol, question, task, sample_id, variant_id, output)
 );
-comment on table judgments is 'verdicts of judges and annotators, long format: one row per (rater, protocol, question, judged item); written by the judge stage (judgments/), or imported by `expertlab import-judgments` (the study''s released verdicts, human annotations)';
+comment on table judgments is 'verdicts of judges and annotators, long format: one row per (judge, protocol, question, judged item); written by the judge stage (judgments/), or imported by `expertlab import-judgments` (the study''s released verdicts, human annotations); the judged variant''s model, criterion and ratio are in variants (the verdicts view joins them)';
 comment on column judgments.judgment_set is 'the judgments artifact the row came from (its meta.json name: <variant_id>/<task group> for the judge stage, e.g. study-absolute-evaluation_samples_30 for an import)';
-comment on column judgments.rater is 'judge (its name under params judges, e.g. grounding or claude-haiku-4.5) or human annotator';
-comment on column judgments.rater_kind is 'llm (an automatic judge: an LLM, or the deterministic grounding judge) or human (an annotator)';
+comment on column judgments.judge is 'who gave the verdict: a judge (its name under params judges, e.g. grounding or claude-haiku-4.5) or a human annotator';
+comment on column judgments.judge_kind is 'llm (an automatic judge: an LLM, or the deterministic grounding judge) or human (an annotator)';
 comment on column judgments.protocol is 'absolute (is one output faithful to its source) or relative (which of the pruned and source summaries does more of something)';
 comment on column judgments.question is 'what was asked: hallucinated (absolute); q1_hallucinations_more, q2_omission_more, q3_repetition_more, q4_alignment_more (relative)';
-comment on column judgments.dataset is 'task of the judged item (the judge stage), or its dataset as an import names it (the release: RCT, Multi-X-Science)';
-comment on column judgments.document_id is 'the judged sample: its sample_id (the judge stage) or the source document id within the dataset (imports); one document may be judged for several pruned models';
-comment on column judgments.model is 'source (unpruned) model name, e.g. Qwen3-30B-A3B-Instruct-2507';
-comment on column judgments.pruned_model is 'the pruned variant: its variant_id (the judge stage), or its name as an import gives it (the release: <model>-<calibration>-<criterion>-<seed>[-<ratio>])';
-comment on column judgments.generator_model is 'model label: the source model name (the judge stage), or the family label an import gives (the release: Qwen3, Qwen3.5 for Qwen3.6, GPT, Nemotron)';
-comment on column judgments.criterion is 'saliency criterion of the pruned model (the study''s gating and easyep are gate and easy_ep)';
-comment on column judgments.ratio is 'fraction of routed experts the pruned model removed per MoE layer';
+comment on column judgments.task is 'task of the judged item (see tasks); an import names the task that mirrors the release''s dataset (RCT: rct_summary, Multi-X-Science: multixscience_summary)';
+comment on column judgments.sample_id is 'the judged sample: its task item id (the judge stage), or the document id as an import gives it (the release: e.g. rct:CD001900); one sample may be judged for several variants';
+comment on column judgments.variant_id is 'the judged (pruned) variant (see variants, which every judgments artifact fills with its variants: imported ones with origin imported, the release''s <model>-<calibration>-<criterion>-<seed>[-<ratio>] read as a variant)';
 comment on column judgments.output is 'what was judged: the pruned or the source model''s output (absolute), or the pair (relative)';
-comment on column judgments.label is 'the verdict: hallucinated or faithful (absolute), pruned or source: the summary the rater names (relative); null unless status is ok';
+comment on column judgments.label is 'the verdict: hallucinated or faithful (absolute), pruned or source: the summary the judge names (relative); null unless status is ok';
 comment on column judgments.status is 'ok (a label), missing (no verdict given, e.g. a null judge entry) or invalid (a verdict that could not be read as a label; see raw)';
 comment on column judgments.raw is 'the verdict as given. Judge stage: absolute {verdicts, score, threshold} (grounding: {reasons}), relative {order: {A, B}, answers}, invalid {answer, error}. Release: absolute {score, success, reason}, relative {mapping, raw_answers, resolved_answers}, JSON null when missing. Human CSV: the row as given';
 
@@ -391,7 +387,7 @@ comment on column domain_retention.domain is 'task domain';
 comment on column domain_retention.retention is 'mean over the domain''s utility tasks of variant score / source score; 1 = source level';
 comment on column domain_retention.n_tasks is 'utility tasks averaged (those the source scores above 0)';
 
--- Every verdict with its variant's calibration and seed, and whether a rate counts it.
+-- Every verdict with its variant's identity, and whether a rate counts it.
 create view verdicts as
 with
 
@@ -406,36 +402,39 @@ variants as (
 final as (
     select
         judgments.*,
+        variants.model,
         variants.calibration,
         variants.seed,
+        variants.criterion,
+        variants.ratio,
         variants.quantization,
         case when judgments.status = 'ok' then judgments.label in ('hallucinated', 'pruned') end as counted
     from judgments
+    -- every judgments artifact lists its variants, so each verdict finds its own
     left join variants
-        on judgments.pruned_model = variants.variant_id
+        on judgments.variant_id = variants.variant_id
 )
 
 select * from final;
-comment on view verdicts is 'every row of judgments, with the judged variant''s calibration and seed and whether the judged rates count it; the rates of judge_rates, judge_trend, summary_collapse, calibration_comparison and reliability_frontier are means of `counted`';
+comment on view verdicts is 'every row of judgments, with the judged variant''s model, calibration, seed, criterion, ratio and quantization and whether the judged rates count it; the rates of judge_rates, judge_trend, summary_collapse, calibration_comparison and reliability_frontier are means of `counted`';
 comment on column verdicts.judgment_set is 'judgments.judgment_set';
-comment on column verdicts.rater is 'judgments.rater';
-comment on column verdicts.rater_kind is 'judgments.rater_kind';
+comment on column verdicts.judge is 'judgments.judge';
+comment on column verdicts.judge_kind is 'judgments.judge_kind';
 comment on column verdicts.protocol is 'judgments.protocol';
 comment on column verdicts.question is 'judgments.question';
-comment on column verdicts.dataset is 'judgments.dataset';
-comment on column verdicts.document_id is 'judgments.document_id';
-comment on column verdicts.model is 'judgments.model';
-comment on column verdicts.pruned_model is 'judgments.pruned_model';
-comment on column verdicts.generator_model is 'judgments.generator_model';
-comment on column verdicts.criterion is 'judgments.criterion';
-comment on column verdicts.ratio is 'judgments.ratio';
+comment on column verdicts.task is 'judgments.task';
+comment on column verdicts.sample_id is 'judgments.sample_id';
+comment on column verdicts.variant_id is 'judgments.variant_id';
 comment on column verdicts.output is 'judgments.output';
 comment on column verdicts.label is 'judgments.label';
 comment on column verdicts.status is 'judgments.status';
 comment on column verdicts.raw is 'judgments.raw';
-comment on column verdicts.calibration is 'calibration set of the judged variant; null when pruned_model names no variant in the store (imported verdicts)';
-comment on column verdicts.seed is 'calibration seed of the judged variant; null as for calibration';
-comment on column verdicts.quantization is 'quantization scheme of the judged variant; null when unquantized or not a variant in the store';
+comment on column verdicts.model is 'base model of the judged variant';
+comment on column verdicts.calibration is 'calibration set of the judged variant';
+comment on column verdicts.seed is 'calibration seed of the judged variant';
+comment on column verdicts.criterion is 'saliency criterion of the judged variant';
+comment on column verdicts.ratio is 'fraction of routed experts the judged variant removed per MoE layer';
+comment on column verdicts.quantization is 'quantization scheme of the judged variant; null when unquantized';
 comment on column verdicts.counted is 'status ok: true when the verdict is hallucinated (absolute) or names the pruned summary (relative), false otherwise; null when missing or invalid';
 
 -- Each variant's comparable measures, one row per (variant, measure): the rows of the study's Table 2.
@@ -468,19 +467,18 @@ utility as (
 
 judged as (
     select
-        pruned_model as variant_id,
+        variant_id,
         model,
         calibration,
         seed,
         criterion,
         ratio,
         quantization,
-        'judged:' || dataset || ':' || question as measure,
+        'judged:' || task || ':' || question as measure,
         avg(counted::double) as value
     from verdicts
     where status = 'ok'
         and output in ('pruned', 'pair')
-        and calibration is not null
     group by all
 ),
 
@@ -567,25 +565,24 @@ create view grid_verdicts as
 select * exclude (quantization)
 from verdicts
 where quantization is null;
-comment on view grid_verdicts is 'verdicts on unquantized variants, and imported verdicts (whose variants are not in the store)';
+comment on view grid_verdicts is 'verdicts on unquantized variants';
 comment on column grid_verdicts.judgment_set is 'verdicts.judgment_set';
-comment on column grid_verdicts.rater is 'verdicts.rater';
-comment on column grid_verdicts.rater_kind is 'verdicts.rater_kind';
+comment on column grid_verdicts.judge is 'verdicts.judge';
+comment on column grid_verdicts.judge_kind is 'verdicts.judge_kind';
 comment on column grid_verdicts.protocol is 'verdicts.protocol';
 comment on column grid_verdicts.question is 'verdicts.question';
-comment on column grid_verdicts.dataset is 'verdicts.dataset';
-comment on column grid_verdicts.document_id is 'verdicts.document_id';
-comment on column grid_verdicts.model is 'verdicts.model';
-comment on column grid_verdicts.pruned_model is 'verdicts.pruned_model';
-comment on column grid_verdicts.generator_model is 'verdicts.generator_model';
-comment on column grid_verdicts.criterion is 'verdicts.criterion';
-comment on column grid_verdicts.ratio is 'verdicts.ratio';
+comment on column grid_verdicts.task is 'verdicts.task';
+comment on column grid_verdicts.sample_id is 'verdicts.sample_id';
+comment on column grid_verdicts.variant_id is 'verdicts.variant_id';
 comment on column grid_verdicts.output is 'verdicts.output';
 comment on column grid_verdicts.label is 'verdicts.label';
 comment on column grid_verdicts.status is 'verdicts.status';
 comment on column grid_verdicts.raw is 'verdicts.raw';
+comment on column grid_verdicts.model is 'verdicts.model';
 comment on column grid_verdicts.calibration is 'verdicts.calibration';
 comment on column grid_verdicts.seed is 'verdicts.seed';
+comment on column grid_verdicts.criterion is 'verdicts.criterion';
+comment on column grid_verdicts.ratio is 'verdicts.ratio';
 comment on column grid_verdicts.counted is 'verdicts.counted';
 
 create view grid_variant_measures as

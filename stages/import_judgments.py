@@ -20,19 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from expertlab.imports.judgments import find_judgment_files, read_judgments, write_judgments
-    from expertlab.imports.study import check_criteria
+    from expertlab.imports.study import check_criteria, check_tasks
 
     check_criteria()
+    check_tasks()
     # every file is read and checked before anything is written: a bad file leaves imported/ as it was
     imported = [read_judgments(path) for path in find_judgment_files(args.paths)]
     written = write_judgments(imported, args.out)
     for judgments, target in zip(imported, written):
         statuses = {status: sum(row["status"] == status for row in judgments.rows) for status in ("missing", "invalid")}
-        kinds = sorted({str(row["rater_kind"]) for row in judgments.rows})
+        kinds = sorted({str(row["judge_kind"]) for row in judgments.rows})
         protocols = sorted({str(row["protocol"]) for row in judgments.rows})
         print(
             f"import-judgments: {judgments.source}: {judgments.format} ({', '.join(protocols)}), "
-            f"{judgments.items} items, {len(judgments.raters)} {'/'.join(kinds)} raters, "
+            f"{judgments.items} items, {len(judgments.judges)} {'/'.join(kinds)} judges, "
             f"{len(judgments.rows)} verdicts "
             f"({statuses['missing']} missing, {statuses['invalid']} invalid) -> {target}/"
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from test_judgments import FIXTURES as STUDY_FIXTURES
-from test_judgments import JUDGES, RELEASED_FLEISS, TABLE_1, agreement
+from test_judgments import JUDGES, MXS, RCT, RELEASED_FLEISS, TABLE_1, agreement
 from test_store import write_judgments
 
 from expertlab.cli import main
@@ -23,6 +23,7 @@ from expertlab.imports.judgments import write_judgments as write_imported
 from expertlab.report.execute import run_query
 from expertlab.report.queries import read_query
 from expertlab.store import ingest
+from expertlab.variants import Variant
 
 HUMAN = Path(__file__).parent / "fixtures" / "human_judgments"
 ANNOTATIONS = HUMAN / "annotations.csv"
@@ -51,7 +52,7 @@ def approx(value: Fraction | int) -> object:
 
 @pytest.fixture(scope="module")
 def constructed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Labels H (hallucinated), F (faithful), P (pruned), S (source); all at ratio 0.5, dataset toy.
+    """Labels H (hallucinated), F (faithful), P (pruned), S (source); all at ratio 0.5, task toy.
 
     Absolute, pruned outputs, LLM judges a, b, c on d0..d4: HHH, HHF, FFF, HFF, FFF. With n = 3,
     P_i = (sum_j n_ij^2 - 3) / 6: 1, 1/3, 1, 1/3, 1, so p_observed = (11/3) / 5 = 11/15. Of the 15
@@ -65,17 +66,17 @@ def constructed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Relative, q1, a and b on d0..d2: PP, PS, SS. P_i: 1, 0, 1 -> 2/3; P 1/2, S 1/2: p_expected = 1/2;
     kappa = (2/3 - 1/2) / (1/2) = 1/3 (Scott's pi: Cohen's kappa of the same pair is 2/5).
     Relative, q2, a and b on d0..d2: SS, SS, SS: p_expected = 1, counted as kappa 1.
-    No row: dataset other (a labels x0, x1, b's verdicts on both missing: no item labelled by all)
-    and dataset solo (a alone).
+    No row: task other (a labels x0, x1, b's verdicts on both missing: no item labelled by all)
+    and task solo (a alone).
     """
     root = tmp_path_factory.mktemp("constructed")
     names = {"H": "hallucinated", "F": "faithful", "P": "pruned", "S": "source", "-": None}
     rows = []
 
-    def judge(rater: str, labels: str, protocol: str = "absolute", question: str = "hallucinated",
+    def judge(name: str, labels: str, protocol: str = "absolute", question: str = "hallucinated",
               **common: str) -> None:
         for number, label in enumerate(labels):
-            rows.append({"rater": rater, "protocol": protocol, "question": question, "document_id": f"d{number}",
+            rows.append({"judge": name, "protocol": protocol, "question": question, "sample_id": f"d{number}",
                          "ratio": 0.5, "label": names[label], **common})
 
     judge("a", "HHFHFH")
@@ -83,15 +84,15 @@ def constructed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     judge("c", "HFFFF-")
     judge("a", "FF", output="source")
     judge("b", "FH", output="source")
-    judge("h1", "HFFH", rater_kind="human")
-    judge("h2", "HHFH", rater_kind="human")
+    judge("h1", "HFFH", judge_kind="human")
+    judge("h2", "HHFH", judge_kind="human")
     judge("a", "PPS", "relative", "q1_hallucinations_more")
     judge("b", "PSS", "relative", "q1_hallucinations_more")
     judge("a", "SSS", "relative", "q2_omission_more")
     judge("b", "SSS", "relative", "q2_omission_more")
-    judge("a", "HF", dataset="other")
-    judge("b", "--", dataset="other")
-    judge("a", "HF", dataset="solo")
+    judge("a", "HF", task="other")
+    judge("b", "--", task="other")
+    judge("a", "HF", task="solo")
     write_judgments(root, "constructed", rows)
     ingest(root / "results.duckdb", [root / "judgments"])
     return root / "results.duckdb"
@@ -116,17 +117,22 @@ def test_fleiss_kappa_by_hand(constructed_store: Path):
 
 def test_the_fixture_is_read_row_by_row():
     imported = read_human_judgments(ANNOTATIONS)
-    assert (imported.name, imported.format, imported.items, imported.raters) == (
+    assert (imported.name, imported.format, imported.items, imported.judges) == (
         "human-annotations", "human-csv", 5, ["ann_a", "ann_b"])
     assert len(imported.rows) == 18
-    assert {(r["rater_kind"], r["generator_model"]) for r in imported.rows} == {("human", "")}
+    assert {r["judge_kind"] for r in imported.rows} == {"human"}
+    assert not [r for r in imported.rows if "generator_model" in r]  # no store column: raw keeps it when given
     absolute = [r for r in imported.rows if r["protocol"] == "absolute"]
     assert {r["question"] for r in absolute} == {"hallucinated"}  # empty or spelt out
     assert sorted(r["output"] for r in absolute) == ["pruned"] * 9 + ["source"]
     assert {r["output"] for r in imported.rows if r["protocol"] == "relative"} == {"pair"}
-    assert {r["criterion"] for r in imported.rows} == {"frequency", "reap", "easy_ep", "ean"}  # easyep mapped
-    (empty,) = [r for r in imported.rows if r["document_id"] == "rct:CD004198"]
-    assert (empty["rater"], empty["label"], empty["status"]) == ("ann_b", None, "missing")
+    judged = {variant.id: variant for variant in imported.variants}
+    assert {judged[r["variant_id"]].criterion for r in imported.rows} == {"frequency", "reap", "easy_ep", "ean"}
+    assert {r["task"] for r in imported.rows} == {MXS, RCT}  # the release's dataset names translated
+    (empty,) = [r for r in imported.rows if r["sample_id"] == "rct:CD004198"]
+    assert (empty["judge"], empty["label"], empty["status"]) == ("ann_b", None, "missing")
+    assert judged[empty["variant_id"]] == Variant(model="NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", calibration="medinst",
+                                                  seed=2104261, criterion="ean", ratio=0.25)
     assert json.loads(empty["raw"]) == {
         "annotator": "ann_b", "protocol": "absolute", "question": "", "dataset": "RCT", "document_id": "rct:CD004198",
         "model": "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
@@ -146,18 +152,19 @@ def mixed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_import_prints_a_summary_and_writes_a_human_artifact(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["import-judgments", str(HUMAN), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert (f"import-judgments: {ANNOTATIONS}: human-csv (absolute, relative), 5 items, 2 human raters, "
+    assert (f"import-judgments: {ANNOTATIONS}: human-csv (absolute, relative), 5 items, 2 human judges, "
             f"18 verdicts (1 missing, 0 invalid) -> {tmp_path}/judgments/human-annotations/") in out
     meta = json.loads((tmp_path / "judgments" / "human-annotations" / "meta.json").read_text())
-    assert (meta["format"], meta["items"], meta["raters"]) == ("human-csv", 5, ["ann_a", "ann_b"])
+    assert (meta["format"], meta["items"], meta["judges"]) == ("human-csv", 5, ["ann_a", "ann_b"])
+    assert {record["origin"] for record in meta["variants"]} == {"imported"}
 
 
 def test_an_empty_label_is_stored_as_missing(mixed_store: Path):
     con = duckdb.connect(str(mixed_store), read_only=True)
     try:
         rows = con.execute(
-            "select judgment_set, rater, rater_kind::varchar, label::varchar, status::varchar, raw->>'label' "
-            "from judgments where rater_kind = 'human' and status <> 'ok'"
+            "select judgment_set, judge, judge_kind::varchar, label::varchar, status::varchar, raw->>'label' "
+            "from judgments where judge_kind = 'human' and status <> 'ok'"
         ).fetchall()
     finally:
         con.close()
@@ -199,9 +206,9 @@ def test_human_rows_of_judge_fleiss_by_hand(mixed_store: Path):
     rows = fleiss(mixed_store)
     human = {key: value for key, value in rows.items() if key[4] == "human"}
     assert human == {
-        ("absolute", "Multi-X-Science", "hallucinated", "pruned", "human"):
+        ("absolute", MXS, "hallucinated", "pruned", "human"):
             (2, 2, approx(Fraction(1, 2)), approx(Fraction(5, 8)), approx(Fraction(-1, 3))),
-        ("absolute", "RCT", "hallucinated", "pruned", "human"): (2, 2, 1.0, 1.0, 1.0),
+        ("absolute", RCT, "hallucinated", "pruned", "human"): (2, 2, 1.0, 1.0, 1.0),
     }
     judges = {key[:4]: (n_raters, n_items, kappa) for key, (n_raters, n_items, _, _, kappa) in rows.items()
               if key[4] == "llm"}
@@ -254,6 +261,16 @@ BAD_FILES = [
     ("ratio 0", _csv([GOOD | {"ratio": "0.0"}]), "line 2: ratio '0.0' is outside (0, 1)"),
     ("ratio nan", _csv([GOOD | {"ratio": "nan"}]), "line 2: ratio 'nan' is outside (0, 1)"),
     ("ratio text", _csv([GOOD | {"ratio": "half"}]), "line 2: ratio 'half' is not a number in (0, 1)"),
+    ("dataset", _csv([GOOD | {"dataset": "rct_summary"}]), "line 2: dataset 'rct_summary' is not one of RCT, "
+     "Multi-X-Science"),
+    ("pruned model name", _csv([GOOD | {"pruned_model": "gpt-oss-20b:medinst:2104260:reap:0.125"}]),
+     "line 2: 'gpt-oss-20b:medinst:2104260:reap:0.125' is not <model>-<calibration>-<criterion>-<seed>[-<ratio>]"),
+    ("model disagrees", _csv([GOOD | {"model": "gpt-oss-120b"}]), "line 2: model 'gpt-oss-120b' disagrees with "
+     "pruned_model 'gpt-oss-20b-medinst-reap-2104260-0.125', whose model is 'gpt-oss-20b'"),
+    ("criterion disagrees", _csv([GOOD | {"criterion": "gating"}]), "line 2: criterion 'gating' disagrees with "
+     "pruned_model 'gpt-oss-20b-medinst-reap-2104260-0.125', whose criterion is 'reap'"),
+    ("ratio disagrees", _csv([GOOD | {"ratio": "0.25"}]), "line 2: ratio '0.25' disagrees with "
+     "pruned_model 'gpt-oss-20b-medinst-reap-2104260-0.125', whose ratio is 0.125"),
     ("annotator", _csv([GOOD | {"annotator": " "}]), "line 2: annotator is empty"),
     ("document", _csv([GOOD | {"document_id": ""}]), "line 2: document_id is empty"),
     ("duplicate", _csv([GOOD, ANOTHER, GOOD | {"label": "hallucinated"}]),
@@ -262,12 +279,15 @@ BAD_FILES = [
       "pruned")),
     ("duplicate by defaults", _csv([GOOD | {"output": "pruned", "question": "hallucinated"}, GOOD],
                                    [*COLUMNS, "output"]), "line 3: repeats line 2"),
+    ("duplicate by variant", _csv([GOOD | {"pruned_model": "gpt-oss-20b-medinst-reap-2104260", "ratio": "0.5"},
+                                   GOOD | {"pruned_model": "gpt-oss-20b-medinst-reap-2104260-0.5", "ratio": "0.5"}]),
+     "line 3: repeats line 2"),  # one variant: no suffix is 0.5
     ("missing column", _csv([GOOD], [c for c in COLUMNS if c != "ratio"]),
      "line 1: missing column(s) ratio (required: " + ", ".join(COLUMNS) + "; optional: output, generator_model)"),
     ("unknown column", _csv([GOOD], [*COLUMNS, "notes"]), "line 1: unknown column(s) notes (required: "),
     ("repeated column", _csv([GOOD], [*COLUMNS, "label"]), "line 1: repeated column(s) label"),
     ("cells", _csv([GOOD]) + "ann_c,absolute,,RCT\n", "line 3: 4 cells, the header names 10 columns"),
-    ("line after a quoted line break", _csv([GOOD | {"model": "gpt-oss\n20b"}, GOOD | {"label": "true"}]),
+    ("line after a quoted line break", _csv([GOOD | {"annotator": "ann\nc"}, GOOD | {"label": "true"}]),
      "line 4: label 'true' is not one of hallucinated, faithful"),
     ("empty file", "", "line 1: empty file, expected a header naming annotator, protocol"),
     ("header only", ",".join(COLUMNS) + "\n", "line 1: a header and no annotation rows below it"),
@@ -303,7 +323,7 @@ def test_one_verdict_in_two_files_fails_before_anything_is_written(tmp_path: Pat
     copy = tmp_path / "again.csv"
     shutil.copyfile(ANNOTATIONS, copy)
     imported = [read_human_judgments(ANNOTATIONS), read_human_judgments(copy)]
-    with pytest.raises(ValueError, match=rf"{copy}: the verdict \(ann_a, absolute, hallucinated, Multi-X-Science, "
+    with pytest.raises(ValueError, match=rf"{copy}: the verdict \(ann_a, absolute, hallucinated, {MXS}, "
                                          rf"medinst32:SUM:Multi-XScience:199, .*\) is also given by {ANNOTATIONS}"):
         write_imported(imported, tmp_path / "imported")
     assert not (tmp_path / "imported").exists()
@@ -322,4 +342,4 @@ def test_cells_are_read_as_csv_not_split_on_commas(tmp_path: Path):
         writer.writeheader()
         writer.writerow(GOOD | {"document_id": "doc, with a comma", "generator_model": "GPT"})
     (row,) = read_human_judgments(quoted).rows
-    assert (row["document_id"], row["generator_model"]) == ("doc, with a comma", "GPT")
+    assert (row["sample_id"], json.loads(row["raw"])["generator_model"]) == ("doc, with a comma", "GPT")

@@ -90,7 +90,7 @@ def run_judge(
 
 def rows_of(out: Path) -> list[tuple[Any, ...]]:
     return duckdb.sql(
-        f"select rater, protocol, question, document_id, output, label, status, pruned_model, criterion, ratio "
+        f"select judge, protocol, question, sample_id, output, label, status, variant_id "
         f"from read_parquet('{out / 'judgments.parquet'}') order by all"
     ).fetchall()
 
@@ -109,12 +109,14 @@ def test_judge_stage_writes_every_verdict_once_and_a_rerun_is_free(study: Path) 
     rows = rows_of(study / "out1")
     assert rows == rows_of(study / "out2")
     assert len(rows) == 2 * (6 * 2 + 6 * 4)  # two judges x (absolute on pruned and source + four relative answers)
-    assert {r[7:] for r in rows} == {("toy:biomed:0:reap:0.5", "reap", 0.5)}
+    pruned = Variant(model="toy", calibration="biomed", seed=0, criterion="reap", ratio=0.5)
+    assert {r[7] for r in rows} == {pruned.id}  # the judged variant by id: its fields are in meta.json's variants
     llm_absolute = {(r[3], r[4]): r[5] for r in rows if r[0] == "llm" and r[1] == "absolute"}
     assert [llm_absolute[(s, "pruned")] for s in SAMPLES] == ["hallucinated", "faithful"] * 3
     assert {llm_absolute[(s, "source")] for s in SAMPLES} == {"faithful"}
     meta = json.loads((study / "out1" / "meta.json").read_text())
     assert meta["name"] == "toy:biomed:0:reap:0.5/toy" and meta["costs"]["llm"]["billed"] == prompts
+    assert meta["variants"] == [pruned.record(8, 2)] and meta["judges"] == ["grounding", "llm"]
     assert meta["costs"]["grounding"]["computed"] == 6 * 3
     for out in ("out1", "out2"):
         for path in (study / out).iterdir():

@@ -140,7 +140,7 @@ def test_grounding_judge_rows(tmp_path: Path) -> None:
     assert json.loads(rows[2]["raw"])["order"] == {"A": "source", "B": "pruned"}
     assert json.loads(rows[2]["raw"])["answers"]["q1_hallucinations_more"] == "B"
     assert len(rows) == 2 + 4 and tally.computed == 3 and tally.requests == 0
-    assert {r["status"] for r in rows} == {"ok"} and {r["rater_kind"] for r in rows} == {"llm"}
+    assert {r["status"] for r in rows} == {"ok"} and {r["judge_kind"] for r in rows} == {"llm"}
 
 
 def test_llm_judge_resolves_positions_and_pays_once_per_distinct_prompt(server: OpenAIServer, tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_llm_judge_resolves_positions_and_pays_once_per_distinct_prompt(server: 
     # absolute prompts: FALSE and TRUE against DOC (2 distinct texts); relative: 3 distinct (order, pair)s
     assert tally.questions == 5 and tally.billed == 5 and tally.cache_hits == 0
     assert len(server.received) == 5
-    by = {(r["document_id"], r["protocol"], r["question"], r["output"]): r for r in rows}
+    by = {(r["sample_id"], r["protocol"], r["question"], r["output"]): r for r in rows}
     assert by[("trial_summary-0000", "absolute", "hallucinated", "pruned")]["label"] == "hallucinated"
     assert by[("trial_summary-0000", "absolute", "hallucinated", "source")]["label"] == "faithful"
     for sample in ("trial_summary-0000", "trial_summary-0002"):  # the 999 summary is named wherever it is shown

@@ -20,6 +20,7 @@ from expertlab.params import Report
 from expertlab.report.execute import run_query
 from expertlab.report.queries import read_query
 from expertlab.store import ingest
+from expertlab.variants import Variant
 
 FIXTURES = Path(__file__).parent / "fixtures" / "study_judgments"
 ABSOLUTE = FIXTURES / "absolute" / "evaluation_samples_30.json"
@@ -45,19 +46,20 @@ TABLE_1 = {
 # they pin down what the release gives. Exact fractions, checked against an independent count of the
 # JSON files; RCT pruned has 13 items: gpt-5.4-mini's two null verdicts leave rct:CD001275 and
 # rct:CD008586 out for all three judges.
+MXS, RCT = "multixscience_summary", "rct_summary"  # the tasks the release's Multi-X-Science and RCT are imported as
 RELEASED_FLEISS = {
-    ("absolute", "Multi-X-Science", "hallucinated", "pruned"): (15, Fraction(13, 18)),  # .722
-    ("absolute", "Multi-X-Science", "hallucinated", "source"): (15, Fraction(41, 266)),  # .154
-    ("absolute", "RCT", "hallucinated", "pruned"): (13, Fraction(131, 170)),  # .771
-    ("absolute", "RCT", "hallucinated", "source"): (15, Fraction(1)),  # all faithful: p_expected = 1
-    ("relative", "Multi-X-Science", "q1_hallucinations_more", "pair"): (15, Fraction(22, 27)),  # .815
-    ("relative", "Multi-X-Science", "q2_omission_more", "pair"): (15, Fraction(59, 464)),  # .127
-    ("relative", "Multi-X-Science", "q3_repetition_more", "pair"): (15, Fraction(73, 100)),  # .730
-    ("relative", "Multi-X-Science", "q4_alignment_more", "pair"): (15, Fraction(74, 119)),  # .622
-    ("relative", "RCT", "q1_hallucinations_more", "pair"): (15, Fraction(251, 476)),  # .527
-    ("relative", "RCT", "q2_omission_more", "pair"): (15, Fraction(6, 11)),  # .545
-    ("relative", "RCT", "q3_repetition_more", "pair"): (15, Fraction(3, 8)),  # .375
-    ("relative", "RCT", "q4_alignment_more", "pair"): (15, Fraction(149, 464)),  # .321
+    ("absolute", MXS, "hallucinated", "pruned"): (15, Fraction(13, 18)),  # .722
+    ("absolute", MXS, "hallucinated", "source"): (15, Fraction(41, 266)),  # .154
+    ("absolute", RCT, "hallucinated", "pruned"): (13, Fraction(131, 170)),  # .771
+    ("absolute", RCT, "hallucinated", "source"): (15, Fraction(1)),  # all faithful: p_expected = 1
+    ("relative", MXS, "q1_hallucinations_more", "pair"): (15, Fraction(22, 27)),  # .815
+    ("relative", MXS, "q2_omission_more", "pair"): (15, Fraction(59, 464)),  # .127
+    ("relative", MXS, "q3_repetition_more", "pair"): (15, Fraction(73, 100)),  # .730
+    ("relative", MXS, "q4_alignment_more", "pair"): (15, Fraction(74, 119)),  # .622
+    ("relative", RCT, "q1_hallucinations_more", "pair"): (15, Fraction(251, 476)),  # .527
+    ("relative", RCT, "q2_omission_more", "pair"): (15, Fraction(6, 11)),  # .545
+    ("relative", RCT, "q3_repetition_more", "pair"): (15, Fraction(3, 8)),  # .375
+    ("relative", RCT, "q4_alignment_more", "pair"): (15, Fraction(149, 464)),  # .321
 }
 
 
@@ -76,28 +78,32 @@ def test_released_files_are_recognised_and_read_item_by_item():
     absolute, relative = read_study_judgments(ABSOLUTE), read_study_judgments(RELATIVE)
     assert (absolute.format, relative.format) == ("study-absolute", "study-relative")
     assert absolute.items == relative.items == 30
-    assert absolute.raters == relative.raters == JUDGES
+    assert absolute.judges == relative.judges == JUDGES
     # absolute: 30 items x 3 judges x (pruned, source) outputs; relative: 30 x 3 x 4 questions
     assert len(absolute.rows) == 30 * 3 * 2 and len(relative.rows) == 30 * 3 * 4
-    missing = [(r["document_id"], r["ratio"], r["rater"], r["output"]) for r in absolute.rows if r["status"] != "ok"]
+    judged = {variant.id: variant for variant in absolute.variants}
+    missing = [(r["sample_id"], judged[r["variant_id"]].ratio, r["judge"], r["output"]) for r in absolute.rows
+               if r["status"] != "ok"]
     assert missing == [
         ("rct:CD001275", 0.5, "gpt-5.4-mini", "pruned"),
         ("rct:CD008586", 0.125, "gpt-5.4-mini", "pruned"),
     ]
     assert all(r["label"] is None and r["raw"] == "null" for r in absolute.rows if r["status"] == "missing")
     assert all(r["status"] == "ok" for r in relative.rows)
-    assert {r["criterion"] for r in absolute.rows} == {"random", "frequency", "gate", "ean", "easy_ep", "reap"}
+    assert {judged[r["variant_id"]].criterion for r in absolute.rows} == {"random", "frequency", "gate", "ean",
+                                                                          "easy_ep", "reap"}
+    assert {r["task"] for r in absolute.rows + relative.rows} == {MXS, RCT}
 
 
 def test_labels_follow_the_released_answers():
-    first = {(r["rater"], r["output"]): r for r in read_study_judgments(ABSOLUTE).rows
-             if r["document_id"] == "medinst32:SUM:Multi-XScience:42"}
+    first = {(r["judge"], r["output"]): r for r in read_study_judgments(ABSOLUTE).rows
+             if r["sample_id"] == "medinst32:SUM:Multi-XScience:42"}
     # pruned: 1.0 from every judge (hallucinated); source: gpt and gemini 1.0, claude 0.0
-    assert {rater: first[(rater, "pruned")]["label"] for rater in JUDGES} == dict.fromkeys(JUDGES, "hallucinated")
+    assert {judge: first[(judge, "pruned")]["label"] for judge in JUDGES} == dict.fromkeys(JUDGES, "hallucinated")
     assert first[("claude-haiku-4.5", "source")]["label"] == "faithful"
     assert json.loads(first[("gpt-5.4-mini", "source")]["raw"])["score"] == 1.0
     rows = [r for r in read_study_judgments(RELATIVE).rows
-            if r["document_id"] == "rct:CD001900" and r["rater"] == "gemini-3.1-flash-lite"]
+            if r["sample_id"] == "rct:CD001900" and r["judge"] == "gemini-3.1-flash-lite"]
     # resolved_answers: pruned, pruned, pruned, vanilla (= the source model)
     assert [(r["question"], r["label"]) for r in rows] == [
         ("q1_hallucinations_more", "pruned"), ("q2_omission_more", "pruned"),
@@ -113,7 +119,7 @@ def test_unreadable_verdicts_are_invalid_and_null_entries_missing(tmp_path: Path
     answers["claude-haiku-4.5"]["resolved_answers"]["q2_omission_more"] = "both"
     del answers["gemini-3.1-flash-lite"]["resolved_answers"]["q3_repetition_more"]
     (tmp_path / "relative.json").write_text(json.dumps(items))
-    rows = {(r["rater"], r["question"]): (r["label"], r["status"])
+    rows = {(r["judge"], r["question"]): (r["label"], r["status"])
             for r in read_study_judgments(tmp_path / "relative.json").rows}
     assert rows[("gpt-5.4-mini", "q1_hallucinations_more")] == (None, "missing")
     assert rows[("claude-haiku-4.5", "q2_omission_more")] == (None, "invalid")
@@ -122,10 +128,36 @@ def test_unreadable_verdicts_are_invalid_and_null_entries_missing(tmp_path: Path
     items[0]["pruned_model_absolute_judgement"]["gpt-5.4-mini"]["score"] = 0.5  # not rounded to a label
     items[0]["pruned_model_absolute_judgement"]["claude-haiku-4.5"]["success"] = False  # contradicts score 0.0
     (tmp_path / "absolute.json").write_text(json.dumps(items))
-    rows = {(r["rater"], r["output"]): (r["label"], r["status"])
+    rows = {(r["judge"], r["output"]): (r["label"], r["status"])
             for r in read_study_judgments(tmp_path / "absolute.json").rows}
     assert rows[("gpt-5.4-mini", "pruned")] == rows[("claude-haiku-4.5", "pruned")] == (None, "invalid")
     assert rows[("gemini-3.1-flash-lite", "pruned")] == ("faithful", "ok")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pruning_ratio": 0.25}, "item 0: pruning_ratio 0.25 disagrees with pruned_model_name "
+         "'Qwen3-30B-A3B-Instruct-2507-medinst-gating-2104262', whose ratio is 0.5"),
+        ({"pruning_method": "reap"}, "item 0: pruning_method 'reap' disagrees with pruned_model_name "
+         "'Qwen3-30B-A3B-Instruct-2507-medinst-gating-2104262', whose criterion is 'gate'"),
+        ({"source_model_name": "gpt-oss-20b"}, "item 0: source_model_name 'gpt-oss-20b' disagrees with"),
+        ({"pruned_model_name": "Qwen3-pruned"}, "item 0: 'Qwen3-pruned' is not "
+         "<model>-<calibration>-<criterion>-<seed>[-<ratio>] with a criterion among random, frequency, gating"),
+        ({"dataset": "PubMed"}, "item 0: dataset 'PubMed' is not one of RCT, Multi-X-Science"),
+    ],
+    ids=["ratio", "criterion", "model", "name", "dataset"],
+)
+def test_an_item_whose_names_do_not_translate_fails_naming_it(tmp_path: Path, change: dict, message: str):
+    """An item states its variant twice (its pruned model's name, and its model, method and ratio): they
+    must agree, and its dataset must be one the release has; nothing is guessed."""
+    items = json.loads(ABSOLUTE.read_text())
+    assert items[0]["pruned_model_name"] == "Qwen3-30B-A3B-Instruct-2507-medinst-gating-2104262"
+    items[0].update(change)
+    (tmp_path / "changed.json").write_text(json.dumps(items))
+    with pytest.raises(ValueError) as raised:
+        read_study_judgments(tmp_path / "changed.json")
+    assert str(raised.value).startswith(f"{tmp_path / 'changed.json'}: {message}")
 
 
 # --- import, ingest, Table 1 -----------------------------------------------------------------------
@@ -144,16 +176,49 @@ def test_import_writes_one_artifact_per_file_and_ingest_loads_them(released_stor
     assert sorted(p.name for p in imported.iterdir()) == [
         "study-absolute-evaluation_samples_30", "study-relative-evaluation_samples_30"]
     meta = json.loads((imported / "study-absolute-evaluation_samples_30" / "meta.json").read_text())
-    assert (meta["kind"], meta["items"], meta["raters"]) == ("judgments", 30, JUDGES)
+    assert (meta["kind"], meta["items"], meta["judges"]) == ("judgments", 30, JUDGES)
     con = duckdb.connect(str(released_store), read_only=True)
     counts = con.execute(
-        "select protocol::varchar, count(distinct (dataset, document_id, pruned_model)), "
+        "select protocol::varchar, count(distinct (task, sample_id, variant_id)), "
         "count(*) filter (status = 'missing'), count(*) filter (label is null) "
         "from judgments group by protocol order by protocol"
     ).fetchall()
     assert counts == [("absolute", 30, 2, 2), ("relative", 30, 0, 0)]
-    assert con.execute("select count(*) from variants").fetchone() == (0,)  # external models stay columns
+    # every released pruned model is one imported variant, named by the verdicts on it
+    names = {item["pruned_model_name"] for item in json.loads(ABSOLUTE.read_text())}
+    assert con.execute("select count(*), count(*) filter (origin = 'imported') from variants").fetchone() == (
+        len(names), len(names))
+    assert con.execute("select count(*) from judgments anti join variants using (variant_id)").fetchone() == (0,)
     con.close()
+
+
+def test_a_released_verdict_names_the_variant_its_pruned_model_is(released_store: Path):
+    """Qwen3-30B-A3B-Instruct-2507-medinst-gating-2104262 (no ratio suffix: 0.5) judged on rct:CD001900."""
+    named = Variant(model="Qwen3-30B-A3B-Instruct-2507", calibration="medinst", seed=2104262, criterion="gate",
+                    ratio=0.5)
+    assert named.id == "Qwen3-30B-A3B-Instruct-2507:medinst:2104262:gate:0.5"
+    (item,) = {(r["task"], r["sample_id"], r["variant_id"]) for r in read_study_judgments(ABSOLUTE).rows
+               if r["sample_id"] == "rct:CD001900"}
+    assert item == ("rct_summary", "rct:CD001900", named.id)
+    con = duckdb.connect(str(released_store), read_only=True)
+    try:
+        stored = con.execute(
+            "select is_source, model, calibration, seed, criterion::varchar, ratio, kept_per_layer, top_k, origin, "
+            "quantization from variants where variant_id = ?", [named.id]
+        ).fetchall()
+        judged = con.execute(
+            "select distinct task, sample_id from judgments where variant_id = ?", [named.id]
+        ).fetchall()
+        verdicts = con.execute(
+            "select distinct model, calibration, seed, criterion::varchar, ratio from verdicts where sample_id = ?",
+            ["rct:CD001900"],
+        ).fetchall()
+    finally:
+        con.close()
+    # the expert counts are unknown to the release: null, never guessed
+    assert stored == [(False, named.model, "medinst", 2104262, "gate", 0.5, None, None, "imported", None)]
+    assert judged == [("rct_summary", "rct:CD001900")]
+    assert verdicts == [(named.model, "medinst", 2104262, "gate", 0.5)]
 
 
 def test_agreement_reproduces_table_1_llm_llm(released_store: Path):
@@ -233,6 +298,25 @@ def test_a_damaged_judgments_artifact_fails_ingest_naming_it_and_leaves_the_stor
     assert store.read_bytes() == bytes_before and snapshot(store) == before
 
 
+def test_a_judgments_artifact_must_list_every_variant_it_judges(released_store: Path, tmp_path: Path):
+    """The verdicts name their variants by id; meta.json's variants give the fields, so a verdict on a
+    variant the artifact does not list, or an artifact without the list, fails ingest naming the file."""
+    imported = tmp_path / "imported"
+    shutil.copytree(released_store.parent / "imported", imported)
+    artifact = imported / "judgments" / "study-absolute-evaluation_samples_30"
+    meta = json.loads((artifact / "meta.json").read_text())
+    dropped = meta["variants"].pop(0)
+    (artifact / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"judgments.parquet: rows judge variants that meta.json's variants do not "
+                                         rf"list: '{dropped['variant_id']}'$"):
+        ingest(tmp_path / "results.duckdb", [], [imported])
+    del meta["variants"]
+    (artifact / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"study-absolute-evaluation_samples_30/meta.json: missing key 'variants'"):
+        ingest(tmp_path / "results.duckdb", [], [imported])
+    assert not (tmp_path / "results.duckdb").exists()
+
+
 # --- Cohen's kappa by hand ----------------------------------------------------------------------------
 
 
@@ -260,8 +344,8 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for number in range(len(labels) // per_item):
             for index, question in enumerate(questions):
                 label = labels[number * per_item + index]
-                rows.append({"rater": rater, "rater_kind": kind, "protocol": protocol, "question": question,
-                             "document_id": f"d{number}", "ratio": ratio, "label": names[label]})
+                rows.append({"judge": rater, "judge_kind": kind, "protocol": protocol, "question": question,
+                             "sample_id": f"d{number}", "ratio": ratio, "label": names[label]})
 
     judge("llm_a", "absolute", 0.25, ["H", "H", "F", "F", "H"])
     judge("llm_b", "absolute", 0.25, ["H", "F", "F", "F", None])

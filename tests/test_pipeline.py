@@ -131,8 +131,8 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     # the grounding judge on 3 summaries of 3 pruned variants (one quantized): absolute on the pruned
     # and the source outputs, and the four relative answers
     judged = con.execute(
-        "select protocol, output, count(*), count(distinct pruned_model) from judgments "
-        "where rater = 'grounding' and status = 'ok' and dataset = 'trial_summary' group by all order by all"
+        "select protocol, output, count(*), count(distinct variant_id) from judgments "
+        "where judge = 'grounding' and status = 'ok' and task = 'trial_summary' group by all order by all"
     ).fetchall()
     assert judged == [("absolute", "pruned", 9, 3), ("absolute", "source", 9, 3), ("relative", "pair", 36, 3)]
     # the quantized variant is compared with its unquantized self, and left out of the pruning-grid tables

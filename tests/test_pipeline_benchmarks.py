@@ -69,7 +69,7 @@ def test_the_grounding_judge_reads_every_summary_task_s_documents(study: tuple[P
     repo, output = study
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     judged = dict(con.execute(
-        "select dataset, count(distinct document_id) from judgments where rater = 'grounding' and status = 'ok' "
+        "select task, count(distinct sample_id) from judgments where judge = 'grounding' and status = 'ok' "
         "and output = 'pruned' group by all"
     ).fetchall())
     groups = benchmark_groups()

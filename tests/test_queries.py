@@ -31,14 +31,15 @@ def seed_quantized(root: Path) -> list[Path]:
             values[(task, metric)] = [score - 0.05, score + 0.05]
         values[("trial_summary", "rouge_l")] = [0.3, 0.3]
         write_scores(root, record, values)
-    return [write_judgments(root, "toy-quantized", judged_seed_zero("toy:biomed:0:reap:0.5:w4", 3))]
+    return [write_judgments(root, "toy-quantized", judged_seed_zero(3, quantization="w4"))]
 
 
-def judged_seed_zero(pruned_model: str, hallucinated: int) -> list[dict]:
-    """One judge's absolute verdicts on 4 trial summaries of a variant, the first `hallucinated` of them hallucinated."""
+def judged_seed_zero(hallucinated: int, quantization: str | None = None) -> list[dict]:
+    """One judge's absolute verdicts on 4 trial summaries of seed 0's reap at 0.5 (quantized by `quantization`),
+    the first `hallucinated` of them hallucinated."""
     return [
-        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": 0.5,
-         "dataset": "trial_summary", "pruned_model": pruned_model,
+        {"judge": "j", "protocol": "absolute", "question": "hallucinated", "sample_id": str(doc), "ratio": 0.5,
+         "calibration": "biomed", "quantization": quantization, "task": "trial_summary",
          "label": "hallucinated" if doc < hallucinated else "faithful"}
         for doc in range(4)
     ]  # fmt: skip
@@ -49,21 +50,21 @@ def seed_judged_study(root: Path, quantized: bool = True) -> list[Path]:
     with `quantized`, the quantized variants of seed_quantized)."""
     rows = [
         {
-            "rater": rater,
+            "judge": judge,
             "protocol": "absolute",
             "question": "hallucinated",
-            "document_id": str(doc),
+            "sample_id": str(doc),
             "ratio": ratio,
-            "label": "hallucinated" if (doc + ratio * 4 + (rater == "judge_b")) % 3 == 0 else "faithful",
+            "label": "hallucinated" if (doc + ratio * 4 + (judge == "judge_b")) % 3 == 0 else "faithful",
         }
-        for rater in ("judge_a", "judge_b")
+        for judge in ("judge_a", "judge_b")
         for ratio in (0.25, 0.5)
         for doc in range(4)
     ]
     # one configuration also pruned under a second calibration set, for calibration_comparison
     dual = variant("toy", "dual", 0, "reap", 0.5, kept_per_layer=2)
     write_scores(root, dual, {("bio_qa", "token_f1"): [0.5], ("general_arith", "exact_match"): [0.4]})
-    unquantized = judged_seed_zero("toy:biomed:0:reap:0.5", 1)
+    unquantized = judged_seed_zero(1)
     paths = [*seed_study(root), write_judgments(root, "toy-absolute", rows), write_judgments(root, "toy-j", unquantized)]
     return paths + seed_quantized(root) if quantized else paths
 
@@ -121,7 +122,8 @@ GRID_VIEWS = {
 
 def test_the_pruning_grid_is_filtered_once_in_the_schema_and_read_from_its_views(study_store: Path) -> None:
     """The grid leaves quantized variants out in the schema's grid_ views only: no query repeats the filter,
-    and only quantization_comparison reads a relation that holds quantized variants."""
+    and only quantization_comparison reads a relation that holds quantized variants, besides judge_agreement,
+    which compares raters on every output they judged and reads `variants` for the judged variant's ratio."""
     import re
 
     con = connect_read_only(study_store)
@@ -141,7 +143,9 @@ def test_the_pruning_grid_is_filtered_once_in_the_schema_and_read_from_its_views
     for path in QUERY_FILES:
         body = path.read_text()
         assert "quantization is null" not in body, f"{path.stem}: read a grid_ view instead"
-        if path.stem != "quantization_comparison":
+        if path.stem == "judge_agreement":
+            assert set(reads.findall(body)) == {"variants"}, f"{path.stem} reads {reads.findall(body)}"
+        elif path.stem != "quantization_comparison":
             assert not reads.findall(body), f"{path.stem} reads {reads.findall(body)}: read the grid_ views"
 
 
@@ -354,10 +358,10 @@ def test_judge_rates_by_hand(tmp_path: Path) -> None:
     absolute += [("hallucinated", "source"), ("faithful", "source"), ("faithful", "source"), ("faithful", "source")]
     rows = [
         {
-            "rater": "j",
+            "judge": "j",
             "protocol": "absolute",
             "question": "hallucinated",
-            "document_id": str(doc % 4),
+            "sample_id": str(doc % 4),
             "ratio": 0.5,
             "label": label,
             "output": output,
@@ -368,7 +372,7 @@ def test_judge_rates_by_hand(tmp_path: Path) -> None:
         ("q1_hallucinations_more", ["pruned", "source", "pruned"]),
         ("q4_alignment_more", ["source", "source", None]),
     ):
-        rows += [{"rater": "j", "protocol": "relative", "question": question, "document_id": str(doc), "ratio": 0.5,
+        rows += [{"judge": "j", "protocol": "relative", "question": question, "sample_id": str(doc), "ratio": 0.5,
                   "label": label} for doc, label in enumerate(labels)]  # fmt: skip
     store = tmp_path / "results.duckdb"
     ingest(store, [write_judgments(tmp_path, "rates", rows)])
@@ -381,7 +385,7 @@ def test_judge_rates_by_hand(tmp_path: Path) -> None:
     assert table["q1_hallucinations_more"]["source_rate"] is None
     assert (table["q4_alignment_more"]["rate"], table["q4_alignment_more"]["n_items"]) == (0.0, 2)
     assert table["q4_alignment_more"]["n_unlabelled"] == 1
-    assert absolute_rate["calibration"] is None  # imported-style variant names are not in `variants`
+    assert absolute_rate["calibration"] == "external"  # the judged variant's, from `variants`
 
 
 def test_judge_trend_by_hand(tmp_path: Path) -> None:
@@ -391,9 +395,9 @@ def test_judge_trend_by_hand(tmp_path: Path) -> None:
     Judge d judged two ratios only: null."""
     counts = {"a": (1, 2, 2), "b": (1, 3, 2), "c": (2, 2, 2), "d": (1, 3, None)}
     rows = [
-        {"rater": rater, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": ratio,
+        {"judge": judge, "protocol": "absolute", "question": "hallucinated", "sample_id": str(doc), "ratio": ratio,
          "label": "hallucinated" if doc < k else "faithful"}
-        for rater, ks in counts.items() for ratio, k in zip((0.25, 0.5, 0.75), ks) if k is not None for doc in range(5)
+        for judge, ks in counts.items() for ratio, k in zip((0.25, 0.5, 0.75), ks) if k is not None for doc in range(5)
     ]  # fmt: skip
     store = tmp_path / "results.duckdb"
     ingest(store, [write_judgments(tmp_path, "trend", rows)])
@@ -430,8 +434,8 @@ def frontier_store(root: Path) -> Path:
             artifacts.append(write_scores(root, record, {("bio_qa", "token_f1"): [utility],
                                                          ("trial_summary", "rouge_l"): [rouge]}))  # fmt: skip
     rows = [
-        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": 0.25,
-         "criterion": "random", "dataset": "trial_summary", "pruned_model": "toy:biomed:0:random:0.25",
+        {"judge": "j", "protocol": "absolute", "question": "hallucinated", "sample_id": str(doc), "ratio": 0.25,
+         "criterion": "random", "task": "trial_summary", "calibration": "biomed",
          "output": output, "label": "hallucinated" if output == "pruned" and doc < 2 else "faithful"}
         for doc in range(4) for output in ("pruned", "source")
     ]  # fmt: skip
@@ -545,14 +549,14 @@ def collapse_store(tmp_path: Path) -> Path:
         artifacts.append(write_scores(tmp_path, record, {("trial_summary", m): [v] for m, v in values.items()}))
     rows = []
     for criterion in ("reap", "random"):
-        common = {"rater": "j", "ratio": 0.5, "criterion": criterion, "dataset": "trial_summary",
-                  "pruned_model": f"toy:biomed:0:{criterion}:0.5"}  # fmt: skip
+        common = {"judge": "j", "ratio": 0.5, "criterion": criterion, "task": "trial_summary",
+                  "calibration": "biomed"}  # fmt: skip
         for doc in range(2):
-            rows.append({**common, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc),
+            rows.append({**common, "protocol": "absolute", "question": "hallucinated", "sample_id": str(doc),
                          "output": "pruned", "label": "hallucinated" if doc == 0 else "faithful"})  # fmt: skip
-            rows.append({**common, "protocol": "absolute", "question": "hallucinated", "document_id": str(doc),
+            rows.append({**common, "protocol": "absolute", "question": "hallucinated", "sample_id": str(doc),
                          "output": "source", "label": "faithful"})  # fmt: skip
-            rows.append({**common, "protocol": "relative", "question": "q2_omission_more", "document_id": str(doc),
+            rows.append({**common, "protocol": "relative", "question": "q2_omission_more", "sample_id": str(doc),
                          "label": "pruned" if doc == 0 else "source"})  # fmt: skip
     artifacts.append(write_judgments(tmp_path, "collapse", rows))
     store = tmp_path / "results.duckdb"
@@ -605,8 +609,8 @@ def test_calibration_comparison_by_hand(tmp_path: Path) -> None:
     record = variant("toy", "biomed", 0, "random", 0.5, kept_per_layer=2)
     artifacts.append(write_scores(tmp_path, record, {("bio_qa", "token_f1"): [0.1]}))
     rows = [
-        {"rater": "j", "protocol": "absolute", "question": "hallucinated", "document_id": str(doc), "ratio": 0.5,
-         "dataset": "trial_summary", "pruned_model": f"toy:{calibration}:0:reap:0.5",
+        {"judge": "j", "protocol": "absolute", "question": "hallucinated", "sample_id": str(doc), "ratio": 0.5,
+         "task": "trial_summary", "calibration": calibration,
          "label": "hallucinated" if calibration == "biomed" and doc == 0 else "faithful"}
         for calibration in ("biomed", "dual") for doc in range(2)
     ]  # fmt: skip

@@ -131,22 +131,26 @@ UTILITY = {"bio_qa": "token_f1", "bio_mcq": "accuracy", "general_arith": "exact_
 def write_judgments(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     """A judgments artifact (what `expertlab import-judgments` writes) under root/judgments/<name>/.
 
-    Each row needs rater, protocol, question, document_id, ratio and label (None: missing); the rest
-    defaults to an LLM judging the pruned toy model's output.
+    Each row needs judge, protocol, question, sample_id, ratio and label (None: missing); the rest
+    defaults to an LLM judging the pruned output of a variant known only from its verdicts (model toy,
+    calibration external, seed 0, criterion reap); a row may name its variant's fields instead.
     """
     directory = root / "judgments" / name
     directory.mkdir(parents=True, exist_ok=True)
-    defaults = {"rater_kind": "llm", "dataset": "toy", "model": "toy", "generator_model": "toy", "criterion": "reap"}
-    full = []
+    defaults = {"judge_kind": "llm", "task": "toy", "model": "toy", "calibration": "external", "seed": 0,
+                "criterion": "reap", "quantization": None}
+    full, judged = [], {}
     for row in rows:
         row = defaults | row
-        pruned_model = row.pop("pruned_model", f"toy-biomed-{row['criterion']}-0-{row['ratio']}")
+        fields = {key: row.pop(key) for key in ("model", "calibration", "seed", "criterion", "ratio", "quantization")}
+        judged_variant = Variant(**fields)
+        judged[judged_variant.id] = judged_variant.record(None, None)
         output = row.pop("output", "pair" if row["protocol"] == "relative" else "pruned")
         status = "ok" if row["label"] is not None else "missing"
-        full.append({"pruned_model": pruned_model, "output": output, "status": status, "raw": json.dumps(row["label"])}
-                    | row)
+        full.append({"variant_id": judged_variant.id, "output": output, "status": status,
+                     "raw": json.dumps(row["label"])} | row)
     records.JUDGMENTS.write(directory / "judgments.parquet", full)
-    _meta(directory, JudgmentsMeta(name=name))
+    _meta(directory, JudgmentsMeta(name=name, variants=[records.VariantRecord(**judged[vid]) for vid in sorted(judged)]))
     return directory
 
 
@@ -232,17 +236,16 @@ EXPECTED_COLUMNS = {
     "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE, n BIGINT, level metric_level",
     "generations": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, prompt VARCHAR, output VARCHAR, "
                    "target VARCHAR, choices VARCHAR[]",
-    "judgments": "judgment_set VARCHAR, rater VARCHAR, rater_kind rater_kind, protocol protocol, "
-                 "question judgment_question, dataset VARCHAR, document_id VARCHAR, model VARCHAR, "
-                 "pruned_model VARCHAR, generator_model VARCHAR, criterion criterion, ratio DOUBLE, "
+    "judgments": "judgment_set VARCHAR, judge VARCHAR, judge_kind judge_kind, protocol protocol, "
+                 "question judgment_question, task VARCHAR, sample_id VARCHAR, variant_id VARCHAR, "
                  "output judged_output, label judgment_label, status judgment_status, raw JSON",
     "domain_retention": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, quantization VARCHAR, domain domain, retention DOUBLE, n_tasks BIGINT",
-    "verdicts": "judgment_set VARCHAR, rater VARCHAR, rater_kind rater_kind, protocol protocol, "
-                "question judgment_question, dataset VARCHAR, document_id VARCHAR, model VARCHAR, "
-                "pruned_model VARCHAR, generator_model VARCHAR, criterion criterion, ratio DOUBLE, "
+    "verdicts": "judgment_set VARCHAR, judge VARCHAR, judge_kind judge_kind, protocol protocol, "
+                "question judgment_question, task VARCHAR, sample_id VARCHAR, variant_id VARCHAR, "
                 "output judged_output, label judgment_label, status judgment_status, raw JSON, "
-                "calibration VARCHAR, seed INTEGER, quantization VARCHAR, counted BOOLEAN",
+                "model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, ratio DOUBLE, "
+                "quantization VARCHAR, counted BOOLEAN",
     "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                       "ratio DOUBLE, quantization VARCHAR, task VARCHAR, domain domain, aspect aspect, kind task_kind, "
                       "metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE",
@@ -267,7 +270,7 @@ EXPECTED_KEYS = {
     "sample_scores": ["variant_id", "task", "sample_id", "metric"],
     "task_scores": ["variant_id", "task", "metric"],
     "generations": ["variant_id", "task", "sample_id"],
-    "judgments": ["rater", "protocol", "question", "dataset", "document_id", "pruned_model", "output"],
+    "judgments": ["judge", "protocol", "question", "task", "sample_id", "variant_id", "output"],
 }
 
 
@@ -321,7 +324,7 @@ def test_enum_types_come_from_the_registries(empty_store: duckdb.DuckDBPyConnect
         "artifact_kind": KINDS.names(),
         "metric_level": ["sample", "corpus"],
         "protocol": ["absolute", "relative"],
-        "rater_kind": ["llm", "human"],
+        "judge_kind": ["llm", "human"],
         "judgment_question": ["hallucinated", "q1_hallucinations_more", "q2_omission_more", "q3_repetition_more",
                               "q4_alignment_more"],
         "judged_output": ["pruned", "source", "pair"],

@@ -61,7 +61,7 @@ def write_judgments(imported: Sequence[ExternalJudgments], out_dir: str | Path) 
             JUDGMENTS.write(tmp / JUDGMENTS_FILE, judgments.rows)
             record = JudgmentsMeta(
                 name=judgments.name, format=judgments.format, source=judgments.source, items=judgments.items,
-                raters=judgments.raters,
+                judges=judgments.judges, variants=judgments.variant_records(),
             )  # fmt: skip
             write_json(tmp / "meta.json", record.dump())
         written.append(target)

@@ -1,8 +1,8 @@
 """The study's released masks (`<model>-<calibration>-<criterion>-<seed>[-<ratio>]/expert_mask.json`) -> selection artifacts.
 
 The format is the study's release (shared/reference/moe-pruning-reliability, its README): a JSON
-list holding the KEPT expert indices of each MoE layer; no ratio suffix means 0.5. The study's
-criterion names map onto the registry (gating -> gate, easyep -> easy_ep).
+list holding the KEPT expert indices of each MoE layer. The directory's name is the pruned model's,
+read as a variant by expertlab.imports.study (no ratio suffix means 0.5; gating -> gate, easyep -> easy_ep).
 
 What the files cannot say is recorded as unknown, never guessed: top-k is null, and layers are
 numbered by their position among the MoE layers. The expert count comes from `num_experts` or
@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from expertlab.criteria import kept_count
-from expertlab.imports.study import STUDY_CRITERIA
+from expertlab.imports import IMPORTED
+from expertlab.imports.study import study_variant
 from expertlab.io import atomic_dir, write_json
-from expertlab.records import ORIGINS
 
 MASK_FILE = "expert_mask.json"
-_STUDY_NAME = re.compile(
-    r"^(?P<model>.+)-(?P<calibration>[A-Za-z0-9_]+)-(?P<criterion>" + "|".join(STUDY_CRITERIA) + r")"
-    r"-(?P<seed>\d+)(?:-(?P<ratio>\d*\.\d+))?$"
-)
-IMPORTED = ORIGINS[1]  # variants.origin of imported masks
 
 
 @dataclass(frozen=True)
@@ -69,12 +63,10 @@ def find_mask_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_study_mask(path: Path) -> ExternalMask:
     """One released mask; its identity comes from its directory's name."""
-    match = _STUDY_NAME.match(path.parent.name)
-    if not match:
-        raise ValueError(
-            f"{path}: directory name {path.parent.name!r} is not <model>-<calibration>-<criterion>-<seed>[-<ratio>] "
-            f"with a criterion among {', '.join(STUDY_CRITERIA)}"
-        )
+    try:
+        variant = study_variant(path.parent.name)
+    except ValueError as err:
+        raise ValueError(f"{path}: directory name {err}") from None
     try:
         kept = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -85,15 +77,12 @@ def read_study_mask(path: Path) -> ExternalMask:
         raise ValueError(f"{path}: expert indices must be non-negative integers")
     if len({len(layer) for layer in kept}) != 1 or any(len(set(layer)) != len(layer) for layer in kept):
         raise ValueError(f"{path}: every layer must keep the same number of distinct experts")
-    ratio = float(match["ratio"]) if match["ratio"] else 0.5
-    if not 0 < ratio < 1:
-        raise ValueError(f"{path}: ratio {ratio} is outside (0, 1)")
     return ExternalMask(
-        model=match["model"],
-        calibration=match["calibration"],
-        seed=int(match["seed"]),
-        criterion=STUDY_CRITERIA[match["criterion"]],
-        ratio=ratio,
+        model=variant.model,
+        calibration=str(variant.calibration),
+        seed=int(variant.seed),  # type: ignore[arg-type]
+        criterion=str(variant.criterion),
+        ratio=float(variant.ratio),  # type: ignore[arg-type]
         kept=[sorted(layer) for layer in kept],
         source=str(path),
     )

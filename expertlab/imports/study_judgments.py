@@ -3,6 +3,12 @@
 Each file, a JSON list of items, becomes one judgments artifact, one row per (judge, question,
 judged output). A null or absent judge entry or answer is `missing`, a verdict that is not one of
 the known answers is `invalid`; neither gets a label.
+
+An item's names become the store's (expertlab.imports.study): its pruned model the variant it names
+(whose model, criterion and ratio must be the item's source_model_name, pruning_method and
+pruning_ratio), its dataset the task that mirrors it; its document_id is kept as the sample id. Its
+generator_model, the family label the release gives each source model (Qwen3.6 is labelled Qwen3.5),
+is not stored: it is no part of the variant and no query reads it.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from expertlab.imports.study import STUDY_CRITERIA
-from expertlab.imports.verdicts import ExternalJudgments, raw_json
+from expertlab.imports.study import STUDY_CRITERIA, study_task, study_variant
+from expertlab.imports.verdicts import ExternalJudgments, distinct_variants, raw_json
 from expertlab.judgments import QUESTIONS
+from expertlab.variants import Variant
 
 _STUDY_ITEM_KEYS = {
     "dataset": str, "document_id": str, "generator_model": str, "pruning_method": str,
@@ -37,8 +44,8 @@ def _study_format(path: Path, data: object) -> str:
     )
 
 
-def _study_item(path: Path, number: int, item: dict) -> dict[str, object]:
-    """The judged item's identity columns, checked."""
+def _study_item(path: Path, number: int, item: dict) -> tuple[Variant, dict[str, object]]:
+    """The judged variant and the item's identity columns, checked."""
     where = f"{path}: item {number}"
     for key, types in _STUDY_ITEM_KEYS.items():
         value = item.get(key)
@@ -49,15 +56,20 @@ def _study_item(path: Path, number: int, item: dict) -> dict[str, object]:
         raise ValueError(f"{where}: pruning_method {item['pruning_method']!r} is not one of {known}")
     if not 0 < item["pruning_ratio"] < 1:
         raise ValueError(f"{where}: pruning_ratio {item['pruning_ratio']} is outside (0, 1)")
-    return {
-        "dataset": item["dataset"],
-        "document_id": item["document_id"],
-        "model": item["source_model_name"],
-        "pruned_model": item["pruned_model_name"],
-        "generator_model": item["generator_model"],
-        "criterion": STUDY_CRITERIA[item["pruning_method"]],
-        "ratio": float(item["pruning_ratio"]),
-    }
+    try:
+        task = study_task(item["dataset"])
+        variant = study_variant(item["pruned_model_name"])
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    # the item states the variant's fields again: they must be the ones its pruned model's name gives
+    stated = {"source_model_name": ("model", item["source_model_name"]),
+              "pruning_method": ("criterion", STUDY_CRITERIA[item["pruning_method"]]),
+              "pruning_ratio": ("ratio", float(item["pruning_ratio"]))}
+    for key, (field, value) in stated.items():
+        if getattr(variant, field) != value:
+            raise ValueError(f"{where}: {key} {item[key]!r} disagrees with pruned_model_name "
+                             f"{item['pruned_model_name']!r}, whose {field} is {getattr(variant, field)!r}")
+    return variant, {"task": task, "sample_id": item["document_id"], "variant_id": variant.id}
 
 
 def _judge_entries(path: Path, number: int, item: dict, key: str) -> dict:
@@ -125,24 +137,26 @@ def read_study_judgments(path: str | Path) -> ExternalJudgments:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     fmt = _study_format(path, data)
     keys = list(_ABSOLUTE_OUTPUTS.values()) if fmt == "study-absolute" else ["judge_model_answers"]
-    raters = sorted({rater for number, item in enumerate(data) for key in keys
-                     for rater in _judge_entries(path, number, item, key)})
-    if not raters:
+    judges = sorted({judge for number, item in enumerate(data) for key in keys
+                     for judge in _judge_entries(path, number, item, key)})
+    if not judges:
         raise ValueError(f"{path}: no judge gives a verdict on any item")
     rows: list[dict[str, object]] = []
+    variants: list[Variant] = []
     for number, item in enumerate(data):
-        identity = _study_item(path, number, item)
-        for rater in raters:
-            common = {"rater": rater, "rater_kind": "llm"}  # the release holds the three LLM judges only
+        variant, identity = _study_item(path, number, item)
+        variants.append(variant)
+        for judge in judges:
+            common = {"judge": judge, "judge_kind": "llm"}  # the release holds the three LLM judges only
             if fmt == "study-absolute":
                 for output, key in _ABSOLUTE_OUTPUTS.items():
-                    verdict = _judge_entries(path, number, item, key).get(rater)
+                    verdict = _judge_entries(path, number, item, key).get(judge)
                     label, status = _absolute_verdict(verdict)
                     rows.append({**common, "protocol": "absolute", "question": "hallucinated", **identity,
                                  "output": output, "label": label, "status": status, "raw": raw_json(verdict)})
             else:
-                entry = _judge_entries(path, number, item, "judge_model_answers").get(rater)
+                entry = _judge_entries(path, number, item, "judge_model_answers").get(judge)
                 for question, (label, status) in _relative_verdicts(entry).items():
                     rows.append({**common, "protocol": "relative", "question": question, **identity,
                                  "output": "pair", "label": label, "status": status, "raw": raw_json(entry)})
-    return ExternalJudgments(f"{fmt}-{path.stem}", fmt, str(path), len(data), raters, rows)
+    return ExternalJudgments(f"{fmt}-{path.stem}", fmt, str(path), len(data), judges, rows, distinct_variants(variants))

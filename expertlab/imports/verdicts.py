@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
+
+from expertlab.imports import IMPORTED
+from expertlab.variants import Variant
 
 # the primary key of the store's judgments table
-JUDGMENT_KEY = ("rater", "protocol", "question", "dataset", "document_id", "pruned_model", "output")
+JUDGMENT_KEY = ("judge", "protocol", "question", "task", "sample_id", "variant_id", "output")
 
 
 @dataclass(frozen=True)
@@ -14,9 +18,19 @@ class ExternalJudgments:
     name: str  # the artifact's name: study-absolute-, study-relative- or human-<file stem>
     format: str  # study-absolute, study-relative or human-csv
     source: str  # the file it came from
-    items: int  # judged items: (dataset, document, pruned model)
-    raters: list[str]
+    items: int  # judged items: (task, sample, variant)
+    judges: list[str]
     rows: list[dict[str, object]]  # the columns of records.JUDGMENTS
+    variants: list[Variant]  # the judged variants, one each, by id: every row's variant_id is one of theirs
+
+    def variant_records(self) -> list[dict[str, Any]]:
+        """The judged variants as the artifact's meta.json lists them: imported, expert counts unknown."""
+        return [{**variant.record(None, None), "origin": IMPORTED} for variant in self.variants]
+
+
+def distinct_variants(variants: list[Variant]) -> list[Variant]:
+    """Each variant once, ordered by id."""
+    return sorted({variant.id: variant for variant in variants}.values(), key=lambda variant: variant.id)
 
 
 def raw_json(value: object) -> str:

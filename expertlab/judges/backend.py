@@ -90,12 +90,12 @@ def verdict_row(
     raw: object,
 ) -> Row:
     return {
-        "rater": judge,
-        "rater_kind": "llm",
+        "judge": judge,
+        "judge_kind": "llm",
         "protocol": protocol,
         "question": question,
-        "dataset": item.task,
-        "document_id": item.sample_id,
+        "task": item.task,
+        "sample_id": item.sample_id,
         "output": output,
         "label": label if status == "ok" else None,
         "status": status,

@@ -54,8 +54,7 @@ class ArtifactKind:
     files: Callable[[Any], list[str]]  # data files read besides meta.json
     load: Callable[[Connection, Artifact], None]
     unload: Callable[[Connection, str, Any], None]  # delete what `load` inserted, given identity and record
-    variants: Callable[[Any], list[VariantRecord]]  # variant records the artifact names
-    origin: Callable[[Any], str | None] = lambda record: None  # who selected the variants' experts, if it says
+    variants: Callable[[Any], list[VariantRecord]]  # variant records the artifact names (with their origin, if known)
 
 
 KINDS: Registry[ArtifactKind] = Registry("artifact kind")
@@ -237,7 +236,6 @@ KINDS.add(
         load=_load_selection,
         unload=_unload_selection,
         variants=lambda record: record.variant_records(),
-        origin=lambda record: record.origin,
     ),
 )
 
@@ -359,7 +357,7 @@ KINDS.add(
 )
 
 
-# --- judgments: judgments/<variant path>/<group>/ (judge stage), imported/judgments/<name>/ ---------
+# --- judgments: judgments/<variant path>/<group>/ (the judge stage), imported/judgments/<name>/ -----------
 
 
 def _load_judgments(con: Connection, artifact: Artifact) -> None:
@@ -377,6 +375,17 @@ def _load_judgments(con: Connection, artifact: Artifact) -> None:
     ).fetchone()
     if inconsistent:
         raise ValueError(f"{path}: {inconsistent} rows carry a label without status ok, or status ok without a label")
+    # every verdict's variant is in `variants`, so that a query joining them loses none
+    listed = [variant.variant_id for variant in artifact.record.variants]
+    unlisted = con.execute(
+        "select distinct variant_id from judgments where judgment_set = ? and not list_contains(?, variant_id) "
+        "order by variant_id",
+        [artifact.identity, listed],
+    ).fetchall()
+    if unlisted:
+        names = ", ".join(repr(vid) for (vid,) in unlisted[:5])
+        more = f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        raise ValueError(f"{path}: rows judge variants that meta.json's variants do not list: {names}{more}")
 
 
 def _unload_judgments(con: Connection, identity: str, record: JudgmentsMeta) -> None:
@@ -391,6 +400,6 @@ KINDS.add(
         files=lambda record: ["judgments.parquet"],
         load=_load_judgments,
         unload=_unload_judgments,
-        variants=lambda record: [],  # the items name external models: kept as columns of judgments
+        variants=lambda record: record.variants,  # the judged variants (imported ones with origin imported)
     ),
 )

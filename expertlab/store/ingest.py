@@ -229,8 +229,8 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
                         f"variant {vid!r}: {key} is {current[key]!r} in {origin[vid]} but {value!r} in {path}"
                     )
                 current[key] = value
-            if KINDS[kind].origin(record):
-                selected_by[vid] = KINDS[kind].origin(record)
+            if getattr(variant, "origin", None):
+                selected_by[vid] = variant.origin
             origin.setdefault(vid, path)
     with transaction(con):
         con.execute("delete from variants")

@@ -38,7 +38,7 @@ def vocabularies() -> dict[str, list[str]]:
         "artifact_kind": KINDS.names(),
         "metric_level": list(get_args(MetricLevel)),
         "protocol": list(get_args(judgments.Protocol)),
-        "rater_kind": list(get_args(judgments.RaterKind)),
+        "judge_kind": list(get_args(judgments.JudgeKind)),
         "judgment_question": judgments.question_names(),
         "judged_output": list(get_args(judgments.JudgedOutput)),
         "judgment_label": judgments.label_names(),
