@@ -52,6 +52,22 @@ def seeded(model_class, config_class, seed: int, **config: Any):  # noqa: ANN001
     return model_class(config_class(**SHARED_CONFIG | config))
 
 
+def token_ids(shape: tuple[int, int] = (2, 7), seed: int = 1):  # noqa: ANN201
+    """Random token ids in the tiny vocabulary, [batch, length], the same in every run."""
+    import torch
+
+    return torch.randint(0, SHARED_CONFIG["vocab_size"], shape, generator=torch.Generator().manual_seed(seed))
+
+
+def save_checkpoint(model, path) -> None:  # noqa: ANN001
+    """`model` as a hub checkpoint: config.json and one model.safetensors of its state dict (fused expert tensors)."""
+    from safetensors.torch import save_file
+
+    model.config.save_pretrained(path)
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, path / "model.safetensors", {"format": "pt"})
+
+
 def decisive_routers(model, layers=None):  # noqa: ANN001, ANN201
     """Random init gives near-uniform routing; scale the routers (of `layers`, default all) so choices are decisive."""
     import torch
