@@ -18,6 +18,17 @@ class ExternalJudgments:
     raters: list[str]
     rows: list[dict[str, object]]  # the columns of store.artifacts.JUDGMENT_COLUMNS
 
+    def summary(self) -> str:
+        """What the file held, in one line: its format and protocols, items, raters, verdicts missing and invalid."""
+        statuses = {status: sum(row["status"] == status for row in self.rows) for status in ("missing", "invalid")}
+        kinds = sorted({str(row["rater_kind"]) for row in self.rows})
+        protocols = sorted({str(row["protocol"]) for row in self.rows})
+        return (
+            f"{self.source}: {self.format} ({', '.join(protocols)}), {self.items} items, "
+            f"{len(self.raters)} {'/'.join(kinds)} raters, {len(self.rows)} verdicts "
+            f"({statuses['missing']} missing, {statuses['invalid']} invalid)"
+        )
+
 
 def raw_json(value: object) -> str:
     """A verdict as the file gave it (a JSON entry, a CSV row), for the `raw` column."""
