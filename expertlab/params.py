@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -18,12 +18,18 @@ from expertlab.data.world import WorldConfig
 from expertlab.errors import UnknownName
 from expertlab.judges.providers import PROVIDERS
 from expertlab.judges.registry import BACKENDS
+from expertlab.judgments import Protocol
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
 from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def default(model: type[BaseModel], field: str) -> Any:
+    """A params field's default, for a library signature that mirrors it: the value is written in the model only."""
+    return model.model_fields[field].default
 
 
 class Strict(BaseModel):
@@ -307,7 +313,7 @@ class Judge(Strict):
     """Which judges judge which tasks' outputs, and how hard they try."""
 
     judges: list[str] = []  # names under `judges`; empty: no judging
-    protocols: list[Literal["absolute", "relative"]] = ["absolute", "relative"]
+    protocols: list[Protocol] = list(get_args(Protocol))
     tasks: list[str] = []  # generation tasks whose items carry the judged document (doc.source)
     seed: int = Field(default=0, ge=0)  # relative protocol: A/B position from md5(f"{seed}::{sample_id}")
     threshold: float = Field(default=0.5, ge=0, lt=1)  # absolute: hallucinated when the share of "no" verdicts exceeds it

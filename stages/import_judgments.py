@@ -28,14 +28,6 @@ def run(args: argparse.Namespace) -> int:
     imported = [read_judgments(path) for path in find_judgment_files(args.paths)]
     written = write_judgments(imported, args.out)
     for judgments, target in zip(imported, written):
-        statuses = {status: sum(row["status"] == status for row in judgments.rows) for status in ("missing", "invalid")}
-        kinds = sorted({str(row["judge_kind"]) for row in judgments.rows})
-        protocols = sorted({str(row["protocol"]) for row in judgments.rows})
-        print(
-            f"import-judgments: {judgments.source}: {judgments.format} ({', '.join(protocols)}), "
-            f"{judgments.items} items, {len(judgments.judges)} {'/'.join(kinds)} judges, "
-            f"{len(judgments.rows)} verdicts "
-            f"({statuses['missing']} missing, {statuses['invalid']} invalid) -> {target}/"
-        )
+        print(f"import-judgments: {judgments.summary()} -> {target}/")
     print(f"next: dvc repro ingest (or expertlab ingest ... --optional {args.out}) to load them into the store")
     return 0

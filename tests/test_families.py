@@ -17,6 +17,7 @@ from expertlab.moe.families import FAMILIES, adapter_for
 from expertlab.moe.observe import STAT_COLUMNS, observe_batches
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
 from tests.tiny_models import COVERED, TINY, build
+from tests.tiny_models import token_ids
 
 FAMILY_NAMES = sorted(TINY)  # one per tiny model; its aliases (ALSO) load as the same model
 
@@ -37,7 +38,7 @@ def example_mask(model, seed: int = 0) -> list[list[int]]:  # noqa: ANN001
 
 
 def example_inputs(seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids = torch.randint(0, 64, (3, 9), generator=torch.Generator().manual_seed(seed))
+    input_ids = token_ids((3, 9), seed=seed)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 6:] = 0
     attention_mask[2, 3:] = 0

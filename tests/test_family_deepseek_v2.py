@@ -11,6 +11,7 @@ import torch
 from expertlab.moe.families import FAMILIES, MoELayer, Routing
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
 from tests.tiny_models import deepseek_v2 as tiny
+from tests.tiny_models import token_ids
 
 ADAPTER = FAMILIES["deepseek_v2"]
 
@@ -109,7 +110,7 @@ def test_picked_groups_must_hold_top_k(tmp_path):
         prune_checkpoint(tmp_path / "source", tmp_path / "mask.json", tmp_path / "pruned")
     assert not (tmp_path / "pruned").exists()
     # with top-2 the same mask routes: the pruned model equals the restricted source
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     source = tiny.build(top_k=2)
     restrict_routers(source, one)
     pruned = prune_model(tiny.build(top_k=2), one)
@@ -120,7 +121,7 @@ def test_greedy_router_ignores_groups():
     source = tiny.build(topk_method="greedy")
     assert ADAPTER.routing(source.config).n_group == 1
     uneven = [[0, 1, 2, 3, 4, 9], [2, 5, 6, 7, 8, 13]]  # groups of 4 keep unequal counts: fine when greedy
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     unrestricted = logits(source, input_ids)
     restrict_routers(source, uneven)
     restricted = logits(source, input_ids)

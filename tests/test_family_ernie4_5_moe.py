@@ -13,6 +13,7 @@ from expertlab.moe.checkpoint import tensor_names
 from expertlab.moe.families import FAMILIES
 from expertlab.moe.observe import observe_batches
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from tests.tiny_models import token_ids
 from tests.tiny_models.ernie4_5_moe import build
 
 ADAPTER = FAMILIES["ernie4_5_moe"]
@@ -140,7 +141,7 @@ def test_the_restricted_router_softmaxes_over_the_kept_experts_before_adding_the
 
 
 def test_a_large_correction_bias_on_removed_experts_does_not_bring_them_back():
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
 
     def biased(model):  # noqa: ANN001, ANN202
         with torch.no_grad():
@@ -163,7 +164,7 @@ def test_a_large_correction_bias_on_removed_experts_does_not_bring_them_back():
 def test_the_shared_experts_are_counted_kept_and_not_observed():
     assert ADAPTER.shared_experts(build().config) == 1
     assert ADAPTER.shared_experts(build(shared=0).config) == 0
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     batch = [(input_ids, torch.ones_like(input_ids))]
     model = build()
     plain = observe_batches(model, batch)

@@ -10,6 +10,7 @@ import torch
 from expertlab.moe.families import FAMILIES, Routing
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
 from tests.tiny_models import glm4_moe as tiny
+from tests.tiny_models import token_ids
 
 ADAPTER = FAMILIES["glm4_moe"]
 
@@ -61,7 +62,7 @@ def test_single_group_prunes_any_split_and_matches_the_restricted_router():
     source = tiny.build(n_group=1, topk_group=1, top_k=2)
     assert ADAPTER.routing(source.config).n_group == 1
     uneven = [[0, 1, 2, 3, 4, 9], [2, 5, 6, 7, 8, 13]]
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     unrestricted = logits(source, input_ids)
     restrict_routers(source, uneven)
     restricted = logits(source, input_ids)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from expertlab.moe.families import adapter_for
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from tests.tiny_models import token_ids
 from tests.tiny_models.gpt_oss import build, reference_expert
 
 KEPT = [[0, 2, 5, 6], [1, 3, 4, 7]]
@@ -19,7 +20,7 @@ HUB_SHARDS = ("model-00000-of-00001.safetensors", "model-00001-of-00001.safetens
 
 
 def example_inputs() -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(5))
+    input_ids = token_ids((2, 9), seed=5)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 5:] = 0
     return input_ids, attention_mask

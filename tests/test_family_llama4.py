@@ -15,6 +15,7 @@ from expertlab.moe.checkpoint import tensor_names
 from expertlab.moe.families import FAMILIES, adapter_for
 from expertlab.moe.observe import observe_batches
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from tests.tiny_models import token_ids
 from tests.tiny_models.llama4 import TEXT_CONFIG, build, prepare
 
 ADAPTER = FAMILIES["llama4"]
@@ -157,7 +158,7 @@ def test_the_restricted_router_keeps_the_kept_experts_sigmoid_scores():
 
 
 def test_the_shared_expert_is_kept_and_not_observed():
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     batch = [(input_ids, torch.ones_like(input_ids))]
     model = build()
     plain = observe_batches(model, batch)
@@ -174,7 +175,7 @@ def test_the_shared_expert_is_kept_and_not_observed():
 
 
 def test_counts_in_the_model_and_pruned_logits_with_reduced_top_k():
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     model = prune_model(build(), KEPT, top_k=1)
     assert (model.config.num_local_experts, model.config.num_experts_per_tok) == (4, 1)
     for layer in ADAPTER.moe_layers(model):

@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from expertlab.moe.checkpoint import tensor_names
 from expertlab.moe.families import FAMILIES
 from expertlab.moe.prune import prune_checkpoint, prune_model
+from tests.tiny_models import save_checkpoint
 from tests.tiny_models.mixtral import build
 
 ADAPTER = FAMILIES["mixtral"]
@@ -46,9 +46,7 @@ def test_a_checkpoint_with_v5_module_names_prunes_and_reloads(tmp_path):
 
     source = tmp_path / "source"
     model = build()
-    model.config.save_pretrained(source)
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, source / "model.safetensors", {"format": "pt"})
+    save_checkpoint(model, source)
     config = json.loads((source / "config.json").read_text())
     layers = ADAPTER.expert_tensors(config, tensor_names(source))
     assert [layer.experts for layer in layers] == ["model.layers.0.mlp.experts", "model.layers.1.mlp.experts"]

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from expertlab.moe.families import FAMILIES
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from tests.tiny_models import token_ids
 from tests.tiny_models.nemotron_h import build, reference_expert
 
 ADAPTER = FAMILIES["nemotron_h"]
@@ -29,7 +30,7 @@ def half_per_group(num_experts: int, n_group: int, layers: int = 2, seed: int = 
 
 
 def inputs() -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 4:] = 0
     return input_ids, attention_mask

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from expertlab.moe.checkpoint import tensor_names
 from expertlab.moe.families import FAMILIES
 from expertlab.moe.observe import observe_batches
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from tests.tiny_models import token_ids, save_checkpoint
 from tests.tiny_models.qwen2_moe import build
 
 ADAPTER = FAMILIES["qwen2_moe"]
@@ -72,7 +73,7 @@ def test_the_shared_expert_and_its_gate_are_never_pruned(tmp_path):
 
 def test_the_shared_expert_is_not_in_the_observed_statistics():
     """Scaling layer 0's shared expert changes its block output but none of its routed-expert statistics."""
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     batch = [(input_ids, torch.ones_like(input_ids))]
     model = build()
     block = ADAPTER.moe_layers(model)[0].block
@@ -90,7 +91,7 @@ def test_the_shared_expert_is_not_in_the_observed_statistics():
 
 def test_pruned_logits_equal_restricted_logits_with_renormalised_top_k():
     """The contract test runs the hub default (no renormalisation); this is the other setting."""
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     source = build(norm_topk_prob=True)
     restrict_routers(source, KEPT)
     pruned = prune_model(build(norm_topk_prob=True), KEPT)
@@ -123,9 +124,7 @@ def test_a_checkpoint_with_fused_experts_prunes_and_reloads(tmp_path):
 
     source = tmp_path / "source"
     model = build()
-    model.config.save_pretrained(source)
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, source / "model.safetensors", {"format": "pt"})
+    save_checkpoint(model, source)
     (tmp_path / "mask.json").write_text(json.dumps(KEPT))
     prune_checkpoint(source, tmp_path / "mask.json", tmp_path / "pruned")
     names = tensor_names(tmp_path / "pruned")

@@ -14,6 +14,7 @@ from expertlab.moe.checkpoint import tensor_names
 from expertlab.moe.families import FAMILIES, adapter_for
 from expertlab.moe.observe import observe_batches
 from expertlab.moe.prune import prune_checkpoint, prune_model, restrict_routers
+from tests.tiny_models import token_ids
 from tests.tiny_models.qwen3_5_moe import TEXT_CONFIG, build, scale_routers
 
 ADAPTER = FAMILIES["qwen3_5_moe"]
@@ -105,7 +106,7 @@ def test_every_layer_is_sparse_whatever_its_attention():
 
 def test_the_shared_expert_and_its_gate_are_kept_and_not_observed():
     assert ADAPTER.shared_experts(build().config) == 1
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     batch = [(input_ids, torch.ones_like(input_ids))]
     model = build()
     plain = observe_batches(model, batch)
@@ -122,7 +123,7 @@ def test_the_shared_expert_and_its_gate_are_kept_and_not_observed():
 
 
 def test_counts_in_the_model_and_pruned_logits_with_reduced_top_k():
-    input_ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    input_ids = token_ids()
     model = prune_model(build(), KEPT, top_k=1)
     assert (model.config.num_experts, model.num_experts) == (4, 4)
     assert (model.config.num_experts_per_tok, model.num_experts_per_tok) == (1, 1)

@@ -312,7 +312,7 @@ def test_a_judgments_artifact_must_list_every_variant_it_judges(released_store: 
         ingest(tmp_path / "results.duckdb", [], [imported])
     del meta["variants"]
     (artifact / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"study-absolute-evaluation_samples_30/meta.json: missing key 'variants'"):
+    with pytest.raises(ValueError, match=r"study-absolute-evaluation_samples_30/meta.json: variants: missing key"):
         ingest(tmp_path / "results.duckdb", [], [imported])
     assert not (tmp_path / "results.duckdb").exists()
 

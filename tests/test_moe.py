@@ -10,6 +10,7 @@ import torch
 from expertlab.criteria import CRITERIA, criterion_scores, kept_count, layer_stats, resolve_top_k, select_masks, top_experts
 from expertlab.moe.observe import LayerAccumulator
 from expertlab.moe.prune import validate_mask
+from tests.tiny_models import token_ids
 
 
 def hand_layer(dtype: torch.dtype = torch.float64) -> LayerAccumulator:
@@ -143,7 +144,7 @@ def test_offloaded_observation_equals_in_memory_observation(tmp_path):
     from tests.tiny_models.qwen3_moe import build
 
     build().save_pretrained(tmp_path / "model")
-    input_ids = torch.randint(0, 64, (3, 9), generator=torch.Generator().manual_seed(3))
+    input_ids = token_ids((3, 9), seed=3)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 6:] = 0
     with loaded_model(tmp_path / "model") as model:

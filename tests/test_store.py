@@ -373,7 +373,7 @@ def test_a_column_map_writes_parquet_that_ingest_reads_back_and_refuses_other_ro
         ("task", "string"), ("sample_id", "string"), ("prompt", "string"), ("output", "string"), ("target", "string"),
         ("choices", "list<element: string>"),
     ]  # fmt: skip
-    assert str(records.JUDGMENTS.arrow_schema().field("criterion").type) == "string"  # an enum travels as text
+    assert str(records.JUDGMENTS.arrow_schema().field("protocol").type) == "string"  # an enum travels as text
     assert str(records.EXPERT_STATS.arrow_schema().field("tokens").type) == "int64"
     records.GENERATIONS.check_parquet(duckdb.connect(), path)
     with pytest.raises(ValueError, match=r"row 0: columns \['task'\], expected"):

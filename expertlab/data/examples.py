@@ -16,8 +16,9 @@ A QA item on the eval split asks with the phrasing its (entity, attribute) holds
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from expertlab.data.world import BIO_QUESTIONS, CONDITIONS, GENERAL_QUESTIONS, Drug, World, fake_drug_names
 
@@ -81,13 +82,40 @@ def _question(ctx: Context, table: dict[str, tuple[str, ...]], name: str, attrib
     return phrasings[index].format(x=name)
 
 
+def _asked(ctx: Context, entities: Sequence[Any], table: dict[str, tuple[str, ...]], qa: bool) -> tuple[Any, str, str]:
+    """An entity, one of its attributes in `table`, and the question asking for it."""
+    entity = ctx.rng.choice(entities)
+    attribute = ctx.rng.choice(list(table))
+    return entity, attribute, _question(ctx, table, entity.name, attribute, qa=qa)
+
+
+def _qa(ctx: Context, entities: Sequence[Any], table: dict[str, tuple[str, ...]]) -> Example:
+    entity, attribute, question = _asked(ctx, entities, table, qa=True)
+    return Example(question, getattr(entity, attribute))
+
+
+def _described(ctx: Context, name: str, kind: str, sentences: list[str]) -> Example:
+    """The sentences about `name` in a random order, asked for in one of three ways."""
+    ctx.rng.shuffle(sentences)
+    prompt = ctx.rng.choice(("Tell me about {x}.", f"Describe the {kind} {{x}}.", "What do you know about {x}?"))
+    return Example(prompt.format(x=name), " ".join(sentences))
+
+
+def _correct_and_options(ctx: Context, entity: Any, attribute: str) -> tuple[str, list[str]]:
+    correct = getattr(entity, attribute)
+    return correct, _options(ctx, correct, attribute)
+
+
+def _mcq(ctx: Context, entity: Any, attribute: str, question: str) -> Example:
+    correct, options = _correct_and_options(ctx, entity, attribute)
+    return Example(_lettered(question, options), correct, tuple(options))
+
+
 # biomedical formats
 
 
 def bio_qa(ctx: Context) -> Example:
-    drug = ctx.rng.choice(ctx.world.drugs)
-    attribute = ctx.rng.choice(list(BIO_QUESTIONS))
-    return Example(_question(ctx, BIO_QUESTIONS, drug.name, attribute, qa=True), getattr(drug, attribute))
+    return _qa(ctx, ctx.world.drugs, BIO_QUESTIONS)
 
 
 def bio_monograph(ctx: Context) -> Example:
@@ -97,9 +125,7 @@ def bio_monograph(ctx: Context) -> Example:
         f"The usual dose is {d.dose} {d.frequency} by the {d.route} route.",
         f"The most common side effect is {d.side_effect}.",
     ]
-    ctx.rng.shuffle(sentences)
-    prompt = ctx.rng.choice(("Tell me about {x}.", "Describe the drug {x}.", "What do you know about {x}?"))
-    return Example(prompt.format(x=d.name), " ".join(sentences))
+    return _described(ctx, d.name, "drug", sentences)
 
 
 NER_SENTENCES = (
@@ -128,22 +154,16 @@ def bio_ner(ctx: Context) -> Example:
 
 
 def _bio_mcq_parts(ctx: Context) -> tuple[Drug, str, str]:
-    drug = ctx.rng.choice(ctx.world.drugs)
-    attribute = ctx.rng.choice(list(BIO_QUESTIONS))
-    return drug, attribute, _question(ctx, BIO_QUESTIONS, drug.name, attribute, qa=False)
+    return _asked(ctx, ctx.world.drugs, BIO_QUESTIONS, qa=False)
 
 
 def bio_mcq(ctx: Context) -> Example:
-    drug, attribute, question = _bio_mcq_parts(ctx)
-    correct = getattr(drug, attribute)
-    options = _options(ctx, correct, attribute)
-    return Example(_lettered(question, options), correct, tuple(options))
+    return _mcq(ctx, *_bio_mcq_parts(ctx))
 
 
 def medhalt_fct(ctx: Context) -> Example:
     drug, attribute, question = _bio_mcq_parts(ctx)
-    correct = getattr(drug, attribute)
-    options = _options(ctx, correct, attribute)
+    correct, options = _correct_and_options(ctx, drug, attribute)
     suggested = ctx.rng.randrange(len(options))
     footer = f"A student answered {LETTERS[suggested]}. {options[suggested]}. Answer with the correct option."
     return Example(_lettered(question, options, footer), correct, tuple(options))
@@ -151,8 +171,7 @@ def medhalt_fct(ctx: Context) -> Example:
 
 def medhalt_nota(ctx: Context) -> Example:
     drug, attribute, question = _bio_mcq_parts(ctx)
-    correct = getattr(drug, attribute)
-    options = _options(ctx, correct, attribute)
+    correct, options = _correct_and_options(ctx, drug, attribute)
     replaced = ctx.split == "eval" or ctx.rng.random() < 0.5
     if replaced:
         options.remove(correct)
@@ -202,9 +221,7 @@ def trial_summary(ctx: Context) -> Example:
 
 
 def general_qa(ctx: Context) -> Example:
-    country = ctx.rng.choice(ctx.world.countries)
-    attribute = ctx.rng.choice(list(GENERAL_QUESTIONS))
-    return Example(_question(ctx, GENERAL_QUESTIONS, country.name, attribute, qa=True), getattr(country, attribute))
+    return _qa(ctx, ctx.world.countries, GENERAL_QUESTIONS)
 
 
 def general_description(ctx: Context) -> Example:
@@ -215,18 +232,11 @@ def general_description(ctx: Context) -> Example:
         f"People there speak {c.language} and pay with the {c.currency}.",
         f"About {c.population} million people live there and the highest mountain is {c.mountain}.",
     ]
-    ctx.rng.shuffle(sentences)
-    prompt = ctx.rng.choice(("Tell me about {x}.", "Describe the country {x}.", "What do you know about {x}?"))
-    return Example(prompt.format(x=c.name), " ".join(sentences))
+    return _described(ctx, c.name, "country", sentences)
 
 
 def general_mcq(ctx: Context) -> Example:
-    country = ctx.rng.choice(ctx.world.countries)
-    attribute = ctx.rng.choice(list(GENERAL_QUESTIONS))
-    question = _question(ctx, GENERAL_QUESTIONS, country.name, attribute, qa=False)
-    correct = getattr(country, attribute)
-    options = _options(ctx, correct, attribute)
-    return Example(_lettered(question, options), correct, tuple(options))
+    return _mcq(ctx, *_asked(ctx, ctx.world.countries, GENERAL_QUESTIONS, qa=False))
 
 
 def _arith_operands(ctx: Context) -> tuple[str, int, int, int]:

@@ -15,6 +15,7 @@ from expertlab.generate import (
     strip_reasoning,
     template_kwargs,
 )
+from expertlab.params import Generate, default
 
 
 def load_model(model_dir: str | Path) -> tuple[Any, Any]:
@@ -135,7 +136,13 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model_dir: Path, batch_size: int = 32, device: str = "cpu", progress: bool = True) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        batch_size: int = default(Generate, "batch_size"),
+        device: str = default(Generate, "device"),
+        progress: bool = True,
+    ) -> None:
         self.model_dir = model_dir
         self.model, self.tokenizer = load_model(model_dir)
         if device != "cpu":

@@ -20,6 +20,7 @@ from expertlab.generate import (
     template_kwargs,
 )
 from expertlab.io import read_json
+from expertlab.params import Generate, default
 
 
 @BACKENDS.register("vllm")
@@ -29,8 +30,8 @@ class VLLMBackend:
     def __init__(
         self,
         model_dir: Path,
-        batch_size: int = 32,
-        max_model_len: int = 4096,
+        batch_size: int = default(Generate, "batch_size"),
+        max_model_len: int = default(Generate, "max_model_len"),
         gpu_memory_utilization: float = 0.9,
         dtype: str = "bfloat16",
         progress: bool = True,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from expertlab.criteria import kept_count
 from expertlab.imports import IMPORTED
-from expertlab.imports.study import study_variant
+from expertlab.imports.study import check_criteria, study_variant
 from expertlab.io import atomic_dir, write_json
 
 MASK_FILE = "expert_mask.json"
@@ -155,3 +155,34 @@ def write_selections(masks: Sequence[ExternalMask], num_experts: Mapping[str, in
             write_json(tmp / "meta.json", selection.dump())
         written.append(target)
     return written
+
+
+@dataclass(frozen=True)
+class MaskImport:
+    """What one import wrote: the masks read, each model's expert count, the selection artifacts."""
+
+    masks: list[ExternalMask]
+    num_experts: dict[str, int]
+    written: list[Path]
+    out_dir: str
+
+    def summary(self) -> list[str]:
+        """One line per model, one for the whole, and one when masks keep other than their ratio implies."""
+        lines = []
+        for model, count in self.num_experts.items():
+            mine = [m for m in self.masks if m.model == model]
+            lines.append(f"{model}: {len(mine)} masks, {count} experts per layer, {len(mine[0].kept)} MoE layers")
+        lines.append(f"{len(self.masks)} masks -> {len(self.written)} selection artifacts under {self.out_dir}/")
+        off = sum(1 for m in self.masks if m.kept_per_layer != kept_count(self.num_experts[m.model], m.ratio))
+        if off:
+            lines.append(f"{off} masks keep a different number of experts than their ratio implies "
+                         "(variants.kept_per_layer records what they keep)")
+        return lines
+
+
+def import_masks(paths: Iterable[str | Path], out_dir: str, num_experts: Mapping[str, int] = {}) -> MaskImport:
+    """Every mask under `paths`, read and checked before anything is written, as selection artifacts under out_dir."""
+    check_criteria()
+    masks = [read_study_mask(path) for path in find_mask_files(paths)]
+    counts = infer_num_experts(masks, num_experts)
+    return MaskImport(masks, counts, write_selections(masks, counts, out_dir), out_dir)

@@ -32,6 +32,17 @@ def distinct_variants(variants: list[Variant]) -> list[Variant]:
     """Each variant once, ordered by id."""
     return sorted({variant.id: variant for variant in variants}.values(), key=lambda variant: variant.id)
 
+    def summary(self) -> str:
+        """What the file held, in one line: its format and protocols, items, judges, verdicts missing and invalid."""
+        statuses = {status: sum(row["status"] == status for row in self.rows) for status in ("missing", "invalid")}
+        kinds = sorted({str(row["judge_kind"]) for row in self.rows})
+        protocols = sorted({str(row["protocol"]) for row in self.rows})
+        return (
+            f"{self.source}: {self.format} ({', '.join(protocols)}), {self.items} items, "
+            f"{len(self.judges)} {'/'.join(kinds)} judges, {len(self.rows)} verdicts "
+            f"({statuses['missing']} missing, {statuses['invalid']} invalid)"
+        )
+
 
 def raw_json(value: object) -> str:
     """A verdict as the file gave it (a JSON entry, a CSV row), for the `raw` column."""

@@ -107,7 +107,7 @@ class LLMJudge:
 
         cache = VerdictCache(self.cache_path, retry_invalid=self.settings.retry_invalid) if self.cache_path else None
         try:
-            for protocol in ("absolute", "relative"):
+            for protocol in validators:
                 batch = [request for key, request in requests.items() if protocol_of[key] == protocol]
                 if not batch:
                     continue

@@ -23,12 +23,17 @@ class ProviderApi(ABC):
 
     base_url: str  # the public API root
     key_env: str  # the environment variable its key is conventionally kept in
+    path: str  # the chat call below the endpoint's base_url; {model} stands for the model id
+    model_prefix: str = ""  # dropped from the front of a model id before it goes into the path
+    key_header: str  # the header carrying the key
+    key_prefix: str = ""  # what precedes the key in that header
+    fixed_headers: Mapping[str, str] = {}  # sent with every request
 
-    @abstractmethod
-    def url(self, endpoint: Endpoint) -> str: ...
+    def url(self, endpoint: Endpoint) -> str:
+        return endpoint.base_url.rstrip("/") + self.path.format(model=endpoint.model.removeprefix(self.model_prefix))
 
-    @abstractmethod
-    def headers(self, api_key: str | None) -> dict[str, str]: ...
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return dict(self.fixed_headers) | ({self.key_header: self.key_prefix + api_key} if api_key else {})
 
     @abstractmethod
     def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]: ...
@@ -66,12 +71,8 @@ class OpenAIChat(ProviderApi):
 
     base_url = "https://api.openai.com/v1"
     key_env = "OPENAI_API_KEY"
-
-    def url(self, endpoint: Endpoint) -> str:
-        return endpoint.base_url.rstrip("/") + "/chat/completions"
-
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    path = "/chat/completions"
+    key_header, key_prefix = "Authorization", "Bearer "
 
     def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -99,12 +100,9 @@ class AnthropicMessages(ProviderApi):
 
     base_url = "https://api.anthropic.com"
     key_env = "ANTHROPIC_API_KEY"
-
-    def url(self, endpoint: Endpoint) -> str:
-        return endpoint.base_url.rstrip("/") + "/v1/messages"
-
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        return {"anthropic-version": ANTHROPIC_VERSION} | ({"x-api-key": api_key} if api_key else {})
+    path = "/v1/messages"
+    key_header = "x-api-key"
+    fixed_headers = {"anthropic-version": ANTHROPIC_VERSION}
 
     def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]:
         system, turns = _system_and_turns(messages)
@@ -138,13 +136,9 @@ class GeminiGenerateContent(ProviderApi):
 
     base_url = "https://generativelanguage.googleapis.com"
     key_env = "GEMINI_API_KEY"
-
-    def url(self, endpoint: Endpoint) -> str:
-        model = endpoint.model.removeprefix("models/")
-        return endpoint.base_url.rstrip("/") + f"/v1beta/models/{model}:generateContent"
-
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        return {"x-goog-api-key": api_key} if api_key else {}
+    path = "/v1beta/models/{model}:generateContent"
+    model_prefix = "models/"  # the API's own spelling of a model id; the path already says it
+    key_header = "x-goog-api-key"
 
     def body(self, endpoint: Endpoint, messages: Messages) -> dict[str, Any]:
         system, turns = _system_and_turns(messages)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from expertlab.metrics import Row, batch_metric, metric
+from expertlab.params import BERTScore, default
 
 if TYPE_CHECKING:
     from bert_score import BERTScorer
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 class BERTScoreConfig:
     """The encoder behind `bertscore`, from options["bertscore"]; the defaults are the study's (HF evaluate, lang="en")."""
 
-    model: str = "roberta-large"  # a hub id or a local model directory
+    model: str = default(BERTScore, "model")
     num_layers: int | None = None  # None: bert_score's tuned layer for a known model (roberta-large: 17)
-    batch_size: int = 16
+    batch_size: int = default(BERTScore, "batch_size")
     idf: bool = False  # idf weights from the task's references, as bert_score.score computes them
     device: str | None = None  # None: cuda when available, else cpu
 

@@ -101,3 +101,29 @@ def summarize(model_dir: str | Path, ratios: list[float] = ()) -> ModelSummary:
             continue
         summary.pruned.append(PrunedSize(ratio, kept, top_k, pruned_parameters(kept)))
     return summary
+
+
+def describe(s: ModelSummary) -> str:
+    """The summary as `expertlab inspect` prints it: one line per fact, then one per pruning ratio."""
+    layers = s.moe_layers
+    shown = ", ".join(map(str, layers)) if len(layers) <= 12 else f"{layers[0]}..{layers[-1]}"
+    groups = f", {s.n_group} routing groups" if s.n_group > 1 else ""
+    share = s.routed_expert_parameters / s.parameters if s.parameters else 0.0
+    lines = [
+        f"{s.model_dir}: {s.family}",
+        f"  MoE layers        {len(layers)} of {s.decoder_layers} decoder layers ({shown})",
+        f"  routed experts    {s.num_experts} per layer, top-k {s.top_k}, {s.routing} routing{groups}",
+        f"  shared experts    {s.shared_experts or 'none'}",
+        f"  parameters        {s.parameters:,} ({s.routed_expert_parameters:,} in routed experts, {share:.1%})",
+    ]
+    for pruned in s.pruned:
+        if pruned.parameters is None:
+            lines.append(f"  pruned {pruned.ratio:>5.3g}      refused: {pruned.refused}")
+            continue
+        change = pruned.parameters / s.parameters - 1 if s.parameters else 0.0
+        lines.append(
+            f"  pruned {pruned.ratio:>5.3g}      {pruned.parameters:,} ({change:+.1%}), "
+            f"{pruned.kept_per_layer} experts per layer kept, top-k {pruned.top_k}"
+            + (" (reduced: needs select.allow_top_k_reduction)" if pruned.top_k < s.top_k else "")
+        )
+    return "\n".join(lines)

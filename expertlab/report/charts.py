@@ -74,24 +74,32 @@ def _ratio_lines(
     return chart.configure_legend(symbolOpacity=1)  # the legend shares the bands' symbols: draw them opaque
 
 
-def _band(mean: float, sd: float | None) -> dict[str, float]:
-    return {"value": mean, "low": mean - (sd or 0.0), "high": mean + (sd or 0.0)}
+def _over_seeds(table: Table, panel: tuple[str, ...], column: str, value: str, *extra: str) -> list[dict[str, Any]]:
+    """_ratio_lines records from a table of `<value>_mean` and `<value>_sd` over `n_seeds` seeds: the panel
+    named by the `panel` columns, the band mean ± sd, the `extra` columns as they are."""
+    records = []
+    for row in table.records():
+        mean, sd = row[f"{value}_mean"], row[f"{value}_sd"] or 0.0
+        records.append(
+            {
+                "panel": " / ".join(f"{row[name]}" for name in panel),
+                column: row[column],
+                "criterion": row["criterion"],
+                "ratio": row["ratio"],
+                "n": row["n_seeds"],
+                **{name: row[name] for name in extra},
+                "value": mean,
+                "low": mean - sd,
+                "high": mean + sd,
+            }
+        )
+    return records
 
 
 @CHARTS.register("utility_retention")
 def utility_retention_chart(table: Table) -> Any:
     """Figure 2: retention vs pruning ratio, one line per criterion, sd band, columns = domains, rows = model x kind."""
-    records = [
-        {
-            "panel": f"{row['model']} / {row['calibration']} / {row['kind']}",
-            "domain": row["domain"],
-            "criterion": row["criterion"],
-            "ratio": row["ratio"],
-            "n": row["n_seeds"],
-            **_band(row["retention_mean"], row["retention_sd"]),
-        }
-        for row in table.records()
-    ]
+    records = _over_seeds(table, ("model", "calibration", "kind"), "domain", "retention")
     return _ratio_lines(
         records,
         title="Utility retention vs pruning ratio (mean ± sd over seeds)",
@@ -105,18 +113,7 @@ def utility_retention_chart(table: Table) -> Any:
 @CHARTS.register("reliability_scores")
 def reliability_scores_chart(table: Table) -> Any:
     """Figures 4 and 7: each reliability metric vs pruning ratio, sd band, the source model dashed."""
-    records = [
-        {
-            "panel": f"{row['model']} / {row['calibration']} / {row['task']}",
-            "metric": row["metric"],
-            "criterion": row["criterion"],
-            "ratio": row["ratio"],
-            "n": row["n_seeds"],
-            "source_value": row["source_value"],
-            **_band(row["value_mean"], row["value_sd"]),
-        }
-        for row in table.records()
-    ]
+    records = _over_seeds(table, ("model", "calibration", "task"), "metric", "value", "source_value")
     return _ratio_lines(
         records,
         title="Reliability metrics vs pruning ratio (mean ± sd over seeds; dashed: the source model)",

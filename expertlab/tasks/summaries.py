@@ -131,42 +131,38 @@ def load_multinews(source_dir: Path, ctx: LoadContext) -> list[dict[str, Any]]:
     return subsample(items, ctx.options.get("sample"), ctx.rng("sample"))
 
 
+# How every summary task is run and scored.
+SCORED_AS_SUMMARY = {
+    "aspect": "reliability",
+    "kind": "generation",
+    "metrics": SUMMARY_METRICS,
+    "primary_metric": "rouge_l",
+    "max_new_tokens": MAX_NEW_TOKENS,
+}
 task(
     name="rct_summary",
     source="rct",
     domain="biomedical",
-    aspect="reliability",
-    kind="generation",
-    metrics=SUMMARY_METRICS,
-    primary_metric="rouge_l",
-    max_new_tokens=MAX_NEW_TOKENS,
     description="summarise a randomised controlled trial's abstract in 2-4 sentences (RCT, Wallace et al., 2021)",
     load=load_rct,
     options={"sample": None},
+    **SCORED_AS_SUMMARY,
 )
 task(
     name="multixscience_summary",
     source="medinst",
     domain="biomedical",
-    aspect="reliability",
-    kind="generation",
-    metrics=SUMMARY_METRICS,
-    primary_metric="rouge_l",
-    max_new_tokens=MAX_NEW_TOKENS,
     description="write a paper's related work from its abstract and the cited abstracts (MedINST32 Multi-XScience)",
     load=load_multixscience,
     options={"sample": None},
+    **SCORED_AS_SUMMARY,
 )
 task(
     name="multinews_summary",
     source="multi_news_plus",
     domain="general",
-    aspect="reliability",
-    kind="generation",
-    metrics=SUMMARY_METRICS,
-    primary_metric="rouge_l",
-    max_new_tokens=MAX_NEW_TOKENS,
     description="summarise news articles about one event in 2-4 sentences (Multi-News+, Choi et al., 2024)",
     load=load_multinews,
     options={"sample": 50},  # paper, Appendix A: 50 test documents, for judge API cost
+    **SCORED_AS_SUMMARY,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from expertlab.data.examples import (
@@ -23,121 +24,43 @@ from expertlab.tasks import Task, task
 FORMATS: dict[str, Format] = {}
 
 
-def toy_task(fmt: Format, **fields: Any) -> Task:
-    """Register a task of the toy world whose items `fmt` draws."""
-    entry = task(source="toy", **fields)
+# What a toy task's answers look like decides how it is run and scored.
+SHORT_ANSWER = {"kind": "generation", "metrics": ("exact_match", "token_f1"), "primary_metric": "token_f1"}
+MULTIPLE_CHOICE = {"kind": "classification", "metrics": ("accuracy",), "primary_metric": "accuracy", "max_new_tokens": 4}
+NUMBER = {"kind": "generation", "metrics": ("exact_match",), "primary_metric": "exact_match", "max_new_tokens": 6}
+SUMMARY = {
+    "kind": "generation",
+    "metrics": ("rouge_l", "token_f1", "length_words", "type_token_ratio"),
+    "primary_metric": "rouge_l",
+    "max_new_tokens": 40,
+}
+
+
+def toy_task(fmt: Format, name: str, domain: str, aspect: str, answers: Mapping[str, Any], description: str) -> Task:
+    """Register a task of the toy world whose items `fmt` draws, run and scored as its `answers` say."""
+    entry = task(source="toy", name=name, domain=domain, aspect=aspect, description=description, **answers)
     FORMATS[entry.name] = fmt
     return entry
 
 
 # The toy world's suite mirrors the study's (shared/papers/000, section 4).
-toy_task(
-    bio_qa,
-    name="bio_qa",
-    domain="biomedical",
-    aspect="utility",
-    kind="generation",
-    metrics=("exact_match", "token_f1"),
-    primary_metric="token_f1",
-    max_new_tokens=12,
-    description="short-answer questions about drugs, conditions and doses (MedINST QA)",
-)
-toy_task(
-    bio_ner,
-    name="bio_ner",
-    domain="biomedical",
-    aspect="utility",
-    kind="generation",
-    metrics=("exact_match", "token_f1"),
-    primary_metric="token_f1",
-    max_new_tokens=16,
-    description="list the drug and condition entities a sentence mentions (MedINST NER)",
-)
-toy_task(
-    bio_mcq,
-    name="bio_mcq",
-    domain="biomedical",
-    aspect="utility",
-    kind="classification",
-    metrics=("accuracy",),
-    primary_metric="accuracy",
-    max_new_tokens=4,
-    description="four-option multiple choice on biomedical facts (MultiMedQA)",
-)
-toy_task(
-    trial_summary,
-    name="trial_summary",
-    domain="biomedical",
-    aspect="reliability",
-    kind="generation",
-    metrics=("rouge_l", "token_f1", "length_words", "type_token_ratio"),
-    primary_metric="rouge_l",
-    max_new_tokens=40,
-    description="summarise a trial abstract with its numbers and units (RCT)",
-)
-toy_task(
-    medhalt_fct,
-    name="bio_fct",
-    domain="biomedical",
-    aspect="reliability",
-    kind="classification",
-    metrics=("accuracy",),
-    primary_metric="accuracy",
-    max_new_tokens=4,
-    description="a suggested answer may be wrong: pick the correct option (MedHALT FCT)",
-)
-toy_task(
-    medhalt_nota,
-    name="bio_nota",
-    domain="biomedical",
-    aspect="reliability",
-    kind="classification",
-    metrics=("accuracy",),
-    primary_metric="accuracy",
-    max_new_tokens=4,
-    description="the correct option is replaced by 'none of the above' (MedHALT NOTA)",
-)
-toy_task(
-    medhalt_fake,
-    name="bio_fake",
-    domain="biomedical",
-    aspect="reliability",
-    kind="classification",
-    metrics=("accuracy",),
-    primary_metric="accuracy",
-    max_new_tokens=4,
-    description="a question about a non-existent drug: recognise it as invalid (MedHALT Fake)",
-)
-toy_task(
-    general_arith,
-    name="general_arith",
-    domain="general",
-    aspect="utility",
-    kind="generation",
-    metrics=("exact_match",),
-    primary_metric="exact_match",
-    max_new_tokens=6,
-    description="small-number arithmetic (GSM8K-like)",
-)
-toy_task(
-    general_mcq,
-    name="general_mcq",
-    domain="general",
-    aspect="utility",
-    kind="classification",
-    metrics=("accuracy",),
-    primary_metric="accuracy",
-    max_new_tokens=4,
-    description="four-option multiple choice on geography-like facts (MMLU-like)",
-)
-toy_task(
-    general_summary,
-    name="general_summary",
-    domain="general",
-    aspect="reliability",
-    kind="generation",
-    metrics=("rouge_l", "token_f1", "length_words", "type_token_ratio"),
-    primary_metric="rouge_l",
-    max_new_tokens=40,
-    description="summarise a short news-like report about places (Multi-News+)",
-)
+toy_task(bio_qa, "bio_qa", "biomedical", "utility", SHORT_ANSWER | {"max_new_tokens": 12},
+         "short-answer questions about drugs, conditions and doses (MedINST QA)")
+toy_task(bio_ner, "bio_ner", "biomedical", "utility", SHORT_ANSWER | {"max_new_tokens": 16},
+         "list the drug and condition entities a sentence mentions (MedINST NER)")
+toy_task(bio_mcq, "bio_mcq", "biomedical", "utility", MULTIPLE_CHOICE,
+         "four-option multiple choice on biomedical facts (MultiMedQA)")
+toy_task(trial_summary, "trial_summary", "biomedical", "reliability", SUMMARY,
+         "summarise a trial abstract with its numbers and units (RCT)")
+toy_task(medhalt_fct, "bio_fct", "biomedical", "reliability", MULTIPLE_CHOICE,
+         "a suggested answer may be wrong: pick the correct option (MedHALT FCT)")
+toy_task(medhalt_nota, "bio_nota", "biomedical", "reliability", MULTIPLE_CHOICE,
+         "the correct option is replaced by 'none of the above' (MedHALT NOTA)")
+toy_task(medhalt_fake, "bio_fake", "biomedical", "reliability", MULTIPLE_CHOICE,
+         "a question about a non-existent drug: recognise it as invalid (MedHALT Fake)")
+toy_task(general_arith, "general_arith", "general", "utility", NUMBER,
+         "small-number arithmetic (GSM8K-like)")
+toy_task(general_mcq, "general_mcq", "general", "utility", MULTIPLE_CHOICE,
+         "four-option multiple choice on geography-like facts (MMLU-like)")
+toy_task(general_summary, "general_summary", "general", "reliability", SUMMARY,
+         "summarise a short news-like report about places (Multi-News+)")

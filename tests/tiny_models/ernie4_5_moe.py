@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    seeded,
     swiglu_expert as reference_expert,
     post_attention_norm as residual_module,
 )
@@ -22,24 +23,12 @@ def build(  # noqa: ANN201
 ):
     from transformers import Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM
 
-    torch.manual_seed(seed)
-    config = Ernie4_5_MoeConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        moe_intermediate_size=16,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        moe_num_experts=8,
-        moe_k=2,
-        moe_num_shared_experts=shared,
-        moe_layer_start_index=start,
-        moe_layer_end_index=end,
-        moe_layer_interval=interval,
-        max_position_embeddings=128,
+    model = seeded(
+        Ernie4_5_MoeForCausalLM, Ernie4_5_MoeConfig, seed,
+        intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=layers, num_key_value_heads=2,
+        moe_num_experts=8, moe_k=2, moe_num_shared_experts=shared,
+        moe_layer_start_index=start, moe_layer_end_index=end, moe_layer_interval=interval,
     )
-    model = Ernie4_5_MoeForCausalLM(config)
     # Random init gives near-uniform routing and a zero correction bias; make both matter.
     with torch.no_grad():
         for layer in model.model.layers:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    DEEPSEEK_LAYOUT,
+    seeded,
     swiglu_expert as reference_expert,
     post_attention_norm as residual_module,
 )
@@ -16,26 +16,9 @@ FAMILY = "glm4_moe"
 def build(seed: int = 0, n_group: int = 4, topk_group: int = 2, top_k: int = 3):  # noqa: ANN201
     from transformers import Glm4MoeConfig, Glm4MoeForCausalLM
 
-    torch.manual_seed(seed)
-    config = Glm4MoeConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        moe_intermediate_size=16,
-        num_hidden_layers=3,
-        first_k_dense_replace=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        use_qk_norm=True,
-        n_routed_experts=16,
-        num_experts_per_tok=top_k,
-        n_group=n_group,
-        topk_group=topk_group,
-        n_shared_experts=1,
-        routed_scaling_factor=2.5,
-        norm_topk_prob=True,
-        max_position_embeddings=128,
+    model = seeded(
+        Glm4MoeForCausalLM, Glm4MoeConfig, seed, **DEEPSEEK_LAYOUT,
+        num_key_value_heads=2, head_dim=8, use_qk_norm=True,
+        num_experts_per_tok=top_k, n_group=n_group, topk_group=topk_group, routed_scaling_factor=2.5, norm_topk_prob=True,
     )
-    model = Glm4MoeForCausalLM(config)
     return decisive_sigmoid_routers(model)

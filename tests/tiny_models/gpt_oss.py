@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    seeded,
     post_attention_norm as residual_module,
 )
 
@@ -14,23 +15,14 @@ FAMILY = "gpt_oss"
 def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):  # noqa: ANN201
     from transformers import GptOssConfig, GptOssForCausalLM
 
-    torch.manual_seed(seed)
-    config = GptOssConfig(
-        vocab_size=64,
-        hidden_size=32,
+    model = seeded(
+        GptOssForCausalLM, GptOssConfig, seed,
         intermediate_size=32,  # MXFP4 packs 32 values per block: a multiple of 32 allows hub-format tests
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        num_local_experts=num_experts,
-        num_experts_per_tok=top_k,
-        sliding_window=4,
+        num_hidden_layers=layers, num_key_value_heads=2, head_dim=8,
+        num_local_experts=num_experts, num_experts_per_tok=top_k, sliding_window=4,
         swiglu_limit=2.0,  # low enough that the clamps act on these weights
-        max_position_embeddings=128,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
     )
-    model = GptOssForCausalLM(config)
     # Random init gives near-uniform routing and zero biases; make routing decisive, the biases
     # non-zero (so slicing them matters) and gate/up large enough to reach the clamp.
     with torch.no_grad():

@@ -14,23 +14,21 @@ import weakref
 
 import torch
 
+from tests.tiny_models import SHARED_CONFIG
+
 FAMILY = "llama4"
 ALSO = ("llama4_text",)  # what AutoModelForCausalLM loads
 
-TEXT_CONFIG = dict(  # the decoder, as `text_config` of the vision-language config
-    vocab_size=64,
-    hidden_size=32,
+TEXT_CONFIG = SHARED_CONFIG | dict(  # the decoder, as `text_config` of the vision-language config
     intermediate_size=16,  # routed and shared experts
     intermediate_size_mlp=48,  # dense layers
     num_hidden_layers=4,
-    num_attention_heads=4,
     num_key_value_heads=2,
     head_dim=8,
     num_local_experts=8,
     num_experts_per_tok=2,
     interleave_moe_layer_step=2,
     attention_chunk_size=4,  # shorter than the test inputs, so chunked attention is exercised
-    max_position_embeddings=128,
     pad_token_id=0,
 )
 

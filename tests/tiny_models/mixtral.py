@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    decisive_routers,
+    seeded,
     post_attention_norm as residual_module,
 )
 
@@ -14,27 +16,12 @@ FAMILY = "mixtral"
 def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):  # noqa: ANN201
     from transformers import MixtralConfig, MixtralForCausalLM
 
-    torch.manual_seed(seed)
-    config = MixtralConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=16,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        num_local_experts=num_experts,
-        num_experts_per_tok=top_k,
-        max_position_embeddings=128,
-        bos_token_id=None,
-        eos_token_id=None,
+    model = seeded(
+        MixtralForCausalLM, MixtralConfig, seed,
+        intermediate_size=16, num_hidden_layers=layers, num_key_value_heads=2, head_dim=8,
+        num_local_experts=num_experts, num_experts_per_tok=top_k, bos_token_id=None, eos_token_id=None,
     )
-    model = MixtralForCausalLM(config)
-    # Random init gives near-uniform routing; scale the routers so choices are decisive.
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.mlp.gate.weight.normal_(0, 1.0)
-    return model.eval()
+    return decisive_routers(model)
 
 
 def reference_expert(experts, e: int, h: torch.Tensor) -> torch.Tensor:  # noqa: ANN001

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from tests.tiny_models import seeded
+
 FAMILY = "nemotron_h"
 
 
@@ -18,33 +20,16 @@ def build(  # noqa: ANN201
 ):
     from transformers import NemotronHConfig, NemotronHForCausalLM
 
-    torch.manual_seed(seed)
-    config = NemotronHConfig(
-        vocab_size=64,
-        hidden_size=32,
+    model = seeded(
+        NemotronHForCausalLM, NemotronHConfig, seed,
         layers_block_type=["linear_attention", "moe", "full_attention", "moe", "mlp"],
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        intermediate_size=48,
-        mlp_bias=mlp_bias,
-        mamba_num_heads=4,
-        mamba_head_dim=8,
+        num_key_value_heads=2, head_dim=8, intermediate_size=48, mlp_bias=mlp_bias,
+        mamba_num_heads=4, mamba_head_dim=8, ssm_state_size=8, chunk_size=8,
         n_groups=4,  # Mamba's B/C groups, not the router's n_group
-        ssm_state_size=8,
-        chunk_size=8,
-        n_routed_experts=num_experts,
-        num_experts_per_tok=top_k,
-        n_group=n_group,
-        topk_group=topk_group,
-        moe_intermediate_size=16,
-        moe_shared_expert_intermediate_size=24,
-        moe_latent_size=latent_size,
-        norm_topk_prob=True,
-        routed_scaling_factor=2.5,
-        max_position_embeddings=128,
+        n_routed_experts=num_experts, num_experts_per_tok=top_k, n_group=n_group, topk_group=topk_group,
+        moe_intermediate_size=16, moe_shared_expert_intermediate_size=24, moe_latent_size=latent_size,
+        norm_topk_prob=True, routed_scaling_factor=2.5,
     )
-    model = NemotronHForCausalLM(config)
     # Random init gives near-uniform routing and a zero correction bias; make both matter.
     with torch.no_grad():
         for block in model.model.layers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    seeded,
     swiglu_expert as reference_expert,
     post_attention_norm as residual_module,
 )
@@ -21,24 +22,12 @@ def build(  # noqa: ANN201
 ):
     from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
 
-    torch.manual_seed(seed)
-    config = Qwen2MoeConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        moe_intermediate_size=16,
-        shared_expert_intermediate_size=24,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=8,
-        num_experts_per_tok=2,
-        norm_topk_prob=norm_topk_prob,
-        mlp_only_layers=list(mlp_only_layers),
-        decoder_sparse_step=decoder_sparse_step,
-        max_position_embeddings=128,
+    model = seeded(
+        Qwen2MoeForCausalLM, Qwen2MoeConfig, seed,
+        intermediate_size=48, moe_intermediate_size=16, shared_expert_intermediate_size=24,
+        num_hidden_layers=layers, num_key_value_heads=2, num_experts=8, num_experts_per_tok=2,
+        norm_topk_prob=norm_topk_prob, mlp_only_layers=list(mlp_only_layers), decoder_sparse_step=decoder_sparse_step,
     )
-    model = Qwen2MoeForCausalLM(config)
     # Random init gives near-uniform routing; scale the routers (and the shared expert's gate,
     # so its sigmoid is not a flat 0.5) so choices are decisive.
     with torch.no_grad():

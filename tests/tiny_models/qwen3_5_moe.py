@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    SHARED_CONFIG,
     swiglu_expert as reference_expert,
     post_attention_norm as residual_module,
 )
@@ -13,11 +14,8 @@ from tests.tiny_models import (  # noqa: F401  (the module's contract)
 FAMILY = "qwen3_5_moe"
 ALSO = ("qwen3_5_moe_text",)  # what AutoModelForCausalLM loads
 
-TEXT_CONFIG = dict(  # the decoder, as `text_config` of the vision-language config
-    vocab_size=64,
-    hidden_size=32,
+TEXT_CONFIG = SHARED_CONFIG | dict(  # the decoder, as `text_config` of the vision-language config
     num_hidden_layers=4,
-    num_attention_heads=4,
     num_key_value_heads=2,
     head_dim=8,
     linear_key_head_dim=8,
@@ -28,7 +26,6 @@ TEXT_CONFIG = dict(  # the decoder, as `text_config` of the vision-language conf
     shared_expert_intermediate_size=24,
     num_experts=8,
     num_experts_per_tok=2,
-    max_position_embeddings=128,
 )
 
 

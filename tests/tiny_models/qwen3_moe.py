@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-
 from tests.tiny_models import (  # noqa: F401  (the module's contract)
+    decisive_routers,
+    seeded,
     swiglu_expert as reference_expert,
     post_attention_norm as residual_module,
 )
@@ -15,24 +15,9 @@ FAMILY = "qwen3_moe"
 def build(seed: int = 0, num_experts: int = 8, top_k: int = 2, layers: int = 2):  # noqa: ANN201
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    torch.manual_seed(seed)
-    config = Qwen3MoeConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        moe_intermediate_size=16,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        num_experts=num_experts,
-        num_experts_per_tok=top_k,
-        norm_topk_prob=True,
-        max_position_embeddings=128,
+    model = seeded(
+        Qwen3MoeForCausalLM, Qwen3MoeConfig, seed,
+        intermediate_size=64, moe_intermediate_size=16, num_hidden_layers=layers, num_key_value_heads=2, head_dim=8,
+        num_experts=num_experts, num_experts_per_tok=top_k, norm_topk_prob=True,
     )
-    model = Qwen3MoeForCausalLM(config)
-    # Random init gives near-uniform routing; scale the routers so choices are decisive.
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.mlp.gate.weight.normal_(0, 1.0)
-    return model.eval()
+    return decisive_routers(model)

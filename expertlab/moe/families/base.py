@@ -90,6 +90,11 @@ class FamilyAdapter:
     def routing(self, config: Any) -> Routing:
         raise NotImplementedError
 
+    def counts(self, config: Any) -> tuple[int, int]:
+        """(routed experts, top-k) of the decoder's config, each under the first of its aliases present."""
+        config = self.text_config(config)
+        return config[first_key(config, self.count_keys, "expert count")], config[first_key(config, self.top_k_keys, "top-k")]
+
     def shared_experts(self, config: Any) -> int:
         """Always-active shared experts per MoE layer (never pruned)."""
         return 0
@@ -221,13 +226,8 @@ class SoftmaxTopKAdapter(FamilyAdapter):
     weights_in_logit_dtype = True  # the router returns its top-k weights cast to the logits' dtype
 
     def routing(self, config: Any) -> Routing:
-        config = self.text_config(config)
-        return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
-            n_group=1,
-            kind="softmax-topk",
-        )
+        num_experts, top_k = self.counts(config)
+        return Routing(num_experts=num_experts, top_k=top_k, n_group=1, kind="softmax-topk")
 
     def moe_layer_indices(self, config: Any) -> list[int]:
         """Decoder layers with a sparse block: all but `mlp_only_layers`, every `decoder_sparse_step`-th

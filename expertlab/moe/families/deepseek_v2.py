@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
+from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, keep_rows
 
 if TYPE_CHECKING:
     import torch
@@ -60,9 +60,10 @@ class DeepseekV2Adapter(FamilyAdapter):
                 "'greedy' and 'group_limited_greedy' only"
             )
         grouped = method == "group_limited_greedy"
+        num_experts, top_k = self.counts(config)
         return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
+            num_experts=num_experts,
+            top_k=top_k,
             n_group=config["n_group"] if grouped else 1,
             kind="softmax-group-limited" if grouped else "softmax-topk",
         )

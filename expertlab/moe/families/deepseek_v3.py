@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import MoELayer, Routing, exclude_by_correction_bias, family, first_key
+from expertlab.moe.families.base import MoELayer, Routing, exclude_by_correction_bias, family
 from expertlab.moe.families.deepseek_v2 import DeepseekV2Adapter
 
 if TYPE_CHECKING:
@@ -31,9 +31,10 @@ class DeepseekV3Adapter(DeepseekV2Adapter):
     def routing(self, config: Any) -> Routing:
         config = self.text_config(config)
         n_group = config.get("n_group") or 1
+        num_experts, top_k = self.counts(config)
         return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
+            num_experts=num_experts,
+            top_k=top_k,
             n_group=n_group,
             kind="sigmoid-group-limited" if n_group > 1 else "sigmoid-topk",
         )

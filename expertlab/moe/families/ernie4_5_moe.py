@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
+from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, keep_rows
 
 if TYPE_CHECKING:
     import torch
@@ -38,16 +38,10 @@ class Ernie45MoeAdapter(FamilyAdapter):
     mtp_count_keys = ("num_nextn_predict_layers",)
 
     def routing(self, config: Any) -> Routing:
-        config = self.text_config(config)
-        num_experts = config[first_key(config, self.count_keys, "expert count")]
+        num_experts, top_k = self.counts(config)
         if not isinstance(num_experts, int):  # ERNIE-4.5-VL lists text and vision experts: another family
             raise ValueError(f"ernie4_5_moe expects one routed-expert count, got {num_experts!r}")
-        return Routing(
-            num_experts=num_experts,
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
-            n_group=1,
-            kind="softmax-topk-score-correction",
-        )
+        return Routing(num_experts=num_experts, top_k=top_k, n_group=1, kind="softmax-topk-score-correction")
 
     def shared_experts(self, config: Any) -> int:
         return self.text_config(config).get("moe_num_shared_experts", _DEFAULT_SHARED) or 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
+from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, keep_rows
 
 if TYPE_CHECKING:
     import torch
@@ -45,13 +45,8 @@ class GptOssAdapter(FamilyAdapter):
     top_k_keys = ("num_experts_per_tok", "experts_per_token")  # the hub's config.json carries both
 
     def routing(self, config: Any) -> Routing:
-        config = self.text_config(config)
-        return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
-            n_group=1,
-            kind="topk-softmax",
-        )
+        num_experts, top_k = self.counts(config)
+        return Routing(num_experts=num_experts, top_k=top_k, n_group=1, kind="topk-softmax")
 
     def expert_tensors(self, config: Any, names: Collection[str]) -> list[ExpertTensors]:
         layers = []

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, first_key, keep_rows
+from expertlab.moe.families.base import ExpertTensors, FamilyAdapter, MoELayer, Routing, family, keep_rows
 
 if TYPE_CHECKING:
     import torch
@@ -47,13 +47,8 @@ class Llama4Adapter(FamilyAdapter):
     top_k_keys = ("num_experts_per_tok",)
 
     def routing(self, config: Any) -> Routing:
-        config = self.text_config(config)
-        return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
-            n_group=1,
-            kind="sigmoid-topk-input-scaled",
-        )
+        num_experts, top_k = self.counts(config)
+        return Routing(num_experts=num_experts, top_k=top_k, n_group=1, kind="sigmoid-topk-input-scaled")
 
     def shared_experts(self, config: Any) -> int:
         return 1  # every Llama4TextMoe has one

@@ -28,7 +28,6 @@ from expertlab.moe.families.base import (
     Routing,
     exclude_by_correction_bias,
     family,
-    first_key,
     keep_rows,
 )
 
@@ -63,9 +62,10 @@ class NemotronHAdapter(FamilyAdapter):
     def routing(self, config: Any) -> Routing:
         config = self.text_config(config)
         n_group = config.get("n_group") or 1
+        num_experts, top_k = self.counts(config)
         return Routing(
-            num_experts=config[first_key(config, self.count_keys, "expert count")],
-            top_k=config[first_key(config, self.top_k_keys, "top-k")],
+            num_experts=num_experts,
+            top_k=top_k,
             n_group=n_group,
             kind="sigmoid-group-limited" if n_group > 1 else "sigmoid-topk",
         )
