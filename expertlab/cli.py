@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "generate": "stages.generate",
     "score": "stages.score",
     "judge": "stages.judge",
+    "warm-verdicts": "stages.warm_verdicts",
     "import-masks": "stages.import_masks",
     "import-judgments": "stages.import_judgments",
     "ingest": "stages.ingest",

@@ -3,7 +3,8 @@
 Every judge of params `judge.judges` judges the outputs of `judge.tasks` under each protocol. LLM
 verdicts land in the shared verdict cache (`judge.cache_dir`) as they arrive, so a killed run
 resumes without paying again, and the artifact keeps the verdicts it used (verdicts.jsonl): after a
-`dvc pull`, `warm` seeds the cache from pulled artifacts, so nobody pays twice for a verdict. A
+`dvc pull`, `expertlab warm-verdicts` (`warm_cache`) seeds the cache from the pulled artifacts, so
+nobody pays twice for a verdict; a judge stage itself reads only its declared inputs and the cache. A
 prompt that got no verdict (retries exhausted, a rejected request) fails the stage, naming its judge,
 task and sample, and nothing is written; a re-run asks only for what is missing.
 """
@@ -28,12 +29,19 @@ def _generations(path: Path) -> tuple[GenerationsMeta, list[dict[str, Any]]]:
     return read_meta(path, GenerationsMeta), read_jsonl(path / "generations.jsonl")
 
 
+def llm_judges(params: Params) -> list[str]:
+    """The judges of `judge.judges` that ask an LLM (and so keep a verdict cache)."""
+    return [name for name in params.judge.judges if params.judges[name].backend != "grounding"]
+
+
 def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
     """Verdicts of pulled judgments artifacts added to the cache (content-addressed keys: any artifact's
     verdict is valid wherever the same prompt recurs); returns how many were new."""
     from expertlab.judges.cache import VerdictCache
 
-    if not judges or not below.is_dir():
+    if not below.is_dir():
+        raise FileNotFoundError(f"no such directory: {below}")
+    if not judges:
         return 0
     caches = {name: VerdictCache(cache_dir / f"{name}.jsonl") for name in judges}
     added = 0
@@ -52,8 +60,7 @@ def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
 
 
 def judge_generations(
-    gen_dir: str | Path, source_dir: str | Path, out: str | Path, params: Params, params_path: str | Path,
-    warm: str | Path | None,
+    gen_dir: str | Path, source_dir: str | Path, out: str | Path, params: Params, params_path: str | Path
 ) -> tuple[int, int]:
     """Judge one variant's generations against its source's; returns (verdict rows, items) written."""
     from tqdm import tqdm
@@ -65,9 +72,7 @@ def judge_generations(
     from expertlab.judges.registry import build_judge
     from expertlab.records import JUDGMENTS, JudgmentsMeta
 
-    # --warm's directory holds this output's siblings: the output may lie inside it, never replace it
-    around = [warm] if warm else []
-    output = OutputDir(out, "judge", inputs=[gen_dir, source_dir, params_path], around=around)
+    output = OutputDir(out, "judge", inputs=[gen_dir, source_dir, params_path])
     output.check()
     config = params.judge
     meta, rows = _generations(Path(gen_dir))
@@ -89,12 +94,6 @@ def judge_generations(
         cache_dir=cache_dir,
         retry_invalid=config.retry_invalid,
     )
-    if warm and items:
-        llm_judges = [name for name in config.judges if params.judges[name].backend != "grounding"]
-        warmed = warm_cache(cache_dir, Path(warm), llm_judges)
-        if warmed:
-            print(f"judge: {warmed} verdicts taken into the cache from artifacts below {warm}")
-
     judgments: list[dict[str, Any]] = []
     used: list[dict[str, Any]] = []
     report: dict[str, dict[str, Any]] = {}

@@ -12,16 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, metavar="DIR", help="the source model's generations of the same group")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--params", required=True, metavar="FILE", help="study params (sections judge and judges)")
-    parser.add_argument(
-        "--warm", metavar="DIR",
-        help="seed the verdict cache from the verdicts.jsonl of every judgments artifact below DIR (e.g. pulled ones)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     from expertlab.judging import judge_generations
     from expertlab.params import load_params
 
-    rows, items = judge_generations(args.gen_dir, args.source, args.out, load_params(args.params), args.params, args.warm)
+    rows, items = judge_generations(args.gen_dir, args.source, args.out, load_params(args.params), args.params)
     print(f"judge: {rows} verdict rows on {items} items -> {args.out}")
     return 0

@@ -132,10 +132,14 @@ def test_pulled_verdicts_warm_an_empty_cache(study: Path) -> None:
         params = yaml.safe_load((study / "params.yaml").read_text())
         params["judge"]["cache_dir"] = str(study / "fresh-cache")  # a fresh clone after `dvc pull`
         (study / "params.yaml").write_text(yaml.safe_dump(params))
-        warm = run_judge(study, "judgments/b", "--warm", str(study / "judgments"))
+        warm = subprocess.run(
+            [sys.executable, "-m", "expertlab.cli", "warm-verdicts", str(study / "judgments"), "--params",
+             str(study / "params.yaml")], cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
         assert warm.returncode == 0, warm.stderr
-        assert len(server.received) == asked
-    assert f"{asked} verdicts taken into the cache" in warm.stdout
+        assert f"warm-verdicts: {asked} verdicts taken into the cache from artifacts below {study / 'judgments'}" in warm.stdout
+        assert run_judge(study, "judgments/b").returncode == 0
+        assert len(server.received) == asked  # every verdict came from the warmed cache
     assert rows_of(study / "judgments" / "a") == rows_of(study / "judgments" / "b")
 
 

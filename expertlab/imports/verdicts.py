@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
 from expertlab.imports import IMPORTED
+from expertlab.records import SelectedVariant
 from expertlab.variants import Variant
 
 # the primary key of the store's judgments table
@@ -23,14 +22,9 @@ class ExternalJudgments:
     rows: list[dict[str, object]]  # the columns of records.JUDGMENTS
     variants: list[Variant]  # the judged variants, one each, by id: every row's variant_id is one of theirs
 
-    def variant_records(self) -> list[dict[str, Any]]:
+    def variant_records(self) -> list[SelectedVariant]:
         """The judged variants as the artifact's meta.json lists them: imported, expert counts unknown."""
-        return [{**variant.record(None, None), "origin": IMPORTED} for variant in self.variants]
-
-
-def distinct_variants(variants: list[Variant]) -> list[Variant]:
-    """Each variant once, ordered by id."""
-    return sorted({variant.id: variant for variant in variants}.values(), key=lambda variant: variant.id)
+        return [SelectedVariant(**variant.record(None, None), origin=IMPORTED) for variant in self.variants]
 
     def summary(self) -> str:
         """What the file held, in one line: its format and protocols, items, judges, verdicts missing and invalid."""
@@ -42,6 +36,11 @@ def distinct_variants(variants: list[Variant]) -> list[Variant]:
             f"{len(self.judges)} {'/'.join(kinds)} judges, {len(self.rows)} verdicts "
             f"({statuses['missing']} missing, {statuses['invalid']} invalid)"
         )
+
+
+def distinct_variants(variants: list[Variant]) -> list[Variant]:
+    """Each variant once, ordered by id."""
+    return sorted({variant.id: variant for variant in variants}.values(), key=lambda variant: variant.id)
 
 
 def raw_json(value: object) -> str:
