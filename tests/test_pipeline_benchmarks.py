@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from expertlab.tasks import TASKS
-from tests.test_pipeline import MICRO, NO_QUANTIZATION, ROOT, commit, ran, sh, study_repo
+from tests.pipeline_study import MICRO, NO_QUANTIZATION, ROOT, commit, ran, sh, study_repo
 
 pytestmark = pytest.mark.slow
 

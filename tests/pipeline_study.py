@@ -1,0 +1,90 @@
+"""The micro study the end-to-end tests run: its params, and a git + DVC repo holding this project's pipeline files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
+PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "data/sources"]
+
+
+NO_QUANTIZATION = {"schemes": [], "criteria": [], "ratios": []}  # every key present: dvc.yaml reads them
+MICRO = {
+    "study": {
+        "models": ["toy"],
+        "calibrations": ["biomed"],
+        "seeds": [0],
+        "criteria": ["random", "reap"],
+        "ratios": [0.5],
+        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "trial_summary"]},
+        "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
+    },
+    "models": {"toy": {"family": "qwen3_moe", "toy": True}},
+    "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 8}},
+    "observe": {"batch_size": 8, "max_length": 64},
+    "select": {"allow_top_k_reduction": False},
+    "evaluation": {"data_dir": "data/sources"},
+    "generate": {"batch_size": 8, "limit": 3},
+    "score": {},
+    "judges": {"grounding": {"backend": "grounding"}},
+    "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
+    "quantization": {"w4g16": {"method": "gptq", "bits": 4, "group_size": 16}},
+    # every number the queries read, as the default params.yaml gives them (dvc.yaml tracks each key)
+    "report": yaml.safe_load((ROOT / "params.yaml").read_text())["report"] | {"print": ["headline", "findings"]},
+    "toy": {
+        "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
+        "model": {
+            "hidden_size": 32,
+            "num_layers": 2,
+            "num_heads": 2,
+            "num_kv_heads": 1,
+            "head_dim": 16,
+            "intermediate_size": 64,
+            "moe_intermediate_size": 16,
+            "num_experts": 8,
+            "top_k": 2,
+            "max_position_embeddings": 256,
+        },
+        "train": {"steps": 8, "batch_size": 8, "seq_len": 64, "warmup": 2, "threads": 1, "log_every": 4},
+    },
+}
+
+
+def sh(*args: str, cwd: Path) -> str:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout + result.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def commit(repo: Path, message: str) -> None:
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, cwd=repo)
+
+
+def study_repo(repo: Path, params: dict) -> Path:
+    """A git repo at `repo` holding this project's pipeline files and `params` as params.yaml."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / ".gitignore").write_text("__pycache__/\n")
+    sh("git", "init", "-q", cwd=repo)
+    return repo
