@@ -60,8 +60,9 @@ class Columns:
                 raise ValueError(f"row {number}: columns {sorted(row)}, expected {sorted(self.columns)}")
         return pa.Table.from_pylist(rows, schema=self.arrow_schema())
 
-    def write(self, path: str | Path, rows: Any) -> None:
-        """Rows (a list of dicts, or a pandas frame holding exactly these columns) as a parquet file."""
+    def write(self, path: str | Path, rows: Any) -> pa.Table:
+        """Rows (a list of dicts, or a pandas frame holding exactly these columns) as a parquet file; returns
+        the table written."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -72,6 +73,7 @@ class Columns:
                 raise ValueError(f"columns {sorted(rows.columns)}, expected {sorted(self.columns)}")
             table = pa.Table.from_pandas(rows[self.names()], schema=self.arrow_schema(), preserve_index=False)
         pq.write_table(table, path)
+        return table
 
     def ddl(self) -> str:
         """The columns as lines of a `create table` (for schema/expertlab.sql)."""

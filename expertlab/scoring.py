@@ -44,9 +44,8 @@ def score_artifact(gen_dir: str | Path, out: str | Path, options: Mapping[str, A
     output.check()
     meta = read_meta(gen_dir, GenerationsMeta)
     samples, corpus = score_generations(read_jsonl(gen_dir / "generations.jsonl"), options)
-    sample_table = SAMPLE_SCORES.table(samples)
     with output.writing() as tmp:
-        SAMPLE_SCORES.write(tmp / "sample_scores.parquet", samples)
+        sample_table = SAMPLE_SCORES.write(tmp / "sample_scores.parquet", samples)
         CORPUS_SCORES.write(tmp / "corpus_scores.parquet", corpus)
         write_json(tmp / "meta.json", ScoresMeta(variant=meta.variant, group=meta.group, tasks=meta.tasks).dump())
     print(f"score: {meta.variant.variant_id}: {len(samples)} sample scores, {len(corpus)} corpus scores -> {out}")
