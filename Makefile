@@ -29,9 +29,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: setup
 	$(BIN)/expertlab run
 
-# two workers (the machine's two cores); a module's tests stay on one worker, so its fixtures are built once
+# two workers (the machine's two cores); a module's tests stay on one worker, so its fixtures are built once;
+# files are handed out in collection order (tests/conftest.py puts the end-to-end studies first)
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py

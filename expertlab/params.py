@@ -21,6 +21,7 @@ from expertlab.judges.registry import BACKENDS
 from expertlab.judgments import Protocol
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
+from expertlab.report.charts import ChartFormat
 from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
@@ -378,6 +379,8 @@ class Report(Strict):
     """The report: which tables `expertlab run` prints, and every number the queries read."""
 
     print: list[str] = ["headline", "findings"]  # queries printed after `expertlab run`
+    # the files each chart is saved as, beside its table (index.html always inlines its SVG)
+    chart_formats: list[ChartFormat] = list(get_args(ChartFormat))
     headline_ratio: float = Field(default=0.5, gt=0, lt=1)  # the ratio of headline, findings, task_scores_at_half
     # queries/judge_agreement.sql: window name -> (lowest, highest) pruning ratio, bounds included, in table order
     agreement_windows: dict[str, tuple[float, float]] = {

@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> int:
     from expertlab.report import write_report
 
     params = load_optional_params(args)
-    variables = (params.report if params else Report()).variables()
-    written = write_report(args.store, args.queries, args.out, variables)
+    report = params.report if params else Report()
+    written = write_report(args.store, args.queries, args.out, report.variables(), report.chart_formats)
     print(f"report: {len(written)} files -> {args.out}")
     if args.print_table:
         from expertlab.report import print_table
 
-        print_table(args.store, args.print_table, args.queries, variables)
+        print_table(args.store, args.print_table, args.queries, report.variables())
     return 0

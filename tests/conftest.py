@@ -73,6 +73,12 @@ def build_tiny_moe(vocab_size: int, eos_id: int, pad_id: int, seed: int = 0):  #
     return model.eval()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end studies (marked slow: minutes each, a few tests) first, so that with `make test`'s two
+    workers (--dist loadfile, files in this order) each starts on one and the short files fill in beside."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def tiny_moe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny Qwen3-MoE model directory (config, safetensors, tokenizer with chat template)."""

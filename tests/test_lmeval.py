@@ -283,6 +283,29 @@ def test_generation_tasks_on_the_tiny_model(hf_backend: Any, name: str) -> None:
     score_rows(task, rows)  # every metric of the task reads what the rows carry
 
 
+def test_a_run_collects_no_environment_report(hf_backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lm-eval's add_env_info (torch's collect_env: pip, nvidia-smi, ... as subprocesses) is left out of a run,
+    and restored after it; lm-eval's own `git describe` of the working directory is all that is spawned."""
+    import subprocess
+
+    import lm_eval.evaluator
+
+    report = lm_eval.evaluator.add_env_info
+    spawned: list[Any] = []
+    popen = subprocess.Popen
+
+    def recording(args: Any, *rest: Any, **options: Any) -> subprocess.Popen:
+        spawned.append(args)
+        return popen(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    task, options, items, pool = load("mmlu", {"subjects": MY_SUBJECTS})
+    rows = generation_rows(hf_backend, task, items, options, pool)
+    assert len(rows) == len(items)
+    assert all(args[:2] == ["git", "describe"] for args in spawned), spawned
+    assert lm_eval.evaluator.add_env_info is report
+
+
 def test_mmlu_on_the_tiny_model_matches_hand_computed_loglikelihoods(hf_backend: Any) -> None:
     import torch
 

@@ -1,4 +1,6 @@
-"""End to end on the real benchmark formats: `dvc repro` of a tiny model over every registered task.
+"""End to end on the real benchmark formats and a local checkpoint: `expertlab run` of a tiny model over
+every registered task, the README's real-model recipe (a checkpoint under models/<name>, tracked by
+`dvc add`, no toy trained).
 
 The fixture copies of the official files (tests/fixtures/sources) are placed where params.yaml
 points (`evaluation.data_dir`), BERTScore on the offline MiniLM encoder. Per-task scores against hand-computed values live in tests/test_task_*.py and
@@ -18,12 +20,14 @@ import pytest
 import yaml
 
 from expertlab.tasks import TASKS
-from tests.pipeline_study import MICRO, NO_QUANTIZATION, ROOT, commit, ran, sh, study_repo
+from tests.pipeline_study import MICRO, ROOT, commit, ran, sh, study_repo
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 2
 JUDGED = ["rct_summary", "multixscience_summary", "multinews_summary"]
+PRUNED = "tiny-biomed-0-reap-0.5"
+QUANTIZED = f"{PRUNED}-w4g16"
 
 
 def minilm_dir() -> str:
@@ -47,7 +51,8 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
     params = {
         **MICRO,
         "study": {
-            **MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups(), "quantize": NO_QUANTIZATION
+            **MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups(),
+            "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
         },
         "models": {"tiny": {"family": "qwen3_moe"}},
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
@@ -60,9 +65,22 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
     shutil.copytree(tiny_moe_dir, repo / "models" / "tiny")
     sh("dvc", "add", "-q", "models/tiny", cwd=repo)
     commit(repo, "benchmark study")
-    output = sh("dvc", "repro", cwd=repo)
+    output = sh("expertlab", "run", cwd=repo)
     commit(repo, "first run")
     return repo, output
+
+
+def test_a_local_checkpoint_is_studied_without_training_the_toy(study: tuple[Path, str]) -> None:
+    repo, output = study
+    assert "train_toy" not in ran(output) and not (repo / "models" / "toy").exists()
+    expected = {"observe@tiny-biomed-0", f"prune@{PRUNED}", f"quantize@{QUANTIZED}"}
+    assert expected | {"report"} <= ran(output)
+    assert "headline:" in output and "findings:" in output  # (a random tiny model scores 0: no rows to show)
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    # the source, reap at 0.5, and reap at 0.5 quantized
+    assert con.execute("select count(*) from variants where model = 'tiny'").fetchone() == (3,)
+    assert con.execute("select distinct num_experts from observations").fetchall() == [(4,)]
+    con.close()
 
 
 def test_the_grounding_judge_reads_every_summary_task_s_documents(study: tuple[Path, str]) -> None:
@@ -81,10 +99,11 @@ def test_the_grounding_judge_reads_every_summary_task_s_documents(study: tuple[P
 def test_every_task_runs_from_its_files_to_the_store(study: tuple[Path, str]) -> None:
     repo, output = study
     groups = benchmark_groups()
-    variants = ["tiny:source", "tiny:biomed:0:reap:0.5"]
+    variants = ["tiny:source", "tiny:biomed:0:reap:0.5", "tiny:biomed:0:reap:0.5:w4g16"]
     assert {f"prepare_tasks@{group}" for group in groups} <= ran(output)
     assert {f"generate_source@tiny-{group}" for group in groups} <= ran(output)
-    assert {f"score@tiny-biomed-0-reap-0.5-{group}" for group in groups} <= ran(output)
+    assert {f"score@{PRUNED}-{group}" for group in groups} <= ran(output)
+    assert {f"score_quantized@{QUANTIZED}-{group}" for group in groups} <= ran(output)
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     for name, task in TASKS.items():
         if task.source == "toy":
@@ -139,20 +158,24 @@ def test_the_store_holds_what_the_library_scores(study: tuple[Path, str]) -> Non
 
 def test_a_task_option_reruns_only_its_group(study: tuple[Path, str]) -> None:
     repo, _ = study
-    assert ran(sh("dvc", "repro", cwd=repo)) == set()
+    assert ran(sh("expertlab", "run", cwd=repo)) == set()
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluation"]["options"] = {"medhalt_fct": {"shots": 1}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = sh("dvc", "repro", cwd=repo)
+    output = sh("expertlab", "run", cwd=repo)
     # every group's items are re-read (cheap); only the changed group is generated and scored again
     assert {f"prepare_tasks@{group}" for group in benchmark_groups()} == {s for s in ran(output) if s.startswith("prepare")}
     assert {s for s in ran(output) if not s.startswith("prepare")} == {
         "check",
         "generate_source@tiny-medhalt",
-        "generate@tiny-biomed-0-reap-0.5-medhalt",
+        f"generate@{PRUNED}-medhalt",
+        f"generate_quantized@{QUANTIZED}-medhalt",
         "score_source@tiny-medhalt",
-        "score@tiny-biomed-0-reap-0.5-medhalt",
-        "judge@tiny-biomed-0-reap-0.5-medhalt",  # its generations changed (it judges none of them: no summary task)
+        f"score@{PRUNED}-medhalt",
+        f"score_quantized@{QUANTIZED}-medhalt",
+        # their generations changed (they judge none of them: no summary task)
+        f"judge@{PRUNED}-medhalt",
+        f"judge_quantized@{QUANTIZED}-medhalt",
         "ingest",
         "report",
     }

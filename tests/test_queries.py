@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from test_store import UTILITY, run_stage, seed_study, variant, write_judgments, write_scores
 
 from expertlab.params import Report
@@ -328,11 +329,28 @@ def test_report_writes_every_table_and_the_chart_deterministically(tmp_path: Pat
     assert headline.startswith("# headline\n") and "| reap " in headline
 
 
+def test_the_chart_formats_param_picks_the_chart_files_and_the_page_keeps_every_chart(
+    tmp_path: Path, study_store: Path
+) -> None:
+    from expertlab.report.charts import CHARTS
+
+    for formats in (["svg"], []):
+        out = tmp_path / "-".join(formats or ["none"])
+        names = {path.name for path in write_report(study_store, QUERIES, out, VARIABLES, formats)}
+        charts = {name for name in names if not name.endswith((".md", ".csv"))}
+        # the seeded store has rows for every chart
+        assert charts == {"index.html"} | {f"{chart}.{suffix}" for chart in CHARTS for suffix in formats}
+        assert {path.name for path in out.iterdir()} - {".expertlab-output"} == names  # (atomic_dir's ownership mark)
+        assert (out / "index.html").read_text().count("<svg") == len(CHARTS)
+    with pytest.raises(ValidationError, match="chart_formats.0"):
+        Report(chart_formats=["jpeg"])
+
+
 def test_rebuilt_store_gives_the_same_report(tmp_path: Path, study_store: Path) -> None:
     rebuilt = tmp_path / "rebuilt.duckdb"
     ingest(rebuilt, seed_judged_study(tmp_path / "run"))
-    write_report(study_store, QUERIES, tmp_path / "a", VARIABLES)
-    write_report(rebuilt, QUERIES, tmp_path / "b", VARIABLES)
+    write_report(study_store, QUERIES, tmp_path / "a", VARIABLES, chart_formats=[])  # tables compared, not charts
+    write_report(rebuilt, QUERIES, tmp_path / "b", VARIABLES, chart_formats=[])
     for path in QUERY_FILES:
         for suffix in (".md", ".csv"):
             name = path.stem + suffix

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,21 @@ Row = dict[str, Any]
 # The study's lm-eval invocation (evaluation/scripts/*/general_vllm.sh): --apply_chat_template --fewshot_as_multiturn.
 APPLY_CHAT_TEMPLATE = True
 FEWSHOT_AS_MULTITURN = True
+
+
+@contextlib.contextmanager
+def _without_environment_report() -> Iterator[None]:
+    """simple_evaluate without its add_env_info: the environment report it attaches to the results (torch's
+    collect_env, which runs pip, conda, nvidia-smi, lscpu... as subprocesses, a second or so per run) is not
+    kept here, only the per-sample logs; the evaluation itself is untouched."""
+    import lm_eval.evaluator as evaluator
+
+    report = evaluator.add_env_info
+    evaluator.add_env_info = lambda storage: None
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = report
 
 
 @dataclass
@@ -82,7 +98,7 @@ def lm_eval_rows(
     if not items:
         return []
     runs = _runs(task, items, fewshot)
-    with tempfile.TemporaryDirectory(prefix="expertlab-lmeval-") as tmp, offline():
+    with tempfile.TemporaryDirectory(prefix="expertlab-lmeval-") as tmp, offline(), _without_environment_report():
         lm_tasks: dict[str, Any] = {}
         for index, (name, run) in enumerate(runs.items()):
             files = {TEST_SPLIT: _write_docs(Path(tmp) / f"{index}.test.jsonl", run.items)}

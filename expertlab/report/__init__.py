@@ -7,10 +7,10 @@ charts.py draws, html.py builds the one page.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from expertlab.report.charts import CHARTS, save_chart
+from expertlab.report.charts import CHART_FORMATS, CHARTS, ChartFormat, save_chart
 from expertlab.report.execute import Variable, connect_read_only, run_queries, run_query
 from expertlab.report.formats import markdown_document, to_csv, to_markdown
 from expertlab.report.html import index_page
@@ -22,9 +22,10 @@ def write_report(
     queries_dir: str | Path = "queries",
     out_dir: str | Path = "report",
     variables: Mapping[str, Variable] | None = None,
+    chart_formats: Sequence[ChartFormat] = CHART_FORMATS,
 ) -> list[Path]:
-    """Every query as OUT/<table>.md and .csv, every registered chart of a non-empty table as .png, .svg and
-    .html, and OUT/index.html holding all of them; OUT is replaced whole."""
+    """Every query as OUT/<table>.md and .csv, every registered chart of a non-empty table as a file of each
+    of `chart_formats`, and OUT/index.html holding all of them; OUT is replaced whole."""
     from expertlab.io import atomic_dir
 
     results = run_queries(store, queries_dir, variables)
@@ -36,8 +37,8 @@ def write_report(
             (tmp / f"{table.name}.csv").write_text(to_csv(table.columns, table.rows))
             names += [f"{table.name}.md", f"{table.name}.csv"]
             if table.name in CHARTS and table.rows:
-                names += save_chart(CHARTS[table.name](table), tmp, table.name)
-                charts[table.name] = (tmp / f"{table.name}.svg").read_text()
+                charts[table.name], saved = save_chart(CHARTS[table.name](table), tmp, table.name, chart_formats)
+                names += saved
         (tmp / "index.html").write_text(index_page(results, charts))
         names.append("index.html")
     return [Path(out_dir) / name for name in names]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from expertlab.registry import Registry
 from expertlab.report.execute import Table
@@ -186,15 +186,23 @@ def expert_overlap_chart(table: Table) -> Any:
     )
 
 
-CHART_FORMATS = ("png", "svg", "html")
+# the files a chart is saved as (params: report.chart_formats): .html is a self-contained offline page
+ChartFormat = Literal["png", "svg", "html"]
+CHART_FORMATS: tuple[ChartFormat, ...] = get_args(ChartFormat)
 
 
-def save_chart(chart: Any, out_dir: Path, name: str) -> list[str]:
-    """<name>.png, .svg and a self-contained (offline) .html page, all rendered by vl-convert; the file names."""
+def save_chart(chart: Any, out_dir: Path, name: str, formats: Sequence[ChartFormat] = CHART_FORMATS) -> tuple[str, list[str]]:
+    """The chart as SVG, and saved as <name>.<format> for each of `formats`, all rendered by vl-convert;
+    (the SVG, the file names)."""
     import vl_convert as vlc
 
     spec = chart.to_json()
-    (out_dir / f"{name}.png").write_bytes(vlc.vegalite_to_png(spec, scale=2))
-    (out_dir / f"{name}.svg").write_text(vlc.vegalite_to_svg(spec))
-    (out_dir / f"{name}.html").write_text(vlc.vegalite_to_html(spec, bundle=True))
-    return [f"{name}.{suffix}" for suffix in CHART_FORMATS]
+    svg = vlc.vegalite_to_svg(spec)
+    render = {
+        "png": lambda path: path.write_bytes(vlc.vegalite_to_png(spec, scale=2)),
+        "svg": lambda path: path.write_text(svg),
+        "html": lambda path: path.write_text(vlc.vegalite_to_html(spec, bundle=True)),
+    }
+    for suffix in formats:
+        render[suffix](out_dir / f"{name}.{suffix}")
+    return svg, [f"{name}.{suffix}" for suffix in formats]
