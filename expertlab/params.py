@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from expertlab.criteria import CRITERIA, resolve_top_k
 from expertlab.data.corpus import pool_capacity
 from expertlab.data.world import WorldConfig
-from expertlab.errors import UnknownName
+from expertlab.errors import UnknownName, validation_problems
 from expertlab.judges.providers import PROVIDERS
 from expertlab.judges.registry import BACKENDS
 from expertlab.judgments import Protocol
@@ -502,13 +502,7 @@ class ParamsError(ValueError):
 
 def _format_error(err: ValidationError, source: str) -> str:
     """One line for one problem; a count and then one line per problem for several."""
-    problems = []
-    for problem in err.errors():
-        path = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = f"unknown key{_allowed_keys(problem['loc'])}"
-        problems.append(f"{path}: {message}" if path else message)  # the grid's checks name their own keys
+    problems = validation_problems(err, unknown_key=lambda loc: f"unknown key{_allowed_keys(loc)}")
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     return "\n  ".join([f"{source}: {len(problems)} problems", *problems])

@@ -9,7 +9,6 @@ validated by its model (`extra="forbid"`), so a misspelt or missing key fails na
 
 from __future__ import annotations
 
-import json
 import types
 import typing
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from expertlab.errors import validation_problems
 from expertlab.registry import Registry
 from expertlab.variants import Variant
 
@@ -385,19 +385,8 @@ M = TypeVar("M", bound=Record)
 
 
 def format_error(err: ValidationError, where: object) -> str:
-    """`where: key.path: problem` for each problem of a record."""
-    problems = []
-    for problem in err.errors():
-        path = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "missing":
-            message = "missing key"
-        elif problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif "input" in problem and problem["type"] not in ("value_error", "assertion_error"):
-            message = f"{message} (found {json.dumps(problem['input'], default=str)})"
-        problems.append(f"{path}: {message}" if path else message)
-    return f"{where}: " + "; ".join(problems)
+    """`where: key.path: problem; ...` for the problems of a record, each bad value shown."""
+    return f"{where}: " + "; ".join(validation_problems(err, missing_key="missing key", show_input=True))
 
 
 def parse_meta(data: Any, model: type[M], where: object) -> M:
