@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from expertlab.imports import find_files
 from expertlab.imports.human import read_human_judgments
 from expertlab.imports.study_judgments import read_study_judgments
 from expertlab.imports.verdicts import JUDGMENT_KEY, ExternalJudgments
@@ -15,19 +16,11 @@ JUDGMENTS_FILE = "judgments.parquet"
 
 def find_judgment_files(paths: Iterable[str | Path]) -> list[Path]:
     """Verdict files: given directly, or every *.json (the study's) and *.csv (human annotations) below a directory."""
-    found: list[Path] = []
-    for given in map(Path, paths):
-        if given.is_file():
-            found.append(given)
-        elif given.is_dir():
-            below = sorted(path for path in given.rglob("*")
-                           if path.is_file() and path.suffix.lower() in (".json", ".csv"))
-            if not below:
-                raise FileNotFoundError(f"{given}: no .json or .csv file in it or below it")
-            found += below
-        else:
-            raise FileNotFoundError(f"no such file or directory: {given}")
-    return sorted(set(found))
+
+    def below(directory: Path) -> list[Path]:
+        return sorted(path for path in directory.rglob("*") if path.is_file() and path.suffix.lower() in (".json", ".csv"))
+
+    return find_files(paths, below, "no .json or .csv file in it or below it")
 
 
 def read_judgments(path: str | Path) -> ExternalJudgments:

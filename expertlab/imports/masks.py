@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from expertlab.criteria import kept_count
-from expertlab.imports import IMPORTED
+from expertlab.imports import IMPORTED, find_files
 from expertlab.imports.study import check_criteria, study_variant
 from expertlab.io import atomic_dir, write_json
 
@@ -45,20 +45,11 @@ class ExternalMask:
 
 def find_mask_files(paths: Iterable[str | Path]) -> list[Path]:
     """`expert_mask.json` files: given directly, in a given directory, or one level below it."""
-    found: list[Path] = []
-    for given in map(Path, paths):
-        if given.is_file():
-            found.append(given)
-        elif (given / MASK_FILE).is_file():
-            found.append(given / MASK_FILE)
-        elif given.is_dir():
-            below = sorted(given.glob(f"*/{MASK_FILE}"))
-            if not below:
-                raise FileNotFoundError(f"{given}: no {MASK_FILE} in it or in its subdirectories")
-            found += below
-        else:
-            raise FileNotFoundError(f"no such file or directory: {given}")
-    return sorted(set(found))
+
+    def below(directory: Path) -> list[Path]:
+        return [directory / MASK_FILE] if (directory / MASK_FILE).is_file() else sorted(directory.glob(f"*/{MASK_FILE}"))
+
+    return find_files(paths, below, f"no {MASK_FILE} in it or in its subdirectories")
 
 
 def read_study_mask(path: Path) -> ExternalMask:
