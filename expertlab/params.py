@@ -21,7 +21,7 @@ from expertlab.judges.registry import BACKENDS
 from expertlab.judgments import Protocol
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
-from expertlab.report.charts import ChartFormat
+from expertlab.report.charts import CHART_FORMATS, ChartFormat
 from expertlab.tasks import DOMAINS, TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
@@ -380,7 +380,7 @@ class Report(Strict):
 
     print: list[str] = ["headline", "findings"]  # queries printed after `expertlab run`
     # the files each chart is saved as, beside its table (index.html always inlines its SVG)
-    chart_formats: list[ChartFormat] = list(get_args(ChartFormat))
+    chart_formats: list[ChartFormat] = list(CHART_FORMATS)
     headline_ratio: float = Field(default=0.5, gt=0, lt=1)  # the ratio of headline, findings, task_scores_at_half
     # queries/judge_agreement.sql: window name -> (lowest, highest) pruning ratio, bounds included, in table order
     agreement_windows: dict[str, tuple[float, float]] = {

@@ -25,10 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     params = load_optional_params(args)
     report = params.report if params else Report()
-    written = write_report(args.store, args.queries, args.out, report.variables(), report.chart_formats)
+    variables = report.variables()
+    written = write_report(args.store, args.queries, args.out, variables, report.chart_formats)
     print(f"report: {len(written)} files -> {args.out}")
     if args.print_table:
         from expertlab.report import print_table
 
-        print_table(args.store, args.print_table, args.queries, report.variables())
+        print_table(args.store, args.print_table, args.queries, variables)
     return 0
