@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "stages.prepare",
     "prepare-tasks": "stages.prepare_tasks",
     "train-toy": "stages.train_toy",
+    "calibrate": "stages.calibrate",
     "observe": "stages.observe",
     "select": "stages.select",
     "prune": "stages.prune",

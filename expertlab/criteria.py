@@ -169,37 +169,59 @@ class Mask:
     kept: list[list[int]]  # one list of kept expert indices per MoE layer, in layer order
 
 
+def _score_table(scores_by_criterion: dict[str, dict[int, torch.Tensor]]) -> pd.DataFrame:
+    """criterion -> layer -> scores as the long table of EXPERT_SCORES (criterion, layer, expert, score)."""
+    import pandas as pd
+
+    from expertlab.records import EXPERT_SCORES
+
+    rows = [
+        {"criterion": criterion, "layer": layer, "expert": i, "score": v}
+        for criterion, layers in scores_by_criterion.items()
+        for layer, values in layers.items()
+        for i, v in enumerate(values.tolist())
+    ]
+    frame = pd.DataFrame(rows, columns=EXPERT_SCORES.names())
+    return frame.astype({"layer": "int32", "expert": "int32", "score": "float64"})
+
+
 def select_masks(
-    frame: pd.DataFrame,
+    frames: Sequence[pd.DataFrame],
     criteria: Sequence[str],
     ratios: Sequence[float],
     seed: int,
     top_k: int,
     n_group: int = 1,
     allow_top_k_reduction: bool = False,
-) -> tuple[pd.DataFrame, list[Mask]]:
-    """Every criterion x ratio mask from one observation, plus the long table of scores."""
-    import pandas as pd
+) -> tuple[pd.DataFrame, list[pd.DataFrame], list[Mask]]:
+    """Every criterion x ratio mask from the expert statistics of one observation, or of several: a calibration
+    made of parts scores each expert by the mean of its parts' score vectors, each from that part's own
+    observation (paper §6, after EASY-EP; random is the one seeded draw, the same for every part).
+    Returns the long table of the (mean) scores, each part's own table, and the masks."""
+    import torch
 
-    from expertlab.records import EXPERT_SCORES
-
-    stats = layer_stats(frame)
-    num_experts = {s.num_experts for s in stats.values()}
+    stats = [layer_stats(frame) for frame in frames]
+    if not stats:
+        raise ValueError("no expert statistics to select from")
+    shapes = {tuple((layer, s.num_experts) for layer, s in sorted(part.items())) for part in stats}
+    if len(shapes) != 1:
+        raise ValueError("the observations of a combined calibration disagree on MoE layers or expert counts")
+    num_experts = {s.num_experts for s in stats[0].values()}
     if len(num_experts) != 1:
         raise ValueError(f"layers disagree on the number of experts: {sorted(num_experts)}")
     (n,) = num_experts
-    score_rows, masks = [], []
+    per_part: list[dict[str, dict[int, torch.Tensor]]] = [{} for _ in stats]
+    mean: dict[str, dict[int, torch.Tensor]] = {}
+    masks = []
     for criterion in criteria:
-        scores = criterion_scores(stats, criterion, seed)
-        for layer, values in scores.items():
-            score_rows.extend(
-                {"criterion": criterion, "layer": layer, "expert": i, "score": v} for i, v in enumerate(values.tolist())
-            )
+        for part, part_stats in zip(per_part, stats):
+            part[criterion] = criterion_scores(part_stats, criterion, seed)
+        layers = sorted(stats[0])
+        scores = {layer: torch.stack([part[criterion][layer] for part in per_part]).mean(0) for layer in layers}
+        mean[criterion] = scores
         for ratio in ratios:
             kept = kept_count(n, ratio)
             routed_top_k = resolve_top_k(n, top_k, ratio, allow_top_k_reduction)
-            layers = [top_experts(scores[layer], kept, n_group) for layer in sorted(scores)]
-            masks.append(Mask(criterion, float(ratio), kept, routed_top_k, layers))
-    score_frame = pd.DataFrame(score_rows, columns=EXPERT_SCORES.names())
-    score_frame = score_frame.astype({"layer": "int32", "expert": "int32", "score": "float64"})
-    return score_frame, masks
+            kept_experts = [top_experts(scores[layer], kept, n_group) for layer in layers]
+            masks.append(Mask(criterion, float(ratio), kept, routed_top_k, kept_experts))
+    return _score_table(mean), [_score_table(part) for part in per_part], masks

@@ -27,14 +27,22 @@ def validation_problems(
     unknown_key: Callable[[tuple[Any, ...]], str] = lambda loc: "unknown key",
     missing_key: str | None = None,
     show_input: bool = False,
+    key_path: Callable[[tuple[Any, ...]], tuple[Any, ...]] = lambda loc: loc,
 ) -> list[str]:
     """`key.path: problem` for each problem pydantic found: an unknown key as `unknown_key(loc)` says, a missing
-    one as `missing_key` (pydantic's own words when None), and with `show_input` the bad value a type check saw."""
+    one as `missing_key` (pydantic's own words when None), and with `show_input` the bad value a type check saw;
+    `key_path` turns pydantic's location into the user's keys (e.g. without a union's tag)."""
     problems = []
     for problem in err.errors():
-        path = ".".join(str(part) for part in problem["loc"])
+        loc = key_path(problem["loc"])
+        path = ".".join(str(part) for part in loc)
         message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
+        if problem["type"] == "union_tag_invalid":  # a discriminated union's tag: say which ones exist
+            ctx = problem["ctx"]
+            message = f"{ctx['discriminator'].strip(chr(39))} {ctx['tag']!r} is unknown; allowed: {ctx['expected_tags']}"
+        elif problem["type"] == "union_tag_not_found":
+            message = f"{problem['ctx']['discriminator'].strip(chr(39))} is missing"
+        elif problem["type"] == "extra_forbidden":
             message = unknown_key(problem["loc"])
         elif problem["type"] == "missing" and missing_key is not None:
             message = missing_key

@@ -14,6 +14,8 @@ PARAMS_RECORD = Path("params.checked.json")  # the check stage's record that the
 TOY_DATA = Path("data/toy")  # the toy world: training corpus, pools, calibration sets, task files
 TOY_TRAIN = TOY_DATA / "train.jsonl"
 TOY_TASKS = TOY_DATA / "tasks"
+TOY_POOLS = TOY_DATA / "pools"  # one JSONL of texts per domain: what toy calibrations draw from
+CALIBRATIONS = Path("data/calibration")  # one directory per calibration set, one file per seed
 TASKS = Path("data/tasks")  # one directory per task group
 MODELS = Path("models")  # source models, one Hugging Face directory each
 OBSERVATIONS = Path("observations")
@@ -28,8 +30,16 @@ REPORT = Path("report")
 ARTIFACT_ROOTS = (OBSERVATIONS, MASKS, GENERATIONS, SCORES, JUDGMENTS)  # what ingest loads (and IMPORTED)
 
 
+def calibration_set_name(seed: int) -> str:
+    return f"seed{seed}.jsonl"
+
+
+def calibration_dir(calibration: str) -> Path:
+    return CALIBRATIONS / calibration
+
+
 def calibration_file(calibration: str, seed: int) -> Path:
-    return TOY_DATA / "calibration" / calibration / f"seed{seed}.jsonl"
+    return calibration_dir(calibration) / calibration_set_name(seed)
 
 
 def task_dir(group: str) -> Path:
@@ -43,6 +53,11 @@ def model_dir(model: str) -> Path:
 def run_path(model: str, calibration: str, seed: int) -> Path:
     """One calibration run's place below observations/ and masks/."""
     return Path(model) / calibration / str(seed)
+
+
+def model_observations(model: str) -> Path:
+    """Every observation of a model: what a selection reads its calibration's (or its parts') from."""
+    return OBSERVATIONS / model
 
 
 def observation_dir(model: str, calibration: str, seed: int) -> Path:

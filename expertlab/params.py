@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expertlab.criteria import CRITERIA, resolve_top_k
+from expertlab.data.calibration import SOURCES as CALIBRATION_SOURCES
 from expertlab.data.corpus import pool_capacity
 from expertlab.data.world import WorldConfig
 from expertlab.errors import UnknownName, validation_problems
@@ -162,17 +163,17 @@ class ModelSpec(Strict):
         return value
 
 
-class Calibration(Strict):
-    domains: list[str] = Field(min_length=1)
-    samples: int = Field(gt=0)
+# One model per calibration source, chosen by its `source` key (expertlab/data/calibration.py's registry).
+CalibrationSpec = Annotated[
+    Union[tuple(entry.spec for _, entry in CALIBRATION_SOURCES.items())],  # noqa: UP007
+    Field(discriminator="source"),
+]
 
-    @field_validator("domains")
-    @classmethod
-    def _domains(cls, value: list[str]) -> list[str]:
-        for domain in value:
-            if domain not in DOMAINS:
-                raise ValueError(f"unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
-        return value
+
+class CombinedCalibration(Strict):
+    """A calibration made of parts (paper §6, after EASY-EP): each part observed on its own, the scores averaged."""
+
+    parts: list[str] = Field(min_length=2)
 
 
 class Observe(Strict):
@@ -197,9 +198,10 @@ class Evaluation(Strict):
     @field_validator("sources")
     @classmethod
     def _sources(cls, value: dict[str, str]) -> dict[str, str]:
+        from expertlab.data.calibration import local_copies
         from expertlab.tasks import sources
 
-        known = sources()
+        known = sorted({*sources(), *local_copies()})
         for name in value:
             if name not in known:
                 raise ValueError(f"unknown source {name!r}; allowed: {', '.join(known)}")
@@ -424,7 +426,8 @@ class Toy(Strict):
 class Params(Strict):
     study: Study
     models: dict[str, ModelSpec]
-    calibrations: dict[str, Calibration]
+    calibrations: dict[str, CalibrationSpec]  # calibration sets: each drawn per seed and observed per model
+    combined_calibrations: dict[str, CombinedCalibration]  # calibrations made of parts (may be empty; dvc.yaml tracks it)
     # dvc.yaml tracks these sections, so they must be present even where their fields default
     observe: Observe
     select: Select
@@ -448,16 +451,13 @@ class Params(Strict):
         for name in self.study.models:
             if name not in self.models:
                 raise ValueError(f"study.models: {name!r} has no entry under models (defined: {', '.join(self.models)})")
-        for name in self.study.calibrations:
-            if name not in self.calibrations:
-                raise ValueError(
-                    f"study.calibrations: {name!r} has no entry under calibrations "
-                    f"(defined: {', '.join(self.calibrations)})"
-                )
+        self._calibrations()
         for name in self.study.models:
             if self.models[name].toy:  # a model on disk is checked against its config.json by `expertlab check`
                 self.check_ratios(name, self.toy.model.num_experts, self.toy.model.top_k)
         for name, calibration in self.calibrations.items():
+            if calibration.source != "toy":
+                continue
             held = pool_capacity(self.toy.world, calibration.domains)
             if calibration.samples > held:
                 raise ValueError(
@@ -467,6 +467,39 @@ class Params(Strict):
                 )
         self._quantize_grid()
         return self
+
+    def _calibrations(self) -> None:
+        """study.calibrations name sets or combined calibrations; parts are sets; every set is used (each is observed)."""
+        defined = [*self.calibrations, *self.combined_calibrations]
+        for name in self.study.calibrations:
+            if name not in defined:
+                raise ValueError(
+                    f"study.calibrations: {name!r} has no entry under calibrations or combined_calibrations "
+                    f"(defined: {', '.join(defined) or 'none'})"
+                )
+        used = set(self.study.calibrations)
+        for name, combined in self.combined_calibrations.items():
+            if name in self.calibrations:
+                raise ValueError(f"combined_calibrations.{name}: the name is also a calibration set under calibrations")
+            for part in combined.parts:
+                if part not in self.calibrations:
+                    raise ValueError(
+                        f"combined_calibrations.{name}.parts: {part!r} is not a calibration set under calibrations "
+                        f"(defined: {', '.join(self.calibrations)})"
+                    )
+            if name in used:
+                used.update(combined.parts)
+        for name in self.calibrations:
+            if name not in used:
+                raise ValueError(
+                    f"calibrations.{name}: used by no study.calibrations entry or part of one; every calibration "
+                    "set is drawn and observed, so remove it or list it"
+                )
+
+    def calibration_parts(self, name: str) -> list[str]:
+        """The calibration sets a calibration is observed on: its parts, or itself."""
+        combined = self.combined_calibrations.get(name)
+        return list(combined.parts) if combined else [name]
 
     def _quantize_grid(self) -> None:
         grid = self.study.quantize
@@ -502,14 +535,25 @@ class ParamsError(ValueError):
 
 def _format_error(err: ValidationError, source: str) -> str:
     """One line for one problem; a count and then one line per problem for several."""
-    problems = validation_problems(err, unknown_key=lambda loc: f"unknown key{_allowed_keys(loc)}")
+    problems = validation_problems(err, unknown_key=lambda loc: f"unknown key{_allowed_keys(loc)}", key_path=_key_path)
+    sources = ", ".join(CALIBRATION_SOURCES.names())
+    problems = [problem.replace(": source is missing", f": source is missing; allowed: {sources}") for problem in problems]
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     return "\n  ".join([f"{source}: {len(problems)} problems", *problems])
 
 
+def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic's location without the source tag it puts after `calibrations.<name>`."""
+    if loc[:1] == ("calibrations",) and len(loc) > 2 and loc[2] in CALIBRATION_SOURCES:
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _allowed_keys(loc: tuple[Any, ...]) -> str:
     """The keys the model at `loc[:-1]` accepts, for 'unknown key' messages."""
+    if loc[:1] == ("calibrations",) and len(loc) == 4 and loc[2] in CALIBRATION_SOURCES:
+        return f"; allowed for source {loc[2]}: {', '.join(CALIBRATION_SOURCES[loc[2]].spec.model_fields)}"
     model: Any = Params
     parts = list(loc[:-1])
     while parts:

@@ -118,6 +118,9 @@ EXPERT_STATS = COLUMNS.add(
 EXPERT_SCORES = COLUMNS.add(
     "expert_scores", Columns({"criterion": "criterion", "layer": "integer", "expert": "integer", "score": "double"})
 )
+PART_SCORES = COLUMNS.add(  # a combined calibration's selection: each part's own scores, which expert_scores averages
+    "part_scores", Columns({"part": "varchar", **EXPERT_SCORES.columns})
+)
 SAMPLE_SCORES = COLUMNS.add(
     "sample_scores", Columns({"task": "varchar", "sample_id": "varchar", "metric": "varchar", "value": "double"})
 )
@@ -290,6 +293,7 @@ class SelectionMeta(Record):
     origin: Origin = "expertlab"
     model: str
     calibration: str
+    parts: list[str] = []  # a combined calibration's parts (their scores in part_scores.parquet); empty for one set
     seed: int
     random_seed: int | None = None
     moe_layers: list[int]

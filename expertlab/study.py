@@ -7,8 +7,10 @@ from expertlab.params import Params
 
 def check_study(params_path: str, queries_dir: str) -> Params:
     """The validated params, after also checking what they name on disk: every listed model that is not
-    the toy (its config.json routes the pruning ratios) and report.print's queries."""
+    the toy (its config.json routes the pruning ratios), every calibration source that is not the toy's
+    (its files are there, in their format) and report.print's queries."""
     from expertlab import layout
+    from expertlab.data.calibration import check_source, location
     from expertlab.errors import ExpertlabError
     from expertlab.io import read_json
     from expertlab.moe.families import FAMILIES
@@ -27,6 +29,13 @@ def check_study(params_path: str, queries_dir: str) -> Params:
             params.check_ratios(name, routing.num_experts, routing.top_k)
         except ValueError as err:
             raise ExpertlabError(f"{params_path}: {err}") from None
+    for name, spec in params.calibrations.items():
+        if spec.source == "toy":
+            continue  # the toy pools are built by the prepare stage
+        try:
+            check_source(name, spec, location(spec, params.evaluation, layout.TOY_POOLS))
+        except ValueError as err:
+            raise ExpertlabError(f"{params_path}: calibrations.{name}: {err}") from None
     for name in params.report.print:
         try:
             query_path(queries_dir, name)
@@ -38,12 +47,16 @@ def check_study(params_path: str, queries_dir: str) -> Params:
 def grid_summary(params: Params) -> str:
     """One line: the grid's axes and how many observations and variants they make."""
     study = params.study
-    observations = len(study.models) * len(study.calibrations) * len(study.seeds)
-    variants = observations * len(study.criteria) * len(study.ratios)
+    observations = len(study.models) * len(params.calibrations) * len(study.seeds)
+    runs = len(study.models) * len(study.calibrations) * len(study.seeds)
+    variants = runs * len(study.criteria) * len(study.ratios)
     grid = study.quantize
-    quantized = observations * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
+    quantized = runs * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
+    combined = [name for name in study.calibrations if name in params.combined_calibrations]
     return (
-        f"{len(study.models)} model(s), {len(study.calibrations)} calibration set(s), "
+        f"{len(study.models)} model(s), {len(study.calibrations)} calibration(s)"
+        + (f" ({len(combined)} combined)" if combined else "")
+        + ", "
         f"{len(study.seeds)} seed(s), {len(study.criteria)} criteria, {len(study.ratios)} ratio(s), "
         f"{len(study.task_names)} task(s) in {len(study.tasks)} group(s): {observations} observation(s), {variants} pruned variant(s)"
         + (f", {quantized} of them also quantized ({', '.join(grid.schemes)})" if quantized else "")

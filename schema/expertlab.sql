@@ -122,6 +122,23 @@ comment on column expert_scores.expert is 'routed expert index in the base model
 comment on column expert_scores.score is 'saliency score; higher means more important';
 comment on column expert_scores.rank is 'rank within the layer, 1 = most salient; ties go to the lower expert index, so a mask keeping M experts keeps ranks 1..M';
 
+create table part_scores (
+    model varchar not null,
+    calibration varchar not null,
+    seed integer not null,
+    {{ columns: part_scores }},
+    primary key (model, calibration, seed, part, criterion, layer, expert)
+);
+comment on table part_scores is 'a combined calibration''s parts: each part''s own saliency scores, whose mean over the parts is the calibration''s score in expert_scores (paper §6, after EASY-EP)';
+comment on column part_scores.model is 'base model name';
+comment on column part_scores.calibration is 'the combined calibration (combined_calibrations in params)';
+comment on column part_scores.seed is 'calibration sampling seed, the same for every part';
+comment on column part_scores.part is 'the calibration set this score was observed on';
+comment on column part_scores.criterion is 'saliency criterion';
+comment on column part_scores.layer is 'decoder layer index of the MoE block';
+comment on column part_scores.expert is 'routed expert index in the base model (0-based)';
+comment on column part_scores.score is 'the part''s saliency score; higher means more important';
+
 create table variants (
     variant_id varchar primary key,
     is_source boolean not null,

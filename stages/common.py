@@ -25,6 +25,56 @@ def load_optional_params(args: argparse.Namespace):  # noqa: ANN201
     return load_params(args.params)
 
 
+def calibration_runs(params, root: str, model: str, calibration: str, seed: int, of: str) -> list[Path]:  # noqa: ANN001
+    """The study's directories (`of` "observations") or set files ("calibration sets") below `root` that a
+    calibration is made of: its parts' (a combined calibration) or its own."""
+    from expertlab import layout
+
+    if params is None:
+        raise ValueError(f"--calibration without files needs --params: the study names the {of} of a calibration")
+    if calibration not in (*params.calibrations, *params.combined_calibrations):
+        raise ValueError(f"{calibration!r} is no calibration of the params (calibrations, combined_calibrations)")
+    parts = params.calibration_parts(calibration)
+    if of == "observations":
+        return [Path(root) / layout.run_path(model, part, seed) for part in parts]
+    return [Path(root) / part / layout.calibration_set_name(seed) for part in parts]
+
+
+def observations_to_select(args: argparse.Namespace, params) -> tuple[list[str | Path], str | None]:  # noqa: ANN001
+    """The observation dirs `expertlab select` reads and the calibration they make: the OBS_DIRs given, or the
+    study's run named by --study-observations ROOT --run MODEL/CALIBRATION/SEED."""
+    if not args.study_observations:
+        if not args.observations:
+            raise ValueError("give an OBS_DIR (or --study-observations ROOT --run MODEL/CALIBRATION/SEED)")
+        return args.observations, args.calibration
+    model, calibration, seed = (args.run or "").rsplit("/", 2) if (args.run or "").count("/") >= 2 else ("", "", "")
+    if args.observations or not seed.isdigit():
+        raise ValueError("--study-observations takes --run MODEL/CALIBRATION/SEED and no OBS_DIR")
+    return calibration_runs(params, args.study_observations, model, calibration, int(seed), "observations"), calibration
+
+
+def add_calibration_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data FILE... or the study's sets of one calibration (`quantize`)."""
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", nargs="+", metavar="FILE.jsonl", help='calibration set files, lines {"text": ...} or {"messages": [...]}')
+    data.add_argument(
+        "--calibration-sets", metavar="DIR",
+        help="the study's calibration sets (data/calibration): with --calibration and --seed, the set of that "
+        "calibration (a combined one's parts, together); needs --params",
+    )
+    parser.add_argument("--calibration", help="with --calibration-sets: the calibration the variant was pruned with")
+    parser.add_argument("--seed", type=int, help="with --calibration-sets: the calibration seed")
+
+
+def calibration_sets(args: argparse.Namespace, params) -> list[str | Path]:  # noqa: ANN001
+    """The calibration set files the arguments of add_calibration_set_arguments name."""
+    if args.data:
+        return args.data
+    if args.calibration is None or args.seed is None:
+        raise ValueError("--calibration-sets needs --calibration and --seed")
+    return calibration_runs(params, args.calibration_sets, "", args.calibration, args.seed, "calibration sets")
+
+
 def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags naming the pruned variant a stage writes (dvc.yaml passes its matrix item)."""
     parser.add_argument("--model", help="model name recorded with the variant (default: the directory name)")

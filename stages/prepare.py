@@ -1,10 +1,10 @@
-"""params (toy.world, calibrations, study.seeds) -> OUT/{train.jsonl, pools/, calibration/<name>/seed<s>.jsonl, tasks/}."""
+"""params (toy.world) -> OUT/{train.jsonl, pools/<domain>.jsonl, tasks/<task>.jsonl}: the toy world."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "build the toy world; write its training corpus, calibration sets and task files"
+HELP = "build the toy world; write its training corpus, calibration pools and task files"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,10 +19,9 @@ def run(args: argparse.Namespace) -> int:
 
     params = load_params(args.params)
     with atomic_dir(args.out, owner="prepare", inputs=[args.params]) as tmp:
-        counts = write_toy_data(params.toy.world, tmp, params.calibrations, params.study.seeds)
+        counts = write_toy_data(params.toy.world, tmp)
     print(
         f"prepare: {counts['train']} training texts, pools of {params.toy.world.pool_size} per domain, "
-        f"{len(params.calibrations)} calibration set(s) x {len(params.study.seeds)} seed(s), "
         f"{counts['tasks']} task files -> {args.out}"
     )
     return 0

@@ -1,17 +1,17 @@
-"""Pruned checkpoint dir + calibration JSONL -> weight-quantized checkpoint dir (a quantized variant)."""
+"""Pruned checkpoint dir + calibration set(s) -> weight-quantized checkpoint dir (a quantized variant)."""
 
 from __future__ import annotations
 
 import argparse
 
-from stages.common import add_params_argument, load_optional_params, section
+from stages.common import add_calibration_set_arguments, add_params_argument, calibration_sets, load_optional_params, section
 
-HELP = "quantize a (pruned) checkpoint's weights with GPTQ or round-to-nearest, calibrated on a JSONL of texts"
+HELP = "quantize a (pruned) checkpoint's weights with GPTQ or round-to-nearest, calibrated on calibration sets"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="Hugging Face model directory (e.g. a pruned variant)")
-    parser.add_argument("--data", required=True, metavar="FILE.jsonl", help='calibration texts, lines {"text": ...}')
+    add_calibration_set_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output model directory")
     parser.add_argument(
         "--scheme", default="gptq-w4a16",
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--scheme {args.scheme!r} has no entry under quantization in {args.params} (defined: {', '.join(params.quantization) or 'none'})")
     spec = params.quantization[args.scheme] if params is not None else QuantizationSpec()
     settings = section(params, "observe", batch_size=args.batch_size, max_length=args.max_length)
-    record = quantize_checkpoint(args.model_dir, args.data, args.out, args.scheme, spec, settings)
+    record = quantize_checkpoint(args.model_dir, calibration_sets(args, params), args.out, args.scheme, spec, settings)
     median = record["median_relative_error"]
     error = f", median relative output error {median:.4f}" if median is not None else ""
     print(f"quantize ({args.scheme}): {len(record['tensors'])} weight tensors of {args.model_dir}{error} -> {args.out}")

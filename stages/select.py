@@ -1,16 +1,26 @@
-"""Observation DIR -> OUT/<criterion>-<ratio>.json masks (kept experts per MoE layer), OUT/scores.parquet, OUT/meta.json."""
+"""Observation DIR(s) -> OUT/<criterion>-<ratio>.json masks (kept experts per MoE layer), OUT/scores.parquet
+(and OUT/part_scores.parquet for a combined calibration), OUT/meta.json."""
 
 from __future__ import annotations
 
 import argparse
 
-from stages.common import add_params_argument, load_optional_params, section
+from stages.common import add_params_argument, load_optional_params, observations_to_select, section
 
 HELP = "saliency scores and kept-expert masks for every criterion x ratio of one observation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("observation", metavar="OBS_DIR", help="directory written by `expertlab observe`")
+    parser.add_argument(
+        "observations", nargs="*", metavar="OBS_DIR",
+        help="directory written by `expertlab observe`; several (one model and seed, one per part) make a combined calibration",
+    )
+    parser.add_argument("--calibration", help="the combined calibration several OBS_DIRs make (its name in the store)")
+    parser.add_argument(
+        "--study-observations", metavar="ROOT",
+        help="instead of OBS_DIRs: the study's observations (e.g. observations) with --run; needs --params",
+    )
+    parser.add_argument("--run", metavar="MODEL/CALIBRATION/SEED", help="with --study-observations: the run to select for")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--criteria", help="comma-separated criteria (default: study.criteria, else all)")
     parser.add_argument("--ratios", type=lambda text: [float(x) for x in text.split(",") if x], help="comma-separated pruning ratios (default: study.ratios)")
@@ -27,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     criteria = args.criteria.split(",") if args.criteria else (params.study.criteria if params else CRITERIA.names())
     ratios = args.ratios or (params.study.ratios if params else [])
     allow = section(params, "select", allow_top_k_reduction=args.allow_top_k_reduction).allow_top_k_reduction
-    meta = select_observation(args.observation, args.out, criteria, ratios, args.seed, allow)
+    observations, calibration = observations_to_select(args, params)
+    meta = select_observation(observations, args.out, criteria, ratios, args.seed, allow, calibration)
     print(f"select: {len(meta.masks)} masks ({len(criteria)} criteria x {len(ratios)} ratios) -> {args.out}")
     return 0

@@ -85,6 +85,19 @@ CASES: list[BadInput] = [
              files={"bad-obs/meta.json": GOOD_META, "bad-obs/expert_stats.parquet": b"PAR1garbage"}),
     BadInput("unknown criterion", ["select", "obs", "--criteria", "reapp", "--ratios", "0.5", "--out", "m"], "'reapp'"),
     BadInput("select over its observation", ["select", "obs", "--ratios", "0.5", "--out", "obs"], "is the input obs"),
+    BadInput("select of a run without its seed", ["select", "--study-observations", ".", "--run", "model/biomed",
+             "--params", "params.yaml", "--out", "m"], "--study-observations takes --run MODEL/CALIBRATION/SEED"),
+    BadInput("select of a calibration the study does not define", ["select", "--study-observations", ".", "--run",
+             "model/dual/0", "--params", "params.yaml", "--out", "m"], "'dual' is no calibration of the params"),
+    BadInput("select of several observations unnamed", ["select", "obs", "obs", "--ratios", "0.5", "--out", "m"],
+             "several observations make a combined calibration: name it"),
+    # calibrate: the source of a calibration set
+    BadInput("calibrate an undefined set", ["calibrate", "--calibration", "medinst", "--out", "c"],
+             "calibrations: no calibration set 'medinst' (defined: biomed)"),
+    BadInput("calibrate from a missing local copy", ["calibrate", "--params", "medinst.yaml", "--calibration", "biomed",
+             "--out", "c"], "calibration 'biomed' (source medinst): nothing at data/sources/medinst; expected MedINST32's training "
+             "files as released (unseen_train_100k/*.json",
+             files={"medinst.yaml": _params("    source: toy\n    domains: [biomedical]\n", "    source: medinst\n")}),
     # prune: the mask and the output
     BadInput("mask an object", PRUNE, "mask.json: a mask is a JSON list", files={"mask.json": '{"layers": [[0, 1]]}'}),
     BadInput("mask not JSON", PRUNE, "mask.json: not valid JSON", files={"mask.json": "[[0, 1],"}),
@@ -138,6 +151,12 @@ CASES: list[BadInput] = [
     BadInput("more calibration samples than the pools hold", CHECK, "calibrations.biomed.samples: 4096 requested",
              files={"bad.yaml": _params("samples: 128", "samples: 4096")}),
     BadInput("params missing", ["check", "--params", "nowhere.yaml"], "nowhere.yaml"),
+    BadInput("a calibration source without its local copy", CHECK,
+             "calibrations.biomed: calibration 'biomed' (source medinst): nothing at data/sources/medinst; "
+             "expected MedINST32's training files as released (unseen_train_100k/*.json",
+             files={"bad.yaml": _params("    source: toy\n    domains: [biomedical]\n", "    source: medinst\n")}),
+    BadInput("a calibration without a source", CHECK, "calibrations.biomed: source is missing; allowed: toy, medinst",
+             files={"bad.yaml": _params("    source: toy\n", "")}),
     # imports
     BadInput("mask directory not the release's layout", ["import-masks", "released", "--out", "imported"],
              "directory name 'not-a-study-name'", files={"released/not-a-study-name/expert_mask.json": "[[0, 1]]"}),

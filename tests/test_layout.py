@@ -40,20 +40,21 @@ def expected() -> dict[str, set[str]]:
     }
     for group in study.tasks:
         paths[str(layout.task_dir(group))] = {str(layout.TOY_TASKS), str(evaluation)}
+    for calibration in params.calibrations:
+        paths[str(layout.calibration_dir(calibration))] = {str(layout.TOY_POOLS), str(evaluation)}
     for model in study.models:
-        for calibration in study.calibrations:
-            for seed in study.seeds:
+        for seed in study.seeds:
+            for calibration in params.calibrations:
                 data = str(layout.calibration_file(calibration, seed))
-                observation = str(layout.observation_dir(model, calibration, seed))
-                paths[observation] = {str(layout.model_dir(model)), data}
-                paths[str(layout.selection_dir(model, calibration, seed))] = {observation}
+                paths[str(layout.observation_dir(model, calibration, seed))] = {str(layout.model_dir(model)), data}
+            for calibration in study.calibrations:
+                paths[str(layout.selection_dir(model, calibration, seed))] = {str(layout.model_observations(model))}
     for variant in study_variants(study):
         checkpoint = str(layout.checkpoint_dir(variant))
         if variant.kind == "pruned":
             paths[checkpoint] = {str(layout.model_dir(variant.model)), str(layout.mask_file(variant))}
         elif variant.kind == "quantized":
-            data = str(layout.calibration_file(variant.calibration, variant.seed))  # type: ignore[arg-type]
-            paths[checkpoint] = {str(layout.checkpoint_dir(variant.pruned)), data}
+            paths[checkpoint] = {str(layout.checkpoint_dir(variant.pruned)), str(layout.CALIBRATIONS)}
         for group in study.tasks:
             generations = str(layout.generations_dir(variant, group))
             paths[generations] = {checkpoint, str(layout.task_dir(group))}

@@ -69,7 +69,7 @@ def test_criteria_by_hand():
     }
     for name, values in expected.items():
         assert criterion_scores(stats, name, seed=0)[0].tolist() == pytest.approx(values)
-    _, masks = select_masks(frame, ["frequency", "gate", "reap"], [0.5], seed=0, top_k=1)
+    _, _, masks = select_masks([frame], ["frequency", "gate", "reap"], [0.5], seed=0, top_k=1)
     assert [(m.criterion, m.kept) for m in masks] == [("frequency", [[0]]), ("gate", [[1]]), ("reap", [[1]])]
 
 
@@ -113,9 +113,9 @@ def test_random_is_seeded_uniform_and_nested_across_ratios():
         [{"layer": l, "expert": e, "tokens": 1, "routed_count": 0, "gate_sum": 0.0, "ean_sum": 0.0,
           "weighted_norm_sum": 0.0, "easy_ep_sum": 0.0} for l in range(3) for e in range(16)]
     )
-    _, a = select_masks(frame, ["random"], [0.25, 0.5, 0.75], seed=1, top_k=2)
-    _, b = select_masks(frame, ["random"], [0.25, 0.5, 0.75], seed=1, top_k=2)
-    _, c = select_masks(frame, ["random"], [0.5], seed=2, top_k=2)
+    _, _, a = select_masks([frame], ["random"], [0.25, 0.5, 0.75], seed=1, top_k=2)
+    _, _, b = select_masks([frame], ["random"], [0.25, 0.5, 0.75], seed=1, top_k=2)
+    _, _, c = select_masks([frame], ["random"], [0.5], seed=2, top_k=2)
     assert [m.kept for m in a] == [m.kept for m in b]
     assert a[1].kept != c[0].kept
     assert [len(m.kept[0]) for m in a] == [12, 8, 4]

@@ -35,7 +35,7 @@ def first_run(repo: Path) -> str:
 def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     variants = [f"toy-biomed-0-{c}-0.5" for c in ("random", "reap")]
     quantized = "toy-biomed-0-reap-0.5-w4g16"
-    expected = {"check", "prepare", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
+    expected = {"check", "prepare", "calibrate@biomed", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
     expected |= {"generate_source@toy-toy", "score_source@toy-toy", "ingest", "report"}
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}

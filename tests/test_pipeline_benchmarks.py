@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 LIMIT = 2
 JUDGED = ["rct_summary", "multixscience_summary", "multinews_summary"]
-PRUNED = "tiny-biomed-0-reap-0.5"
+PRUNED = "tiny-dual-0-reap-0.5"
 QUANTIZED = f"{PRUNED}-w4g16"
 
 
@@ -51,9 +51,12 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
     params = {
         **MICRO,
         "study": {
-            **MICRO["study"], "models": ["tiny"], "criteria": ["reap"], "tasks": benchmark_groups(),
-            "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
+            **MICRO["study"], "models": ["tiny"], "calibrations": ["dual"], "criteria": ["reap"],
+            "tasks": benchmark_groups(), "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
         },
+        # the paper's dual-domain calibration, from the fixture copies of MedINST32's and Dolci's official files
+        "calibrations": {"medinst": {"source": "medinst", "samples": 4}, "dolci": {"source": "dolci", "samples": 3}},
+        "combined_calibrations": {"dual": {"parts": ["medinst", "dolci"]}},
         "models": {"tiny": {"family": "qwen3_moe"}},
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
         "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
@@ -73,14 +76,40 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
 def test_a_local_checkpoint_is_studied_without_training_the_toy(study: tuple[Path, str]) -> None:
     repo, output = study
     assert "train_toy" not in ran(output) and not (repo / "models" / "toy").exists()
-    expected = {"observe@tiny-biomed-0", f"prune@{PRUNED}", f"quantize@{QUANTIZED}"}
+    expected = {"calibrate@medinst", "calibrate@dolci", "observe@tiny-medinst-0", "observe@tiny-dolci-0",
+                "select@tiny-dual-0", f"prune@{PRUNED}", f"quantize@{QUANTIZED}"}  # fmt: skip
     assert expected | {"report"} <= ran(output)
     assert "headline:" in output and "findings:" in output  # (a random tiny model scores 0: no rows to show)
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
-    # the source, reap at 0.5, and reap at 0.5 quantized
+    # the source, reap at 0.5 under the dual calibration, and that quantized
     assert con.execute("select count(*) from variants where model = 'tiny'").fetchone() == (3,)
     assert con.execute("select distinct num_experts from observations").fetchall() == [(4,)]
+    assert con.execute("select calibration, samples from observations order by all").fetchall() == [("dolci", 3), ("medinst", 4)]
     con.close()
+
+
+def test_a_dual_calibration_averages_its_parts_observed_on_the_official_formats(study: tuple[Path, str]) -> None:
+    """MedINST32's training records and Dolci's chats, each observed on its own; the dual scores are their mean."""
+    from expertlab.data.calibration import read_set
+
+    repo, _ = study
+    (medinst_set,) = [read_set(repo / "data" / "calibration" / "medinst" / "seed0.jsonl")]
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in medinst_set)
+    assert len(read_set(repo / "data" / "calibration" / "dolci" / "seed0.jsonl")) == 3
+    con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
+    assert con.execute("select distinct part from part_scores order by 1").fetchall() == [("dolci",), ("medinst",)]
+    mismatched = con.execute(
+        """
+        select count(*) from expert_scores s
+        join (select model, calibration, seed, criterion, layer, expert, avg(score) as mean from part_scores group by all) p
+            using (model, calibration, seed, criterion, layer, expert)
+        where abs(s.score - p.mean) > 1e-12
+        """
+    ).fetchone()[0]
+    assert mismatched == 0 and con.execute("select count(*) from expert_scores where calibration = 'dual'").fetchone()[0] > 0
+    con.close()
+    quantization = json.loads((repo / "checkpoints" / "tiny" / "dual" / "0" / "reap" / "0.5-w4g16" / "expertlab_quantization.json").read_text())
+    assert quantization["samples"] == 4 + 3  # calibrated on the parts' sets together
 
 
 def test_the_grounding_judge_reads_every_summary_task_s_documents(study: tuple[Path, str]) -> None:
@@ -99,7 +128,7 @@ def test_the_grounding_judge_reads_every_summary_task_s_documents(study: tuple[P
 def test_every_task_runs_from_its_files_to_the_store(study: tuple[Path, str]) -> None:
     repo, output = study
     groups = benchmark_groups()
-    variants = ["tiny:source", "tiny:biomed:0:reap:0.5", "tiny:biomed:0:reap:0.5:w4g16"]
+    variants = ["tiny:source", "tiny:dual:0:reap:0.5", "tiny:dual:0:reap:0.5:w4g16"]
     assert {f"prepare_tasks@{group}" for group in groups} <= ran(output)
     assert {f"generate_source@tiny-{group}" for group in groups} <= ran(output)
     assert {f"score@{PRUNED}-{group}" for group in groups} <= ran(output)
@@ -163,9 +192,11 @@ def test_a_task_option_reruns_only_its_group(study: tuple[Path, str]) -> None:
     params["evaluation"]["options"] = {"medhalt_fct": {"shots": 1}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = sh("expertlab", "run", cwd=repo)
-    # every group's items are re-read (cheap); only the changed group is generated and scored again
-    assert {f"prepare_tasks@{group}" for group in benchmark_groups()} == {s for s in ran(output) if s.startswith("prepare")}
-    assert {s for s in ran(output) if not s.startswith("prepare")} == {
+    # every group's items and every calibration set are read again (cheap, the same files: nothing after them
+    # re-runs); only the changed group is generated and scored again
+    redrawn = {f"prepare_tasks@{group}" for group in benchmark_groups()} | {"calibrate@medinst", "calibrate@dolci"}
+    assert redrawn == {s for s in ran(output) if s.startswith(("prepare", "calibrate"))}
+    assert {s for s in ran(output) if not s.startswith(("prepare", "calibrate"))} == {
         "check",
         "generate_source@tiny-medhalt",
         f"generate@{PRUNED}-medhalt",

@@ -285,4 +285,4 @@ def test_quantize_stage_errors_name_the_problem(
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"prompt": "no text"}\n')
     main(["quantize", str(pruned_dir / "pruned"), "--data", str(bad), "--out", str(tmp_path / "q")])
-    assert f'{bad}:2: expected an object with a "text" string' in capsys.readouterr().err
+    assert f'{bad}:2: expected {{"text": string}} or {{"messages": [{{"role", "content"}}, ...]}}' in capsys.readouterr().err

@@ -182,8 +182,8 @@ def seed_study(root: Path, criteria: tuple[str, ...] = ("random", "reap"), ratio
     return [root / "observations", root / "masks", root / "scores", root / "generations"]
 
 
-TABLES = ("artifacts", "tasks", "observations", "expert_stats", "expert_scores", "variants", "expert_masks",
-          "sample_scores", "task_scores", "generations", "judgments")
+TABLES = ("artifacts", "tasks", "observations", "expert_stats", "expert_scores", "part_scores", "variants",
+          "expert_masks", "sample_scores", "task_scores", "generations", "judgments")
 
 
 def snapshot(store: Path) -> dict[str, list[tuple]]:
@@ -228,6 +228,8 @@ EXPECTED_COLUMNS = {
                     "easy_ep_sum DOUBLE",
     "expert_scores": "model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, layer INTEGER, "
                      "expert INTEGER, score DOUBLE, rank INTEGER",
+    "part_scores": "model VARCHAR, calibration VARCHAR, seed INTEGER, part VARCHAR, criterion criterion, layer INTEGER, "
+                   "expert INTEGER, score DOUBLE",
     "variants": "variant_id VARCHAR, is_source BOOLEAN, model VARCHAR, calibration VARCHAR, seed INTEGER, "
                 "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER, origin VARCHAR, "
                 "quantization VARCHAR",
@@ -265,6 +267,7 @@ EXPECTED_KEYS = {
     "observations": ["model", "calibration", "seed"],
     "expert_stats": ["model", "calibration", "seed", "layer", "expert"],
     "expert_scores": ["model", "calibration", "seed", "criterion", "layer", "expert"],
+    "part_scores": ["model", "calibration", "seed", "part", "criterion", "layer", "expert"],
     "variants": ["variant_id"],
     "expert_masks": ["variant_id", "layer", "expert"],
     "sample_scores": ["variant_id", "task", "sample_id", "metric"],
@@ -345,8 +348,8 @@ def test_render_ddl_rejects_unknown_placeholders() -> None:
 
 def test_every_column_map_is_its_tables_columns_with_their_store_types(empty_store: duckdb.DuckDBPyConnection) -> None:
     """A data file's columns are typed once: the table that holds them has them, in order, with the map's types."""
-    prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "sample_scores": 1, "generations": 1,
-                "judgments": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
+    prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "part_scores": 3, "sample_scores": 1,
+                "generations": 1, "judgments": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
     for name, columns in records.COLUMNS.items():
         table = name if name != "corpus_scores" else None
         if table is None:  # corpus_scores.parquet lands in task_scores beside the sample means

@@ -4,6 +4,7 @@ seeded calibration sets, a chat tokenizer that round-trips answers, and a micro 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import yaml
 
 from expertlab.data.tokenizer import build_tokenizer, render_chat, render_prompt
 from expertlab.data.examples import NO_SUCH_DRUG, NOTA
+from expertlab.data.calibration import CalibrationError, ToyCalibration, write_sets
 from expertlab.data.toy import write_toy_data
 from expertlab.data.world import WorldConfig, build_world
 from expertlab.io import OUTPUT_MARKER, read_jsonl
@@ -20,8 +22,8 @@ from expertlab.train import MICRO_MODEL, MICRO_TRAIN, DomainRouting, build_model
 
 SMALL_WORLD = WorldConfig(seed=3, drugs=8, countries=8, train_examples_per_domain=400, pool_size=64, eval_items=12)
 CALIBRATIONS = {
-    "biomed": SimpleNamespace(domains=["biomedical"], samples=20),
-    "mixed": SimpleNamespace(domains=["biomedical", "general"], samples=30),
+    "biomed": ToyCalibration(source="toy", domains=["biomedical"], samples=20),
+    "mixed": ToyCalibration(source="toy", domains=["biomedical", "general"], samples=30),
 }
 SEEDS = [0, 1]
 
@@ -33,7 +35,7 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("toy") / "data"
-    write_toy_data(SMALL_WORLD, out, CALIBRATIONS, SEEDS)
+    write_toy_data(SMALL_WORLD, out)
     return out
 
 
@@ -48,10 +50,10 @@ def tokenizer(train_texts: list[str]):  # noqa: ANN201
 
 
 def test_same_seed_writes_identical_files_and_another_seed_does_not(toy_dir: Path, tmp_path: Path) -> None:
-    write_toy_data(SMALL_WORLD, tmp_path / "again", CALIBRATIONS, SEEDS)
+    write_toy_data(SMALL_WORLD, tmp_path / "again")
     assert _files(tmp_path / "again") == _files(toy_dir)
     other = SMALL_WORLD.model_copy(update={"seed": 4})
-    write_toy_data(other, tmp_path / "other", CALIBRATIONS, SEEDS)
+    write_toy_data(other, tmp_path / "other")
     assert _files(tmp_path / "other")["train.jsonl"] != _files(toy_dir)["train.jsonl"]
 
 
@@ -103,20 +105,23 @@ def test_qa_facts_are_stated_in_training(toy_dir: Path, train_texts: list[str]) 
         assert any(drug in text and item["target"] in text for text in train_texts)
 
 
-def test_calibration_sets_are_seeded_samples_of_the_pools(toy_dir: Path) -> None:
+def test_calibration_sets_are_seeded_samples_of_the_pools(toy_dir: Path, tmp_path: Path) -> None:
     pools = {d: [r["text"] for r in read_jsonl(toy_dir / "pools" / f"{d}.jsonl")] for d in DOMAINS}
     for name, spec in CALIBRATIONS.items():
         union = [text for domain in spec.domains for text in pools[domain]]
-        sets = [[r["text"] for r in read_jsonl(toy_dir / "calibration" / name / f"seed{s}.jsonl")] for s in SEEDS]
-        for texts in sets:
+        assert write_sets(name, spec, toy_dir / "pools", SEEDS, tmp_path / name) == dict.fromkeys(SEEDS, spec.samples)
+        sets = [[r["text"] for r in read_jsonl(tmp_path / name / f"seed{s}.jsonl")] for s in SEEDS]
+        for seed, texts in zip(SEEDS, sets):
+            assert texts == random.Random(seed).sample(union, spec.samples)  # the pools' union, in domain order
             assert len(texts) == spec.samples == len(set(texts))
-            assert set(texts) <= set(union)
         assert sets[0] != sets[1]
 
 
-def test_too_many_calibration_samples_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="pool_size"):
-        write_toy_data(SMALL_WORLD, tmp_path, {"big": SimpleNamespace(domains=["general"], samples=65)}, [0])
+def test_too_many_calibration_samples_is_an_error(toy_dir: Path, tmp_path: Path) -> None:
+    big = ToyCalibration(source="toy", domains=["general"], samples=65)
+    with pytest.raises(CalibrationError, match="65 samples requested, its source at .* holds 64"):
+        write_sets("big", big, toy_dir / "pools", [0], tmp_path / "big")
+    assert not (tmp_path / "big").exists()  # nothing half-written
 
 
 def test_world_config_rejects_unknown_keys() -> None:
@@ -161,7 +166,8 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
             "quantize": {"schemes": [], "criteria": [], "ratios": []},
         },
         "models": {"toy": {"family": "qwen3_moe", "toy": True}},
-        "calibrations": {"biomed": {"domains": ["biomedical"], "samples": 20}},
+        "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 20}},
+        "combined_calibrations": {},
         "observe": {"batch_size": 8, "max_length": 64},
         "select": {"allow_top_k_reduction": False},
         "evaluation": {},

@@ -1,9 +1,7 @@
-"""World + domain -> demonstrations in the domain's mixture of formats (training corpus, calibration pools); pools -> calibration sets."""
+"""World + domain -> demonstrations in the domain's mixture of formats (training corpus, calibration pools)."""
 
 from __future__ import annotations
 
-import random
-from typing import Protocol
 
 from expertlab.data.examples import (
     Example,
@@ -26,11 +24,6 @@ from expertlab.data.examples import (
 )
 from expertlab.data.world import World, WorldConfig
 from expertlab.tasks import DOMAINS
-
-
-class CalibrationLike(Protocol):
-    domains: list[str]
-    samples: int
 
 
 # Training and pool mixture per domain: format -> weight.
@@ -85,24 +78,3 @@ def demonstrations(
 def pool_capacity(cfg: WorldConfig, domains: list[str]) -> int:
     """How many calibration texts the pools of `domains` hold together: toy.world.pool_size each."""
     return cfg.pool_size * len(set(domains))
-
-
-def calibration_sets(
-    name: str,
-    calibration: CalibrationLike,
-    cfg: WorldConfig,
-    pools: dict[str, list[str]],
-    seeds: list[int],
-) -> dict[int, list[str]]:
-    """Seed -> the `samples` texts calibration `name` draws, under that seed, from the pools of its domains."""
-    union = []
-    for domain in calibration.domains:
-        if domain not in pools:
-            raise ValueError(f"calibration {name!r}: unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
-        union.extend(pools[domain])
-    if calibration.samples > pool_capacity(cfg, calibration.domains):
-        raise ValueError(
-            f"calibration {name!r}: {calibration.samples} samples requested, the pools hold {len(union)} "
-            "(raise toy.world.pool_size)"
-        )
-    return {seed: random.Random(seed).sample(union, calibration.samples) for seed in seeds}

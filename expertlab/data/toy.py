@@ -1,4 +1,4 @@
-"""WorldConfig + seed -> the toy world's files: training corpus, calibration pools and sets, task files.
+"""WorldConfig + seed -> the toy world's files: training corpus, calibration pools, task files.
 
 Every text is one chat turn (`render_chat`: user prompt, assistant answer); training lines also
 name their domain, which the toy model's domain-routed warm-up reads (expertlab/train.py). Evaluation items are
@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from expertlab.data.corpus import CalibrationLike, calibration_sets, demonstrations
+from expertlab.data.corpus import demonstrations
 from expertlab.data.examples import context
 from expertlab.data.tokenizer import render_chat
 from expertlab.data.world import World, WorldConfig, build_world
@@ -58,10 +58,8 @@ def task_items(world: World) -> dict[str, list[dict[str, Any]]]:
 def write_toy_data(
     cfg: WorldConfig,
     out_dir: Path,
-    calibrations: dict[str, CalibrationLike],
-    seeds: list[int],
 ) -> dict[str, int]:
-    """Write train.jsonl, pools/<domain>.jsonl, calibration/<name>/seed<seed>.jsonl and tasks/<task>.jsonl."""
+    """Write train.jsonl, pools/<domain>.jsonl (what toy calibrations draw from) and tasks/<task>.jsonl."""
     out_dir = Path(out_dir)
     world = build_world(cfg)
     items = task_items(world)
@@ -81,9 +79,6 @@ def write_toy_data(
     write_jsonl(out_dir / "train.jsonl", ({"text": render_chat(e.prompt, e.answer), "domain": d} for d, e in train))
     for domain, texts in pools.items():
         write_jsonl(out_dir / "pools" / f"{domain}.jsonl", ({"text": t} for t in texts))
-    for name, calibration in calibrations.items():
-        for seed, chosen in calibration_sets(name, calibration, cfg, pools, seeds).items():
-            write_jsonl(out_dir / "calibration" / name / f"seed{seed}.jsonl", ({"text": t} for t in chosen))
     for name, rows in items.items():
         write_jsonl(out_dir / "tasks" / f"{name}.jsonl", rows)
     return {"train": len(train), **{f"pool_{d}": len(t) for d, t in pools.items()}, "tasks": len(items)}

@@ -274,19 +274,21 @@ def observe(
 def observe_checkpoint(
     model_dir: str | Path, data: str | Path, out: str | Path, run: dict[str, object], settings: Observe
 ) -> ObservationMeta:
-    """One calibration pass of a model directory over a JSONL of texts -> OUT/expert_stats.parquet and
+    """One calibration pass of a model directory over a calibration set (texts, or chats its chat template renders)
+    -> OUT/expert_stats.parquet and
     OUT/meta.json (the run's model, calibration and seed, the model's routing, what was observed)."""
     from transformers import AutoTokenizer
 
-    from expertlab.data.texts import read_texts
+    from expertlab.data.calibration import read_set, render
     from expertlab.io import OutputDir, write_json
     from expertlab.records import EXPERT_STATS, ObservationMeta
 
     output = OutputDir(out, "observe", inputs=[model_dir, data])
     output.check()
-    texts = read_texts(data)
+    records = read_set(data)
     with loaded_model(model_dir, settings.max_memory) as model:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        texts = [render(record, tokenizer, model.config.model_type) for record in records]
         routing = adapter_for(model).routing(model.config)
         frame = observe(model, tokenizer, texts, batch_size=settings.batch_size, max_length=settings.max_length)
     meta = ObservationMeta(

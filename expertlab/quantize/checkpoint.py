@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import statistics
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,29 +29,31 @@ def scheme_from_spec(spec: QuantizationSpec) -> Scheme:
 
 
 def quantize_checkpoint(
-    model_dir: str | Path, data: str | Path, out: str | Path, scheme_name: str, spec: QuantizationSpec, settings: Observe
+    model_dir: str | Path, data: Sequence[str | Path], out: str | Path, scheme_name: str, spec: QuantizationSpec,
+    settings: Observe,
 ) -> dict[str, Any]:
-    """Quantize a checkpoint's weights calibrated on `data`'s texts (batched as observe batches them);
-    returns the quantization record."""
+    """Quantize a checkpoint's weights calibrated on the calibration sets `data` (their texts together, batched
+    as observe batches them); returns the quantization record."""
     from transformers import AutoTokenizer
 
-    from expertlab.data.texts import read_texts
-    from expertlab.io import OUTPUT_MARKER, OutputDir, write_json
+    from expertlab.data.calibration import rendered_texts
+    from expertlab.io import OUTPUT_MARKER, OutputDir, read_json, write_json
     from expertlab.moe.observe import loaded_model, tokenized_batches
     from expertlab.moe.prune import VARIANT_FILE, is_weights_file, load_variant
     from expertlab.quantize.model import quantize_model
 
     model_dir = Path(model_dir)
-    output = OutputDir(out, "quantize", inputs=[model_dir, data])
+    output = OutputDir(out, "quantize", inputs=[model_dir, *data])
     output.check()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"not a model directory (no config.json): {model_dir}")
     pruned = load_variant(model_dir)
     if pruned is not None and pruned.quantization:
         raise ValueError(f"{model_dir} is already quantized ({pruned.quantization}); quantize the pruned checkpoint")
-    texts = read_texts(data)
     scheme = scheme_from_spec(spec)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model_type = read_json(model_dir / "config.json").get("model_type", "")
+    texts = [text for path in data for text in rendered_texts(path, tokenizer, model_type)]
     batches = tokenized_batches(tokenizer, texts, settings.batch_size, settings.max_length)
     with loaded_model(model_dir) as model, output.writing() as tmp:
         done = quantize_model(model, batches, scheme)
@@ -63,7 +66,7 @@ def quantize_checkpoint(
         record = {
             "scheme": scheme_name,
             "spec": spec.model_dump(),
-            "calibration_data": str(data),
+            "calibration_data": [str(path) for path in data],
             "samples": len(texts),
             "tokens": int(sum(int(mask.sum()) for _, mask in batches)),
             "source_model_dir": str(model_dir),

@@ -193,6 +193,17 @@ def _load_selection(con: Connection, artifact: Artifact) -> None:
         """,
         [*_run(record).values(), str(scores)],
     )
+    if record.parts:
+        parts = artifact.path / "part_scores.parquet"
+        records.PART_SCORES.check_parquet(con, parts)
+        con.execute(
+            f"insert into part_scores by name select ?::varchar as model, ?::varchar as calibration, ?::integer as seed, "
+            f"{records.PART_SCORES.casts()} from read_parquet(?)",
+            [*_run(record).values(), str(parts)],
+        )
+        found = {row[0] for row in con.execute("select distinct part from read_parquet(?)", [str(parts)]).fetchall()}
+        if found != set(record.parts):
+            raise ValueError(f"{parts}: parts {sorted(found)}, meta.json names {sorted(record.parts)}")
     variant_ids, layers, experts, kept = [], [], [], []
     for mask, variant in zip(record.masks, record.variant_records()):
         path = artifact.path / mask.file
@@ -221,7 +232,7 @@ def _load_selection(con: Connection, artifact: Artifact) -> None:
 
 
 def _unload_selection(con: Connection, identity: str, record: SelectionMeta) -> None:
-    _unload_run(("expert_scores",))(con, identity, record)
+    _unload_run(("expert_scores", "part_scores"))(con, identity, record)
     ids = [variant.variant_id for variant in record.variant_records()]
     if ids:
         con.execute("delete from expert_masks where list_contains(?, variant_id)", [ids])
@@ -232,7 +243,9 @@ KINDS.add(
     ArtifactKind(
         record=SelectionMeta,
         identity=_run_identity,
-        files=lambda record: ["scores.parquet", *(mask.file for mask in record.masks)],
+        files=lambda record: [
+            "scores.parquet", *(["part_scores.parquet"] if record.parts else []), *(mask.file for mask in record.masks)
+        ],
         load=_load_selection,
         unload=_unload_selection,
         variants=lambda record: record.variant_records(),
