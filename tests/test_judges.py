@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from expertlab.params import Judge, JudgeSpec
 from tests.openai_server import Fail, OpenAIServer
 from tests.test_judge_client import default_retry
 
+REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
 SECRET = "sk-test-judges-5d1e"
 DOC = "In a 12 week trial, 200 adults with asthma received Zelotide 10 mg twice daily or placebo."
@@ -150,6 +153,33 @@ def test_the_absolute_template_id_follows_deepevals_template_text(monkeypatch: p
         _registry._compiled.clear()
     assert changed != before and proto.template_id("absolute") == before
     assert re.fullmatch(r"absolute-[0-9a-f]{16}", before)
+
+
+def test_deepeval_is_imported_only_by_the_absolute_protocol_of_an_llm_judge(tmp_path: Path) -> None:
+    # a process where deepeval cannot be imported: the grounding judge and the relative protocol work, the
+    # absolute protocol says how to install it
+    code = f"""
+import sys
+sys.modules["deepeval"] = None
+from expertlab.judges import protocols
+from expertlab.judges.backend import Item
+from expertlab.judges.registry import build_judge
+from tests.test_judges import settings
+judge = build_judge("grounding", {{"backend": "grounding"}}, settings(seed=0))
+rows, _ = judge.judge([Item("t", "t-1", {DOC!r}, {FALSE!r}, {TRUE!r})], ["absolute", "relative"])
+print(len(rows), protocols.template_id("relative").startswith("relative-"), "deepeval" in sys.modules and sys.modules["deepeval"] is not None)
+try:
+    protocols.absolute_messages("d", "o")
+except Exception as err:
+    print(f"{{type(err).__name__}}: {{err}}")
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    counted, error = result.stdout.splitlines()
+    assert counted == "6 True False"
+    assert error.startswith("ExpertlabError: the absolute protocol is DeepEval's HallucinationMetric, and deepeval "
+                            "cannot be imported") and error.endswith("run `make setup`, which installs "
+                                                                     "requirements-deepeval.lock")  # fmt: skip
 
 
 def test_relative_answers_must_be_a_or_b_for_all_four_questions() -> None:
