@@ -319,7 +319,9 @@ class Judge(Strict):
     protocols: list[Protocol] = list(get_args(Protocol))
     tasks: list[str] = []  # generation tasks whose items carry the judged document (doc.source)
     seed: int = Field(default=0, ge=0)  # relative protocol: A/B position from md5(f"{seed}::{sample_id}")
-    threshold: float = Field(default=0.5, ge=0, lt=1)  # absolute: hallucinated when the share of "no" verdicts exceeds it
+    # absolute: DeepEval's HallucinationMetric threshold: faithful when the share of contexts the output agrees with
+    # (its score since DeepEval 4.2) is at least this; with one context, hallucinated exactly when the verdict is "no"
+    threshold: float = Field(default=0.5, gt=0, le=1)
     timeout_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=6, gt=0)  # per prompt, on timeouts, connection errors, 429 and 5xx
     max_invalid: int = Field(default=3, gt=0)  # answers per prompt that are not the expected JSON

@@ -43,7 +43,9 @@ def default_retry(**overrides: Any) -> RetryPolicy:
     return RetryPolicy(**(bounds | overrides))
 
 
-def validate(obj: Any) -> str:
+def validate(text: str) -> str:
+    """An answer's text read as the client's validators read it: ValueError unless it is the expected JSON."""
+    obj = parse_json_answer(text)
     if not isinstance(obj, dict) or obj.get("verdict") not in ("faithful", "hallucinated"):
         raise ValueError('expected {"verdict": "faithful" | "hallucinated"}')
     return obj["verdict"]
@@ -59,7 +61,7 @@ def answered_validly(received: Received) -> bool:
     assert isinstance(received.action, Answer)
     content = correct_answer(received.item) if received.action.content is None else received.action.content
     try:
-        validate(parse_json_answer(content))
+        validate(content)
     except ValueError:
         return False
     return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from expertlab.params import Judge, JudgeSpec
 from tests.openai_server import Fail, OpenAIServer
 from tests.test_judge_client import default_retry
 
+REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "EXPERTLAB_TEST_JUDGE_KEY"
 SECRET = "sk-test-judges-5d1e"
 DOC = "In a 12 week trial, 200 adults with asthma received Zelotide 10 mg twice daily or placebo."
@@ -82,22 +85,108 @@ def test_ab_order_is_the_studys_md5_bit() -> None:
     assert 150 < firsts.count("pruned") < 250  # balanced positions
 
 
+def verdicts(*pairs: tuple[str, str]) -> str:
+    return json.dumps({"verdicts": [{"verdict": verdict, "reason": reason} for verdict, reason in pairs]})
+
+
 def test_absolute_label_comes_from_the_verdicts_not_a_score_direction() -> None:
-    no = proto.validate_absolute({"verdicts": [{"verdict": "no", "reason": "x"}]})
-    yes = proto.validate_absolute({"verdicts": [{"verdict": " Yes ", "reason": "y"}]})
+    # DeepEval >= 4.2: the score is the share of contexts the output agrees with, faithful when >= threshold
+    no = proto.read_absolute(verdicts(("no", "x")))
+    yes = proto.read_absolute(verdicts((" Yes ", "y")))
     threshold = Judge().threshold  # DeepEval's default
-    assert (no.score, no.label(threshold)) == (1.0, "hallucinated")
-    assert (yes.score, yes.label(threshold)) == (0.0, "faithful")
-    half = proto.validate_absolute({"verdicts": [{"verdict": "no"}, {"verdict": "yes"}]}, contexts=2)
-    assert (
-        half.score == 0.5 and half.label(0.5) == "faithful" and half.label(0.4) == "hallucinated"
-    )  # success: score <= t
-    for bad in ({}, {"verdicts": []}, {"verdicts": [{"verdict": "maybe"}]}, {"verdicts": [{"verdict": "no"}] * 2}, []):
-        with pytest.raises(ValueError):
-            proto.validate_absolute(bad)
+    assert (no.judged(threshold), no.label(threshold)) == ((0.0, False), "hallucinated")
+    assert (yes.judged(threshold), yes.label(threshold)) == ((1.0, True), "faithful")
+    half = proto.read_absolute(verdicts(("no", "a"), ("yes", "b")), contexts=2)
+    assert half.judged(0.5) == (0.5, True) and half.label(0.5) == "faithful"  # success: score >= threshold
+    assert half.judged(0.6) == (0.5, False) and half.label(0.6) == "hallucinated"
+    assert no.to_json(threshold) == {
+        "verdicts": [{"verdict": "no", "reason": "x"}], "score": 0.0, "threshold": 0.5, "success": False
+    }  # fmt: skip
+
+
+def test_absolute_answers_are_read_as_deepeval_reads_them() -> None:
+    # DeepEval's JSON extraction: the outermost {...}, prose around it and a trailing comma forgiven;
+    # its vocabulary: the leading word of the verdict, case and space aside
+    wrapped = proto.read_absolute('Here you go: {"verdicts": [{"verdict": "No, wrong dose", "reason": "999"},]} Done.')
+    assert [(v.verdict.value, v.reason) for v in wrapped.verdicts] == [("no", "999")]
+    for bad, error in (
+        ("not JSON at all", "no JSON object in the answer"),
+        ("{}", "a list under 'verdicts'"),
+        ('{"verdicts": "sure"}', "a list under 'verdicts'"),
+        ('{"verdicts": []}', r"expected 1 verdict\(s\), one per context, got 0"),  # DeepEval would score 1.0
+        (verdicts(("maybe", "x")), "must be 'yes' or 'no', got 'maybe'"),  # DeepEval would drop it
+        (verdicts(("no", "x"), ("no", "y")), "got 2"),
+        ('{"verdicts": [{"verdict": "no"}]}', "needs a 'reason' string"),
+        ('{"verdicts": ["no"]}', "must be an object"),
+    ):
+        with pytest.raises(ValueError, match=error):
+            proto.read_absolute(bad)
+
+
+def test_the_absolute_prompt_is_deepevals_template() -> None:
+    from deepeval.metrics.hallucination import HallucinationTemplate
+
+    [message] = proto.absolute_messages("DOC TEXT", "SUMMARY")
+    rendered = HallucinationTemplate.generate_verdicts(actual_output="SUMMARY", contexts=["DOC TEXT"], contexts_count=1)
+    assert message == {"role": "user", "content": rendered}
+    # the rules the old paraphrase dropped, and the document as DeepEval lists contexts
+    assert "You should FORGIVE cases where the actual output is lacking in detail, you should ONLY provide a 'no' " \
+           "answer if IT IS A CONTRADICTION." in rendered  # fmt: skip
+    assert "STRICTLY EQUAL TO 1." in rendered
+    assert rendered.endswith("Contexts:\n['DOC TEXT']\n\nActual Output:\nSUMMARY\n\nJSON:")
+
+
+def test_the_absolute_template_id_follows_deepevals_template_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepeval.templates.resolver import _registry
+
+    before = proto.template_id("absolute")
+    bundle = _registry.get_base_templates("metrics")["HallucinationMetric"]
+    proto.template_id.cache_clear()
+    _registry._compiled.clear()
+    try:
+        monkeypatch.setitem(bundle, "generate_verdicts", bundle["generate_verdicts"] + " Answer briefly.")
+        changed = proto.template_id("absolute")
+        assert proto.absolute_messages("D", "O")[0]["content"].endswith("JSON:\n Answer briefly.")
+    finally:
+        monkeypatch.undo()
+        proto.template_id.cache_clear()
+        _registry._compiled.clear()
+    assert changed != before and proto.template_id("absolute") == before
+    assert re.fullmatch(r"absolute-[0-9a-f]{16}", before)
+
+
+def test_deepeval_is_imported_only_by_the_absolute_protocol_of_an_llm_judge(tmp_path: Path) -> None:
+    # a process where deepeval cannot be imported: the grounding judge and the relative protocol work, the
+    # absolute protocol says how to install it
+    code = f"""
+import sys
+sys.modules["deepeval"] = None
+from expertlab.judges import protocols
+from expertlab.judges.backend import Item
+from expertlab.judges.registry import build_judge
+from tests.test_judges import settings
+judge = build_judge("grounding", {{"backend": "grounding"}}, settings(seed=0))
+rows, _ = judge.judge([Item("t", "t-1", {DOC!r}, {FALSE!r}, {TRUE!r})], ["absolute", "relative"])
+print(len(rows), protocols.template_id("relative").startswith("relative-"), "deepeval" in sys.modules and sys.modules["deepeval"] is not None)
+try:
+    protocols.absolute_messages("d", "o")
+except Exception as err:
+    print(f"{{type(err).__name__}}: {{err}}")
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    counted, error = result.stdout.splitlines()
+    assert counted == "6 True False"
+    assert error.startswith("ExpertlabError: the absolute protocol is DeepEval's HallucinationMetric, and deepeval "
+                            "cannot be imported") and error.endswith("run `make setup`, which installs "
+                                                                     "requirements-deepeval.lock")  # fmt: skip
 
 
 def test_relative_answers_must_be_a_or_b_for_all_four_questions() -> None:
+    assert proto.read_relative('```json\n{"q1_hallucinations_more": "A", "q2_omission_more": "B", '
+                               '"q3_repetition_more": "A", "q4_alignment_more": "b"}\n```')["q4_alignment_more"] == "B"
+    with pytest.raises(ValueError):
+        proto.read_relative('The answer: {"q1_hallucinations_more": "A"}')
     answers = proto.validate_relative(
         {"q1_hallucinations_more": "a", "q2_omission_more": "B ", "q3_repetition_more": "A", "q4_alignment_more": "B"}
     )

@@ -11,7 +11,7 @@ from expertlab.params import load_params
 from expertlab.variants import Variant, find_variant, study_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json")
+CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json", "requirements-deepeval.lock")
 
 
 def declared() -> dict[str, set[str]]:

@@ -1,7 +1,8 @@
 """LLM and deterministic judges of generation reliability (absolute and relative protocols).
 
-- `protocols`: the two protocols' prompts, answer validation and verdict resolution (DeepEval's
-  HallucinationMetric asked natively; the study's pairwise prompt with md5 A/B positions);
+- `protocols`: the two protocols' prompts, answer reading and verdict resolution (DeepEval's
+  HallucinationMetric imported from the installed deepeval: its template, answer reading, score and pass
+  rule; the study's pairwise prompt with md5 A/B positions);
 - `registry`: judge backends by name (grounding, and one per provider), built from params `judges`;
 - `backend`: what a backend is given and gives back: judged items, run settings, verdict rows of the
   `judgments` table and the tally of their cost;

@@ -33,7 +33,7 @@ class Settings:
     """How every judge of a run asks (params `judge`)."""
 
     seed: int  # relative protocol: A/B positions
-    threshold: float  # absolute protocol: hallucinated above this share of "no" verdicts
+    threshold: float  # absolute protocol: DeepEval's threshold, the least share of agreeing contexts that is faithful
     retry: RetryPolicy
     cache_dir: Path | None  # None: no verdict cache (every run pays again)
     retry_invalid: bool  # ask again where the cache holds an invalid answer

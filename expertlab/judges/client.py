@@ -21,7 +21,6 @@ from expertlab.judges.outcomes import (
     PromptStatus,
     Validate,
     outcome_from_record,
-    parse_json_answer,
 )
 from expertlab.judges.providers import Endpoint
 
@@ -173,7 +172,7 @@ class ChatClient:
             try:
                 if raw is None:
                     raise ValueError("the answer has no text content")
-                value = validate(parse_json_answer(raw))
+                value = validate(raw)
             except ValueError as err:
                 invalid += 1
                 error = f"invalid answer: {self._connection.redact(str(err))}"

@@ -97,7 +97,7 @@ class LLMJudge:
     ) -> tuple[list[Row], Tally]:
         asked, requests = self._plan(items, protocols)
         protocol_of = {entry.key: entry.protocol for entry in asked}
-        validators = {"absolute": proto.validate_absolute, "relative": proto.validate_relative}
+        validators = {"absolute": proto.read_absolute, "relative": proto.read_relative}
         tally = Tally(questions=len(requests))
         outcomes: dict[str, Outcome[Any]] = {}
 
@@ -166,7 +166,7 @@ class LLMJudge:
             if outcome.status == "invalid":
                 return [verdict_row(self.name, protocol, "hallucinated", item, entry.output, None, "invalid", invalid)]
             answer: proto.AbsoluteAnswer = outcome.value
-            raw = {**answer.to_json(), "threshold": self.settings.threshold}
+            raw = answer.to_json(self.settings.threshold)
             label = answer.label(self.settings.threshold)
             return [verdict_row(self.name, protocol, "hallucinated", item, entry.output, label, "ok", raw)]
         assert entry.order is not None

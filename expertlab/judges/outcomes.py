@@ -12,7 +12,7 @@ from expertlab.judges.providers import Messages
 
 T = TypeVar("T")
 PromptStatus = Literal["ok", "invalid", "failed"]  # answered validly; answered, never validly; never answered
-Validate = Callable[[Any], T]
+Validate = Callable[[str], T]  # an answer's text -> its value; ValueError when it is not a valid answer
 
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
@@ -80,7 +80,7 @@ def outcome_from_record(key: str, record: Mapping[str, Any], validate: Validate[
     error = record.get("error")
     if status == "ok":
         try:
-            value = validate(parse_json_answer(raw or ""))
+            value = validate(raw or "")
         except ValueError as err:
             status, error = "invalid", f"cached answer no longer validates: {err}"
     return Outcome(

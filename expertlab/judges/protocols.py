@@ -1,57 +1,23 @@
-"""The two judging protocols: prompts, answer validation and the verdicts they resolve to.
-
-Absolute (DeepEval's HallucinationMetric, asked natively): the judge gets the summary as the
-'actual output' and the source document as the one context, and answers one verdict per context,
-{"verdicts": [{"verdict": "yes" | "no", "reason": ...}]}, "yes" when the output agrees with that
-context. The hallucination score is the share of "no" verdicts and the label is derived from the
-verdicts, never from a score's direction (DeepEval 4.2 flipped it): hallucinated when the score is
-above the threshold (params `judge.threshold`, by default DeepEval's 0.5), so with one context a
-single "no" hallucinates. DeepEval's second call, which only phrases a reason for the score, is not
-made: the verdicts carry their reasons and the label does not depend on it.
-
-Relative (the study's pairwise prompt, paper Appendix B): the pruned and the source model's
-summaries are shown as A and B, in an order fixed by md5(f"{seed}::{sample_id}") (first byte even:
-A is the source model's), and the judge names A or B for each of four questions. The answers are
-resolved to "pruned" or "source"; a question's rate is the share of items where the judge names
-the pruned summary.
-"""
-
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import tempfile
+import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Literal
 
+from expertlab.errors import ExpertlabError
+from expertlab.judges.outcomes import parse_json_answer
 from expertlab.judgments import QUESTIONS
 
 Side = Literal["A", "B"]
 Named = Literal["pruned", "source"]
 Order = tuple[Named, Named]  # (whose summary is A, whose is B)
-
-# The verdict step of DeepEval's HallucinationMetric, one context per list entry.
-ABSOLUTE_TEMPLATE = """For each context in contexts, which is a list of strings, generate a JSON object stating whether the given 'actual output' agrees with that context. Each object has two fields, 'verdict' and 'reason'.
-The 'verdict' must be exactly 'yes' or 'no': 'yes' when the actual output agrees with the context, 'no' when it contradicts the context or states something the context does not support.
-Give a 'reason' for every verdict; when the verdict is 'no', quote the statements of the actual output that the context does not support.
-Return one verdict per context, in the order of the contexts, as JSON with the single key 'verdicts'.
-
-Example JSON for two contexts:
-{{
-    "verdicts": [
-        {{"verdict": "yes", "reason": "The actual output agrees with the context that the trial enrolled 200 adults."}},
-        {{"verdict": "no", "reason": "The actual output says 20 mg daily, the context says 10 mg twice daily."}}
-    ]
-}}
-
-Judge only against the contexts; do not use prior knowledge. Return JSON only.
-
-Contexts:
-{contexts}
-
-Actual Output:
-{actual_output}
-
-JSON:"""
 
 RELATIVE_SYSTEM = "You are a careful, unbiased judge."
 # Paper, Appendix B ("Relative judgment prompt template").
@@ -93,52 +59,151 @@ B>>>
 """
 
 
+@functools.cache
 def template_id(protocol: str) -> str:
-    """A digest of what a protocol asks: a changed prompt is a new verdict, never a cached one."""
-    text = {"absolute": ABSOLUTE_TEMPLATE, "relative": RELATIVE_SYSTEM + "\0" + RELATIVE_TEMPLATE}[protocol]
+    """A digest of what a protocol asks: a changed prompt is a new verdict, never a cached one.
+
+    The absolute prompt's text is DeepEval's, as the installed deepeval renders it for placeholder inputs:
+    a deepeval whose template reads differently asks under another id."""
+    if protocol == "absolute":
+        text = absolute_messages("{context}", "{actual_output}")[-1]["content"]
+    else:
+        text = RELATIVE_SYSTEM + "\0" + RELATIVE_TEMPLATE
     return f"{protocol}-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-# --- absolute ------------------------------------------------------------------------------------
+# --- absolute: DeepEval's HallucinationMetric ----------------------------------------------------
+
+# Set wherever deepeval is imported: no telemetry and no .env file read, whatever the environment says;
+# the hub offline unless the environment says otherwise (as `expertlab` sets it).
+DEEPEVAL_ENVIRONMENT = {"DEEPEVAL_TELEMETRY_OPT_OUT": "1", "DEEPEVAL_DISABLE_DOTENV": "1"}
+HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0", "HF_EVALUATE_OFFLINE": "1"}
+_IMPORTING = threading.Lock()
+
+
+@functools.cache
+def _deepeval_once() -> SimpleNamespace:
+    os.environ.update(DEEPEVAL_ENVIRONMENT)
+    for name, value in HUB_OFFLINE.items():
+        os.environ.setdefault(name, value)
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="expertlab-deepeval-") as scratch:
+        os.chdir(scratch)  # deepeval may create .deepeval/ in the working directory as it is imported
+        try:
+            from deepeval.metrics.base_metric import YES_NO
+            from deepeval.metrics.hallucination import HallucinationMetric, HallucinationTemplate
+            from deepeval.metrics.hallucination.schema import HallucinationVerdict
+            from deepeval.metrics.utils import trimAndLoadJson, verdict_from_json
+            from deepeval.models import DeepEvalBaseLLM
+        except ImportError as err:
+            raise ExpertlabError(
+                f"the absolute protocol is DeepEval's HallucinationMetric, and deepeval cannot be imported ({err}): "
+                "run `make setup`, which installs requirements-deepeval.lock"
+            ) from None
+        finally:
+            os.chdir(here)
+
+    class AsksNothing(DeepEvalBaseLLM):  # type: ignore[misc, valid-type]
+        """The metric's model slot: expertlab's chat client asks the judge, so the metric itself never does."""
+
+        def load_model(self) -> None:
+            return None
+
+        def generate(self, *args: Any, **kwargs: Any) -> str:
+            raise RuntimeError("expertlab asks the judge through its own client, never through DeepEval")
+
+        async def a_generate(self, *args: Any, **kwargs: Any) -> str:
+            return self.generate()
+
+        def get_model_name(self) -> str:
+            return "expertlab judge"
+
+    return SimpleNamespace(
+        Metric=HallucinationMetric,
+        Template=HallucinationTemplate,
+        Verdict=HallucinationVerdict,
+        allowed=YES_NO,
+        load_json=trimAndLoadJson,
+        verdict_from_json=verdict_from_json,
+        asks_nothing=AsksNothing,
+    )
+
+
+def deepeval() -> SimpleNamespace:
+    """What the absolute protocol takes from the installed deepeval, imported once, on first use."""
+    with _IMPORTING:
+        return _deepeval_once()
+
+
+def hallucination_metric(threshold: float) -> Any:
+    """DeepEval's HallucinationMetric as expertlab runs it: the LLM decides (eval mode 'llm', whatever
+    DEEPEVAL_EVAL_MODE says), no reason is asked, and the answers come from expertlab's client."""
+    de = deepeval()
+    with warnings.catch_warnings():
+        # its notice that 4.2 flipped the score direction: the label here follows the metric's own pass rule
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return de.Metric(
+            threshold=threshold, model=de.asks_nothing(), eval_mode="llm", include_reason=False, async_mode=False
+        )
+
+
+def absolute_messages(document: str, output: str) -> list[dict[str, str]]:
+    """DeepEval's verdict prompt for the output against the document, rendered with the arguments its
+    measure() passes, as the one user message its OpenAI model sends."""
+    contexts = [document]
+    prompt = deepeval().Template.generate_verdicts(
+        actual_output=output, contexts=contexts, contexts_count=len(contexts)
+    )
+    return [{"role": "user", "content": prompt}]
 
 
 @dataclass(frozen=True)
 class AbsoluteAnswer:
-    verdicts: tuple[tuple[str, str], ...]  # (verdict "yes" | "no", reason) per context
+    """A judge's verdicts, one DeepEval HallucinationVerdict per context, scored by the metric's own code."""
 
-    @property
-    def score(self) -> float:
-        """DeepEval's hallucination score: the share of contexts the output disagrees with."""
-        return sum(verdict == "no" for verdict, _ in self.verdicts) / len(self.verdicts)
+    verdicts: tuple[Any, ...]
+
+    def judged(self, threshold: float) -> tuple[float, bool]:
+        """(score, success) as HallucinationMetric.measure() computes them from these verdicts."""
+        metric = hallucination_metric(threshold)
+        metric.verdicts = list(self.verdicts)
+        metric.score = metric._calculate_score()
+        return metric.score, metric.is_successful()
 
     def label(self, threshold: float) -> str:
-        return "hallucinated" if self.score > threshold else "faithful"
+        return "faithful" if self.judged(threshold)[1] else "hallucinated"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"verdicts": [{"verdict": v, "reason": r} for v, r in self.verdicts], "score": self.score}
-
-
-def absolute_messages(document: str, output: str) -> list[dict[str, str]]:
-    contexts = [document]
-    listed = "\n".join(f"{number}. {context}" for number, context in enumerate(contexts, start=1))
-    return [{"role": "user", "content": ABSOLUTE_TEMPLATE.format(contexts=listed, actual_output=output)}]
+    def to_json(self, threshold: float) -> dict[str, Any]:
+        score, success = self.judged(threshold)
+        verdicts = [{"verdict": v.verdict.value, "reason": v.reason} for v in self.verdicts]
+        return {"verdicts": verdicts, "score": score, "threshold": threshold, "success": success}
 
 
-def validate_absolute(payload: Any, contexts: int = 1) -> AbsoluteAnswer:
-    """The verdicts of an answer; ValueError unless it is exactly one 'yes'/'no' verdict per context."""
-    if not isinstance(payload, Mapping) or not isinstance(payload.get("verdicts"), list):
+def read_absolute(text: str, contexts: int = 1) -> AbsoluteAnswer:
+    """DeepEval's reading of an answer (its JSON extraction, verdict vocabulary and schema); ValueError
+    unless that gives exactly one verdict per context."""
+    de = deepeval()
+    try:
+        data = de.load_json(text)
+    except ValueError as err:
+        raise ValueError(f"no JSON object in the answer ({err})") from None
+    entries = data.get("verdicts") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
         raise ValueError("expected a JSON object with a list under 'verdicts'")
-    verdicts = payload["verdicts"]
+    verdicts = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"each verdict must be an object with 'verdict' and 'reason', got {entry!r}")
+        try:
+            verdict = de.verdict_from_json(entry, de.Verdict, de.allowed)
+        except ValueError as err:  # pydantic's ValidationError: no 'reason' string
+            raise ValueError(f"each verdict needs a 'reason' string, got {entry!r}") from err
+        if verdict is None:  # DeepEval would drop it and score the rest
+            raise ValueError(f"a verdict must be 'yes' or 'no', got {entry.get('verdict')!r}")
+        verdicts.append(verdict)
     if len(verdicts) != contexts:
         raise ValueError(f"expected {contexts} verdict(s), one per context, got {len(verdicts)}")
-    parsed = []
-    for entry in verdicts:
-        verdict = entry.get("verdict") if isinstance(entry, Mapping) else None
-        if not isinstance(verdict, str) or verdict.strip().lower() not in ("yes", "no"):
-            raise ValueError(f"a verdict must be 'yes' or 'no', got {verdict!r}")
-        reason = entry.get("reason")
-        parsed.append((verdict.strip().lower(), reason if isinstance(reason, str) else ""))
-    return AbsoluteAnswer(tuple(parsed))
+    return AbsoluteAnswer(tuple(verdicts))
 
 
 # --- relative ------------------------------------------------------------------------------------
@@ -167,6 +232,11 @@ def validate_relative(payload: Any) -> dict[str, Side]:
             raise ValueError(f"{question} must be 'A' or 'B', got {value!r}")
         answers[question] = side  # type: ignore[assignment]
     return answers
+
+
+def read_relative(text: str) -> dict[str, Side]:
+    """The four answers of an answer's JSON (a ```json fence tolerated); ValueError otherwise."""
+    return validate_relative(parse_json_answer(text))
 
 
 def resolve(answers: Mapping[str, Side], order: Order) -> dict[str, Named]:
