@@ -51,6 +51,13 @@ class Strict(BaseModel):
         return value
 
 
+def _ratios_inside(value: list[float]) -> list[float]:
+    for ratio in value:
+        if not 0 < ratio < 1:
+            raise ValueError(f"ratio {ratio} is outside (0, 1)")
+    return value
+
+
 def _known(registry: Registry, names: list[str]) -> list[str]:
     for name in names:
         if name not in registry:
@@ -68,6 +75,32 @@ class QuantizeGrid(Strict):
     ratios: list[float]
 
 
+class CompareGrid(Strict):
+    """More pruned variants beside the grid, under calibrations the grid does not use: for every seed, each of
+    these models x calibrations x criteria x ratios (the study's Table 2 also prunes with EASY-EP at 50% and 75%
+    under its dual-domain calibration, to compare it with the biomedical one)."""
+
+    # required, even when empty: dvc.yaml interpolates each list
+    models: list[str]
+    calibrations: list[str]
+    criteria: list[str]
+    ratios: list[float]
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria(cls, value: list[str]) -> list[str]:
+        return _known(CRITERIA, value)
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, value: list[float]) -> list[float]:
+        return _ratios_inside(value)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.models and self.calibrations and self.criteria and self.ratios)
+
+
 class Study(Strict):
     """The grid: every combination is one variant."""
 
@@ -78,6 +111,7 @@ class Study(Strict):
     ratios: list[float] = Field(min_length=1)
     # Task groups: one generate and one score stage instance per (variant, group).
     tasks: dict[str, list[str]] = Field(min_length=1)
+    compare: CompareGrid  # required: dvc.yaml interpolates its lists
     quantize: QuantizeGrid  # required: dvc.yaml interpolates its lists
 
     @field_validator("criteria")
@@ -123,10 +157,14 @@ class Study(Strict):
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, value: list[float]) -> list[float]:
-        for ratio in value:
-            if not 0 < ratio < 1:
-                raise ValueError(f"ratio {ratio} is outside (0, 1)")
-        return value
+        return _ratios_inside(value)
+
+    def pruning_grid(self, calibration: str | None) -> tuple[list[str], list[float]]:
+        """The criteria and ratios a calibration's runs are pruned with: study.compare's for its calibrations,
+        else the grid's."""
+        if calibration in self.compare.calibrations:
+            return self.compare.criteria, self.compare.ratios
+        return self.criteria, self.ratios
 
     @field_validator("seeds")
     @classmethod
@@ -473,13 +511,24 @@ class Params(Strict):
     def _calibrations(self) -> None:
         """study.calibrations name sets or combined calibrations; parts are sets; every set is used (each is observed)."""
         defined = [*self.calibrations, *self.combined_calibrations]
-        for name in self.study.calibrations:
-            if name not in defined:
-                raise ValueError(
-                    f"study.calibrations: {name!r} has no entry under calibrations or combined_calibrations "
-                    f"(defined: {', '.join(defined) or 'none'})"
-                )
-        used = set(self.study.calibrations)
+        compare = self.study.compare
+        for key, names in (("study.calibrations", self.study.calibrations), ("study.compare.calibrations", compare.calibrations)):
+            for name in names:
+                if name not in defined:
+                    raise ValueError(
+                        f"{key}: {name!r} has no entry under calibrations or combined_calibrations "
+                        f"(defined: {', '.join(defined) or 'none'})"
+                    )
+        for name in compare.calibrations:
+            if name in self.study.calibrations:
+                raise ValueError(f"study.compare.calibrations: {name!r} is in study.calibrations already (its grid prunes it)")
+        for name in compare.models:
+            if name not in self.study.models:
+                raise ValueError(f"study.compare.models: {name!r} is not in study.models")
+        if not compare.empty or any((compare.models, compare.calibrations, compare.criteria, compare.ratios)):
+            if compare.empty:
+                raise ValueError("study.compare: give models, calibrations, criteria and ratios, or leave all four empty")
+        used = set(self.study.calibrations) | set(compare.calibrations)
         for name, combined in self.combined_calibrations.items():
             if name in self.calibrations:
                 raise ValueError(f"combined_calibrations.{name}: the name is also a calibration set under calibrations")
@@ -494,7 +543,8 @@ class Params(Strict):
         for name in self.calibrations:
             if name not in used:
                 raise ValueError(
-                    f"calibrations.{name}: used by no study.calibrations entry or part of one; every calibration "
+                    f"calibrations.{name}: used by no study.calibrations or study.compare.calibrations entry or part of "
+                    "one; every calibration "
                     "set is drawn and observed, so remove it or list it"
                 )
 
@@ -524,11 +574,14 @@ class Params(Strict):
 
     def check_ratios(self, model: str, num_experts: int, top_k: int) -> None:
         """Every pruning ratio leaves a model of these counts routable, or an error naming the ratio."""
-        for ratio in self.study.ratios:
+        ratios = [("study.ratios", ratio) for ratio in self.study.ratios]
+        if model in self.study.compare.models:
+            ratios += [("study.compare.ratios", ratio) for ratio in self.study.compare.ratios]
+        for key, ratio in ratios:
             try:
                 resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
             except ValueError as err:
-                raise ValueError(f"study.ratios: model {model!r}: {err}") from None
+                raise ValueError(f"{key}: model {model!r}: {err}") from None
 
 
 class ParamsError(ValueError):

@@ -50,14 +50,15 @@ def grid_summary(params: Params) -> str:
     observations = len(study.models) * len(params.calibrations) * len(study.seeds)
     runs = len(study.models) * len(study.calibrations) * len(study.seeds)
     variants = runs * len(study.criteria) * len(study.ratios)
-    grid = study.quantize
+    grid, compare = study.quantize, study.compare
     quantized = runs * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
-    combined = [name for name in study.calibrations if name in params.combined_calibrations]
+    compared = len(compare.models) * len(compare.calibrations) * len(study.seeds) * len(compare.criteria) * len(compare.ratios)
+    combined = [name for name in (*study.calibrations, *compare.calibrations) if name in params.combined_calibrations]
     return (
-        f"{len(study.models)} model(s), {len(study.calibrations)} calibration(s)"
-        + (f" ({len(combined)} combined)" if combined else "")
-        + ", "
+        f"{len(study.models)} model(s), {len(study.calibrations)} calibration(s), "
         f"{len(study.seeds)} seed(s), {len(study.criteria)} criteria, {len(study.ratios)} ratio(s), "
         f"{len(study.task_names)} task(s) in {len(study.tasks)} group(s): {observations} observation(s), {variants} pruned variant(s)"
+        + (f", {compared} more under {', '.join(compare.calibrations)} (study.compare)" if compared else "")
         + (f", {quantized} of them also quantized ({', '.join(grid.schemes)})" if quantized else "")
+        + (f"; combined calibrations: {', '.join(combined)}" if combined else "")
     )

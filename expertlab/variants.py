@@ -111,7 +111,8 @@ class Variant(BaseModel):
 
 
 def study_variants(study: Study) -> list[Variant]:
-    """The grid expanded: every source model, every pruned variant, every quantized one, in that order."""
+    """The grid expanded: every source model, every pruned variant (the grid's, then study.compare's), every
+    quantized one, in that order."""
     sources = [Variant(model=model) for model in study.models]
     runs = [(model, cal, seed) for model in study.models for cal in study.calibrations for seed in study.seeds]
     pruned = [
@@ -119,6 +120,15 @@ def study_variants(study: Study) -> list[Variant]:
         for model, cal, seed in runs
         for criterion in study.criteria
         for ratio in study.ratios
+    ]
+    compare = study.compare
+    compared = [
+        Variant(model=model, calibration=cal, seed=seed, criterion=criterion, ratio=ratio)
+        for model in compare.models
+        for cal in compare.calibrations
+        for seed in study.seeds
+        for criterion in compare.criteria
+        for ratio in compare.ratios
     ]
     grid = study.quantize
     quantized = [
@@ -128,7 +138,7 @@ def study_variants(study: Study) -> list[Variant]:
         for ratio in grid.ratios
         for scheme in grid.schemes
     ]
-    return sources + pruned + quantized
+    return sources + pruned + compared + quantized
 
 
 def find_variant(study: Study, variant_id: str) -> Variant:

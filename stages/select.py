@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run", metavar="MODEL/CALIBRATION/SEED", help="with --study-observations: the run to select for")
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--criteria", help="comma-separated criteria (default: study.criteria, else all)")
-    parser.add_argument("--ratios", type=lambda text: [float(x) for x in text.split(",") if x], help="comma-separated pruning ratios (default: study.ratios)")
+    parser.add_argument("--criteria", help="comma-separated criteria (default: study.criteria, or study.compare's for its calibrations; else all)")
+    parser.add_argument("--ratios", type=lambda text: [float(x) for x in text.split(",") if x], help="comma-separated pruning ratios (default: study.ratios, or study.compare's)")
     parser.add_argument("--seed", type=int, help="seed of the random criterion (default: the calibration seed)")
     parser.add_argument("--allow-top-k-reduction", action="store_true", default=None, help="route with top-k = kept experts when a ratio keeps fewer than top-k")
     add_params_argument(parser)
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from expertlab.selection import select_observation
 
     params = load_optional_params(args)
-    criteria = args.criteria.split(",") if args.criteria else (params.study.criteria if params else CRITERIA.names())
-    ratios = args.ratios or (params.study.ratios if params else [])
-    allow = section(params, "select", allow_top_k_reduction=args.allow_top_k_reduction).allow_top_k_reduction
     observations, calibration = observations_to_select(args, params)
+    grid = params.study.pruning_grid(calibration) if params else (CRITERIA.names(), [])
+    criteria, ratios = args.criteria.split(",") if args.criteria else grid[0], args.ratios or grid[1]
+    allow = section(params, "select", allow_top_k_reduction=args.allow_top_k_reduction).allow_top_k_reduction
     meta = select_observation(observations, args.out, criteria, ratios, args.seed, allow, calibration)
     print(f"select: {len(meta.masks)} masks ({len(criteria)} criteria x {len(ratios)} ratios) -> {args.out}")
     return 0

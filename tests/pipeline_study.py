@@ -25,6 +25,7 @@ MICRO = {
         "criteria": ["random", "reap"],
         "ratios": [0.5],
         "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "trial_summary"]},
+        "compare": {"models": [], "calibrations": [], "criteria": [], "ratios": []},
         "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},

@@ -49,6 +49,9 @@ def expected() -> dict[str, set[str]]:
                 paths[str(layout.observation_dir(model, calibration, seed))] = {str(layout.model_dir(model)), data}
             for calibration in study.calibrations:
                 paths[str(layout.selection_dir(model, calibration, seed))] = {str(layout.model_observations(model))}
+            if model in study.compare.models:
+                for calibration in study.compare.calibrations:
+                    paths[str(layout.selection_dir(model, calibration, seed))] = {str(layout.model_observations(model))}
     for variant in study_variants(study):
         checkpoint = str(layout.checkpoint_dir(variant))
         if variant.kind == "pruned":
@@ -76,10 +79,13 @@ def test_the_grid_expands_to_one_record_per_variant_with_the_ids_the_store_keys_
     study = load_params(ROOT / "params.yaml").study
     variants = study_variants(study)
     runs = len(study.models) * len(study.calibrations) * len(study.seeds)
-    grid = study.quantize
-    assert len(variants) == len(study.models) + runs * (
+    grid, compare = study.quantize, study.compare
+    compared = len(compare.models) * len(compare.calibrations) * len(study.seeds) * len(compare.criteria) * len(compare.ratios)
+    assert compared == 1 * 1 * 3 * 1 * 2  # the default study: dual-calibrated easy_ep at 0.5 and 0.75, three seeds
+    assert len(variants) == len(study.models) + compared + runs * (
         len(study.criteria) * len(study.ratios) + len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
     )
+    assert find_variant(study, "toy:dual:2:easy_ep:0.75").kind == "pruned"
     assert len({variant.id for variant in variants}) == len(variants)
     quantized = find_variant(study, "toy:biomed:0:easy_ep:0.5:gptq-w4a16")
     assert quantized.kind == "quantized" and quantized.pruned.id == "toy:biomed:0:easy_ep:0.5"
