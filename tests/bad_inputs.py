@@ -88,12 +88,12 @@ CASES: list[BadInput] = [
     BadInput("select of a run without its seed", ["select", "--study-observations", ".", "--run", "model/biomed",
              "--params", "params.yaml", "--out", "m"], "--study-observations takes --run MODEL/CALIBRATION/SEED"),
     BadInput("select of a calibration the study does not define", ["select", "--study-observations", ".", "--run",
-             "model/dual/0", "--params", "params.yaml", "--out", "m"], "'dual' is no calibration of the params"),
+             "model/triple/0", "--params", "params.yaml", "--out", "m"], "'triple' is no calibration of the params"),
     BadInput("select of several observations unnamed", ["select", "obs", "obs", "--ratios", "0.5", "--out", "m"],
              "several observations make a combined calibration: name it"),
     # calibrate: the source of a calibration set
     BadInput("calibrate an undefined set", ["calibrate", "--calibration", "medinst", "--out", "c"],
-             "calibrations: no calibration set 'medinst' (defined: biomed)"),
+             "calibrations: no calibration set 'medinst' (defined: biomed, general)"),
     BadInput("calibrate from a missing local copy", ["calibrate", "--params", "medinst.yaml", "--calibration", "biomed",
              "--out", "c"], "calibration 'biomed' (source medinst): nothing at data/sources/medinst; expected MedINST32's training "
              "files as released (unseen_train_100k/*.json",

@@ -148,11 +148,19 @@ def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
         calibrations={"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 8}, "general": general},
         combined_calibrations={"dual": {"parts": ["biomed", "general"]}},
     )
-    params["study"]["calibrations"] = ["biomed", "dual"]
-    parsed = parse_params(params)
+    parsed = parse_params(params)  # the default study: dual under study.compare
     assert parsed.calibration_parts("dual") == ["biomed", "general"] and parsed.calibration_parts("biomed") == ["biomed"]
+    assert parsed.study.pruning_grid("dual") == (["easy_ep"], [0.5, 0.75])
+    assert parsed.study.pruning_grid("biomed") == (parsed.study.criteria, parsed.study.ratios)
+    params["study"]["calibrations"] = ["biomed", "dual"]
+    with pytest.raises(ValueError, match="study.compare.calibrations: 'dual' is in study.calibrations already"):
+        parse_params(params)
     params["study"]["calibrations"] = ["biomed"]
-    with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations entry or part of one"):
+    params["study"]["compare"] = {"models": [], "calibrations": [], "criteria": [], "ratios": []}
+    with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations or study.compare.calibrations"):
+        parse_params(params)
+    params["study"]["compare"] = {"models": ["toy"], "calibrations": ["dual"], "criteria": [], "ratios": [0.5]}
+    with pytest.raises(ValueError, match="study.compare: give models, calibrations, criteria and ratios, or leave all four empty"):
         parse_params(params)
 
 
