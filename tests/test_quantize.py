@@ -23,15 +23,18 @@ def test_symmetric_grid_by_hand() -> None:
     so -0.3 -> -3 and 0.1 -> 1 exactly, 0.75 -> round(7.5) = 8 (half to even) clamped to 7 -> 0.7."""
     w = torch.tensor([[0.75, -0.3, 0.1, 0.0]], dtype=F64)
     q = round_to_nearest(w, Grid(bits=4, group_size=None, symmetric=True))
-    assert q[0].tolist() == pytest.approx([0.7, -0.3, 0.1, 0.0])
+    assert q.codes.tolist() == [[7, -3, 1, 0]] and q.zeros.tolist() == [[0]]
+    assert q.scales[0].tolist() == pytest.approx([0.1])
+    assert q.dequantize()[0].tolist() == pytest.approx([0.7, -0.3, 0.1, 0.0])
 
 
 def test_asymmetric_grid_by_hand() -> None:
-    """4 bits, asymmetric: integers 0..15 spanning [min, max] (0 always inside): [-0.5, 1.0] -> scale 0.1,
-    zero point 5; 0.33 -> 3 + 5 = 8 -> 0.3; 0.0 stays exactly 0."""
+    """4 bits, asymmetric: integers -8..7 spanning [min, max] (0 always inside): [-0.5, 1.0] -> scale 0.1,
+    zero point -8 - round(-0.5 / 0.1) = -3; 0.33 -> 3 - 3 = 0 -> 0.3; 0.0 -> -3, exactly 0 again."""
     w = torch.tensor([[-0.5, 1.0, 0.33, 0.0]], dtype=F64)
     q = round_to_nearest(w, Grid(bits=4, group_size=None, symmetric=False))
-    assert q[0].tolist() == pytest.approx([-0.5, 1.0, 0.3, 0.0])
+    assert q.codes.tolist() == [[-8, 7, 0, -3]] and q.zeros.tolist() == [[-3]]
+    assert q.dequantize()[0].tolist() == pytest.approx([-0.5, 1.0, 0.3, 0.0])
 
 
 def test_groups_have_their_own_scales() -> None:
@@ -39,8 +42,9 @@ def test_groups_have_their_own_scales() -> None:
     0.011 / 0.004 = 2.75 -> 3): the small group keeps its detail."""
     w = torch.tensor([[1.5, 0.2, 0.03, 0.011]], dtype=F64)
     grouped = round_to_nearest(w, Grid(bits=4, group_size=2))
-    assert grouped[0].tolist() == pytest.approx([1.4, 0.2, 0.028, 0.012])
-    per_row = round_to_nearest(w, Grid(bits=4, group_size=None))
+    assert grouped.scales[0].tolist() == pytest.approx([0.2, 0.004]) and grouped.codes.tolist() == [[7, 1, 7, 3]]
+    assert grouped.dequantize()[0].tolist() == pytest.approx([1.4, 0.2, 0.028, 0.012])
+    per_row = round_to_nearest(w, Grid(bits=4, group_size=None)).dequantize()
     assert per_row[0, 2:].tolist() == [0.0, 0.0]  # scale 0.2: both round to 0
 
 
@@ -52,21 +56,21 @@ def test_gptq_compensates_the_next_column_by_the_hessian() -> None:
     w = torch.tensor([[0.72, 0.31]], dtype=F64)
     h = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=F64)
     grid = Grid(bits=4, group_size=None)
-    assert gptq(w, h, grid, damp=0)[0].tolist() == pytest.approx([0.672, 0.288])
+    assert gptq(w, h, grid, damp=0).dequantize()[0].tolist() == pytest.approx([0.672, 0.288])
     # a larger error moves q2 one step: W = [0.72, 0.33] -> w2 + 0.024 = 0.354 -> 3.6875 -> 4 -> 0.384,
     # where plain rounding gives 0.33 / 0.096 = 3.44 -> 3 -> 0.288
     w = torch.tensor([[0.72, 0.33]], dtype=F64)
-    assert gptq(w, h, grid, damp=0)[0].tolist() == pytest.approx([0.672, 0.384])
-    assert round_to_nearest(w, grid)[0].tolist() == pytest.approx([0.672, 0.288])
-    assert output_error(w, gptq(w, h, grid, damp=0), h) < output_error(w, round_to_nearest(w, grid), h)
+    assert gptq(w, h, grid, damp=0).dequantize()[0].tolist() == pytest.approx([0.672, 0.384])
+    assert round_to_nearest(w, grid).dequantize()[0].tolist() == pytest.approx([0.672, 0.288])
+    assert output_error(w, gptq(w, h, grid, damp=0).dequantize(), h) < output_error(w, round_to_nearest(w, grid).dequantize(), h)
 
 
 def test_gptq_without_correlation_is_round_to_nearest() -> None:
     """H proportional to the identity (uncorrelated inputs) leaves nothing to compensate; so does no Hessian."""
     w = torch.randn(8, 32, generator=torch.Generator().manual_seed(0))
     grid = Grid(bits=4, group_size=8)
-    assert torch.equal(gptq(w, 3 * torch.eye(32), grid), round_to_nearest(w, grid))
-    assert torch.equal(gptq(w, None, grid), round_to_nearest(w, grid))
+    assert torch.equal(gptq(w, 3 * torch.eye(32), grid).dequantize(), round_to_nearest(w, grid).dequantize())
+    assert torch.equal(gptq(w, None, grid).dequantize(), round_to_nearest(w, grid).dequantize())
 
 
 def test_gptq_lowers_the_output_error_on_correlated_inputs_and_block_size_does_not_matter() -> None:
@@ -75,10 +79,10 @@ def test_gptq_lowers_the_output_error_on_correlated_inputs_and_block_size_does_n
     w = torch.randn(16, 64, generator=g)
     h = x.T @ x
     for grid in (Grid(4, 16), Grid(4, None), Grid(3, 32, symmetric=False)):
-        q = gptq(w, h, grid)
-        assert output_error(w, q, h) < 0.7 * output_error(w, round_to_nearest(w, grid), h)
+        q = gptq(w, h, grid).dequantize()
+        assert output_error(w, q, h) < 0.7 * output_error(w, round_to_nearest(w, grid).dequantize(), h)
         # the lazy block updates are exact: any block size gives the same weights
-        assert torch.allclose(gptq(w, h, grid, block_size=16), q, atol=1e-6)
+        assert torch.allclose(gptq(w, h, grid, block_size=16).dequantize(), q, atol=1e-6)
         # every (row, group) holds at most 2^bits levels
         size = grid.group_size or 64
         for start in range(0, 64, size):
@@ -89,7 +93,7 @@ def test_unseen_inputs_and_bad_hessians() -> None:
     """An input never seen (zero Hessian row) leaves its column to plain rounding; a wrong shape is refused."""
     w = torch.tensor([[0.72, 0.33]], dtype=F64)
     h = torch.tensor([[2.0, 0.0], [0.0, 0.0]], dtype=F64)
-    assert torch.equal(gptq(w, h, Grid(4, None)), round_to_nearest(w, Grid(4, None)))
+    assert torch.equal(gptq(w, h, Grid(4, None)).dequantize(), round_to_nearest(w, Grid(4, None)).dequantize())
     with pytest.raises(ValueError, match="does not fit a weight with 2 input columns"):
         gptq(w, torch.eye(3), Grid())
     with pytest.raises(ValueError, match="bits must lie in"):
