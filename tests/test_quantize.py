@@ -1,5 +1,5 @@
 """Weight quantization: GPTQ against hand-computed compensation, the grid, whole-model GPTQ on tiny
-models of every fused-SwiGLU family, and the quantize stage."""
+models of every fused-SwiGLU family, the pack-quantized checkpoint transformers loads, and the quantize stage."""
 
 from __future__ import annotations
 

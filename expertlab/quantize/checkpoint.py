@@ -1,4 +1,4 @@
-"""Pruned checkpoint dir + calibration JSONL -> a weight-quantized checkpoint dir (a quantized variant).
+"""Pruned checkpoint dir + calibration JSONL -> a weight-quantized, pack-quantized checkpoint dir (a quantized variant).
 
 The quantized variant's record is the pruned one's with the scheme added; the scheme, its spec and the
 per-tensor errors are recorded beside it (expertlab_quantization.json).
