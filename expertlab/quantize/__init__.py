@@ -10,8 +10,8 @@ from collections.abc import Iterable
 # Checkpoints are written pack-quantized (expertlab.quantize.packed), and transformers' loader of packed
 # MoE experts (its compressed-tensors DecompressExperts) reads no zero points.
 ASYMMETRIC_REFUSED = (
-    "symmetric: false is not supported: quantized checkpoints are written pack-quantized, and transformers' "
-    "compressed-tensors loader reads no zero points for MoE experts"
+    "an asymmetric grid (symmetric: false) is not supported: quantized checkpoints are written pack-quantized, and "
+    "transformers' compressed-tensors loader reads no zero points for MoE experts"
 )
 
 
