@@ -240,12 +240,12 @@ def test_scales_are_values_of_the_weights_dtype() -> None:
     assert torch.equal(q.dequantize(), (q.codes.to(F64) * q.scales.repeat_interleave(8, dim=1)).to(torch.bfloat16))
 
 
-def _packed(model, directory: Path, scheme: Scheme) -> list:  # noqa: ANN001
+def _packed(model, directory: Path, scheme: Scheme, **save) -> list:  # noqa: ANN001, ANN003
     """`model` quantized in place, saved and packed as the quantize stage does; its records."""
     from expertlab.quantize.packed import pack_checkpoint
 
     done = quantize_model(model, _batches(), scheme, progress=False)
-    model.save_pretrained(directory)
+    model.save_pretrained(directory, **save)
     pack_checkpoint(model, done, scheme.grid, directory)
     return done
 
@@ -292,6 +292,27 @@ def test_transformers_loads_the_packed_checkpoint_as_the_dequantized_model(
     assert ours.keys() <= theirs.keys()
     assert {name.rsplit(".", 1)[1] for name in theirs.keys() - ours.keys()} == {"weight_scale", "weight_shape"}
     assert not [name for name in ours if not torch.equal(ours[name], theirs[name])]
+
+
+def test_a_sharded_checkpoint_is_packed_shard_by_shard(tmp_path: Path) -> None:
+    """Each packed tensor lands in its weight's shard and the index names it; transformers loads the result."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    model = build("qwen3_moe")
+    _packed(model, tmp_path, Scheme(grid=Grid(4, 8)), max_shard_size="20KB")
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    shards = set(index["weight_map"].values())
+    assert len(shards) > 1
+    for shard in shards:
+        with safe_open(tmp_path / shard, "pt") as fh:
+            assert {key for key, name in index["weight_map"].items() if name == shard} == set(fh.keys())
+    assert "model.layers.1.mlp.experts.7.up_proj.weight_packed" in index["weight_map"]
+    assert not [key for key in index["weight_map"] if ".experts." in key and key.endswith(".weight")]
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = _batches()[0][0]
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, loaded(input_ids=ids).logits)
 
 
 def test_the_config_describes_the_checkpoint_and_the_ignore_list_is_kept_in_full_precision(tmp_path: Path) -> None:

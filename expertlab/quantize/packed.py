@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from expertlab.quantize.gptq import Grid
     from expertlab.quantize.model import QuantizedTensor
 
-FORMAT = "pack-quantized"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
@@ -58,6 +57,7 @@ def group_strategy(grid: Grid, widths: Mapping[str, int]) -> tuple[str, int | No
 
 def quantization_config(grid: Grid, strategy: str, group_size: int | None, ignore: Sequence[str]) -> QuantizationConfig:
     """compressed-tensors' description of the checkpoint: one W4A16-like group on every Linear layer but `ignore`."""
+    from compressed_tensors.config import CompressionFormat
     from compressed_tensors.quantization import (
         QuantizationArgs,
         QuantizationConfig,
@@ -68,9 +68,10 @@ def quantization_config(grid: Grid, strategy: str, group_size: int | None, ignor
     weights = QuantizationArgs(
         num_bits=grid.bits, type="int", symmetric=grid.symmetric, strategy=strategy, group_size=group_size, dynamic=False
     )
-    scheme = QuantizationScheme(targets=["Linear"], weights=weights, format=FORMAT)
+    packed = CompressionFormat.pack_quantized.value
+    scheme = QuantizationScheme(targets=["Linear"], weights=weights, format=packed)
     return QuantizationConfig(
-        config_groups={"group_0": scheme}, format=FORMAT, quantization_status=QuantizationStatus.COMPRESSED,
+        config_groups={"group_0": scheme}, format=packed, quantization_status=QuantizationStatus.COMPRESSED,
         ignore=list(ignore),
     )
 
