@@ -9,7 +9,7 @@ SHELL := /bin/bash
 # pip's own progress, without the warnings some package indexes print for every package
 pip_install = $(BIN)/python -m pip install $(1) 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup run test bench reliability clean
+.PHONY: setup setup-gpu run test bench reliability clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,13 @@ $(VENV)/.installed: requirements.lock requirements-deepeval.lock pyproject.toml
 	@touch $@
 	@echo "setup: done"
 
+# A GPU machine (Linux x86_64, Python 3.11): vLLM and the CUDA torch it pins, from requirements-gpu.lock
+# (scripts/lock_gpu.py writes it); never part of CI or `make test`.
+setup-gpu:
+	$(PYTHON) -m venv $(VENV)
+	$(call pip_install,-r requirements-gpu.lock)
+	$(call pip_install,--no-deps -e .)
+
 run: setup
 	$(BIN)/expertlab run
 
@@ -41,6 +48,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py
 	$(BIN)/python benchmarks/observe_memory.py
+	$(BIN)/python benchmarks/packed_size.py
 
 # bad inputs, params mutations, kill -9s, concurrent ingests and judges, judge faults: counted (README, Reliability)
 reliability: setup

@@ -389,10 +389,19 @@ class QuantizationSpec(Strict):
     method: Literal["gptq", "rtn"] = "gptq"  # rtn: round to nearest, no error compensation
     bits: int = Field(default=4, ge=2, le=8)
     group_size: int | None = Field(default=128, ge=1)  # input columns sharing a scale; null: one per row
-    symmetric: bool = True
+    symmetric: bool = True  # integers -8..7, no zero point (the only grid a packed MoE checkpoint loads with)
     damp: float = Field(default=0.01, ge=0)  # GPTQ: fraction of the mean Hessian diagonal added to it
     block_size: int = Field(default=128, ge=1)  # GPTQ: columns whose compensation is applied together
     ignore: list[str] = []  # regular expressions matched in full against module names: kept in full precision
+
+    @field_validator("symmetric")
+    @classmethod
+    def _symmetric(cls, value: bool) -> bool:
+        from expertlab.quantize import ASYMMETRIC_REFUSED
+
+        if not value:
+            raise ValueError(ASYMMETRIC_REFUSED)
+        return value
 
     @field_validator("ignore")
     @classmethod

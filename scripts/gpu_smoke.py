@@ -7,7 +7,8 @@ the pruned directory, and report whether vLLM loaded it, generated, and how many
 agree with transformers. `--no-vllm` runs everything but vLLM (the CPU part is
 tested in tests/test_scripts.py so this script cannot rot).
 
-    python scripts/gpu_smoke.py --out /tmp/smoke            # on a GPU machine with vllm installed
+    make setup-gpu                                          # on a GPU machine: requirements-gpu.lock (vLLM, CUDA torch)
+    .venv/bin/python scripts/gpu_smoke.py --out /tmp/smoke
 """
 
 from __future__ import annotations

@@ -181,6 +181,7 @@ def test_llm_judges_read_their_key_from_a_provider_variable_unless_told_otherwis
         ("quantization.gptq-w4a16.method", "awq", "quantization.gptq-w4a16.method: Input should be 'gptq' or 'rtn'"),
         ("quantization.gptq-w4a16.ignore", ["(unclosed"], "'(unclosed' is not a regular expression"),
         ("quantization.gptq-w4a16.groupsize", 64, "quantization.gptq-w4a16.groupsize: unknown key"),
+        ("quantization.gptq-w4a16.symmetric", False, "quantization.gptq-w4a16.symmetric: an asymmetric grid (symmetric: false) is not supported"),
         ("quantization.w4:a16", {}, "scheme 'w4:a16': use letters, digits"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Pruned checkpoint dir + calibration JSONL -> a weight-quantized checkpoint dir (a quantized variant).
+"""Pruned checkpoint dir + calibration JSONL -> a weight-quantized, pack-quantized checkpoint dir (a quantized variant).
 
 The quantized variant's record is the pruned one's with the scheme added; the scheme, its spec and the
 per-tensor errors are recorded beside it (expertlab_quantization.json).
@@ -41,6 +41,7 @@ def quantize_checkpoint(
     from expertlab.moe.observe import loaded_model, tokenized_batches
     from expertlab.moe.prune import VARIANT_FILE, is_weights_file, load_variant
     from expertlab.quantize.model import quantize_model
+    from expertlab.quantize.packed import pack_checkpoint
 
     model_dir = Path(model_dir)
     output = OutputDir(out, "quantize", inputs=[model_dir, *data])
@@ -57,7 +58,8 @@ def quantize_checkpoint(
     batches = tokenized_batches(tokenizer, texts, settings.batch_size, settings.max_length)
     with loaded_model(model_dir) as model, output.writing() as tmp:
         done = quantize_model(model, batches, scheme)
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp)  # dequantized; then rewritten as packed integers and scales
+        pack_checkpoint(model, done, scheme.grid, tmp)
         for path in sorted(model_dir.iterdir()):
             written = is_weights_file(path) or path.name in (VARIANT_FILE, OUTPUT_MARKER) or (tmp / path.name).exists()
             if path.is_file() and not written:

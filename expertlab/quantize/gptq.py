@@ -8,11 +8,13 @@ rows of the upper Cholesky factor of H^-1 give those coefficients directly. With
 H proportional to the identity) nothing is compensated and GPTQ is round-to-nearest.
 
 The grid (the W4A16 scheme of the study): `bits`-bit integers per group of `group_size` input columns
-with one scale per (row, group); symmetric grids have no zero point (integers in [-2^(b-1), 2^(b-1) - 1],
-scale = max|w| / ((2^b - 1) / 2)), asymmetric ones span [min, max] with an integer zero point. A group's
-scale is fixed from its weights as GPTQ reaches the group's first column, i.e. after the compensation
-of every earlier group. Matrices are returned dequantized (integer x scale) in the input's dtype: the
-numbers a W4A16 kernel multiplies with.
+with one scale per (row, group). Integers lie in [-2^(b-1), 2^(b-1) - 1] (compressed-tensors' signed
+convention, so its packing takes them as they are); symmetric grids have no zero point (scale =
+max|w| / ((2^b - 1) / 2)), asymmetric ones span [min, max] with an integer zero point in the same range.
+Scales are rounded to the weight's dtype, as a checkpoint stores them. A group's scale is fixed from its
+weights as GPTQ reaches the group's first column, i.e. after the compensation of every earlier group.
+The result is a QuantizedMatrix: the integers, scales and zero points, and the matrix dequantized
+((integer - zero) x scale) in the input's dtype: the numbers a W4A16 kernel multiplies with.
 """
 
 from __future__ import annotations
@@ -38,47 +40,76 @@ class Grid:
 
     def levels(self) -> tuple[int, int]:
         """The smallest and largest integer."""
-        if self.symmetric:
-            return -(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1
-        return 0, 2**self.bits - 1
+        return -(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1
 
-    def scales(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale, zero point) per row of `weights` [rows, columns of one group], each [rows, 1]."""
+    def scales(self, weights: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, zero point) per row of `weights` [rows, columns of one group], each [rows, 1]; the scales
+        are values of `dtype` (the dtype a checkpoint stores them in)."""
         low, high = self.levels()
         if self.symmetric:
             scale = weights.abs().amax(dim=1, keepdim=True) / ((high - low) / 2)
-            zero = torch.zeros_like(scale)
         else:
             # the range always holds 0, so a zero weight stays exactly zero
             w_min = weights.amin(dim=1, keepdim=True).clamp(max=0)
             w_max = weights.amax(dim=1, keepdim=True).clamp(min=0)
             scale = (w_max - w_min) / (high - low)
-            zero = torch.round(-w_min / torch.where(scale > 0, scale, 1.0))
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero group: any scale is exact
-        return scale, zero
+        scale = scale.to(dtype).to(weights.dtype)
+        if self.symmetric:
+            return scale, torch.zeros_like(scale)
+        return scale, low - torch.round(w_min / scale)
+
+    def codes(self, weights: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+        """The integers of `weights` [rows, n]: each to its nearest grid point, with its row's scale and zero."""
+        low, high = self.levels()
+        return torch.clamp(torch.round(weights / scale) + zero, low, high)
 
     def round(self, weights: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
         """`weights` [rows, n] moved to their nearest grid points (dequantized), each row with its scale and zero."""
-        low, high = self.levels()
-        q = torch.clamp(torch.round(weights / scale) + zero, low, high)
-        return (q - zero) * scale
+        return (self.codes(weights, scale, zero) - zero) * scale
 
 
-def round_to_nearest(weight: torch.Tensor, grid: Grid) -> torch.Tensor:
+@dataclass(frozen=True)
+class QuantizedMatrix:
+    """A weight [rows, columns] on its grid: integers, and one scale and zero point per (row, group of
+    `group_size` columns); the last group may be narrower."""
+
+    codes: torch.Tensor  # int8 [rows, columns]
+    scales: torch.Tensor  # float64 [rows, groups], each a value of `dtype`
+    zeros: torch.Tensor  # int8 [rows, groups]; all 0 on a symmetric grid
+    group_size: int
+    dtype: torch.dtype
+
+    def dequantize(self) -> torch.Tensor:
+        """(integer - zero) x scale, in the weight's dtype."""
+        repeat = lambda t: t.repeat_interleave(self.group_size, dim=1)[:, : self.codes.shape[1]]  # noqa: E731
+        return ((self.codes.to(torch.float64) - repeat(self.zeros)) * repeat(self.scales)).to(self.dtype)
+
+
+def _matrix(codes: torch.Tensor, scales: list[torch.Tensor], zeros: list[torch.Tensor], group: int,
+            dtype: torch.dtype) -> QuantizedMatrix:
+    return QuantizedMatrix(codes.to(torch.int8), torch.cat(scales, dim=1), torch.cat(zeros, dim=1).to(torch.int8),
+                           group, dtype)
+
+
+def round_to_nearest(weight: torch.Tensor, grid: Grid) -> QuantizedMatrix:
     """Every weight to its group's nearest grid point, without compensation."""
     w = weight.detach().to(torch.float64)
-    out = torch.empty_like(w)
+    codes = torch.empty_like(w)
     size = grid.group_size or w.shape[1]
+    scales, zeros = [], []
     for start in range(0, w.shape[1], size):
         block = w[:, start : start + size]
-        scale, zero = grid.scales(block)
-        out[:, start : start + size] = grid.round(block, scale, zero)
-    return out.to(weight.dtype)
+        scale, zero = grid.scales(block, weight.dtype)
+        codes[:, start : start + size] = grid.codes(block, scale, zero)
+        scales.append(scale)
+        zeros.append(zero)
+    return _matrix(codes, scales, zeros, size, weight.dtype)
 
 
 def gptq(
     weight: torch.Tensor, hessian: torch.Tensor | None, grid: Grid, damp: float = 0.01, block_size: int = 128
-) -> torch.Tensor:
+) -> QuantizedMatrix:
     """`weight` [out, in] quantized by GPTQ against `hessian` [in, in] (sum of x x^T over calibration inputs).
 
     `damp` adds that fraction of the mean diagonal to the diagonal, as in the reference method, so
@@ -108,8 +139,9 @@ def gptq(
     # group starts fall on block starts, where every earlier error has been propagated: a group's
     # scale is taken from its weights as compensated so far
     block = block_size if group % block_size == 0 else group
-    out = torch.empty_like(w)
-    scale = zero = None
+    codes = torch.empty_like(w)
+    scales: list[torch.Tensor] = []
+    zeros: list[torch.Tensor] = []
     for start in range(0, cols, block):
         end = min(start + block, cols)
         w_block = w[:, start:end].clone()
@@ -118,14 +150,16 @@ def gptq(
         for i in range(end - start):
             column = start + i
             if column % group == 0:
-                scale, zero = grid.scales(w[:, column : column + group])
-            q = grid.round(w_block[:, i : i + 1], scale, zero)[:, 0]
-            out[:, column] = q
-            error = (w_block[:, i] - q) / f_block[i, i]
+                scale, zero = grid.scales(w[:, column : column + group], weight.dtype)
+                scales.append(scale)
+                zeros.append(zero)
+            code = grid.codes(w_block[:, i : i + 1], scale, zero)
+            codes[:, column] = code[:, 0]
+            error = (w_block[:, i] - ((code - zero) * scale)[:, 0]) / f_block[i, i]
             w_block[:, i:] -= error.unsqueeze(1) * f_block[i, i:].unsqueeze(0)
             errors[:, i] = error
         w[:, end:] -= errors @ factor[start:end, end:]
-    return out.to(weight.dtype)
+    return _matrix(codes, scales, zeros, group, weight.dtype)
 
 
 def output_error(weight: torch.Tensor, quantized: torch.Tensor, hessian: torch.Tensor) -> float:

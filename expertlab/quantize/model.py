@@ -29,7 +29,8 @@ from torch import nn
 from expertlab.moe.families import FamilyAdapter, MoELayer, adapter_for
 from expertlab.moe.observe import observed_experts
 from expertlab.quantize import check_ignore_patterns
-from expertlab.quantize.gptq import Grid, gptq, output_error, round_to_nearest
+from expertlab.quantize.gptq import Grid, QuantizedMatrix, gptq, output_error, round_to_nearest
+from expertlab.quantize.packed import group_strategy
 
 METHODS = ("gptq", "rtn")
 
@@ -52,7 +53,7 @@ class Scheme:
     def ignores(self, name: str) -> bool:
         return any(re.fullmatch(pattern, name) for pattern in self.ignore)
 
-    def quantize(self, weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+    def quantize(self, weight: torch.Tensor, hessian: torch.Tensor) -> QuantizedMatrix:
         if self.method == "rtn":
             return round_to_nearest(weight, self.grid)
         return gptq(weight, hessian, self.grid, damp=self.damp, block_size=self.block_size)
@@ -87,12 +88,16 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 @dataclass
 class QuantizedTensor:
-    """What quantizing one weight did: its name, the calibration rows it saw and its output error."""
+    """What quantizing one weight did: its name, the calibration rows it saw, its output error, and the
+    integers and scales (the model's parameter `parameter`, or expert `expert`'s slice of it)."""
 
     name: str
     shape: tuple[int, ...]
     rows: int
     relative_error: float | None  # sum ||(W - Q) x||^2 / sum ||W x||^2 over the calibration inputs (None: no input)
+    parameter: str = ""
+    expert: int | None = None
+    matrix: QuantizedMatrix | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "rows": self.rows, "relative_error": self.relative_error}
@@ -180,6 +185,17 @@ class LayerQuantizer:
         self.token_mask: torch.Tensor | None = None
         self.expert_hessians: _ExpertHessians | None = None
 
+    def widths(self) -> dict[str, int]:
+        """Input columns of every weight that is quantized (expert tensors by their parameter name)."""
+        found = {f"{name}.weight": module.in_features
+                 for index in range(len(self.layers)) for name, module in self.linears(index).items()}
+        for layer in self.moe.values():
+            _check_swiglu(layer.experts, self.model_type)
+            prefix = self.names[id(layer.experts)]
+            found[f"{prefix}.gate_up_proj"] = layer.experts.gate_up_proj.shape[-1]
+            found[f"{prefix}.down_proj"] = layer.experts.down_proj.shape[-1]
+        return found
+
     def linears(self, index: int) -> dict[str, nn.Linear]:
         """The linear modules of decoder layer `index` that are quantized (routers and ignored ones left out)."""
         prefix = self.names[id(self.layers[index])]
@@ -244,9 +260,11 @@ class LayerQuantizer:
         done = []
         for name, module in linears.items():
             weight = module.weight.data
-            quantized = self.scheme.quantize(weight, hessians[name].sum)
+            matrix = self.scheme.quantize(weight, hessians[name].sum)
+            quantized = matrix.dequantize()
             done.append(QuantizedTensor(f"{name}.weight", tuple(weight.shape), hessians[name].rows,
-                                        _relative_error(weight, quantized, hessians[name])))
+                                        _relative_error(weight, quantized, hessians[name]),
+                                        parameter=f"{name}.weight", matrix=matrix))
             module.weight.data.copy_(quantized)
         if moe is not None:
             done += self._quantize_experts(moe)
@@ -261,9 +279,11 @@ class LayerQuantizer:
             parameter = getattr(experts, attribute)
             for expert, hessian in enumerate(per_expert):
                 weight = parameter.data[expert]
-                quantized = self.scheme.quantize(weight, hessian.sum)
+                matrix = self.scheme.quantize(weight, hessian.sum)
+                quantized = matrix.dequantize()
                 done.append(QuantizedTensor(f"{prefix}.{attribute}[{expert}]", tuple(weight.shape), hessian.rows,
-                                            _relative_error(weight, quantized, hessian)))
+                                            _relative_error(weight, quantized, hessian),
+                                            parameter=f"{prefix}.{attribute}", expert=expert, matrix=matrix))
                 parameter.data[expert].copy_(quantized)
         return done
 
@@ -280,6 +300,7 @@ def quantize_model(
     if not batches:
         raise ValueError("no calibration batches")
     quantizer = LayerQuantizer(model, scheme)
+    group_strategy(scheme.grid, quantizer.widths())  # a packed checkpoint's groups: refused before any work
     model.eval()
     done: list[QuantizedTensor] = []
     with torch.no_grad():
