@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from expertlab.generate import Backend
+from expertlab.generate import Backend, PromptTooLong
 from expertlab.io import atomic_path, read_jsonl, write_jsonl
 from expertlab.tasks import Task
 
@@ -27,13 +27,18 @@ def generation_rows(
     options: Mapping[str, Any] | None = None,
     fewshot: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """Every item of one task through the task's runner (under `options`), in item order."""
+    """Every item of one task through the task's runner (under `options`), in item order; an item whose prompt
+    leaves no room for output in the task's context is an error naming it."""
     options = {**task.options, **(options or {})}
     if task.runner_for(options) == "lm_eval":
         from expertlab.lmeval.runner import lm_eval_rows
 
         return lm_eval_rows(backend, task, items, options, fewshot)
-    outputs = backend.generate([item["prompt"] for item in items], task.max_new_tokens, task.stop)
+    try:
+        prompts = [item["prompt"] for item in items]
+        outputs = backend.generate(prompts, task.max_new_tokens, task.max_model_len, task.stop)
+    except PromptTooLong as err:
+        raise ValueError(f"task {task.name!r}: item {items[err.index]['id']!r}: {err}") from err
     return [
         {
             "task": task.name,

@@ -290,7 +290,7 @@ class Generate(Strict):
     batch_size: int = Field(default=32, gt=0)
     limit: int | None = Field(default=None, gt=0)  # items per task; None = all
     max_new_tokens: int | None = Field(default=None, gt=0)  # caps every task's own budget; None = the task's
-    max_model_len: int = Field(default=4096, gt=0)  # vllm backend: prompt + output tokens (the study's 4096)
+    max_model_len: int | None = Field(default=None, gt=0)  # caps every task's context; None = the task's
 
     @field_validator("backend")
     @classmethod
@@ -301,11 +301,12 @@ class Generate(Strict):
             raise ValueError(backends().unknown_message(value))
         return value
 
-    def backend_options(self) -> dict[str, Any]:
-        """The chosen backend's constructor options from these settings."""
+    def backend_options(self, max_model_len: int) -> dict[str, Any]:
+        """The chosen backend's constructor options from these settings, for a task group whose largest
+        context is `max_model_len` (vllm sizes its engine by it; hf applies each task's context per call)."""
         if self.backend == "hf":
             return {"batch_size": self.batch_size, "device": self.device}
-        return {"batch_size": self.batch_size, "max_model_len": self.max_model_len}
+        return {"batch_size": self.batch_size, "max_model_len": max_model_len}
 
 
 class BERTScore(Strict):

@@ -342,7 +342,8 @@ class GenerationsMeta(EvaluationMeta):
 
     kind: Literal["generations"] = "generations"
     backend: str | None = None
-    max_new_tokens: dict[str, int] = Field(default_factory=dict)
+    max_new_tokens: dict[str, int] = Field(default_factory=dict)  # each task's budget as generated
+    max_model_len: dict[str, int] = Field(default_factory=dict)  # each task's context (prompt + output) as generated
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -54,6 +54,7 @@ create table tasks (
     metrics varchar[] not null,
     primary_metric varchar not null,
     max_new_tokens integer not null,
+    max_model_len integer not null,
     description varchar not null,
     source varchar not null
 );
@@ -65,6 +66,7 @@ comment on column tasks.kind is 'generation (free text scored against a target) 
 comment on column tasks.metrics is 'metrics computed for every sample, in registry order';
 comment on column tasks.primary_metric is 'the metric reported for the task in the study''s tables and figures';
 comment on column tasks.max_new_tokens is 'generation budget per sample, in tokens';
+comment on column tasks.max_model_len is 'context per sample, in tokens: prompt plus generated tokens (a generations artifact''s meta records the context it was generated in)';
 comment on column tasks.description is 'one-line description and the benchmark it mirrors';
 comment on column tasks.source is 'where its items come from: a source under params evaluation.sources (local copies of the official files), or toy (the toy world)';
 

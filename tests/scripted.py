@@ -12,6 +12,7 @@ class Call(NamedTuple):
     prompts: list[Prompt]
     max_new_tokens: int
     stop: tuple[str, ...]
+    max_model_len: int
 
 
 class ScriptedBackend:
@@ -25,11 +26,13 @@ class ScriptedBackend:
         self.model_type = model_type
         self.calls: list[Call] = []
 
-    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        self.calls.append(Call(list(prompts), max_new_tokens, tuple(stop)))
+    def generate(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, max_model_len: int, stop: Sequence[str] = ()
+    ) -> list[str]:
+        self.calls.append(Call(list(prompts), max_new_tokens, tuple(stop), max_model_len))
         return [cut_at_stop(self.answer(prompt), stop) for prompt in prompts]
 
-    def lm_eval_model(self) -> Any:
+    def lm_eval_model(self, max_model_len: int) -> Any:
         raise AssertionError("the generate runner must not call lm-eval")
 
     def close(self) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 import stages.generate
 import stages.score
-from expertlab.generate.hf import generate, load_model, render_prompt
+from expertlab.generate import PromptTooLong, open_backend, output_budgets
+from expertlab.generate.hf import encode_prompts, generate, load_model, render_prompt
 from expertlab.variants import Variant
 
 PROMPTS = [
@@ -85,6 +86,113 @@ def test_generation_stops_at_eos(loaded):
     assert all(stop not in output.split() for output in stopped)
 
 
+def test_output_budgets_as_vllm_grants_them() -> None:
+    """vLLM stops a request when prompt + output reach max_model_len, and refuses a prompt that leaves no room."""
+    assert output_budgets([10, 4090, 4095], 1024, 4096) == [1024, 6, 1]
+    with pytest.raises(PromptTooLong, match="prompt 1: 4096 tokens .* max_model_len 4096") as refused:
+        output_budgets([10, 4096, 5000], 1024, 4096)
+    assert (refused.value.index, refused.value.length, refused.value.max_model_len) == (1, 4096, 4096)
+
+
+def test_hf_cuts_each_budget_to_the_room_its_prompt_leaves(loaded):
+    model, tokenizer = loaded
+    assert [len(ids) for ids in encode_prompts(tokenizer, PROMPTS)[1]] == [11, 6, 9, 15, 6, 8]  # template included
+    in_context = generate(model, tokenizer, PROMPTS, 8, batch_size=3, progress=False, max_model_len=18)
+    budgets = [7, 8, 8, 3, 8, 8]  # min(8, 18 - prompt length)
+    alone = [generate(model, tokenizer, [prompt], n, batch_size=1, progress=False)[0] for prompt, n in zip(PROMPTS, budgets)]
+    assert in_context == alone
+    free = generate(model, tokenizer, PROMPTS, 8, batch_size=3, progress=False)
+    assert len(free[3].split()) == 8 and len(in_context[3].split()) == 3  # one word per token: the cut shows
+    assert in_context[1] == free[1]
+
+
+def test_hf_refuses_a_prompt_that_leaves_no_room_for_output(loaded):
+    model, tokenizer = loaded
+    with pytest.raises(PromptTooLong, match="prompt 3: 15 tokens .* max_model_len 15"):
+        generate(model, tokenizer, PROMPTS, 8, batch_size=3, progress=False, max_model_len=15)
+    one_token = generate(model, tokenizer, PROMPTS, 8, batch_size=3, progress=False, max_model_len=16)
+    assert one_token[3] == generate(model, tokenizer, [PROMPTS[3]], 1, batch_size=1, progress=False)[0]
+    assert len(one_token[3].split()) == 1
+
+
+def test_an_item_too_long_for_its_tasks_context_is_named(tiny_moe_dir):
+    import dataclasses
+
+    from expertlab.evaluate import generation_rows
+    from expertlab.tasks import TASKS
+
+    backend = open_backend("hf", tiny_moe_dir, progress=False)
+    items = [{"id": f"q{i}", "prompt": prompt, "target": "", "choices": None} for i, prompt in enumerate(PROMPTS)]
+    with pytest.raises(ValueError, match="task 'bio_qa': item 'q3': prompt 3: 15 tokens"):
+        generation_rows(backend, dataclasses.replace(TASKS["bio_qa"], max_model_len=15), items)
+    backend.close()
+
+
+class FakeLLM:
+    """vLLM's LLM as the backend uses it: options recorded, token prompts answered with a fixed text."""
+
+    tokenizer: object = None
+
+    def __init__(self, **options: object) -> None:
+        self.options = options
+        self.calls: list[tuple[list, list]] = []
+
+    def get_tokenizer(self) -> object:
+        return self.tokenizer
+
+    def generate(self, prompts: list, sampling: list, use_tqdm: bool) -> list:
+        from types import SimpleNamespace
+
+        self.calls.append((prompts, sampling))
+        return [SimpleNamespace(outputs=[SimpleNamespace(text="<think>x</think> dose STOP more")]) for _ in prompts]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, loaded):
+    """vllm and lm-eval's vLLM model replaced by recorders: the backend's options checked without a GPU."""
+    import sys
+
+    _, tokenizer = loaded
+    vllm = ModuleType("vllm")
+    vllm.LLM = type("LLM", (FakeLLM,), {"tokenizer": tokenizer})
+    vllm.SamplingParams = dict
+    lm_eval_vllm = ModuleType("lm_eval.models.vllm_causallms")
+    lm_eval_vllm.VLLM = dict
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", lm_eval_vllm)
+
+
+def test_vllm_engine_takes_the_groups_largest_context_and_each_task_its_own(tiny_moe_dir, loaded, fake_vllm):
+    from expertlab.generate.run import group_context
+    from expertlab.params import Generate
+
+    assert group_context(None, ["rct_summary", "multixscience_summary"]) == 4096
+    names = ["rct_summary", "multixscience_summary", "multinews_summary"]
+    assert group_context(None, names) == 8192
+    options = Generate(backend="vllm").backend_options(group_context(None, names))
+    backend = open_backend("vllm", tiny_moe_dir, **options, progress=False)
+    assert backend.llm.options["max_model_len"] == 8192
+
+    outputs = backend.generate(PROMPTS, 8, 18, stop=["STOP"])  # a task with a smaller context than the engine's
+    prompts, sampling = backend.llm.calls[-1]
+    assert prompts == [{"prompt_token_ids": ids} for ids in encode_prompts(loaded[1], PROMPTS)[1]]  # as hf reads them
+    assert [params["max_tokens"] for params in sampling] == [7, 8, 8, 3, 8, 8]  # min(8, 18 - prompt length)
+    assert all(params["temperature"] == 0.0 for params in sampling)
+    assert outputs == ["dose"] * len(PROMPTS)
+    backend.generate(PROMPTS, 1024, 8192)
+    assert [params["max_tokens"] for params in backend.llm.calls[-1][1]] == [1024] * len(PROMPTS)
+    with pytest.raises(PromptTooLong, match="prompt 3: 15 tokens"):
+        backend.generate(PROMPTS, 8, 15)
+    with pytest.raises(ValueError, match=r"context of 9000 tokens exceeds the engine's \(8192\)"):
+        backend.generate(PROMPTS, 8, 9000)
+
+    lm = backend.lm_eval_model(4096)  # an lm-eval task of the group: lm-eval's vLLM model in the task's context
+    assert lm["max_model_len"] == 4096 and lm["pretrained"] == str(tiny_moe_dir)
+    assert backend.llm is None  # freed for lm-eval's engine
+    backend.generate(PROMPTS[:1], 8, 4096)
+    assert backend.llm.options["max_model_len"] == 8192  # and started again for the next task
+
+
 def write_tasks(tasks_dir: Path) -> None:
     tasks_dir.mkdir()
     qa = [{"id": f"q{i}", "prompt": prompt, "target": "aspirin", "choices": None} for i, prompt in enumerate(PROMPTS[:4])]
@@ -125,6 +233,7 @@ def test_generate_then_score_write_the_documented_files(tiny_moe_dir, tmp_path, 
         "tasks": ["bio_qa", "bio_mcq"],
         "backend": "hf",
         "max_new_tokens": {"bio_qa": 12, "bio_mcq": 4},
+        "max_model_len": {"bio_qa": 4096, "bio_mcq": 4096},  # the context each task was generated in
         "options": {"bio_qa": {}, "bio_mcq": {}},
     }
 
@@ -244,14 +353,14 @@ def test_backends_behind_one_interface(tiny_moe_dir, loaded):
     backend = open_backend("hf", tiny_moe_dir, batch_size=2, progress=False)
     model, tokenizer = loaded
     expected = generate(model, tokenizer, PROMPTS[:3], 5, batch_size=3, progress=False)
-    assert backend.generate(PROMPTS[:3], 5) == expected  # the batch size never changes greedy outputs
+    assert backend.generate(PROMPTS[:3], 5, 4096) == expected  # the batch size never changes greedy outputs
     assert backend.model_type == "qwen3_moe"
     assert sorted(BACKENDS.names()) == ["hf", "vllm"]
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:  # a GPU extra, imported only when chosen
         with pytest.raises(ValueError, match="vLLM is not installed"):
-            open_backend("vllm", tiny_moe_dir)
+            open_backend("vllm", tiny_moe_dir, max_model_len=4096)
     with pytest.raises(KeyError, match="unknown generation backend 'tgi'"):
         open_backend("tgi", tiny_moe_dir)
 
@@ -275,3 +384,17 @@ def test_generation_budget_is_the_models_or_the_tasks_capped_by_generate_max_new
     capped["generate"]["max_new_tokens"] = 30
     assert budget(parse_params(capped), "toy", "bio_qa") == 30
     assert budget(parse_params(capped), "toy", "bio_mcq") == 4
+
+
+def test_context_is_the_tasks_capped_by_generate_max_model_len():
+    import yaml
+
+    from expertlab.generate.run import context, group_context
+    from expertlab.params import parse_params
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    names = ["rct_summary", "multinews_summary"]
+    assert [context(parse_params(data), name) for name in names] == [4096, 8192]
+    data["generate"]["max_model_len"] = 6000
+    assert [context(parse_params(data), name) for name in names] == [4096, 6000]
+    assert group_context(parse_params(data), names) == 6000

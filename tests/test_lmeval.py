@@ -176,8 +176,10 @@ class ScriptedBackend:
 
     def __init__(self, responses: Mapping[str, str]) -> None:
         self.responses = responses
+        self.contexts: list[int] = []  # max_model_len of each lm_eval_model call
 
-    def lm_eval_model(self) -> Any:
+    def lm_eval_model(self, max_model_len: int) -> Any:
+        self.contexts.append(max_model_len)
         from lm_eval.api.model import LM
 
         responses = self.responses
@@ -222,6 +224,7 @@ def test_gsm8k_strict_and_flexible_extraction() -> None:
     values = scored(task, rows)
     assert values["gsm8k_strict_match"] == {"0": 1.0, "1": 0.0, "2": 0.0}
     assert values["gsm8k_flexible_extract"] == {"0": 1.0, "1": 1.0, "2": 0.0}
+    assert backend.contexts == [4096]  # lm-eval's model gets the task's context (Task.max_model_len)
 
 
 def test_gsm8k_without_a_pool_is_an_error() -> None:

@@ -220,7 +220,7 @@ EXPECTED_COLUMNS = {
     "artifacts": "kind artifact_kind, identity VARCHAR, path VARCHAR, content_hash VARCHAR, files VARCHAR[], "
                  "meta JSON, ingested_at TIMESTAMP",
     "tasks": "task VARCHAR, domain domain, aspect aspect, kind task_kind, metrics VARCHAR[], primary_metric VARCHAR, "
-             "max_new_tokens INTEGER, description VARCHAR, source VARCHAR",
+             "max_new_tokens INTEGER, max_model_len INTEGER, description VARCHAR, source VARCHAR",
     "observations": "model VARCHAR, calibration VARCHAR, seed INTEGER, model_type VARCHAR, num_experts INTEGER, "
                     "top_k INTEGER, n_group INTEGER, moe_layers INTEGER[], samples INTEGER, tokens BIGINT",
     "expert_stats": "model VARCHAR, calibration VARCHAR, seed INTEGER, layer INTEGER, expert INTEGER, tokens BIGINT, "

@@ -79,3 +79,24 @@ def test_check_items_names_the_bad_item() -> None:
     for items, message in cases:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             check_items(task, items, "f")
+
+
+def test_every_task_declares_its_context_multinews_8192_the_others_4096() -> None:
+    """The study's --max-model-len: 8192 in multinews_vllm.sh, 4096 in every other *_vllm.sh."""
+    contexts = {name: entry.max_model_len for name, entry in TASKS.items()}
+    assert contexts.pop("multinews_summary") == 8192
+    assert set(contexts.values()) == {4096}
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_task_budget_leaves_room_for_a_prompt(name: str) -> None:
+    assert 0 < TASKS[name].max_new_tokens < TASKS[name].max_model_len
+
+
+def test_a_budget_that_fills_the_context_is_rejected() -> None:
+    from expertlab.tasks import task
+
+    with pytest.raises(ValueError, match="task 'too_long': max_new_tokens 64 must be positive and leave room"):
+        task(name="too_long", domain="general", aspect="utility", kind="generation", metrics=("exact_match",),
+             primary_metric="exact_match", max_new_tokens=64, max_model_len=64, description="", source="toy")  # fmt: skip
+    assert "too_long" not in TASKS

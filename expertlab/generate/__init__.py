@@ -5,8 +5,9 @@
 
 Both render every prompt with the model's chat template, thinking off (`enable_thinking=False`), and
 GPT-OSS with low reasoning effort, then strip any reasoning the model still emits; both cut an
-output at the first of the task's stop strings. Both hand lm-eval a model (`lm_eval_model`) so that
-lm-eval tasks run on the same weights.
+output at the first of the task's stop strings. Both honour the task's context as vLLM does
+(`output_budgets`). Both hand lm-eval a model (`lm_eval_model`) so that lm-eval tasks run on the
+same weights, within the task's context.
 """
 
 from __future__ import annotations
@@ -31,18 +32,45 @@ class Backend(Protocol):
     name: str
     model_type: str
 
-    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        """Greedy completions in prompt order: new text only, reasoning stripped, cut at the first stop string."""
+    def generate(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, max_model_len: int, stop: Sequence[str] = ()
+    ) -> list[str]:
+        """Greedy completions in prompt order: new text only, reasoning stripped, cut at the first stop string;
+        each within the context `max_model_len` (`output_budgets`)."""
         ...
 
-    def lm_eval_model(self) -> Any:
-        """An lm-eval `LM` over the same weights, for tasks run by lm-eval."""
+    def lm_eval_model(self, max_model_len: int) -> Any:
+        """An lm-eval `LM` over the same weights with a context of `max_model_len`, for tasks run by lm-eval."""
         ...
 
     def close(self) -> None: ...
 
 
 BACKENDS: Registry[type] = Registry("generation backend")
+
+
+class PromptTooLong(ValueError):
+    """A prompt that leaves no room for a single output token in its context: vLLM refuses it, and so do we."""
+
+    def __init__(self, index: int, length: int, max_model_len: int) -> None:
+        self.index, self.length, self.max_model_len = index, length, max_model_len
+        super().__init__(
+            f"prompt {index}: {length} tokens (chat template included) leave no room for output "
+            f"in a context of max_model_len {max_model_len}"
+        )
+
+
+def output_budgets(prompt_lengths: Sequence[int], max_new_tokens: int, max_model_len: int) -> list[int]:
+    """Each prompt's output budget as vLLM grants it in a context of `max_model_len` tokens: max_new_tokens,
+    cut to the room the prompt leaves (vLLM stops a request once prompt + output reach max_model_len); a prompt
+    of max_model_len tokens or more raises PromptTooLong (vLLM refuses it: "The decoder prompt ... is longer
+    than the maximum model length"), naming the first such prompt."""
+    if max_new_tokens < 1 or max_model_len < 1:
+        raise ValueError(f"max_new_tokens and max_model_len must be positive, got {max_new_tokens}, {max_model_len}")
+    for index, length in enumerate(prompt_lengths):
+        if length >= max_model_len:
+            raise PromptTooLong(index, length, max_model_len)
+    return [min(max_new_tokens, max_model_len - length) for length in prompt_lengths]
 
 
 def messages(prompt: Prompt) -> list[dict[str, str]]:

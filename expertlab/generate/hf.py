@@ -12,6 +12,7 @@ from expertlab.generate import (
     cut_at_stop,
     lm_eval_chat_options,
     messages,
+    output_budgets,
     strip_reasoning,
     template_kwargs,
 )
@@ -46,6 +47,14 @@ def render_prompt(tokenizer: Any, prompt: Prompt, model_type: str = "") -> str:
     return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True, **template_kwargs(model_type))
 
 
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], model_type: str = "") -> tuple[list[str], list[list[int]]]:
+    """The rendered prompts and their token ids, as the model reads them (the template carries its own
+    special tokens; without a template the tokenizer adds them)."""
+    texts = [render_prompt(tokenizer, prompt, model_type) for prompt in prompts]
+    templated = getattr(tokenizer, "chat_template", None) is not None
+    return texts, tokenizer(texts, add_special_tokens=not templated)["input_ids"]
+
+
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
     if eos is None:
@@ -64,9 +73,12 @@ def generate(
     progress: bool = True,
     stop: Sequence[str] = (),
     model_type: str = "",
+    max_model_len: int | None = None,
 ) -> list[str]:
     """Greedy completions in the order of `prompts`: new tokens only, reasoning and special tokens
-    dropped, cut at the first stop string, stripped."""
+    dropped, cut at the first stop string, stripped. With a context `max_model_len`, each prompt gets the
+    budget vLLM would grant it (expertlab.generate.output_budgets: cut to the room its tokens leave, a
+    prompt that leaves none refused); None: max_new_tokens for every prompt."""
     import torch
     from tqdm import tqdm
     from transformers import GenerationConfig
@@ -74,23 +86,19 @@ def generate(
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be positive, got {batch_size}, {max_new_tokens}")
     templated = getattr(tokenizer, "chat_template", None) is not None
-    texts = [render_prompt(tokenizer, prompt, model_type) for prompt in prompts]
+    texts, encoded = encode_prompts(tokenizer, prompts, model_type)
     # GPT-OSS marks its answer with special tokens: keep them until the reasoning is cut away.
     keep_special = model_type == "gpt_oss"
-    # The template already carries its own special tokens.
-    encoded = tokenizer(texts, add_special_tokens=not templated)["input_ids"]
+    if max_model_len is None:
+        budgets = [max_new_tokens] * len(texts)
+    else:
+        budgets = output_budgets([len(ids) for ids in encoded], max_new_tokens, max_model_len)
     # Longest first: similar lengths share a batch (little padding), and a too-long prompt fails early.
     order = sorted(range(len(texts)), key=lambda i: (-len(encoded[i]), i))
 
     stop_ids = _stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids or [0])[0]
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=stop_ids or None,
-        pad_token_id=pad_id,
-    )
+    decoding = {"do_sample": False, "num_beams": 1, "eos_token_id": stop_ids or None, "pad_token_id": pad_id}
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # new tokens must follow every prompt's last token directly
     outputs: list[str] = [""] * len(texts)
@@ -104,14 +112,17 @@ def generate(
                     padding=True,
                     return_tensors="pt",
                 )
+                # The batch decodes to its largest budget; each row is then cut to its own (greedy rows are
+                # independent, so a row cut at n tokens is the row a budget of n would have produced).
                 sequences = model.generate(
                     input_ids=inputs["input_ids"],
                     attention_mask=inputs["attention_mask"],
-                    generation_config=config,
+                    generation_config=GenerationConfig(max_new_tokens=max(budgets[i] for i in batch), **decoding),
                 )
                 new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
                 for i, tokens in zip(batch, new_tokens):
-                    text = tokenizer.decode(_until_stop(tokens, stop_ids), skip_special_tokens=not keep_special)
+                    tokens = _until_stop(tokens[: budgets[i]], stop_ids)
+                    text = tokenizer.decode(tokens, skip_special_tokens=not keep_special)
                     text = strip_reasoning(text)
                     if keep_special:
                         text = tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
@@ -153,7 +164,9 @@ class HFBackend:
         self.batch_size = batch_size
         self.progress = progress
 
-    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+    def generate(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, max_model_len: int, stop: Sequence[str] = ()
+    ) -> list[str]:
         return generate(
             self.model,
             self.tokenizer,
@@ -163,16 +176,19 @@ class HFBackend:
             progress=self.progress,
             stop=stop,
             model_type=self.model_type,
+            max_model_len=max_model_len,
         )
 
-    def lm_eval_model(self) -> Any:
-        """lm-eval's HFLM over the in-memory model and tokenizer objects (no second load)."""
+    def lm_eval_model(self, max_model_len: int) -> Any:
+        """lm-eval's HFLM over the in-memory model and tokenizer objects (no second load), its context
+        (max_length) the task's."""
         from lm_eval.models.huggingface import HFLM
 
         return HFLM(
             pretrained=self.model,
             tokenizer=self.tokenizer,
             batch_size=self.batch_size,
+            max_length=max_model_len,
             **lm_eval_chat_options(self.model_type),
         )
 

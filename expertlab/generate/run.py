@@ -64,6 +64,21 @@ def budget(params: Params | None, model_name: str, task: str) -> int:
     return min(tokens, cap) if cap else tokens
 
 
+def context(params: Params | None, task: str) -> int:
+    """A task's context (prompt + generated tokens): the task's own (Task.max_model_len), capped by
+    generate.max_model_len."""
+    from expertlab.tasks import TASKS
+
+    tokens = TASKS[task].max_model_len
+    cap = params.generate.max_model_len if params is not None else None
+    return min(tokens, cap) if cap else tokens
+
+
+def group_context(params: Params | None, names: list[str]) -> int:
+    """The context one engine serving these tasks needs: the largest of theirs."""
+    return max(context(params, name) for name in names)
+
+
 def task_options(tasks_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """Each task's resolved options: as prepare-tasks recorded them beside the items, else the task's defaults."""
     from expertlab.records import TaskItemsMeta, read_meta
@@ -114,17 +129,24 @@ def generate_group(
     variant = (
         parse_meta(read_json(variant_meta), VariantRecord, variant_meta) if variant_meta else default_variant(model_dir)
     )
-    tasks = {name: replace(TASKS[name], max_new_tokens=budget(params, variant.model, name)) for name in names}
+    tasks = {
+        name: replace(TASKS[name], max_new_tokens=budget(params, variant.model, name), max_model_len=context(params, name))
+        for name in names
+    }  # each task's budget and context as this run generates them
+    engine = settings.backend_options(group_context(params, names))  # one engine serves the group
     partial = PartialResults(partial_dir, model_dir, variant.model_dump(), settings.backend, str(out))
     backend = None
     with output.writing() as tmp:
         rows = []
         for name in tqdm(names, desc=f"generate {variant.variant_id}", unit="task"):
-            key = {"items": items[name], "fewshot": fewshot[name], "options": options[name], "max_new_tokens": tasks[name].max_new_tokens}
+            key = {
+                "items": items[name], "fewshot": fewshot[name], "options": options[name],
+                "max_new_tokens": tasks[name].max_new_tokens, "max_model_len": tasks[name].max_model_len,
+            }  # fmt: skip
             task_rows = partial.load(name, key)
             if task_rows is None:
                 if backend is None:
-                    backend = open_backend(settings.backend, model_dir, **settings.backend_options())
+                    backend = open_backend(settings.backend, model_dir, **engine)
                 task_rows = generation_rows(backend, tasks[name], items[name], options[name], fewshot[name])
                 partial.save(name, key, task_rows)
                 print(f"generate: {name}: {len(task_rows)} items")
@@ -136,7 +158,8 @@ def generate_group(
         write_jsonl(tmp / "generations.jsonl", rows)
         meta = GenerationsMeta(
             variant=variant, group=group, tasks=names, backend=settings.backend,
-            max_new_tokens={name: tasks[name].max_new_tokens for name in names}, options=options,
+            max_new_tokens={name: tasks[name].max_new_tokens for name in names},
+            max_model_len={name: tasks[name].max_model_len for name in names}, options=options,
         )  # fmt: skip
         write_json(tmp / "meta.json", meta.dump())
     partial.clear()

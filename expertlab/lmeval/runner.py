@@ -81,7 +81,9 @@ def lm_eval_rows(
     e.g. a metric or a filter function). A built-in `!function` is imported only when nothing replaced it.
     The runner points the config at the items' docs (a temporary JSONL, `dataset_path: json`) and the pool's
     docs (its few-shot split), sets num_fewshot from options["num_fewshot"] when given and, for generation,
-    max_gen_toks to task.max_new_tokens. The lm-eval doc ids are the items' positions, matched back in order.
+    max_gen_toks to task.max_new_tokens. lm-eval's model gets the task's context (task.max_model_len), and
+    lm-eval cuts a prompt from the left when it would not leave max_gen_toks within it. The lm-eval doc ids
+    are the items' positions, matched back in order.
 
     Row: {task, sample_id, prompt (the rendered request), output (the response under the first filter;
     for a choice task, the choice with the highest loglikelihood), target (lm-eval's doc_to_target; for a
@@ -113,7 +115,7 @@ def lm_eval_rows(
                 )
             lm_tasks[name] = lm_task
         results = simple_evaluate(
-            model=backend.lm_eval_model(),
+            model=backend.lm_eval_model(task.max_model_len),
             tasks=list(lm_tasks.values()),
             task_manager=TaskManager(include_defaults=False),  # every task is built here: no index of the built-ins
             log_samples=True,

@@ -85,6 +85,7 @@ def task_rows() -> list[dict[str, Any]]:
             "metrics": list(task.metrics),
             "primary_metric": task.primary_metric,
             "max_new_tokens": task.max_new_tokens,
+            "max_model_len": task.max_model_len,
             "description": task.description,
             "source": task.source,
         }

@@ -61,7 +61,8 @@ class Task:
     `source` names the local copy its items load from: a key of params `evaluation.sources`
     (a directory under `evaluation.data_dir`), or "toy" for the toy world built by `prepare`.
     `options` are the task's defaults (shots, subsample size, ...); params
-    `evaluation.options.<task>` overrides them key by key.
+    `evaluation.options.<task>` overrides them key by key. `max_model_len` is the task's context:
+    prompt plus generated tokens (vLLM's max_model_len), within which `max_new_tokens` is granted.
     """
 
     name: str
@@ -76,6 +77,10 @@ class Task:
     load: Loader | None = None
     runner: Runner = "generate"
     stop: tuple[str, ...] = ()
+    # The study's context (gucci-j/moe-pruning-reliability, evaluation/scripts/{source,pruned}/): every
+    # *_vllm.sh passes --max-model-len 4096 (medinst32, multimedqa, mmlu, medhalt, rct; general_vllm.sh gives
+    # lm-eval max_model_len=4096), but multinews_vllm.sh passes 8192, so multinews_summary overrides it.
+    max_model_len: int = 4096
     options: Mapping[str, Any] = field(default_factory=dict)
     fewshot: Loader | None = None
     lm_eval: Mapping[str, Any] = field(default_factory=dict)  # lm-eval task config the lm_eval runner builds on
@@ -105,6 +110,11 @@ def task(**fields: Any) -> Task:
     entry = Task(**fields)
     if entry.primary_metric not in entry.metrics:
         raise ValueError(f"task {entry.name!r}: primary metric {entry.primary_metric!r} not in {entry.metrics}")
+    if not 0 < entry.max_new_tokens < entry.max_model_len:
+        raise ValueError(
+            f"task {entry.name!r}: max_new_tokens {entry.max_new_tokens} must be positive and leave room for a "
+            f"prompt in max_model_len {entry.max_model_len}"
+        )
     if entry.source != "toy" and entry.load is None:
         raise ValueError(f"task {entry.name!r}: source {entry.source!r} needs a loader")
     TASKS.add(entry.name, entry)
