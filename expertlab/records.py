@@ -384,6 +384,10 @@ class TaskItemsMeta(Record):
     items: dict[str, int]
     sources: dict[str, str]  # task -> the local copy of its official files (toy tasks: none)
     options: dict[str, dict[str, Any]]
+    # task -> its generation budget and context as the registry declares them: they travel with the items, so a
+    # change to either in a task's code re-runs that group's generate stages (which depend on these files)
+    max_new_tokens: dict[str, int] = {}
+    max_model_len: dict[str, int] = {}
 
 
 M = TypeVar("M", bound=Record)

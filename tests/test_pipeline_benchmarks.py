@@ -130,6 +130,10 @@ def test_every_task_runs_from_its_files_to_the_store(study: tuple[Path, str]) ->
     groups = benchmark_groups()
     variants = ["tiny:source", "tiny:dual:0:reap:0.5", "tiny:dual:0:reap:0.5:w4g16"]
     assert {f"prepare_tasks@{group}" for group in groups} <= ran(output)
+    # each task's budget and context travel with its items (a change to either re-runs its group's generation)
+    meta = json.loads((repo / "data" / "tasks" / "others" / "meta.json").read_text())
+    assert meta["max_model_len"] == {name: 8192 if name == "multinews_summary" else 4096 for name in groups["others"]}
+    assert meta["max_new_tokens"] == {name: TASKS[name].max_new_tokens for name in groups["others"]}
     assert {f"generate_source@tiny-{group}" for group in groups} <= ran(output)
     assert {f"score@{PRUNED}-{group}" for group in groups} <= ran(output)
     assert {f"score_quantized@{QUANTIZED}-{group}" for group in groups} <= ran(output)

@@ -51,6 +51,10 @@ def prepare_group(params: Params, params_path: str | Path, group: str, toy_tasks
             write_jsonl(tmp / f"{name}.jsonl", check_items(task, items, f"task {name} ({where})", runner))
             counts[name] = len(items)
         # The options travel with the items, so a change reaches only the generate stages of this group.
-        meta = TaskItemsMeta(group=group, items=counts, sources=sources, options=resolved)
+        meta = TaskItemsMeta(
+            group=group, items=counts, sources=sources, options=resolved,
+            max_new_tokens={name: TASKS[name].max_new_tokens for name in names},
+            max_model_len={name: TASKS[name].max_model_len for name in names},
+        )  # fmt: skip
         write_json(tmp / "meta.json", meta.dump())
     return counts
