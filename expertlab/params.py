@@ -66,11 +66,13 @@ def _known(registry: Registry, names: list[str]) -> list[str]:
 
 
 class QuantizeGrid(Strict):
-    """Which pruned variants are quantized as well: for every (model, calibration, seed), each of these
-    criteria x ratios under each scheme (the study's Table 2 quantizes EASY-EP at 50% with 4-bit GPTQ)."""
+    """Which pruned variants are quantized as well: for each of these models and every calibration of the grid
+    and seed, each of these criteria x ratios under each scheme (the study's Table 2 quantizes Qwen3.6 pruned
+    with EASY-EP at 50%, 4-bit GPTQ)."""
 
     # required, even when empty: dvc.yaml interpolates each list
     schemes: list[str]  # names under `quantization`; empty: nothing is quantized
+    models: list[str]
     criteria: list[str]
     ratios: list[float]
 
@@ -570,6 +572,7 @@ class Params(Strict):
                 raise ValueError(f"quantization: scheme {name!r}: use letters, digits, '_' and '-' (it names directories)")
         for field, chosen, allowed in (
             ("schemes", grid.schemes, list(self.quantization)),
+            ("models", grid.models, self.study.models),
             ("criteria", grid.criteria, self.study.criteria),
             ("ratios", grid.ratios, self.study.ratios),
         ):
@@ -579,8 +582,8 @@ class Params(Strict):
                     raise ValueError(
                         f"study.quantize.{field}: {value!r} is not in {where} ({', '.join(map(str, allowed)) or 'none'})"
                     )
-        if grid.schemes and not (grid.criteria and grid.ratios):
-            raise ValueError("study.quantize: schemes are given but no criteria or ratios to quantize")
+        if grid.schemes and not (grid.models and grid.criteria and grid.ratios):
+            raise ValueError("study.quantize: schemes are given but no models, criteria or ratios to quantize")
 
     def check_ratios(self, model: str, num_experts: int, top_k: int) -> None:
         """Every pruning ratio leaves a model of these counts routable, or an error naming the ratio."""

@@ -51,7 +51,7 @@ def grid_summary(params: Params) -> str:
     runs = len(study.models) * len(study.calibrations) * len(study.seeds)
     variants = runs * len(study.criteria) * len(study.ratios)
     grid, compare = study.quantize, study.compare
-    quantized = runs * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
+    quantized = len(grid.models) * len(study.calibrations) * len(study.seeds) * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
     compared = len(compare.models) * len(compare.calibrations) * len(study.seeds) * len(compare.criteria) * len(compare.ratios)
     combined = [name for name in (*study.calibrations, *compare.calibrations) if name in params.combined_calibrations]
     return (

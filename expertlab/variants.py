@@ -134,6 +134,7 @@ def study_variants(study: Study) -> list[Variant]:
     quantized = [
         Variant(model=model, calibration=cal, seed=seed, criterion=criterion, ratio=ratio, quantization=scheme)
         for model, cal, seed in runs
+        if model in grid.models
         for criterion in grid.criteria
         for ratio in grid.ratios
         for scheme in grid.schemes

@@ -26,7 +26,7 @@ MICRO = {
         "ratios": [0.5],
         "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "trial_summary"]},
         "compare": {"models": [], "calibrations": [], "criteria": [], "ratios": []},
-        "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
+        "quantize": {"schemes": ["w4g16"], "models": ["toy"], "criteria": ["reap"], "ratios": [0.5]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
     "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 8}},

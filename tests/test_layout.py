@@ -82,9 +82,8 @@ def test_the_grid_expands_to_one_record_per_variant_with_the_ids_the_store_keys_
     grid, compare = study.quantize, study.compare
     compared = len(compare.models) * len(compare.calibrations) * len(study.seeds) * len(compare.criteria) * len(compare.ratios)
     assert compared == 1 * 1 * 3 * 1 * 2  # the default study: dual-calibrated easy_ep at 0.5 and 0.75, three seeds
-    assert len(variants) == len(study.models) + compared + runs * (
-        len(study.criteria) * len(study.ratios) + len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
-    )
+    quantized = len(grid.models) * len(study.calibrations) * len(study.seeds) * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
+    assert len(variants) == len(study.models) + compared + runs * len(study.criteria) * len(study.ratios) + quantized
     assert find_variant(study, "toy:dual:2:easy_ep:0.75").kind == "pruned"
     assert len({variant.id for variant in variants}) == len(variants)
     quantized = find_variant(study, "toy:biomed:0:easy_ep:0.5:gptq-w4a16")

@@ -175,7 +175,9 @@ def test_llm_judges_read_their_key_from_a_provider_variable_unless_told_otherwis
         ("study.quantize.schemes", ["gptq-w3"], "study.quantize.schemes: 'gptq-w3' is not in quantization (gptq-w4a16)"),
         ("study.quantize.criteria", ["af"], "study.quantize.criteria: 'af' is not in study.criteria"),
         ("study.quantize.ratios", [0.3], "study.quantize.ratios: 0.3 is not in study.ratios (0.25, 0.5, 0.75)"),
-        ("study.quantize.ratios", [], "schemes are given but no criteria or ratios to quantize"),
+        ("study.quantize.ratios", [], "schemes are given but no models, criteria or ratios to quantize"),
+        ("study.quantize.models", [], "schemes are given but no models, criteria or ratios to quantize"),
+        ("study.quantize.models", ["qwen"], "study.quantize.models: 'qwen' is not in study.models (toy)"),
         ("study.quantize.schemes", ["gptq-w4a16", "gptq-w4a16"], "study.quantize.schemes: 'gptq-w4a16' is listed twice"),
         ("quantization.gptq-w4a16.bits", 1, "quantization.gptq-w4a16.bits: Input should be greater than or equal to 2"),
         ("quantization.gptq-w4a16.method", "awq", "quantization.gptq-w4a16.method: Input should be 'gptq' or 'rtn'"),
@@ -196,7 +198,7 @@ def test_the_quantize_grid_is_required_because_dvc_yaml_reads_it():
     data["study"]["quantize"] = {}  # DVC cannot resolve ${study.quantize.criteria} without the key
     assert "study.quantize.criteria: Field required" in error_of(data)
     data = copy.deepcopy(DEFAULT)
-    data["study"]["quantize"] = {"schemes": [], "criteria": [], "ratios": []}
+    data["study"]["quantize"] = {"schemes": [], "models": [], "criteria": [], "ratios": []}
     assert parse_params(data).study.quantize.schemes == []  # nothing quantized
 
 

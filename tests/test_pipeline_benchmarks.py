@@ -52,7 +52,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         **MICRO,
         "study": {
             **MICRO["study"], "models": ["tiny"], "calibrations": ["dual"], "criteria": ["reap"],
-            "tasks": benchmark_groups(), "quantize": {"schemes": ["w4g16"], "criteria": ["reap"], "ratios": [0.5]},
+            "tasks": benchmark_groups(), "quantize": {"schemes": ["w4g16"], "models": ["tiny"], "criteria": ["reap"], "ratios": [0.5]},
         },
         # the paper's dual-domain calibration, from the fixture copies of MedINST32's and Dolci's official files
         "calibrations": {"medinst": {"source": "medinst", "samples": 4}, "dolci": {"source": "dolci", "samples": 3}},

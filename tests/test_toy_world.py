@@ -164,7 +164,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
             "ratios": [0.5],
             "tasks": {"toy": ["bio_qa"]},
             "compare": {"models": [], "calibrations": [], "criteria": [], "ratios": []},
-            "quantize": {"schemes": [], "criteria": [], "ratios": []},
+            "quantize": {"schemes": [], "models": [], "criteria": [], "ratios": []},
         },
         "models": {"toy": {"family": "qwen3_moe", "toy": True}},
         "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 20}},
