@@ -17,10 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from expertlab.errors import ExpertlabError
     from expertlab.io import write_json
-    from expertlab.study import check_study, grid_summary
+    from expertlab.study import check_study, grid_lines, grid_summary
 
-    print(f"{args.params}: ok — {grid_summary(check_study(args.params, args.queries))}")
+    params, missing = check_study(args.params, args.queries, allow_missing=True)
+    print(f"{args.params}: ok — {grid_summary(params)}")
+    for line in grid_lines(params):
+        print(f"  {line}")
+    for line in missing:
+        print(f"  not there yet: {line}")
+    if missing:
+        raise ExpertlabError(f"{args.params}: {len(missing)} input(s) not there yet (listed above)")
     if args.out:  # the same bytes for every valid params file: stages downstream re-run only for the keys they track
         write_json(args.out, {"params": args.params, "valid": True})
     return 0

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from expertlab.study import check_study
 
-    params = check_study(args.params, args.queries)
+    params, _ = check_study(args.params, args.queries)
     # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them
     env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     # `report` and its ancestors: the whole study, and the toy model only when study.models lists it
