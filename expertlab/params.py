@@ -77,14 +77,9 @@ class QuantizeGrid(Strict):
     ratios: list[float]
 
 
-class CompareGrid(Strict):
-    """More pruned variants beside the grid, under calibrations the grid does not use: for every seed, each of
-    these models x calibrations x criteria x ratios (the study's Table 2 also prunes with EASY-EP at 50% and 75%
-    under its dual-domain calibration, to compare it with the biomedical one)."""
+class _Pruned(Strict):
+    """Criteria and ratios of pruned variants: registered criteria, ratios inside (0, 1)."""
 
-    # required, even when empty: dvc.yaml interpolates each list
-    models: list[str]
-    calibrations: list[str]
     criteria: list[str]
     ratios: list[float]
 
@@ -98,12 +93,22 @@ class CompareGrid(Strict):
     def _ratios(cls, value: list[float]) -> list[float]:
         return _ratios_inside(value)
 
+
+class CompareGrid(_Pruned):
+    """More pruned variants beside the grid, under calibrations the grid does not use: for every seed, each of
+    these models x calibrations x criteria x ratios (the study's Table 2 also prunes with EASY-EP at 50% and 75%
+    under its dual-domain calibration, to compare it with the biomedical one)."""
+
+    # required, even when empty: dvc.yaml interpolates each list
+    models: list[str]
+    calibrations: list[str]
+
     @property
     def empty(self) -> bool:
         return not (self.models and self.calibrations and self.criteria and self.ratios)
 
 
-class Study(Strict):
+class Study(_Pruned):
     """The grid: every combination is one variant."""
 
     models: list[str] = Field(min_length=1)
@@ -115,11 +120,6 @@ class Study(Strict):
     tasks: dict[str, list[str]] = Field(min_length=1)
     compare: CompareGrid  # required: dvc.yaml interpolates its lists
     quantize: QuantizeGrid  # required: dvc.yaml interpolates its lists
-
-    @field_validator("criteria")
-    @classmethod
-    def _criteria(cls, value: list[str]) -> list[str]:
-        return _known(CRITERIA, value)
 
     @field_validator("tasks")
     @classmethod
@@ -155,11 +155,6 @@ class Study(Strict):
             if task in names:
                 return group
         raise UnknownName(f"task {task!r} is in no group of study.tasks")
-
-    @field_validator("ratios")
-    @classmethod
-    def _ratios(cls, value: list[float]) -> list[float]:
-        return _ratios_inside(value)
 
     def pruning_grid(self, calibration: str | None) -> tuple[list[str], list[float]]:
         """The criteria and ratios a calibration's runs are pruned with: study.compare's for its calibrations,
