@@ -24,17 +24,17 @@ MICRO = {
         "seeds": [0],
         "criteria": ["random", "reap"],
         "ratios": [0.5],
-        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "trial_summary"]},
+        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "general_mcq", "trial_summary"]},
         "compare": {"models": [], "calibrations": [], "criteria": [], "ratios": []},
         "quantize": {"schemes": ["w4g16"], "models": ["toy"], "criteria": ["reap"], "ratios": [0.5]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
-    "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 8}},
+    "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 64}},
     "combined_calibrations": {},
     "observe": {"batch_size": 8, "max_length": 64},
     "select": {"allow_top_k_reduction": False},
     "evaluation": {"data_dir": "data/sources"},
-    "generate": {"batch_size": 8, "limit": 3},
+    "generate": {"batch_size": 16},  # every item of every task (toy.world.eval_items)
     "score": {},
     "judges": {"grounding": {"backend": "grounding"}},
     "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
@@ -43,8 +43,11 @@ MICRO = {
     # charts only inlined in index.html (their files: tests/test_queries.py)
     "report": yaml.safe_load((ROOT / "params.yaml").read_text())["report"]
     | {"print": ["headline", "findings"], "chart_formats": []},
+    # The smallest toy that shows the findings on a real run (tests/test_pipeline.py asserts them): 16 experts
+    # in two layers, 1000 steps (about 25 s single-threaded), routed by domain for the first 80% of them; numbers
+    # up to 4, so the tiny model learns its arithmetic; 16 items per task, one generate batch
     "toy": {
-        "world": {"drugs": 8, "countries": 8, "train_examples_per_domain": 64, "pool_size": 16, "eval_items": 4},
+        "world": {"drugs": 8, "countries": 8, "arith_max": 4, "train_examples_per_domain": 2000, "pool_size": 128, "eval_items": 16},
         "model": {
             "hidden_size": 32,
             "num_layers": 2,
@@ -52,12 +55,21 @@ MICRO = {
             "num_kv_heads": 1,
             "head_dim": 16,
             "intermediate_size": 64,
-            "moe_intermediate_size": 16,
-            "num_experts": 8,
+            "moe_intermediate_size": 32,
+            "num_experts": 16,
             "top_k": 2,
             "max_position_embeddings": 256,
         },
-        "train": {"steps": 8, "batch_size": 8, "seq_len": 64, "warmup": 2, "threads": 1, "log_every": 4},
+        "train": {
+            "steps": 1000,
+            "batch_size": 32,
+            "seq_len": 96,
+            "lr": 0.01,
+            "warmup": 20,
+            "threads": 1,
+            "domain_routed_fraction": 0.8,
+            "log_every": 100,
+        },
     },
 }
 
