@@ -59,8 +59,14 @@ def check_study(params_path: str, queries_dir: str, allow_missing: bool = False)
         except FileNotFoundError as err:
             raise ExpertlabError(f"{params_path}: report.print: {err}") from None
     if missing and not allow_missing:
-        raise ExpertlabError(f"{params_path}: not there yet: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise ExpertlabError(not_there_yet(params_path, missing))
     return params, missing
+
+
+def not_there_yet(params_path: str, missing: list[str]) -> str:
+    """One line naming the first input that is not there yet, and how many more."""
+    more = f" (and {len(missing) - 1} more, each named by `expertlab check`)" if len(missing) > 1 else ""
+    return f"{params_path}: not there yet: {missing[0]}{more}"
 
 
 def grid_summary(params: Params) -> str:

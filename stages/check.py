@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from expertlab.errors import ExpertlabError
     from expertlab.io import write_json
-    from expertlab.study import check_study, grid_lines, grid_summary
+    from expertlab.study import check_study, grid_lines, grid_summary, not_there_yet
 
     params, missing = check_study(args.params, args.queries, allow_missing=True)
     print(f"{args.params}: ok — {grid_summary(params)}")
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     for line in missing:
         print(f"  not there yet: {line}")
     if missing:
-        raise ExpertlabError(f"{args.params}: {len(missing)} input(s) not there yet (listed above)")
+        raise ExpertlabError(not_there_yet(args.params, missing))
     if args.out:  # the same bytes for every valid params file: stages downstream re-run only for the keys they track
         write_json(args.out, {"params": args.params, "valid": True})
     return 0

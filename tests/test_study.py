@@ -71,7 +71,10 @@ def test_the_paper_grid_is_checked_and_sized_without_its_models_or_data(tmp_path
     assert any("calibration 'medinst' (source medinst): nothing at data/sources/medinst" in line for line in missing)
     assert any("no local copy of source 'multi_news_plus'" in line for line in missing)
     assert len(missing) == 4 + 2 + 11  # models, calibration sources, task sources
-    assert result.stderr.strip() == f"expertlab check: error: {ROOT / 'params.paper.yaml'}: 17 input(s) not there yet (listed above)"
+    assert result.stderr.strip() == (
+        f"expertlab check: error: {ROOT / 'params.paper.yaml'}: not there yet: models.gpt-oss-20b: no model directory at "
+        "models/gpt-oss-20b (its ratios are checked once it is there) (and 16 more, each named by `expertlab check`)"
+    )
 
 
 def test_a_grid_whose_inputs_are_there_passes_and_counts_its_prepared_items(tmp_path: Path) -> None:
