@@ -15,7 +15,7 @@ def check_study(params_path: str, queries_dir: str, allow_missing: bool = False)
     data are copied in.
     """
     from expertlab import layout
-    from expertlab.data.calibration import CalibrationError, check_source, location
+    from expertlab.data.calibration import CalibrationError, SourceMissing, check_source, location
     from expertlab.errors import ExpertlabError
     from expertlab.io import read_json
     from expertlab.moe.families import FAMILIES
@@ -42,10 +42,10 @@ def check_study(params_path: str, queries_dir: str, allow_missing: bool = False)
             continue  # the toy pools are built by the prepare stage
         try:
             check_source(name, spec, location(spec, params.evaluation, layout.TOY_POOLS))
-        except CalibrationError as err:
-            if "nothing at" not in str(err):
-                raise ExpertlabError(f"{params_path}: calibrations.{name}: {err}") from None
+        except SourceMissing as err:
             missing.append(f"calibrations.{name}: {err}")
+        except CalibrationError as err:
+            raise ExpertlabError(f"{params_path}: calibrations.{name}: {err}") from None
     sources = sorted({TASKS[name].source for name in params.study.task_names} - {"toy"})
     for source in sources:
         if params.evaluation.sources.get(source, "").startswith(HUB_PREFIX):

@@ -42,6 +42,10 @@ class CalibrationError(ValueError):
     """A calibration source is missing or malformed; the message names the calibration, the path and the format."""
 
 
+class SourceMissing(CalibrationError):
+    """A calibration source's files are not there (yet)."""
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -127,7 +131,7 @@ def source_files(name: str, spec: Any, where: Path) -> list[Path]:
     files = entry.files(spec, where)
     if not files:
         expected = entry.expected.format(**spec.model_dump())
-        raise CalibrationError(f"calibration {name!r} (source {spec.source}): nothing at {where}; expected {expected}")
+        raise SourceMissing(f"calibration {name!r} (source {spec.source}): nothing at {where}; expected {expected}")
     return files
 
 
