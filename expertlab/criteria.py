@@ -213,10 +213,10 @@ def select_masks(
     per_part: list[dict[str, dict[int, torch.Tensor]]] = [{} for _ in stats]
     mean: dict[str, dict[int, torch.Tensor]] = {}
     masks = []
+    layers = sorted(stats[0])
     for criterion in criteria:
         for part, part_stats in zip(per_part, stats):
             part[criterion] = criterion_scores(part_stats, criterion, seed)
-        layers = sorted(stats[0])
         scores = {layer: torch.stack([part[criterion][layer] for part in per_part]).mean(0) for layer in layers}
         mean[criterion] = scores
         for ratio in ratios:

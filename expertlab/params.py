@@ -23,7 +23,7 @@ from expertlab.judgments import Protocol
 from expertlab.moe.families import FAMILIES
 from expertlab.registry import Registry
 from expertlab.report.charts import CHART_FORMATS, ChartFormat
-from expertlab.tasks import DOMAINS, TASKS
+from expertlab.tasks import TASKS
 from expertlab.train import ToyModelConfig, TrainConfig
 
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -532,9 +532,8 @@ class Params(Strict):
         for name in compare.models:
             if name not in self.study.models:
                 raise ValueError(f"study.compare.models: {name!r} is not in study.models")
-        if not compare.empty or any((compare.models, compare.calibrations, compare.criteria, compare.ratios)):
-            if compare.empty:
-                raise ValueError("study.compare: give models, calibrations, criteria and ratios, or leave all four empty")
+        if compare.empty and any((compare.models, compare.calibrations, compare.criteria, compare.ratios)):
+            raise ValueError("study.compare: give models, calibrations, criteria and ratios, or leave all four empty")
         used = set(self.study.calibrations) | set(compare.calibrations)
         for name, combined in self.combined_calibrations.items():
             if name in self.calibrations:
@@ -551,8 +550,7 @@ class Params(Strict):
             if name not in used:
                 raise ValueError(
                     f"calibrations.{name}: used by no study.calibrations or study.compare.calibrations entry or part of "
-                    "one; every calibration "
-                    "set is drawn and observed, so remove it or list it"
+                    "one; every calibration set is drawn and observed, so remove it or list it"
                 )
 
     def calibration_parts(self, name: str) -> list[str]:

@@ -72,12 +72,9 @@ def not_there_yet(params_path: str, missing: list[str]) -> str:
 def grid_summary(params: Params) -> str:
     """One line: the grid's axes and how many observations and variants they make."""
     study = params.study
-    observations = len(study.models) * len(params.calibrations) * len(study.seeds)
-    runs = len(study.models) * len(study.calibrations) * len(study.seeds)
-    variants = runs * len(study.criteria) * len(study.ratios)
     grid, compare = study.quantize, study.compare
-    quantized = len(grid.models) * len(study.calibrations) * len(study.seeds) * len(grid.criteria) * len(grid.ratios) * len(grid.schemes)
-    compared = len(compare.models) * len(compare.calibrations) * len(study.seeds) * len(compare.criteria) * len(compare.ratios)
+    counts = stage_instances(params)  # one variant per prune or quantize instance, one observation per observe
+    observations, variants, compared, quantized = (counts[name] for name in ("observe", "prune", "prune_compared", "quantize"))
     combined = [name for name in (*study.calibrations, *compare.calibrations) if name in params.combined_calibrations]
     return (
         f"{len(study.models)} model(s), {len(study.calibrations)} calibration(s), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from expertlab import layout
 from expertlab.variants import Variant
 
 
@@ -25,19 +26,13 @@ def load_optional_params(args: argparse.Namespace):  # noqa: ANN201
     return load_params(args.params)
 
 
-def calibration_runs(params, root: str, model: str, calibration: str, seed: int, of: str) -> list[Path]:  # noqa: ANN001
-    """The study's directories (`of` "observations") or set files ("calibration sets") below `root` that a
-    calibration is made of: its parts' (a combined calibration) or its own."""
-    from expertlab import layout
-
+def study_parts(params, calibration: str) -> list[str]:  # noqa: ANN001
+    """The calibration sets a calibration of the study is made of (its parts, or itself); needs the params."""
     if params is None:
-        raise ValueError(f"--calibration without files needs --params: the study names the {of} of a calibration")
+        raise ValueError("a calibration named without its files needs --params: the study names its parts")
     if calibration not in (*params.calibrations, *params.combined_calibrations):
         raise ValueError(f"{calibration!r} is no calibration of the params (calibrations, combined_calibrations)")
-    parts = params.calibration_parts(calibration)
-    if of == "observations":
-        return [Path(root) / layout.run_path(model, part, seed) for part in parts]
-    return [Path(root) / part / layout.calibration_set_name(seed) for part in parts]
+    return params.calibration_parts(calibration)
 
 
 def observations_to_select(args: argparse.Namespace, params) -> tuple[list[str | Path], str | None]:  # noqa: ANN001
@@ -50,7 +45,8 @@ def observations_to_select(args: argparse.Namespace, params) -> tuple[list[str |
     model, calibration, seed = (args.run or "").rsplit("/", 2) if (args.run or "").count("/") >= 2 else ("", "", "")
     if args.observations or not seed.isdigit():
         raise ValueError("--study-observations takes --run MODEL/CALIBRATION/SEED and no OBS_DIR")
-    return calibration_runs(params, args.study_observations, model, calibration, int(seed), "observations"), calibration
+    root = Path(args.study_observations)
+    return [root / layout.run_path(model, part, int(seed)) for part in study_parts(params, calibration)], calibration
 
 
 def add_calibration_set_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +68,8 @@ def calibration_sets(args: argparse.Namespace, params) -> list[str | Path]:  # n
         return args.data
     if args.calibration is None or args.seed is None:
         raise ValueError("--calibration-sets needs --calibration and --seed")
-    return calibration_runs(params, args.calibration_sets, "", args.calibration, args.seed, "calibration sets")
+    root = Path(args.calibration_sets)
+    return [root / part / layout.calibration_set_name(args.seed) for part in study_parts(params, args.calibration)]
 
 
 def add_variant_arguments(parser: argparse.ArgumentParser) -> None:

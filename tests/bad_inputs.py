@@ -89,6 +89,8 @@ CASES: list[BadInput] = [
              "--params", "params.yaml", "--out", "m"], "--study-observations takes --run MODEL/CALIBRATION/SEED"),
     BadInput("select of a calibration the study does not define", ["select", "--study-observations", ".", "--run",
              "model/triple/0", "--params", "params.yaml", "--out", "m"], "'triple' is no calibration of the params"),
+    BadInput("select of a study run without the params", ["select", "--study-observations", ".", "--run",
+             "model/biomed/0", "--out", "m"], "a calibration named without its files needs --params"),
     BadInput("select of several observations unnamed", ["select", "obs", "obs", "--ratios", "0.5", "--out", "m"],
              "several observations make a combined calibration: name it"),
     # calibrate: the source of a calibration set
