@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from expertlab import warm
 from expertlab.errors import ExpertlabError
 
 # Offline by design: no hub, no telemetry, no tokenizer thread pools on 2-core machines.
@@ -89,6 +90,17 @@ def _save_traceback(command: str, err: BaseException) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The console command: in a fork of `expertlab run`'s warm process when there is one, else here."""
+    server = os.environ.get(warm.ENV_VAR)
+    if argv is None and server:
+        code = warm.run_warm(server, sys.argv[1:])
+        if code is not None:
+            return code
+    return run_here(argv)
+
+
+def run_here(argv: list[str] | None = None) -> int:
+    """Parse and run one command in this process."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)

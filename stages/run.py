@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-
-from expertlab import layout
 import os
 import subprocess
 import sys
+
+from expertlab import layout, warm
 
 HELP = "validate params.yaml, run `dvc repro` and print the headline and findings tables"
 
@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", metavar="FILE")
     parser.add_argument("--store", default=str(layout.STORE), metavar="FILE")
     parser.add_argument("--queries", default="queries", metavar="DIR", help="where report.print's tables are defined")
+    parser.add_argument(
+        "--cold", action="store_true",
+        help="run each stage command in a process of its own instead of a fork of one warm process "
+        "(same results, slower: every command imports torch and transformers again)",
+    )
     parser.add_argument(
         "dvc_args", nargs=argparse.REMAINDER,
         help="arguments for `dvc repro` (default: the report stage and everything it needs)",
@@ -29,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them
     env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     # `report` and its ancestors: the whole study, and the toy model only when study.models lists it
-    code = subprocess.call([sys.executable, "-m", "dvc", "repro", *(args.dvc_args or ["report"])], env=env)
+    repro = [sys.executable, "-m", "dvc", "repro", *(args.dvc_args or ["report"])]
+    if args.cold:
+        code = subprocess.call(repro, env=env)
+    else:
+        with warm.process(env) as (warm_env, log):
+            code = subprocess.call(repro, env=warm_env)
+            _say_how_commands_ran(warm.read_log(log))
     if code != 0:
         print(f"expertlab run: dvc repro failed (exit {code})", file=sys.stderr)
         return code
@@ -39,3 +50,10 @@ def run(args: argparse.Namespace) -> int:
         print()
         print_table(args.store, name, args.queries, params.report.variables())
     return 0
+
+
+def _say_how_commands_ran(records: list[dict]) -> None:
+    refused = [record for record in records if "refused" in record]
+    print(f"expertlab run: {len(records) - len(refused)} stage commands ran in the warm process", file=sys.stderr)
+    for record in refused:
+        print(f"expertlab run: cold: expertlab {' '.join(record['argv'])}: {record['refused']}", file=sys.stderr)
