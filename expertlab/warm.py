@@ -138,10 +138,10 @@ def process(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
 
 
 def read_log(log: Path) -> list[dict]:
-    """The commands a warm server was handed: one record each, {"argv", "warm"} or {"argv", "refused"}."""
+    """The commands a warm server was handed: {"argv", "warm": true, "pid"} or {"argv", "refused": why} each."""
     if not log.exists():
         return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in log.read_text().split("\n")[:-1]]  # whole lines only
 
 
 def serve(path: str, log: str) -> None:
@@ -208,7 +208,7 @@ def _mind(conn: socket.socket, environment: dict[str, str], log: str) -> int:
         _become_command(request, fds)
     for fd in fds:
         os.close(fd)
-    _log(log, {"argv": request["argv"], "warm": True})
+    _log(log, {"argv": request["argv"], "warm": True, "pid": worker})
     conn.send(json.dumps({"pid": worker}).encode())
     status = _wait_or_kill(worker, conn)
     with contextlib.suppress(OSError):

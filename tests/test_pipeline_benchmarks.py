@@ -76,6 +76,9 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
 def test_a_local_checkpoint_is_studied_without_training_the_toy(study: tuple[Path, str]) -> None:
     repo, output = study
     assert "train_toy" not in ran(output) and not (repo / "models" / "toy").exists()
+    # every stage ran its one `expertlab` command as a fork of the run's warm process
+    assert f"expertlab run: {len(ran(output))} stage commands ran in the warm process" in output
+    assert "expertlab run: cold:" not in output
     expected = {"calibrate@medinst", "calibrate@dolci", "observe@tiny-medinst-0", "observe@tiny-dolci-0",
                 "select@tiny-dual-0", f"prune@{PRUNED}", f"quantize@{QUANTIZED}"}  # fmt: skip
     assert expected | {"report"} <= ran(output)
