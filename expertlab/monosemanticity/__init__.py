@@ -1,0 +1,1 @@
+"""The second study (paper 001): activation records, sampling, explanations and monosemanticity scores of experts."""
