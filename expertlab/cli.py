@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "train-toy": "stages.train_toy",
     "calibrate": "stages.calibrate",
     "observe": "stages.observe",
+    "record-activations": "stages.record_activations",
+    "sample-experts": "stages.sample_experts",
     "select": "stages.select",
     "prune": "stages.prune",
     "quantize": "stages.quantize",

@@ -25,9 +25,10 @@ GENERATIONS = Path("generations")
 SCORES = Path("scores")
 JUDGMENTS = Path("judgments")
 IMPORTED = Path("imported")  # artifacts of `expertlab import-masks` / `import-judgments`
+MONOSEMANTICITY = Path("monosemanticity")  # the second study's artifacts, one directory per model (in git: its README)
 STORE = Path("results.duckdb")
 REPORT = Path("report")
-ARTIFACT_ROOTS = (OBSERVATIONS, MASKS, GENERATIONS, SCORES, JUDGMENTS)  # what ingest loads (and IMPORTED)
+ARTIFACT_ROOTS = (OBSERVATIONS, MASKS, GENERATIONS, SCORES, JUDGMENTS, MONOSEMANTICITY)  # what ingest loads (and IMPORTED)
 
 
 def calibration_set_name(seed: int) -> str:
@@ -93,3 +94,13 @@ def scores_dir(variant: Variant, group: str) -> Path:
 
 def judgments_dir(variant: Variant, group: str) -> Path:
     return JUDGMENTS / variant.path / group
+
+
+def activations_dir(model: str) -> Path:
+    """A model's activation records on the monosemanticity corpus."""
+    return MONOSEMANTICITY / model / "activations"
+
+
+def samples_dir(model: str) -> Path:
+    """The windows sampled from them for each expert's explainer and predictor."""
+    return MONOSEMANTICITY / model / "samples"

@@ -464,6 +464,28 @@ class Report(Strict):
         }
 
 
+class MonosemanticitySampling(Strict):
+    """Per expert and scope (README, "Expert monosemanticity"); counts are Delphi's defaults, `top` explanations
+    as the paper's P_mono shows them (strongest first)."""
+
+    explain_examples: int = Field(default=40, gt=0)  # the most strongly activating windows, shown to the explainer
+    test_examples: int = Field(default=50, ge=0)  # positives the predictor is tested on (disjoint from the above)
+    negatives: int = Field(default=50, ge=0)  # windows of the scope where the expert is not routed
+    test_sampling: Literal["quantiles", "weighted"] = "quantiles"  # weighted: probability proportional to activation
+    quantiles: int = Field(default=10, gt=0)  # test_sampling quantiles: equal slices by activation (Delphi)
+
+
+class Monosemanticity(Strict):
+    """The second study (paper 001): which models, on which domain-labelled corpus, in windows of how many tokens."""
+
+    models: list[str]  # required (dvc.yaml interpolates it); empty: the study is off
+    corpus: dict[str, str] = {}  # domain -> a calibration set under `calibrations`, drawn at `seed`
+    domains: list[str] = []  # target domains d of P_domain^(d) and EDMS^(d); each a corpus domain
+    seed: int = Field(default=0, ge=0)  # which of the calibration's seeds is the corpus; also seeds the sampling
+    window: int = Field(default=32, gt=0)  # tokens per window (Delphi's example_ctx_len)
+    sampling: MonosemanticitySampling = Field(default_factory=MonosemanticitySampling)
+
+
 class Toy(Strict):
     world: WorldConfig
     model: ToyModelConfig
@@ -485,6 +507,7 @@ class Params(Strict):
     judge: Judge
     quantization: dict[str, QuantizationSpec]  # scheme name -> how (may be empty)
     report: Report
+    monosemanticity: Monosemanticity  # required: dvc.yaml interpolates monosemanticity.models
     toy: Toy
 
     @model_validator(mode="after")
@@ -513,7 +536,27 @@ class Params(Strict):
                     "per domain); lower it or raise toy.world.pool_size"
                 )
         self._quantize_grid()
+        self._monosemanticity()
         return self
+
+    def _monosemanticity(self) -> None:
+        study = self.monosemanticity
+        for name in study.models:
+            if name not in self.models:
+                raise ValueError(f"monosemanticity.models: {name!r} has no entry under models (defined: {', '.join(self.models)})")
+        if study.models and not study.corpus:
+            raise ValueError("monosemanticity.corpus: name at least one domain's calibration set for the models to be read on")
+        for domain, name in study.corpus.items():
+            if name not in self.calibrations:
+                raise ValueError(
+                    f"monosemanticity.corpus.{domain}: {name!r} is not a calibration set under calibrations "
+                    f"(defined: {', '.join(self.calibrations)})"
+                )
+        for domain in study.domains:
+            if domain not in study.corpus:
+                raise ValueError(f"monosemanticity.domains: {domain!r} is not a domain of monosemanticity.corpus ({', '.join(study.corpus) or 'none'})")
+        if study.corpus and study.seed not in self.study.seeds:
+            raise ValueError(f"monosemanticity.seed: {study.seed} is not in study.seeds (the seeds each calibration set is drawn at)")
 
     def _calibrations(self) -> None:
         """study.calibrations name sets or combined calibrations; parts are sets; every set is used (each is observed)."""
@@ -546,11 +589,12 @@ class Params(Strict):
                     )
             if name in used:
                 used.update(combined.parts)
+        used.update(self.monosemanticity.corpus.values())
         for name in self.calibrations:
             if name not in used:
                 raise ValueError(
                     f"calibrations.{name}: used by no study.calibrations or study.compare.calibrations entry or part of "
-                    "one; every calibration set is drawn and observed, so remove it or list it"
+                    "one, nor by monosemanticity.corpus; every calibration set is drawn and observed, so remove it or list it"
                 )
 
     def calibration_parts(self, name: str) -> list[str]:

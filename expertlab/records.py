@@ -75,6 +75,22 @@ class Columns:
         pq.write_table(table, path)
         return table
 
+    def read(self, path: str | Path) -> Any:
+        """A parquet file of exactly these columns as a pandas frame, or an error naming the file."""
+        import pandas as pd
+        import pyarrow
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"missing file: {path}")
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, pyarrow.ArrowException) as err:
+            raise ValueError(f"{path}: not a readable parquet file ({err})") from None
+        if sorted(frame.columns) != sorted(self.columns):
+            raise ValueError(f"{path}: expected columns {sorted(self.columns)}, found {sorted(frame.columns)}")
+        return frame[self.names()]
+
     def ddl(self) -> str:
         """The columns as lines of a `create table` (for schema/expertlab.sql)."""
         return ",\n    ".join(
@@ -388,6 +404,104 @@ class TaskItemsMeta(Record):
     # change to either in a task's code re-runs that group's generate stages (which depend on these files)
     max_new_tokens: dict[str, int] = {}
     max_model_len: dict[str, int] = {}
+
+
+# --- the second study (paper 001): activation records and expert samples --------------------------
+
+
+class ActivationsMeta(Record):
+    """monosemanticity/<model>/activations/meta.json: the corpus read, the windows cut, the routing recorded."""
+
+    kind: Literal["activations"] = "activations"
+    model: str
+    seed: int  # the corpus calibration sets' seed
+    corpus: dict[str, str]  # domain -> calibration set
+    window_tokens: int  # tokens per window (monosemanticity.window)
+    model_type: str
+    num_experts: int
+    top_k: int
+    moe_layers: list[int]
+    documents: int
+    windows: Annotated[int, Sql("bigint")]
+    tokens: dict[str, int]  # domain -> tokens read (every window's tokens)
+    batch_size: int
+    max_length: int
+
+
+ACTIVATION_RUNS = COLUMNS.add(
+    "activation_runs",
+    columns_of(ActivationsMeta, ["model", "seed", "window_tokens", "model_type", "num_experts", "top_k", "moe_layers",
+                                 "documents", "windows"]),
+)  # fmt: skip
+ACTIVATION_WINDOWS = COLUMNS.add(
+    "activation_windows",
+    Columns({
+        "window_id": "bigint",
+        "domain": "varchar",
+        "document": "integer",
+        "start": "integer",
+        "tokens": "integer",
+        "token_texts": "varchar[]",
+    }),
+)  # fmt: skip
+ACTIVATIONS = COLUMNS.add(
+    "activations",
+    Columns({
+        "layer": "integer",
+        "expert": "integer",
+        "window_id": "bigint",
+        "routed_tokens": "integer",
+        "max_weight": "double",
+        "positions": "integer[]",
+    }),
+)  # fmt: skip
+
+
+class ExpertSamplesMeta(Record):
+    """monosemanticity/<model>/samples/meta.json: what was sampled from which activation records, and how."""
+
+    kind: Literal["expert_samples"] = "expert_samples"
+    model: str
+    seed: int
+    scopes: list[str]  # `all` and the target domains
+    explain_examples: int
+    test_examples: int
+    negatives: int
+    test_sampling: str
+    quantiles: int
+    experts_short: int  # (scope, layer, expert) rows whose counts fell short of what was asked
+
+
+EXPERT_SAMPLES = COLUMNS.add(
+    "expert_samples",
+    Columns({
+        "scope": "varchar",
+        "layer": "integer",
+        "expert": "integer",
+        "role": "varchar",
+        "window_id": "bigint",
+        "routed": "boolean",
+        "activation": "double",
+        "rank": "integer",
+    }),
+)  # fmt: skip
+SAMPLE_COUNTS = COLUMNS.add(
+    "sample_counts",
+    Columns(
+        {
+            "scope": "varchar",
+            "layer": "integer",
+            "expert": "integer",
+            "routed_windows": "bigint",
+            "unrouted_windows": "bigint",
+            "explain": "integer",
+            "test_positives": "integer",
+            "test_negatives": "integer",
+            "shortfall": "varchar",
+        },
+        nullable=frozenset({"shortfall"}),
+    ),
+)
 
 
 M = TypeVar("M", bound=Record)

@@ -102,9 +102,12 @@ def stage_instances(params: Params) -> dict[str, int]:
     }
     return {
         "check": 1, "prepare": 1, "prepare_tasks": groups,
-        "train_toy": int(any(params.models[name].toy for name in study.models)),  # else not among report's ancestors
+        # else not among report's ancestors
+        "train_toy": int(any(params.models[name].toy for name in (*study.models, *params.monosemanticity.models))),
         "calibrate": len(params.calibrations),
         "observe": len(study.models) * len(params.calibrations) * len(study.seeds),
+        "record_activations": len(params.monosemanticity.models),
+        "sample_experts": len(params.monosemanticity.models),
         **runs,
         "prune": len(grid), "prune_compared": len(compared), "quantize": len(kinds["quantized"]),
         **{f"{verb}_source": len(kinds["source"]) * groups for verb in ("generate", "score")},

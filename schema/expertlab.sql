@@ -38,8 +38,8 @@ create table artifacts (
     primary key (kind, identity)
 );
 comment on table artifacts is 'ingest manifest: one row per artifact directory loaded into the store';
-comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations, judgments)';
-comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations, the judgment set''s name for judgments';
+comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations, judgments, activations, expert_samples)';
+comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations, the judgment set''s name for judgments, the model for activations and expert_samples';
 comment on column artifacts.path is 'artifact directory as given to ingest';
 comment on column artifacts.content_hash is 'sha256 over the names and bytes of the files read (see files); an unchanged hash skips the artifact';
 comment on column artifacts.files is 'files of the artifact directory that were read and hashed, sorted';
@@ -243,6 +243,83 @@ comment on column judgments.status is 'ok (a label), missing (no verdict given, 
 comment on column judgments.raw is 'the verdict as given. Judge stage: absolute {verdicts, score, threshold} (grounding: {reasons}), relative {order: {A, B}, answers}, invalid {answer, error}. Release: absolute {score, success, reason}, relative {mapping, raw_answers, resolved_answers}, JSON null when missing. Human CSV: the row as given';
 
 -- The source model's value of every task and metric: the baseline each comparison with the source reads.
+-- the second study (paper 001): activation records and the windows sampled from them
+create table activation_runs (
+    {{ columns: activation_runs }},
+    primary key (model)
+);
+comment on table activation_runs is 'one record-activations pass per model over the monosemanticity corpus (its meta.json)';
+comment on column activation_runs.model is 'base model name';
+comment on column activation_runs.seed is 'seed of the corpus calibration sets';
+comment on column activation_runs.window_tokens is 'tokens per window (the last window of a text may be shorter)';
+comment on column activation_runs.model_type is 'transformers model_type of the model';
+comment on column activation_runs.num_experts is 'routed experts per MoE layer';
+comment on column activation_runs.top_k is 'experts each token is routed to';
+comment on column activation_runs.moe_layers is 'decoder layer indices that hold an MoE block, ascending';
+comment on column activation_runs.documents is 'corpus texts read';
+comment on column activation_runs.windows is 'windows cut from them';
+
+create table activation_windows (
+    model varchar not null,
+    {{ columns: activation_windows }},
+    primary key (model, window_id)
+);
+comment on table activation_windows is 'every window of the corpus: consecutive pieces of a text, every token in exactly one';
+comment on column activation_windows.model is 'base model name (its tokenizer cut the windows)';
+comment on column activation_windows.window_id is 'window id, in corpus order';
+comment on column activation_windows.domain is 'the corpus domain of its text (monosemanticity.corpus key)';
+comment on column activation_windows.document is 'its text, 0-based in corpus order';
+comment on column activation_windows.start is 'its first token''s position in the text';
+comment on column activation_windows.tokens is 'its tokens';
+comment on column activation_windows.token_texts is 'each token decoded on its own';
+
+create table activations (
+    model varchar not null,
+    {{ columns: activations }},
+    primary key (model, layer, expert, window_id)
+);
+comment on table activations is 'routed entries only: per (layer, expert, window_id) where the router selected the expert on some token (g > 0); AF_i^(d) = sum(routed_tokens) / tokens of domain d';
+comment on column activations.model is 'base model name';
+comment on column activations.layer is 'decoder layer index of the MoE block';
+comment on column activations.expert is 'routed expert index (0-based)';
+comment on column activations.window_id is 'activation_windows.window_id';
+comment on column activations.routed_tokens is 'tokens of the window routed to the expert';
+comment on column activations.max_weight is 'its strongest combine weight in the window (the window''s activation)';
+comment on column activations.positions is 'routed token positions within the window (0-based, ascending)';
+
+create table expert_samples (
+    model varchar not null,
+    {{ columns: expert_samples }},
+    primary key (model, scope, layer, expert, role, window_id)
+);
+comment on table expert_samples is 'per expert and scope, the windows its explainer sees (role explain) and its predictor is tested on (role test)';
+comment on column expert_samples.model is 'base model name';
+comment on column expert_samples.scope is 'all (every domain: P_mono, EMS) or a target domain d (its windows: P_domain^(d), EDMS^(d))';
+comment on column expert_samples.layer is 'decoder layer index of the MoE block';
+comment on column expert_samples.expert is 'routed expert index (0-based)';
+comment on column expert_samples.role is 'explain (the strongest positives) or test (other positives and negatives)';
+comment on column expert_samples.window_id is 'activation_windows.window_id';
+comment on column expert_samples.routed is 'the expert is routed on some token of the window (the label a prediction is scored against)';
+comment on column expert_samples.activation is 'activations.max_weight; 0 for a negative';
+comment on column expert_samples.rank is 'explain: 1 = strongest; test: the window''s number in the predictor''s seeded random order';
+
+create table sample_counts (
+    model varchar not null,
+    {{ columns: sample_counts }},
+    primary key (model, scope, layer, expert)
+);
+comment on table sample_counts is 'per expert and scope, how many windows there were and were drawn; shortfall says what fell short of the params';
+comment on column sample_counts.model is 'base model name';
+comment on column sample_counts.scope is 'all or a target domain';
+comment on column sample_counts.layer is 'decoder layer index of the MoE block';
+comment on column sample_counts.expert is 'routed expert index (0-based)';
+comment on column sample_counts.routed_windows is 'windows of the scope on which the expert is routed';
+comment on column sample_counts.unrouted_windows is 'windows of the scope on which it is not';
+comment on column sample_counts.explain is 'explanation windows drawn';
+comment on column sample_counts.test_positives is 'positive test windows drawn';
+comment on column sample_counts.test_negatives is 'negative test windows drawn';
+comment on column sample_counts.shortfall is 'what fell short of monosemanticity.sampling (null: nothing)';
+
 create view source_task_scores as
 with
 

@@ -34,7 +34,7 @@ def model_and_tokenizer():  # noqa: ANN201
 def test_windows_cut_each_document_into_consecutive_pieces_of_w_tokens() -> None:
     frame = window_table([7, 3, 8], ["bio", "bio", "general"], window=4)
     assert frame.to_dict("list") == {
-        "window": [0, 1, 2, 3, 4],
+        "window_id": [0, 1, 2, 3, 4],
         "domain": ["bio", "bio", "bio", "general", "general"],
         "document": [0, 0, 1, 2, 2],
         "start": [0, 4, 0, 0, 4],
@@ -57,7 +57,7 @@ def test_records_of_a_hand_made_routing_map_to_windows_and_positions() -> None:
     record(None, index, weights, None, None)
     windows = window_table([3, 5], ["general", "bio"], window=2)  # doc0: windows 0, 1; doc1: windows 2, 3, 4
     frame = recorder.records(windows, window=2)
-    got = {(r.expert, r.window): (r.routed_tokens, r.max_weight, list(r.positions)) for r in frame.itertuples()}
+    got = {(r.expert, r.window_id): (r.routed_tokens, r.max_weight, list(r.positions)) for r in frame.itertuples()}
     assert got == {
         # doc0 (tokens 5-7 of the batch; the pads are dropped): positions 0, 1 -> window 0, position 2 -> window 1
         (2, 0): (2, 0.6, [0, 1]), (0, 0): (1, 0.4, [0]), (1, 0): (1, 0.45, [1]),
@@ -80,7 +80,7 @@ def test_activation_frequency_from_the_records_equals_observe_statistics(model_a
     assert (records["routed_tokens"] == records["positions"].map(len)).all()
     assert (records["routed_tokens"] > 0).all()
     top_k = model.config.num_experts_per_tok
-    merged = records.merge(windows[["window", "domain"]], on="window")
+    merged = records.merge(windows[["window_id", "domain"]], on="window_id")
     for domain in ("biomedical", "general"):
         texts = [d.text for d in documents if d.domain == domain]
         stats = observe(model, tokenizer, texts, batch_size=3, max_length=16, progress=False)

@@ -157,6 +157,8 @@ def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
         parse_params(params)
     params["study"]["calibrations"] = ["biomed"]
     params["study"]["compare"] = {"models": [], "calibrations": [], "criteria": [], "ratios": []}
+    parse_params(params)  # the monosemanticity corpus reads the general set
+    params["monosemanticity"] = {"models": []}
     with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations or study.compare.calibrations"):
         parse_params(params)
     params["study"]["compare"] = {"models": ["toy"], "calibrations": ["dual"], "criteria": [], "ratios": [0.5]}

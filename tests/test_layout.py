@@ -52,6 +52,9 @@ def expected() -> dict[str, set[str]]:
             if model in study.compare.models:
                 for calibration in study.compare.calibrations:
                     paths[str(layout.selection_dir(model, calibration, seed))] = {str(layout.model_observations(model))}
+    for model in params.monosemanticity.models:
+        paths[str(layout.activations_dir(model))] = {str(layout.model_dir(model)), str(layout.CALIBRATIONS)}
+        paths[str(layout.samples_dir(model))] = {str(layout.activations_dir(model))}
     for variant in study_variants(study):
         checkpoint = str(layout.checkpoint_dir(variant))
         if variant.kind == "pruned":

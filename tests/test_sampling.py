@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expertlab.monosemanticity.sampling import ALL, Sampling, expert_rng, quantile_draw, sample, sample_expert
+from expertlab.monosemanticity.sampling import ALL, expert_rng, quantile_draw, sample, sample_expert
+from expertlab.params import MonosemanticitySampling as Sampling
 
 
 def positives(activations: dict[int, float]) -> pd.Series:
@@ -19,15 +20,15 @@ def test_explanation_windows_are_the_strongest_in_order_and_test_windows_are_the
     settings = Sampling(explain_examples=3, test_examples=2, negatives=2, test_sampling="weighted")
     rows, counts = sample_expert(acts, np.arange(10, 20), settings, np.random.default_rng(0))
     explain = rows[rows["role"] == "explain"]
-    assert explain["window"].tolist() == [11, 13, 15]  # 0.9, 0.9 (tie: lower window first), 0.7
+    assert explain["window_id"].tolist() == [11, 13, 15]  # 0.9, 0.9 (tie: lower window first), 0.7
     assert explain["rank"].tolist() == [1, 2, 3] and explain["routed"].all()
     test = rows[rows["role"] == "test"]
-    assert set(test.loc[test["routed"], "window"]) <= {10, 12, 14}
-    assert set(test.loc[~test["routed"], "window"]) <= set(range(16, 20))
-    assert not set(test["window"]) & set(explain["window"])
+    assert set(test.loc[test["routed"], "window_id"]) <= {10, 12, 14}
+    assert set(test.loc[~test["routed"], "window_id"]) <= set(range(16, 20))
+    assert not set(test["window_id"]) & set(explain["window_id"])
     assert sorted(test["rank"]) == [1, 2, 3, 4]
-    assert test.set_index("window")["activation"].to_dict() == {
-        w: (acts[w] if w in acts.index else 0.0) for w in test["window"]
+    assert test.set_index("window_id")["activation"].to_dict() == {
+        w: (acts[w] if w in acts.index else 0.0) for w in test["window_id"]
     }
     assert counts == {"routed_windows": 6, "unrouted_windows": 4, "explain": 3, "test_positives": 2,
                       "test_negatives": 2, "shortfall": None}  # fmt: skip
@@ -38,7 +39,7 @@ def test_weighted_positives_follow_activation() -> None:
     acts = positives({1: 10.0, 2: 0.9, 3: 0.1})
     settings = Sampling(explain_examples=1, test_examples=1, negatives=0, test_sampling="weighted")
     wins = sum(
-        sample_expert(acts, np.arange(1, 4), settings, np.random.default_rng(s))[0].query("role == 'test'")["window"].item() == 2
+        sample_expert(acts, np.arange(1, 4), settings, np.random.default_rng(s))[0].query("role == 'test'")["window_id"].item() == 2
         for s in range(1000)
     )
     assert abs(wins / 1000 - 0.9) < 0.04
@@ -66,23 +67,23 @@ def test_a_shortfall_is_recorded_not_invented() -> None:
 
 
 def test_scopes_draw_within_their_domain_and_each_expert_from_its_own_seed() -> None:
-    windows = pd.DataFrame({"window": range(8), "domain": ["bio"] * 4 + ["general"] * 4})
+    windows = pd.DataFrame({"window_id": range(8), "domain": ["bio"] * 4 + ["general"] * 4})
     records = pd.DataFrame({
-        "layer": [0] * 5, "expert": [0, 0, 0, 1, 1], "window": [0, 1, 5, 2, 6],
+        "layer": [0] * 5, "expert": [0, 0, 0, 1, 1], "window_id": [0, 1, 5, 2, 6],
         "routed_tokens": [1] * 5, "max_weight": [0.5, 0.4, 0.9, 0.3, 0.2], "positions": [[0]] * 5,
     })  # fmt: skip
     settings = Sampling(explain_examples=1, test_examples=1, negatives=2, test_sampling="weighted")
-    samples, counts = sample(records, windows, num_experts=2, domains=["bio"], settings=settings)
+    samples, counts = sample(records, windows, num_experts=2, domains=["bio"], settings=settings, seed=0)
     assert set(samples["scope"]) == {ALL, "bio"}
     bio = samples[samples["scope"] == "bio"]
-    assert set(bio["window"]) <= {0, 1, 2, 3}
-    assert bio.query("expert == 0 and role == 'explain'")["window"].tolist() == [0]
+    assert set(bio["window_id"]) <= {0, 1, 2, 3}
+    assert bio.query("expert == 0 and role == 'explain'")["window_id"].tolist() == [0]
     assert counts.set_index(["scope", "expert"]).loc[(ALL, 0), "routed_windows"] == 3
     # expert 1's draws do not depend on expert 0's
-    alone, _ = sample(records[records["expert"] == 1], windows, num_experts=2, domains=["bio"], settings=settings)
+    alone, _ = sample(records[records["expert"] == 1], windows, num_experts=2, domains=["bio"], settings=settings, seed=0)
     pd.testing.assert_frame_equal(
         samples[samples["expert"] == 1].reset_index(drop=True), alone[alone["expert"] == 1].reset_index(drop=True)
     )
     assert expert_rng(0, 0, 1, "bio").random() == expert_rng(0, 0, 1, "bio").random()
     with pytest.raises(ValueError, match=r"no windows of domain\(s\) \['tools'\]"):
-        sample(records, windows, num_experts=2, domains=["tools"], settings=settings)
+        sample(records, windows, num_experts=2, domains=["tools"], settings=settings, seed=0)

@@ -253,6 +253,17 @@ EXPECTED_COLUMNS = {
                       "metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE",
     "variant_measures": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, quantization VARCHAR, measure VARCHAR, value DOUBLE, higher_is_better BOOLEAN",
+    "activation_runs": "model VARCHAR, seed INTEGER, window_tokens INTEGER, model_type VARCHAR, num_experts INTEGER, "
+                       "top_k INTEGER, moe_layers INTEGER[], documents INTEGER, windows BIGINT",
+    "activation_windows": "model VARCHAR, window_id BIGINT, domain VARCHAR, document INTEGER, start INTEGER, "
+                          "tokens INTEGER, token_texts VARCHAR[]",
+    "activations": "model VARCHAR, layer INTEGER, expert INTEGER, window_id BIGINT, routed_tokens INTEGER, "
+                   "max_weight DOUBLE, positions INTEGER[]",
+    "expert_samples": "model VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, role VARCHAR, window_id BIGINT, "
+                      "routed BOOLEAN, activation DOUBLE, rank INTEGER",
+    "sample_counts": "model VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, routed_windows BIGINT, "
+                     "unrouted_windows BIGINT, explain INTEGER, test_positives INTEGER, test_negatives INTEGER, "
+                     "shortfall VARCHAR",
 }
 EXPECTED_COLUMNS["source_task_scores"] = "model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE"
 # the pruning grid: each relation without its quantized variants and so without the quantization column
@@ -274,6 +285,11 @@ EXPECTED_KEYS = {
     "task_scores": ["variant_id", "task", "metric"],
     "generations": ["variant_id", "task", "sample_id"],
     "judgments": ["judge", "protocol", "question", "task", "sample_id", "variant_id", "output"],
+    "activation_runs": ["model"],
+    "activation_windows": ["model", "window_id"],
+    "activations": ["model", "layer", "expert", "window_id"],
+    "expert_samples": ["model", "scope", "layer", "expert", "role", "window_id"],
+    "sample_counts": ["model", "scope", "layer", "expert"],
 }
 
 
@@ -349,7 +365,8 @@ def test_render_ddl_rejects_unknown_placeholders() -> None:
 def test_every_column_map_is_its_tables_columns_with_their_store_types(empty_store: duckdb.DuckDBPyConnection) -> None:
     """A data file's columns are typed once: the table that holds them has them, in order, with the map's types."""
     prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "part_scores": 3, "sample_scores": 1,
-                "generations": 1, "judgments": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
+                "generations": 1, "judgments": 1, "activation_runs": 0, "activation_windows": 1, "activations": 1,
+                "expert_samples": 1, "sample_counts": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
     for name, columns in records.COLUMNS.items():
         table = name if name != "corpus_scores" else None
         if table is None:  # corpus_scores.parquet lands in task_scores beside the sample means

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,10 @@ from torch import nn
 
 from expertlab.moe.families import adapter_for
 from expertlab.moe.observe import length_order, observed_experts, tokenized_batches
+
+if TYPE_CHECKING:
+    from expertlab.params import Observe
+    from expertlab.records import ActivationsMeta
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ def window_table(lengths: Sequence[int], domains: Sequence[str], window: int) ->
         for start in range(0, length, window):
             rows.append({"domain": domain, "document": document, "start": start, "tokens": min(window, length - start)})
     frame = pd.DataFrame(rows, columns=["domain", "document", "start", "tokens"])
-    frame.insert(0, "window", np.arange(len(frame), dtype=np.int64))
+    frame.insert(0, "window_id", np.arange(len(frame), dtype=np.int64))
     return frame
 
 
@@ -92,8 +98,8 @@ class ActivationRecorder:
         return record
 
     def records(self, windows: pd.DataFrame, window: int) -> pd.DataFrame:
-        """The routed entries, one row per (layer, expert, window): routed_tokens, max_weight, positions (in the window)."""
-        first_window = windows.groupby("document")["window"].min()
+        """The routed entries, one row per (layer, expert, window_id): routed_tokens, max_weight, positions (in the window)."""
+        first_window = windows.groupby("document")["window_id"].min()
         frames = []
         for index, chunks in self.pairs.items():
             if not chunks:
@@ -105,19 +111,19 @@ class ActivationRecorder:
             frame = pd.DataFrame({
                 "layer": index,
                 "expert": expert,
-                "window": first_window.reindex(document).to_numpy() + position // window,
+                "window_id": first_window.reindex(document).to_numpy() + position // window,
                 "position": position % window,
                 "weight": pairs[:, 3],
-            }).sort_values(["layer", "expert", "window", "position"], kind="stable")  # fmt: skip
+            }).sort_values(["layer", "expert", "window_id", "position"], kind="stable")  # fmt: skip
             frames.append(frame)
-        columns = ["layer", "expert", "window", "routed_tokens", "max_weight", "positions"]
+        columns = ["layer", "expert", "window_id", "routed_tokens", "max_weight", "positions"]
         if not frames:
             return pd.DataFrame(columns=columns)
         pairs = pd.concat(frames, ignore_index=True)
-        grouped = pairs.groupby(["layer", "expert", "window"], sort=True)
+        grouped = pairs.groupby(["layer", "expert", "window_id"], sort=True)
         out = grouped.agg(routed_tokens=("position", "size"), max_weight=("weight", "max")).reset_index()
         out["positions"] = grouped["position"].agg(list).to_numpy()
-        return out[columns].astype({"layer": "int32", "expert": "int32", "window": "int64", "routed_tokens": "int32"})
+        return out[columns].astype({"layer": "int32", "expert": "int32", "window_id": "int64", "routed_tokens": "int32"})
 
 
 def record_activations(
@@ -157,3 +163,55 @@ def record_activations(
             recorder.batch(chunk, attention_mask)
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     return windows, recorder.records(windows, window)
+
+
+def record_checkpoint(
+    model_dir: str | Path,
+    corpus: dict[str, Path],
+    out: str | Path,
+    run: dict[str, Any],
+    window: int,
+    settings: Observe,
+) -> ActivationsMeta:
+    """One pass of a model directory over a domain-labelled corpus (domain -> calibration set file, texts or chats
+    its chat template renders, as observe renders them) -> OUT/windows.parquet, OUT/activations.parquet, OUT/meta.json."""
+    from transformers import AutoTokenizer
+
+    from expertlab.data.calibration import read_set, render
+    from expertlab.io import OutputDir, write_json
+    from expertlab.moe.observe import loaded_model
+    from expertlab.records import ACTIVATION_WINDOWS, ACTIVATIONS, ActivationsMeta
+
+    if not corpus:
+        raise ValueError("the activation corpus names no domain")
+    output = OutputDir(out, "record-activations", inputs=[model_dir, *corpus.values()])
+    output.check()
+    with loaded_model(model_dir, settings.max_memory) as model:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        documents = [
+            Document(render(record, tokenizer, model.config.model_type), domain)
+            for domain, path in corpus.items()
+            for record in read_set(path)
+        ]
+        routing = adapter_for(model).routing(model.config)
+        windows, records = record_activations(
+            model, tokenizer, documents, window, batch_size=settings.batch_size, max_length=settings.max_length
+        )
+    meta = ActivationsMeta(
+        **run,
+        window_tokens=window,
+        model_type=model.config.model_type,
+        num_experts=routing.num_experts,
+        top_k=routing.top_k,
+        moe_layers=sorted(layer.index for layer in adapter_for(model).moe_layers(model)),
+        documents=len(documents),
+        windows=len(windows),
+        tokens={domain: int(windows.loc[windows["domain"] == domain, "tokens"].sum()) for domain in corpus},
+        batch_size=settings.batch_size,
+        max_length=settings.max_length,
+    )
+    with output.writing() as tmp:
+        ACTIVATION_WINDOWS.write(tmp / "windows.parquet", windows)
+        ACTIVATIONS.write(tmp / "activations.parquet", records)
+        write_json(tmp / "meta.json", meta.dump())
+    return meta

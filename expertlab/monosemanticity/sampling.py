@@ -18,24 +18,17 @@ row says what fell short; none is invented.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from expertlab.params import MonosemanticitySampling
+    from expertlab.records import ExpertSamplesMeta
+
 ALL = "all"
-TestSampling = Literal["weighted", "quantiles"]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    explain_examples: int = 40
-    test_examples: int = 50
-    negatives: int = 50
-    test_sampling: TestSampling = "quantiles"
-    quantiles: int = 10
-    seed: int = 0
 
 
 def expert_rng(seed: int, layer: int, expert: int, scope: str) -> np.random.Generator:
@@ -62,7 +55,7 @@ def weighted_draw(windows: np.ndarray, activation: np.ndarray, wanted: int, rng:
 
 
 def sample_expert(
-    positives: pd.Series, scope_windows: np.ndarray, settings: Sampling, rng: np.random.Generator
+    positives: pd.Series, scope_windows: np.ndarray, settings: MonosemanticitySampling, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """One expert in one scope: `positives` maps routed window -> activation (windows of the scope only);
     `scope_windows` are all the scope's window ids. Returns (sample rows, counts)."""
@@ -79,9 +72,9 @@ def sample_expert(
     order = rng.permutation(len(test))
     rows = pd.concat(
         [
-            pd.DataFrame({"role": "explain", "window": explain.index.to_numpy(np.int64), "routed": True,
+            pd.DataFrame({"role": "explain", "window_id": explain.index.to_numpy(np.int64), "routed": True,
                           "activation": explain.to_numpy(), "rank": np.arange(1, len(explain) + 1)}),
-            pd.DataFrame({"role": "test", "window": test[order], "routed": np.arange(len(test))[order] < len(test_pos),
+            pd.DataFrame({"role": "test", "window_id": test[order], "routed": np.arange(len(test))[order] < len(test_pos),
                           "activation": positives.reindex(test[order], fill_value=0.0).to_numpy(),
                           "rank": np.arange(1, len(test) + 1)}),
         ],
@@ -106,28 +99,62 @@ def sample_expert(
 
 
 def sample(
-    records: pd.DataFrame, windows: pd.DataFrame, num_experts: int, domains: list[str], settings: Sampling
+    records: pd.DataFrame,
+    windows: pd.DataFrame,
+    num_experts: int,
+    domains: list[str],
+    settings: MonosemanticitySampling,
+    seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every (scope, layer, expert): scope `all` and each of `domains`. Returns (samples, counts)."""
     unknown = sorted(set(domains) - set(windows["domain"]))
     if unknown:
         raise ValueError(f"no windows of domain(s) {unknown}; the corpus has {sorted(windows['domain'].unique())}")
-    scopes = {ALL: windows["window"].to_numpy(np.int64)}
-    scopes |= {d: windows.loc[windows["domain"] == d, "window"].to_numpy(np.int64) for d in domains}
-    by_expert = {key: group.set_index("window")["max_weight"] for key, group in records.groupby(["layer", "expert"])}
+    scopes = {ALL: windows["window_id"].to_numpy(np.int64)}
+    scopes |= {d: windows.loc[windows["domain"] == d, "window_id"].to_numpy(np.int64) for d in domains}
+    by_expert = {key: group.set_index("window_id")["max_weight"] for key, group in records.groupby(["layer", "expert"])}
     sample_frames, count_rows = [], []
     for layer in sorted(int(i) for i in records["layer"].unique()):
         for expert in range(num_experts):
             routed = by_expert.get((layer, expert), pd.Series(dtype=np.float64))
             for scope, scope_windows in scopes.items():
                 positives = routed[routed.index.isin(scope_windows)]
-                rows, counts = sample_expert(positives, scope_windows, settings, expert_rng(settings.seed, layer, expert, scope))
+                rows, counts = sample_expert(positives, scope_windows, settings, expert_rng(seed, layer, expert, scope))
                 rows.insert(0, "expert", expert)
                 rows.insert(0, "layer", layer)
                 rows.insert(0, "scope", scope)
                 sample_frames.append(rows)
                 count_rows.append({"scope": scope, "layer": layer, "expert": expert, **counts})
     samples = pd.concat(sample_frames, ignore_index=True).astype(
-        {"layer": "int32", "expert": "int32", "window": "int64", "rank": "int32", "routed": "bool", "activation": "float64"}
+        {"layer": "int32", "expert": "int32", "window_id": "int64", "rank": "int32", "routed": "bool", "activation": "float64"}
     )
     return samples, pd.DataFrame(count_rows)
+
+
+def sample_artifact(
+    activations: str | Path, out: str | Path, domains: list[str], settings: MonosemanticitySampling, seed: int
+) -> ExpertSamplesMeta:
+    """An activations artifact -> OUT/samples.parquet, OUT/counts.parquet, OUT/meta.json."""
+    from expertlab.io import OutputDir, write_json
+    from expertlab.records import ACTIVATION_WINDOWS, ACTIVATIONS, EXPERT_SAMPLES, SAMPLE_COUNTS, ActivationsMeta
+    from expertlab.records import ExpertSamplesMeta, read_meta
+
+    activations = Path(activations)
+    source = read_meta(activations, ActivationsMeta)
+    output = OutputDir(out, "sample-experts", inputs=[activations])
+    output.check()
+    windows = ACTIVATION_WINDOWS.read(activations / "windows.parquet")
+    records = ACTIVATIONS.read(activations / "activations.parquet")
+    samples, counts = sample(records, windows, source.num_experts, domains, settings, seed)
+    meta = ExpertSamplesMeta(
+        model=source.model,
+        seed=seed,
+        scopes=[ALL, *domains],
+        **settings.model_dump(),
+        experts_short=int(counts["shortfall"].notna().sum()),
+    )
+    with output.writing() as tmp:
+        EXPERT_SAMPLES.write(tmp / "samples.parquet", samples[EXPERT_SAMPLES.names()])
+        SAMPLE_COUNTS.write(tmp / "counts.parquet", counts[SAMPLE_COUNTS.names()])
+        write_json(tmp / "meta.json", meta.dump())
+    return meta

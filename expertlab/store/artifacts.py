@@ -19,7 +19,9 @@ import duckdb
 
 from expertlab import records
 from expertlab.records import (
+    ActivationsMeta,
     EvaluationMeta,
+    ExpertSamplesMeta,
     GenerationsMeta,
     JudgmentsMeta,
     ObservationMeta,
@@ -414,5 +416,61 @@ KINDS.add(
         load=_load_judgments,
         unload=_unload_judgments,
         variants=lambda record: record.variants,  # the judged variants (imported ones with origin imported)
+    ),
+)
+
+
+# --- the second study: monosemanticity/<model>/activations/ and monosemanticity/<model>/samples/ -----------------
+
+
+def _load_table(con: Connection, table: str, columns: records.Columns, model: str, path: Path) -> None:
+    columns.check_parquet(con, path)
+    con.execute(
+        f"insert into {table} by name select ?::varchar as model, {columns.casts()} from read_parquet(?)",
+        [model, str(path)],
+    )
+
+
+def _load_activations(con: Connection, artifact: Artifact) -> None:
+    record = artifact.record
+    insert_row(con, "activation_runs", record.model_dump(include=set(records.ACTIVATION_RUNS.names())))
+    _load_table(con, "activation_windows", records.ACTIVATION_WINDOWS, record.model, artifact.path / "windows.parquet")
+    _load_table(con, "activations", records.ACTIVATIONS, record.model, artifact.path / "activations.parquet")
+
+
+def _load_samples(con: Connection, artifact: Artifact) -> None:
+    model = artifact.record.model
+    _load_table(con, "expert_samples", records.EXPERT_SAMPLES, model, artifact.path / "samples.parquet")
+    _load_table(con, "sample_counts", records.SAMPLE_COUNTS, model, artifact.path / "counts.parquet")
+
+
+def _unload_model(tables: tuple[str, ...]) -> Callable[[Connection, str, Any], None]:
+    def unload(con: Connection, identity: str, record: Any) -> None:
+        for table in tables:
+            con.execute(f"delete from {table} where model = ?", [record.model])
+
+    return unload
+
+
+KINDS.add(
+    "activations",
+    ArtifactKind(
+        record=ActivationsMeta,
+        identity=lambda record: record.model,
+        files=lambda record: ["windows.parquet", "activations.parquet"],
+        load=_load_activations,
+        unload=_unload_model(("activation_runs", "activation_windows", "activations")),
+        variants=lambda record: [],
+    ),
+)
+KINDS.add(
+    "expert_samples",
+    ArtifactKind(
+        record=ExpertSamplesMeta,
+        identity=lambda record: record.model,
+        files=lambda record: ["samples.parquet", "counts.parquet"],
+        load=_load_samples,
+        unload=_unload_model(("expert_samples", "sample_counts")),
+        variants=lambda record: [],
     ),
 )
