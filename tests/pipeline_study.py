@@ -14,7 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "requirements-deepeval.lock"]
-PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "data/sources"]
+PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "data/sources"]
 
 
 MICRO = {
@@ -39,6 +39,10 @@ MICRO = {
     "judges": {"grounding": {"backend": "grounding"}},
     "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
     "quantization": {"w4g16": {"method": "gptq", "bits": 4, "group_size": 16}},
+    "monosemanticity": {
+        "models": ["toy"], "corpus": {"biomedical": "biomed"}, "domains": ["biomedical"], "seed": 0, "window": 8,
+        "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
+    },
     # every number the queries read, as the default params.yaml gives them (dvc.yaml tracks each key); the
     # charts only inlined in index.html (their files: tests/test_queries.py)
     "report": yaml.safe_load((ROOT / "params.yaml").read_text())["report"]

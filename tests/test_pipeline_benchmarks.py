@@ -62,6 +62,9 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
         "score": {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}},
         "judge": {"judges": ["grounding"], "tasks": JUDGED},
+        # the second study's records and samples on the official formats' texts
+        "monosemanticity": {**MICRO["monosemanticity"], "models": ["tiny"], "corpus": {"medicine": "medinst", "general": "dolci"},
+                            "domains": ["medicine"]},
     }
     repo = study_repo(tmp_path_factory.mktemp("benchmarks"), params)
     shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")
