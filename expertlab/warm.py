@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,25 +117,28 @@ def process(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
     directory = Path(tempfile.mkdtemp(prefix="expertlab-warm-"))
     path = directory / "socket"
     log = directory / LOG_NAME
-    server = subprocess.Popen(
-        [sys.executable, "-m", "expertlab.warm", str(path), str(log)],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(directory / "server.log", "wb"),
-        start_new_session=True,
-    )
+    with open(directory / "server.log", "wb") as server_log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "expertlab.warm", str(path), str(log)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=server_log, start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 30
         while not path.exists() and server.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         yield {**env, ENV_VAR: str(path)}, log
     finally:
+        died = server.poll()
         server.terminate()
         try:
             server.wait(timeout=KILL_GRACE_S)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if died:  # the commands ran cold; say why
+            said = (directory / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
+            print(f"expertlab: the warm process exited ({died}): " + " | ".join(said), file=sys.stderr)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def read_log(log: Path) -> list[dict]:

@@ -40,6 +40,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
     expected |= {f"quantize@{quantized}"} | {f"{stage}_quantized@{quantized}-toy" for stage in ("generate", "score", "judge")}
+    expected |= {"record_activations@toy", "sample_experts@toy"}  # the second study's records and samples
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select variant_id, quantization from variants where quantization is not null").fetchall() == [
@@ -48,6 +49,23 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     assert con.execute("select count(*) from variants").fetchone() == (4,)
     # 2 MoE layers x 16 experts, one observation
     assert con.execute("select count(*) from expert_stats").fetchone() == (32,)
+    # the second study's corpus is the observed calibration set: AF from the activation records, by SQL, is
+    # observe's routed_count / tokens for every expert
+    af = con.execute(
+        """
+        with routed as (
+            select layer, expert, sum(routed_tokens) as routed
+            from activations where model = 'toy' group by all
+        ), tokens as (select sum(tokens) as tokens from activation_windows where model = 'toy')
+        select s.layer, s.expert, coalesce(r.routed, 0) / t.tokens as af, s.routed_count / s.tokens as observed
+        from expert_stats s cross join tokens t left join routed r using (layer, expert)
+        where s.model = 'toy' and s.calibration = 'biomed' and s.seed = 0
+        order by all
+        """
+    ).fetchall()
+    assert len(af) == 32 and all(row[2] == row[3] for row in af) and sum(row[2] for row in af) > 0
+    # every (scope, layer, expert) sampled: scopes all and biomedical
+    assert con.execute("select count(*) from sample_counts").fetchone() == (64,)
     # every sample of every task scored for every variant: 4 variants x 5 tasks x 16 items
     assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (320,)
     # the grounding judge on 16 summaries of 3 pruned variants (one quantized): absolute on the pruned
