@@ -12,7 +12,7 @@ from expertlab.judges.backend import Item, Progress, Row, Settings, Tally, absol
 from expertlab.judges.cache import VerdictCache, verdict_key
 from expertlab.judges.client import ChatClient
 from expertlab.judges.connection import MissingApiKey
-from expertlab.judges.outcomes import JudgeRequest, Outcome, outcome_from_record
+from expertlab.judges.outcomes import JudgeRequest, Outcome, Validate, outcome_from_record
 from expertlab.judges.providers import PROVIDERS, Endpoint
 from expertlab.judgments import QUESTIONS
 
@@ -98,54 +98,14 @@ class LLMJudge:
         asked, requests = self._plan(items, protocols)
         protocol_of = {entry.key: entry.protocol for entry in asked}
         validators = {"absolute": proto.read_absolute, "relative": proto.read_relative}
-        tally = Tally(questions=len(requests))
-        outcomes: dict[str, Outcome[Any]] = {}
-
-        def landed(outcome: Outcome[Any]) -> None:
-            if progress is not None:
-                progress(1)
-
-        cache = VerdictCache(self.cache_path, retry_invalid=self.settings.retry_invalid) if self.cache_path else None
-        try:
-            for protocol in validators:
-                batch = [request for key, request in requests.items() if protocol_of[key] == protocol]
-                if not batch:
-                    continue
-                if cache is not None and all(request.key in cache for request in batch):
-                    # every verdict is cached: no client, so no key is needed to rebuild the rows
-                    for request in batch:
-                        record = cache.get(request.key)
-                        outcome = outcome_from_record(request.key, record, validators[protocol])
-                        outcomes[request.key] = outcome
-                        landed(outcome)
-                    continue
-                try:
-                    client = ChatClient(
-                        self.endpoint,
-                        retry=self.settings.retry,
-                        concurrency=self.concurrency,
-                        transport=self._transport,
-                    )
-                except MissingApiKey as err:
-                    raise MissingApiKey(
-                        f"judge {self.name}: {err} (export it, or name another with judges.{self.name}.api_key_env)"
-                    ) from None
-                with client:
-                    for outcome in client.judge_all(batch, validators[protocol], cache=cache, on_result=landed):
-                        outcomes[outcome.key] = outcome
-                    counters = client.counters
-                    tally.requests += counters.requests
-                    tally.billed += counters.billed
-                    tally.unreadable += counters.unreadable
-                    tally.prompt_tokens += counters.prompt_tokens
-                    tally.completion_tokens += counters.completion_tokens
-        finally:
-            if cache is not None:
-                tally.cache_hits = sum(outcome.cached for outcome in outcomes.values())
-                stored = {key: cache.stored(key) for key in requests}
-                tally.verdicts = {key: record for key, record in stored.items() if record is not None}
-                cache.close()
-        tally.invalid = sum(outcome.status == "invalid" for outcome in outcomes.values())
+        batches = [
+            ([request for key, request in requests.items() if protocol_of[key] == protocol], validate)
+            for protocol, validate in validators.items()
+        ]
+        outcomes, tally = ask_endpoint(
+            self.name, self.endpoint, self.settings, batches,
+            concurrency=self.concurrency, transport=self._transport, progress=progress,
+        )  # fmt: skip
         asking: dict[str, list[_Asked]] = {}
         for entry in asked:
             asking.setdefault(entry.key, []).append(entry)
@@ -155,7 +115,7 @@ class LLMJudge:
 
     @property
     def cache_path(self) -> Path | None:
-        return self.settings.cache_dir / f"{self.name}.jsonl" if self.settings.cache_dir is not None else None
+        return cache_path(self.name, self.settings)
 
     def _rows(self, entry: _Asked, outcome: Outcome[Any]) -> list[Row]:
         item, protocol = entry.item, entry.protocol
@@ -193,3 +153,62 @@ def build_llm_judge(provider: str, name: str, spec: Mapping[str, Any], settings:
         provider=provider,
     )
     return LLMJudge(name, endpoint, settings, concurrency=spec["concurrency"])
+
+
+def cache_path(name: str, settings: Settings) -> Path | None:
+    """The verdict cache of the endpoint named `name` (one file per judge, shared by every stage that asks it)."""
+    return settings.cache_dir / f"{name}.jsonl" if settings.cache_dir is not None else None
+
+
+def ask_endpoint(
+    name: str,
+    endpoint: Endpoint,
+    settings: Settings,
+    batches: Sequence[tuple[Sequence[JudgeRequest], Validate[Any]]],
+    *,
+    concurrency: int,
+    transport: Any = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Outcome[Any]], Tally]:
+    """Every request of every (requests, validator) batch asked once through the endpoint's verdict cache: a batch
+    wholly in the cache opens no client (and needs no key). Returns the outcomes by key and what they cost."""
+    tally = Tally(questions=sum(len(requests) for requests, _ in batches))
+    outcomes: dict[str, Outcome[Any]] = {}
+
+    def landed(outcome: Outcome[Any]) -> None:
+        if progress is not None:
+            progress(1)
+
+    path = cache_path(name, settings)
+    cache = VerdictCache(path, retry_invalid=settings.retry_invalid) if path else None
+    try:
+        for batch, validate in batches:
+            if not batch:
+                continue
+            if cache is not None and all(request.key in cache for request in batch):
+                for request in batch:
+                    outcome = outcome_from_record(request.key, cache.get(request.key), validate)
+                    outcomes[request.key] = outcome
+                    landed(outcome)
+                continue
+            try:
+                client = ChatClient(endpoint, retry=settings.retry, concurrency=concurrency, transport=transport)
+            except MissingApiKey as err:
+                raise MissingApiKey(f"judge {name}: {err} (export it, or name another with judges.{name}.api_key_env)") from None
+            with client:
+                for outcome in client.judge_all(batch, validate, cache=cache, on_result=landed):
+                    outcomes[outcome.key] = outcome
+                counters = client.counters
+                tally.requests += counters.requests
+                tally.billed += counters.billed
+                tally.unreadable += counters.unreadable
+                tally.prompt_tokens += counters.prompt_tokens
+                tally.completion_tokens += counters.completion_tokens
+    finally:
+        if cache is not None:
+            tally.cache_hits = sum(outcome.cached for outcome in outcomes.values())
+            stored = {request.key: cache.stored(request.key) for requests, _ in batches for request in requests}
+            tally.verdicts = {key: record for key, record in stored.items() if record is not None}
+            cache.close()
+    tally.invalid = sum(outcome.status == "invalid" for outcome in outcomes.values())
+    return outcomes, tally
