@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "observe": "stages.observe",
     "record-activations": "stages.record_activations",
     "sample-experts": "stages.sample_experts",
+    "explain-experts": "stages.explain_experts",
+    "predict-experts": "stages.predict_experts",
     "select": "stages.select",
     "prune": "stages.prune",
     "quantize": "stages.quantize",

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from expertlab.judges.backend import Settings
+    from expertlab.params import Judge as JudgeParams
     from expertlab.params import Params
     from expertlab.records import GenerationsMeta
 
@@ -59,6 +61,20 @@ def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
     return added
 
 
+def run_settings(config: JudgeParams) -> Settings:
+    """How every LLM of a run is asked (params `judge`): seed, threshold, retries, the verdict cache."""
+    from expertlab.judges.backend import Settings
+    from expertlab.judges.client import RetryPolicy
+
+    return Settings(
+        seed=config.seed,
+        threshold=config.threshold,
+        retry=RetryPolicy(max_attempts=config.max_attempts, max_invalid=config.max_invalid, timeout_s=config.timeout_s),
+        cache_dir=Path(config.cache_dir),
+        retry_invalid=config.retry_invalid,
+    )
+
+
 def judge_generations(
     gen_dir: str | Path, source_dir: str | Path, out: str | Path, params: Params, params_path: str | Path
 ) -> tuple[int, int]:
@@ -67,8 +83,7 @@ def judge_generations(
 
     from expertlab.errors import ExpertlabError
     from expertlab.io import OutputDir, write_json
-    from expertlab.judges.backend import Settings, items_from_generations
-    from expertlab.judges.client import RetryPolicy
+    from expertlab.judges.backend import items_from_generations
     from expertlab.judges.registry import build_judge
     from expertlab.records import JUDGMENTS, JudgmentsMeta
 
@@ -86,14 +101,7 @@ def judge_generations(
     tasks = [task for task in config.tasks if task in (meta.tasks or [])]
     items = items_from_generations(rows, source_rows, tasks)
 
-    cache_dir = Path(config.cache_dir)
-    settings = Settings(
-        seed=config.seed,
-        threshold=config.threshold,
-        retry=RetryPolicy(max_attempts=config.max_attempts, max_invalid=config.max_invalid, timeout_s=config.timeout_s),
-        cache_dir=cache_dir,
-        retry_invalid=config.retry_invalid,
-    )
+    settings = run_settings(config)
     judgments: list[dict[str, Any]] = []
     used: list[dict[str, Any]] = []
     report: dict[str, dict[str, Any]] = {}

@@ -104,3 +104,13 @@ def activations_dir(model: str) -> Path:
 def samples_dir(model: str) -> Path:
     """The windows sampled from them for each expert's explainer and predictor."""
     return MONOSEMANTICITY / model / "samples"
+
+
+def explanations_dir(model: str) -> Path:
+    """Each sampled expert's explanation, per scope."""
+    return MONOSEMANTICITY / model / "explanations"
+
+
+def predictions_dir(model: str) -> Path:
+    """The predictor's answer for each test window of each explained expert."""
+    return MONOSEMANTICITY / model / "predictions"

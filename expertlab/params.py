@@ -475,6 +475,10 @@ class MonosemanticitySampling(Strict):
     quantiles: int = Field(default=10, gt=0)  # test_sampling quantiles: equal slices by activation (Delphi)
 
 
+DomainPrompt = Literal["medicine", "tool_use"]  # the domain texts paper 001 gives (monosemanticity.prompts.DOMAIN_PROMPTS)
+OFFLINE = "offline"  # the monosemanticity stand-in explainer and predictor (no LLM)
+
+
 class Monosemanticity(Strict):
     """The second study (paper 001): which models, on which domain-labelled corpus, in windows of how many tokens."""
 
@@ -484,6 +488,11 @@ class Monosemanticity(Strict):
     seed: int = Field(default=0, ge=0)  # which of the calibration's seeds is the corpus; also seeds the sampling
     window: int = Field(default=32, gt=0)  # tokens per window (Delphi's example_ctx_len)
     sampling: MonosemanticitySampling = Field(default_factory=MonosemanticitySampling)
+    # who explains and who predicts: `offline` (the deterministic stand-in) or a name under `judges` with an LLM backend
+    explainer: str = OFFLINE
+    predictor: str = OFFLINE
+    domain_prompts: dict[str, DomainPrompt] = {}  # target domain -> the paper's P_domain text it is explained with
+    examples_per_prompt: int = Field(default=10, gt=0)  # test windows per predictor prompt
 
 
 class Toy(Strict):
@@ -555,6 +564,23 @@ class Params(Strict):
         for domain in study.domains:
             if domain not in study.corpus:
                 raise ValueError(f"monosemanticity.domains: {domain!r} is not a domain of monosemanticity.corpus ({', '.join(study.corpus) or 'none'})")
+        for domain in study.domains:
+            if domain not in study.domain_prompts:
+                raise ValueError(
+                    f"monosemanticity.domain_prompts: no prompt for target domain {domain!r} "
+                    f"(one of {', '.join(get_args(DomainPrompt))})"
+                )
+        for domain in study.domain_prompts:
+            if domain not in study.domains:
+                raise ValueError(f"monosemanticity.domain_prompts: {domain!r} is not in monosemanticity.domains")
+        for role in ("explainer", "predictor"):
+            name = getattr(study, role)
+            if name != OFFLINE and (name not in self.judges or self.judges[name].backend not in PROVIDERS):
+                llms = [judge for judge, spec in self.judges.items() if spec.backend in PROVIDERS]
+                raise ValueError(
+                    f"monosemanticity.{role}: {name!r} is neither {OFFLINE!r} nor a judge with an LLM backend "
+                    f"(under judges: {', '.join(llms) or 'none'})"
+                )
         if study.corpus and study.seed not in self.study.seeds:
             raise ValueError(f"monosemanticity.seed: {study.seed} is not in study.seeds (the seeds each calibration set is drawn at)")
 

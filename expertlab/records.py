@@ -504,6 +504,61 @@ SAMPLE_COUNTS = COLUMNS.add(
 )
 
 
+class AskedMeta(Record):
+    """What asking an explainer or predictor cost: prompts, answers from the cache, calls billed, invalid answers."""
+
+    prompts: int
+    cache_hits: int
+    billed: int
+    requests: int
+    invalid: int
+    prompt_tokens: Annotated[int, Sql("bigint")]
+    completion_tokens: Annotated[int, Sql("bigint")]
+
+
+class ExplanationsMeta(Record):
+    """monosemanticity/<model>/explanations/meta.json: who explained, with which domain prompts, at what cost."""
+
+    kind: Literal["explanations"] = "explanations"
+    model: str
+    explainer: str  # `offline` or a judge name
+    explainer_model: str | None  # provider:model of an LLM explainer
+    domain_prompts: dict[str, str]
+    asked: AskedMeta
+
+
+EXPLANATIONS = COLUMNS.add(
+    "explanations",
+    Columns(
+        {"scope": "varchar", "layer": "integer", "expert": "integer", "explanation": "varchar", "status": "varchar",
+         "raw": "varchar"},
+        nullable=frozenset({"explanation", "raw"}),
+    ),
+)  # fmt: skip
+
+
+class PredictionsMeta(Record):
+    """monosemanticity/<model>/predictions/meta.json: who predicted from which explanations, at what cost."""
+
+    kind: Literal["predictions"] = "predictions"
+    model: str
+    explainer: str
+    predictor: str
+    predictor_model: str | None
+    examples_per_prompt: int
+    asked: AskedMeta
+
+
+PREDICTIONS = COLUMNS.add(
+    "predictions",
+    Columns(
+        {"scope": "varchar", "layer": "integer", "expert": "integer", "window_id": "bigint", "part": "integer",
+         "predicted": "boolean", "status": "varchar"},
+        nullable=frozenset({"predicted"}),
+    ),
+)  # fmt: skip
+
+
 M = TypeVar("M", bound=Record)
 
 

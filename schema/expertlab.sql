@@ -38,8 +38,8 @@ create table artifacts (
     primary key (kind, identity)
 );
 comment on table artifacts is 'ingest manifest: one row per artifact directory loaded into the store';
-comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations, judgments, activations, expert_samples)';
-comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations, the judgment set''s name for judgments, the model for activations and expert_samples';
+comment on column artifacts.kind is 'artifact kind, the `kind` of its meta.json (observation, selection, scores, generations, judgments, activations, expert_samples, explanations, predictions)';
+comment on column artifacts.identity is 'what the artifact is about: model:calibration:seed for observations and selections, the variant_id for scores and generations, the judgment set''s name for judgments, the model for the second study''s artifacts';
 comment on column artifacts.path is 'artifact directory as given to ingest';
 comment on column artifacts.content_hash is 'sha256 over the names and bytes of the files read (see files); an unchanged hash skips the artifact';
 comment on column artifacts.files is 'files of the artifact directory that were read and hashed, sorted';
@@ -319,6 +319,41 @@ comment on column sample_counts.explain is 'explanation windows drawn';
 comment on column sample_counts.test_positives is 'positive test windows drawn';
 comment on column sample_counts.test_negatives is 'negative test windows drawn';
 comment on column sample_counts.shortfall is 'what fell short of monosemanticity.sampling (null: nothing)';
+
+create table explanations (
+    model varchar not null,
+    explainer varchar not null,
+    {{ columns: explanations }},
+    primary key (model, explainer, scope, layer, expert)
+);
+comment on table explanations is 'what an explainer said each expert specializes in, per scope (P_mono for all, P_domain^(d) for a target domain)';
+comment on column explanations.model is 'base model name';
+comment on column explanations.explainer is 'offline (the stand-in) or the judge name of the LLM that explained';
+comment on column explanations.scope is 'all or a target domain';
+comment on column explanations.layer is 'decoder layer index of the MoE block';
+comment on column explanations.expert is 'routed expert index (0-based)';
+comment on column explanations.explanation is 'the specialization, without "This expert specializes in" (null unless status ok)';
+comment on column explanations.status is 'ok, or invalid (no answer named a specialization)';
+comment on column explanations.raw is 'the answer as given';
+
+create table predictions (
+    model varchar not null,
+    explainer varchar not null,
+    predictor varchar not null,
+    {{ columns: predictions }},
+    primary key (model, explainer, predictor, scope, layer, expert, window_id)
+);
+comment on table predictions is 'per test window of each explained expert: whether the predictor, reading the explanation, said the expert is routed there';
+comment on column predictions.model is 'base model name';
+comment on column predictions.explainer is 'whose explanations the predictor read';
+comment on column predictions.predictor is 'offline (the stand-in) or the judge name of the LLM that predicted';
+comment on column predictions.scope is 'all or a target domain';
+comment on column predictions.layer is 'decoder layer index of the MoE block';
+comment on column predictions.expert is 'routed expert index (0-based)';
+comment on column predictions.window_id is 'activation_windows.window_id (expert_samples.routed is its label)';
+comment on column predictions.part is 'which of the expert''s predictor prompts showed the window';
+comment on column predictions.predicted is 'the answer named the window (null when the answer was invalid)';
+comment on column predictions.status is 'ok, or invalid (the answer was not None nor example numbers)';
 
 create view source_task_scores as
 with
@@ -695,3 +730,146 @@ comment on column grid_variant_measures.ratio is 'variant_measures.ratio';
 comment on column grid_variant_measures.measure is 'variant_measures.measure';
 comment on column grid_variant_measures.value is 'variant_measures.value';
 comment on column grid_variant_measures.higher_is_better is 'variant_measures.higher_is_better';
+
+-- The second study's per-expert scores (paper 001, eq. 4, 5, 7 and EDMRS), one row per target domain d.
+create view monosemanticity_scores as
+with
+
+predictions as (
+    select * from predictions
+),
+
+expert_samples as (
+    select * from expert_samples
+),
+
+activations as (
+    select * from activations
+),
+
+activation_windows as (
+    select * from activation_windows
+),
+
+judged as (
+    select
+        predictions.model,
+        predictions.explainer,
+        predictions.predictor,
+        predictions.scope,
+        predictions.layer,
+        predictions.expert,
+        (predictions.predicted = expert_samples.routed)::integer as correct
+    from predictions
+    inner join expert_samples
+        on predictions.model = expert_samples.model
+        and predictions.scope = expert_samples.scope
+        and predictions.layer = expert_samples.layer
+        and predictions.expert = expert_samples.expert
+        and predictions.window_id = expert_samples.window_id
+        and expert_samples.role = 'test'
+    where predictions.predicted is not null
+),
+
+accuracy as (
+    select
+        model,
+        explainer,
+        predictor,
+        scope,
+        layer,
+        expert,
+        avg(correct) as accuracy,
+        count(*) as n
+    from judged
+    group by all
+),
+
+domain_tokens as (
+    select
+        model,
+        domain,
+        sum(tokens) as tokens
+    from activation_windows
+    group by all
+),
+
+routed as (
+    select
+        activations.model,
+        activation_windows.domain,
+        activations.layer,
+        activations.expert,
+        sum(activations.routed_tokens) as routed_tokens
+    from activations
+    inner join activation_windows
+        on activations.model = activation_windows.model
+        and activations.window_id = activation_windows.window_id
+    group by all
+),
+
+targets as (
+    select distinct
+        model,
+        explainer,
+        predictor,
+        layer,
+        expert,
+        scope as domain
+    from accuracy
+    where scope <> 'all'
+),
+
+final as (
+    select
+        targets.model,
+        targets.explainer,
+        targets.predictor,
+        targets.layer,
+        targets.expert,
+        targets.domain,
+        mono.accuracy as ems,
+        domain_scope.accuracy as edms,
+        coalesce(routed.routed_tokens, 0) / domain_tokens.tokens as af,
+        coalesce(routed.routed_tokens, 0) / domain_tokens.tokens * domain_scope.accuracy as edmrs,
+        coalesce(mono.n, 0) as n_ems,
+        domain_scope.n as n_edms
+    from targets
+    inner join accuracy as domain_scope
+        on targets.model = domain_scope.model
+        and targets.explainer = domain_scope.explainer
+        and targets.predictor = domain_scope.predictor
+        and targets.layer = domain_scope.layer
+        and targets.expert = domain_scope.expert
+        and targets.domain = domain_scope.scope
+    left join accuracy as mono
+        on targets.model = mono.model
+        and targets.explainer = mono.explainer
+        and targets.predictor = mono.predictor
+        and targets.layer = mono.layer
+        and targets.expert = mono.expert
+        and mono.scope = 'all'
+    inner join domain_tokens
+        on targets.model = domain_tokens.model
+        and targets.domain = domain_tokens.domain
+    left join routed
+        on targets.model = routed.model
+        and targets.domain = routed.domain
+        and targets.layer = routed.layer
+        and targets.expert = routed.expert
+)
+
+select * from final;
+comment on view monosemanticity_scores is 'per expert and target domain d: EMS (accuracy of predictions under its P_mono explanation over scope-all test windows), EDMS^(d) (under P_domain^(d), over domain-d test windows), AF^(d) and EDMRS^(d) = AF^(d) x EDMS^(d); invalid predictions left out';
+comment on column monosemanticity_scores.model is 'base model name';
+comment on column monosemanticity_scores.explainer is 'who explained (offline: the stand-in; else the judge name)';
+comment on column monosemanticity_scores.predictor is 'who predicted';
+comment on column monosemanticity_scores.layer is 'decoder layer index of the MoE block';
+comment on column monosemanticity_scores.expert is 'routed expert index (0-based)';
+comment on column monosemanticity_scores.domain is 'target domain d';
+comment on column monosemanticity_scores.ems is 'EMS, prediction accuracy under the P_mono explanation over scope-all test windows';
+comment on column monosemanticity_scores.edms is 'EDMS^(d), prediction accuracy under the P_domain^(d) explanation over domain-d test windows';
+comment on column monosemanticity_scores.af is 'AF^(d), routed tokens of domain d / tokens of domain d';
+comment on column monosemanticity_scores.edmrs is 'EDMRS^(d) = af x edms';
+comment on column monosemanticity_scores.n_ems is 'scope-all test windows with a valid prediction';
+comment on column monosemanticity_scores.n_edms is 'domain-d test windows with a valid prediction';

@@ -55,6 +55,10 @@ def expected() -> dict[str, set[str]]:
     for model in params.monosemanticity.models:
         paths[str(layout.activations_dir(model))] = {str(layout.model_dir(model)), str(layout.CALIBRATIONS)}
         paths[str(layout.samples_dir(model))] = {str(layout.activations_dir(model))}
+        paths[str(layout.explanations_dir(model))] = {str(layout.activations_dir(model)), str(layout.samples_dir(model))}
+        paths[str(layout.predictions_dir(model))] = {
+            str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model))
+        }
     for variant in study_variants(study):
         checkpoint = str(layout.checkpoint_dir(variant))
         if variant.kind == "pruned":

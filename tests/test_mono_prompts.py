@@ -104,3 +104,11 @@ def test_the_standin_predictor_lists_the_windows_holding_a_named_token() -> None
     assert standin.predict('tokens "zzz"', windows) == "None"
     assert prompts.parse_prediction(standin.predict('tokens "dose", "mg"', windows), shown=4) == {1, 3}
     assert re.fullmatch(r"tokens .*", standin.explain([(["x"], [0])]))
+
+
+def test_params_offer_exactly_the_domain_prompts_the_paper_gives() -> None:
+    from typing import get_args
+
+    from expertlab.params import DomainPrompt
+
+    assert set(get_args(DomainPrompt)) == set(prompts.DOMAIN_PROMPTS)

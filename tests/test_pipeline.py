@@ -40,7 +40,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
     expected |= {f"quantize@{quantized}"} | {f"{stage}_quantized@{quantized}-toy" for stage in ("generate", "score", "judge")}
-    expected |= {"record_activations@toy", "sample_experts@toy"}  # the second study's records and samples
+    expected |= {f"{stage}@toy" for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select variant_id, quantization from variants where quantization is not null").fetchall() == [
@@ -64,8 +64,9 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
         """
     ).fetchall()
     assert len(af) == 32 and all(row[2] == row[3] for row in af) and sum(row[2] for row in af) > 0
-    # every (scope, layer, expert) sampled: scopes all and biomedical
+    # every (scope, layer, expert) sampled: scopes all and biomedical; each explained and scored by the stand-ins
     assert con.execute("select count(*) from sample_counts").fetchone() == (64,)
+    assert con.execute("select count(*), count(ems), count(edms) from monosemanticity_scores").fetchone() == (32, 32, 32)
     # every sample of every task scored for every variant: 4 variants x 5 tasks x 16 items
     assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (320,)
     # the grounding judge on 16 summaries of 3 pruned variants (one quantized): absolute on the pruned

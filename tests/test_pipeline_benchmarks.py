@@ -64,7 +64,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         "judge": {"judges": ["grounding"], "tasks": JUDGED},
         # the second study's records and samples on the official formats' texts
         "monosemanticity": {**MICRO["monosemanticity"], "models": ["tiny"], "corpus": {"medicine": "medinst", "general": "dolci"},
-                            "domains": ["medicine"]},
+                            "domains": ["medicine"], "domain_prompts": {"medicine": "medicine"}},
     }
     repo = study_repo(tmp_path_factory.mktemp("benchmarks"), params)
     shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")

@@ -264,6 +264,12 @@ EXPECTED_COLUMNS = {
     "sample_counts": "model VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, routed_windows BIGINT, "
                      "unrouted_windows BIGINT, explain INTEGER, test_positives INTEGER, test_negatives INTEGER, "
                      "shortfall VARCHAR",
+    "explanations": "model VARCHAR, explainer VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
+                    "explanation VARCHAR, status VARCHAR, raw VARCHAR",
+    "predictions": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
+                   "window_id BIGINT, part INTEGER, predicted BOOLEAN, status VARCHAR",
+    "monosemanticity_scores": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
+                              "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
 EXPECTED_COLUMNS["source_task_scores"] = "model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE"
 # the pruning grid: each relation without its quantized variants and so without the quantization column
@@ -290,6 +296,8 @@ EXPECTED_KEYS = {
     "activations": ["model", "layer", "expert", "window_id"],
     "expert_samples": ["model", "scope", "layer", "expert", "role", "window_id"],
     "sample_counts": ["model", "scope", "layer", "expert"],
+    "explanations": ["model", "explainer", "scope", "layer", "expert"],
+    "predictions": ["model", "explainer", "predictor", "scope", "layer", "expert", "window_id"],
 }
 
 
@@ -366,7 +374,7 @@ def test_every_column_map_is_its_tables_columns_with_their_store_types(empty_sto
     """A data file's columns are typed once: the table that holds them has them, in order, with the map's types."""
     prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "part_scores": 3, "sample_scores": 1,
                 "generations": 1, "judgments": 1, "activation_runs": 0, "activation_windows": 1, "activations": 1,
-                "expert_samples": 1, "sample_counts": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
+                "expert_samples": 1, "sample_counts": 1, "explanations": 2, "predictions": 3}  # leading identity columns ingest adds from meta.json  # fmt: skip
     for name, columns in records.COLUMNS.items():
         table = name if name != "corpus_scores" else None
         if table is None:  # corpus_scores.parquet lands in task_scores beside the sample means

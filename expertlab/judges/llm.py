@@ -142,9 +142,9 @@ class LLMJudge:
         ]
 
 
-def build_llm_judge(provider: str, name: str, spec: Mapping[str, Any], settings: Settings) -> LLMJudge:
-    """An LLM judge asking `provider`'s API as its params entry (`judges.<name>`) says."""
-    endpoint = Endpoint(
+def endpoint_for(provider: str, spec: Mapping[str, Any]) -> Endpoint:
+    """The chat endpoint a params entry `judges.<name>` names, on `provider`'s API."""
+    return Endpoint(
         base_url=spec.get("base_url") or PROVIDERS[provider].base_url,
         model=spec["model"],
         api_key_env=spec.get("api_key_env"),
@@ -152,7 +152,11 @@ def build_llm_judge(provider: str, name: str, spec: Mapping[str, Any], settings:
         extra_body=dict(spec.get("extra_body") or {}),
         provider=provider,
     )
-    return LLMJudge(name, endpoint, settings, concurrency=spec["concurrency"])
+
+
+def build_llm_judge(provider: str, name: str, spec: Mapping[str, Any], settings: Settings) -> LLMJudge:
+    """An LLM judge asking `provider`'s API as its params entry (`judges.<name>`) says."""
+    return LLMJudge(name, endpoint_for(provider, spec), settings, concurrency=spec["concurrency"])
 
 
 def cache_path(name: str, settings: Settings) -> Path | None:

@@ -22,6 +22,8 @@ from expertlab.records import (
     ActivationsMeta,
     EvaluationMeta,
     ExpertSamplesMeta,
+    ExplanationsMeta,
+    PredictionsMeta,
     GenerationsMeta,
     JudgmentsMeta,
     ObservationMeta,
@@ -423,25 +425,38 @@ KINDS.add(
 # --- the second study: monosemanticity/<model>/activations/ and monosemanticity/<model>/samples/ -----------------
 
 
-def _load_table(con: Connection, table: str, columns: records.Columns, model: str, path: Path) -> None:
+def _load_table(con: Connection, table: str, columns: records.Columns, path: Path, **leading: str) -> None:
+    """A data file into `table`, after the leading identity columns (varchar values from meta.json)."""
     columns.check_parquet(con, path)
+    given = "".join(f"?::varchar as {name}, " for name in leading)
     con.execute(
-        f"insert into {table} by name select ?::varchar as model, {columns.casts()} from read_parquet(?)",
-        [model, str(path)],
+        f"insert into {table} by name select {given}{columns.casts()} from read_parquet(?)", [*leading.values(), str(path)]
     )
 
 
 def _load_activations(con: Connection, artifact: Artifact) -> None:
     record = artifact.record
     insert_row(con, "activation_runs", record.model_dump(include=set(records.ACTIVATION_RUNS.names())))
-    _load_table(con, "activation_windows", records.ACTIVATION_WINDOWS, record.model, artifact.path / "windows.parquet")
-    _load_table(con, "activations", records.ACTIVATIONS, record.model, artifact.path / "activations.parquet")
+    _load_table(con, "activation_windows", records.ACTIVATION_WINDOWS, artifact.path / "windows.parquet", model=record.model)
+    _load_table(con, "activations", records.ACTIVATIONS, artifact.path / "activations.parquet", model=record.model)
 
 
 def _load_samples(con: Connection, artifact: Artifact) -> None:
     model = artifact.record.model
-    _load_table(con, "expert_samples", records.EXPERT_SAMPLES, model, artifact.path / "samples.parquet")
-    _load_table(con, "sample_counts", records.SAMPLE_COUNTS, model, artifact.path / "counts.parquet")
+    _load_table(con, "expert_samples", records.EXPERT_SAMPLES, artifact.path / "samples.parquet", model=model)
+    _load_table(con, "sample_counts", records.SAMPLE_COUNTS, artifact.path / "counts.parquet", model=model)
+
+
+def _load_explanations(con: Connection, artifact: Artifact) -> None:
+    record = artifact.record
+    _load_table(con, "explanations", records.EXPLANATIONS, artifact.path / "explanations.parquet",
+                model=record.model, explainer=record.explainer)  # fmt: skip
+
+
+def _load_predictions(con: Connection, artifact: Artifact) -> None:
+    record = artifact.record
+    _load_table(con, "predictions", records.PREDICTIONS, artifact.path / "predictions.parquet",
+                model=record.model, explainer=record.explainer, predictor=record.predictor)  # fmt: skip
 
 
 def _unload_model(tables: tuple[str, ...]) -> Callable[[Connection, str, Any], None]:
@@ -471,6 +486,28 @@ KINDS.add(
         files=lambda record: ["samples.parquet", "counts.parquet"],
         load=_load_samples,
         unload=_unload_model(("expert_samples", "sample_counts")),
+        variants=lambda record: [],
+    ),
+)
+KINDS.add(
+    "explanations",
+    ArtifactKind(
+        record=ExplanationsMeta,
+        identity=lambda record: record.model,
+        files=lambda record: ["explanations.parquet"],
+        load=_load_explanations,
+        unload=_unload_model(("explanations",)),
+        variants=lambda record: [],
+    ),
+)
+KINDS.add(
+    "predictions",
+    ArtifactKind(
+        record=PredictionsMeta,
+        identity=lambda record: record.model,
+        files=lambda record: ["predictions.parquet"],
+        load=_load_predictions,
+        unload=_unload_model(("predictions",)),
         variants=lambda record: [],
     ),
 )
