@@ -553,6 +553,14 @@ class Params(Strict):
         for name in study.models:
             if name not in self.models:
                 raise ValueError(f"monosemanticity.models: {name!r} has no entry under models (defined: {', '.join(self.models)})")
+        if study.models:
+            # dvc.yaml tracks these keys one by one, and DVC refuses a tracked key that params.yaml does not hold
+            missing = [key for key in Monosemanticity.model_fields if key not in study.model_fields_set]
+            if missing:
+                raise ValueError(
+                    f"monosemanticity: give {', '.join(missing)} (dvc.yaml tracks each key; the study is on for "
+                    f"{', '.join(study.models)})"
+                )
         if study.models and not study.corpus:
             raise ValueError("monosemanticity.corpus: name at least one domain's calibration set for the models to be read on")
         for domain, name in study.corpus.items():

@@ -166,22 +166,26 @@ def serve(path: str, log: str) -> None:
             print(f"warm: {name} not preloaded: {type(err).__name__}: {err}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listener.settimeout(1.0)
-    while os.getppid() == parent:
-        _reap()
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if os.fork() == 0:
-            listener.close()
-            code = 1
+    try:
+        while os.getppid() == parent:
+            _reap()
             try:
-                code = _mind(conn, environment, log)
-            finally:
-                os._exit(code)
-        conn.close()
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if os.fork() == 0:
+                listener.close()
+                code = 1
+                try:
+                    code = _mind(conn, environment, log)
+                finally:
+                    os._exit(code)
+            conn.close()
+    finally:
+        if os.getppid() != parent:  # the run was killed before it could clean up: its directory goes with us
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 def _reap() -> None:

@@ -42,7 +42,7 @@ MICRO = {
     "monosemanticity": {
         "models": ["toy"], "corpus": {"biomedical": "biomed"}, "domains": ["biomedical"], "seed": 0, "window": 8,
         "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
-        "domain_prompts": {"biomedical": "medicine"},
+        "domain_prompts": {"biomedical": "medicine"}, "explainer": "offline", "predictor": "offline", "examples_per_prompt": 10,
     },
     # every number the queries read, as the default params.yaml gives them (dvc.yaml tracks each key); the
     # charts only inlined in index.html (their files: tests/test_queries.py)

@@ -283,3 +283,23 @@ def test_check_runs_without_torch_and_writes_the_same_record_for_any_valid_param
         assert "heavy: []" in result.stdout
         records.append(out.read_bytes())
     assert records[0] == records[1]
+
+
+def test_the_second_study_is_checked_before_anything_runs():
+    data = copy.deepcopy(DEFAULT)
+    del data["monosemanticity"]["explainer"]
+    assert "monosemanticity: give explainer (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
+    data["monosemanticity"] = {"models": []}  # off: nothing else needed
+    parse_params(data, "params.yaml")
+    assert "monosemanticity.corpus.biomedical: 'nope' is not a calibration set" in error_of(
+        with_change("monosemanticity.corpus.biomedical", "nope")
+    )
+    assert "monosemanticity.explainer: 'grounding' is neither 'offline' nor a judge with an LLM backend" in error_of(
+        with_change("monosemanticity.explainer", "grounding")
+    )
+    assert "monosemanticity.domain_prompts: no prompt for target domain 'biomedical'" in error_of(
+        with_change("monosemanticity.domain_prompts", {})
+    )
+    assert "monosemanticity.domain_prompts.biomedical" in error_of(with_change("monosemanticity.domain_prompts.biomedical", "law"))
+    assert "monosemanticity.seed: 7 is not in study.seeds" in error_of(with_change("monosemanticity.seed", 7))
+    assert "monosemanticity.models: 'gpt' has no entry under models" in error_of(with_change("monosemanticity.models", ["gpt"]))

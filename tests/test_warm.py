@@ -135,3 +135,19 @@ def test_a_killed_client_takes_its_warm_command_with_it(server) -> None:
     client.wait()
     assert gone(worker, within_s=warm.KILL_GRACE_S + 5)
     assert not (project / "model-killed").exists()
+
+
+def test_a_killed_run_leaves_no_warm_process_nor_its_directory() -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import os, time\nfrom expertlab import warm\n"
+         "run = warm.process(dict(os.environ))\nenv, log = run.__enter__()\nprint(env[warm.ENV_VAR], flush=True)\ntime.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    socket_path = Path(holder.stdout.readline().strip())
+    assert socket_path.parent.is_dir()
+    holder.kill()
+    holder.wait()
+    deadline = time.monotonic() + 60  # the server notices once its imports are done and a second has passed
+    while socket_path.parent.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not socket_path.parent.exists()
