@@ -475,6 +475,8 @@ class MonosemanticitySampling(Strict):
     quantiles: int = Field(default=10, gt=0)  # test_sampling quantiles: equal slices by activation (Delphi)
 
 
+# the `judge` keys that say how an LLM is asked, which dvc.yaml tracks one by one for explain and predict
+ASKING_KEYS = ("max_attempts", "max_invalid", "timeout_s", "retry_invalid")
 DomainPrompt = Literal["medicine", "tool_use"]  # the domain texts paper 001 gives (monosemanticity.prompts.DOMAIN_PROMPTS)
 OFFLINE = "offline"  # the monosemanticity stand-in explainer and predictor (no LLM)
 
@@ -560,6 +562,12 @@ class Params(Strict):
                 raise ValueError(
                     f"monosemanticity: give {', '.join(missing)} (dvc.yaml tracks each key; the study is on for "
                     f"{', '.join(study.models)})"
+                )
+            unasked = [key for key in ASKING_KEYS if key not in self.judge.model_fields_set]
+            if unasked:
+                raise ValueError(
+                    f"judge: give {', '.join(unasked)} (dvc.yaml tracks them for the explain and predict stages of "
+                    "monosemanticity)"
                 )
         if study.models and not study.corpus:
             raise ValueError("monosemanticity.corpus: name at least one domain's calibration set for the models to be read on")

@@ -149,7 +149,7 @@ CASES: list[BadInput] = [
     BadInput("a judge listed twice", CHECK, "judge.judges: 'grounding' is listed twice",
              files={"bad.yaml": _params("judges: [grounding]", "judges: [grounding, grounding]")}),
     BadInput("an unknown report table", CHECK, "report.print: no query 'headlines'",
-             files={"bad.yaml": _params("print: [headline, findings, calibration_comparison]", "print: [headlines, findings, calibration_comparison]")}),
+             files={"bad.yaml": _params("print: [headline, findings, calibration_comparison, layer_monosemanticity]", "print: [headlines, findings, calibration_comparison, layer_monosemanticity]")}),
     BadInput("more calibration samples than the pools hold", CHECK, "calibrations.biomed.samples: 4096 requested",
              files={"bad.yaml": _params("samples: 128", "samples: 4096")}),
     BadInput("params missing", ["check", "--params", "nowhere.yaml"], "nowhere.yaml"),

@@ -37,7 +37,8 @@ MICRO = {
     "generate": {"batch_size": 16},  # every item of every task (toy.world.eval_items)
     "score": {},
     "judges": {"grounding": {"backend": "grounding"}},
-    "judge": {"judges": ["grounding"], "tasks": ["trial_summary"]},
+    "judge": {"judges": ["grounding"], "tasks": ["trial_summary"], "max_attempts": 6, "max_invalid": 3, "timeout_s": 60,
+              "retry_invalid": False},
     "quantization": {"w4g16": {"method": "gptq", "bits": 4, "group_size": 16}},
     "monosemanticity": {
         "models": ["toy"], "corpus": {"biomedical": "biomed"}, "domains": ["biomedical"], "seed": 0, "window": 8,

@@ -117,3 +117,13 @@ def test_a_variant_record_names_its_fields_and_a_mismatched_id_is_refused():
         Variant(model="toy", quantization="gptq-w4a16")
     with pytest.raises(KeyError, match="variant 'toy:biomed:9:reap:0.25' is not in the study's grid"):
         find_variant(load_params(ROOT / "params.yaml").study, "toy:biomed:9:reap:0.25")
+
+
+def test_explain_and_predict_track_exactly_the_judge_keys_params_require_for_them():
+    from expertlab.params import ASKING_KEYS
+
+    text = (ROOT / "dvc.yaml").read_text()
+    for stage in ("explain_experts", "predict_experts"):
+        body = text.split(f"\n  {stage}:\n", 1)[1].split("\n\n", 1)[0]
+        tracked = {line.split("- judge.", 1)[1].split()[0] for line in body.splitlines() if "- judge." in line}
+        assert tracked == set(ASKING_KEYS), stage

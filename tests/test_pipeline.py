@@ -216,6 +216,18 @@ def test_a_quantization_change_reruns_only_the_quantized_variant(repo: Path, fir
     commit(repo, "round-to-nearest quantization")
 
 
+def test_an_explainer_change_reruns_only_explain_predict_and_what_reads_them(repo: Path, first_run: str):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["monosemanticity"]["domain_prompts"] = {"biomedical": "tool_use"}  # P_domain's text for the domain
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = sh("dvc", "repro", cwd=repo)
+    # nothing upstream of the explanations: no record, sample, observation or variant stage runs again
+    assert ran(output) == {"check", "explain_experts@toy", "predict_experts@toy", "ingest", "report"}
+    meta = json.loads((repo / "monosemanticity/toy/explanations/meta.json").read_text())
+    assert meta["domain_prompts"] == {"biomedical": "tool_use"}
+    commit(repo, "tool-use domain prompt")
+
+
 def test_imported_masks_rerun_only_ingest_and_report(repo: Path, first_run: str):
     fixtures = ROOT / "tests" / "fixtures" / "study_masks"
     sh("expertlab", "import-masks", str(fixtures / "gpt-oss-20b-medinst-reap-0"), "--num-experts", "gpt-oss-20b=32", cwd=repo)

@@ -61,7 +61,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         "evaluation": {"data_dir": "benchmarks", "seed": 0},
         "generate": {"batch_size": 4, "limit": LIMIT, "max_new_tokens": 16},  # the tiny model's context is 256
         "score": {"bertscore": {"model": minilm_dir(), "num_layers": 6, "batch_size": 8}},
-        "judge": {"judges": ["grounding"], "tasks": JUDGED},
+        "judge": {**MICRO["judge"], "judges": ["grounding"], "tasks": JUDGED},
         # the second study's records and samples on the official formats' texts
         "monosemanticity": {**MICRO["monosemanticity"], "models": ["tiny"], "corpus": {"medicine": "medinst", "general": "dolci"},
                             "domains": ["medicine"], "domain_prompts": {"medicine": "medicine"}},
