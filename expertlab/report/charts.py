@@ -186,6 +186,54 @@ def expert_overlap_chart(table: Table) -> Any:
     )
 
 
+@CHARTS.register("expert_monosemanticity")
+def expert_monosemanticity_chart(table: Table) -> Any:
+    """How monosemantic the experts are (paper 001, Fig. 3): the distribution of EMS and of EDMS^(d), a panel each,
+    a row per model x explainer x predictor x target domain."""
+    import altair as alt
+
+    records = [
+        {"panel": f"{row['model']} / {row['explainer']} / {row['predictor']} / {row['domain']}",
+         "score": "EMS" if name == "ems" else f"EDMS ({row['domain']})", "value": row[name]}
+        for row in table.records() for name in ("ems", "edms") if row[name] is not None
+    ]  # fmt: skip
+    return (
+        alt.Chart(alt.Data(values=records))
+        .mark_bar()
+        .encode(
+            x=alt.X("value:Q", bin=alt.Bin(extent=[0, 1], step=0.1), title="prediction accuracy"),
+            y=alt.Y("count():Q", title="experts"),
+            column=alt.Column("score:N", title=None, sort=["EMS"]),
+            row=alt.Row("panel:N", title=None),
+        )
+        .properties(width=220, height=140, title="Expert monosemanticity: EMS and EDMS over the experts")
+    )
+
+
+@CHARTS.register("layer_monosemanticity")
+def layer_monosemanticity_chart(table: Table) -> Any:
+    """Monosemanticity across depth (paper 001, Fig. 2b, 8): LDS and LDDS^(d) per layer, a line per explainer."""
+    import altair as alt
+
+    records = [
+        {"panel": f"{row['model']} / {row['domain']}", "explainer": f"{row['explainer']} / {row['predictor']}",
+         "layer": row["layer"], "score": score, "value": row[name]}
+        for row in table.records() for name, score in (("lds", "LDS"), ("ldds", "LDDS")) if row[name] is not None
+    ]  # fmt: skip
+    return (
+        alt.Chart(alt.Data(values=records))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:O", title="MoE layer"),
+            y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="mean prediction accuracy"),
+            color=alt.Color("explainer:N", title="explainer / predictor"),
+            column=alt.Column("score:N", title=None, sort=["LDS", "LDDS"]),
+            row=alt.Row("panel:N", title=None),
+        )
+        .properties(width=220, height=160, title="Layer-wise decoupling: LDS and LDDS by depth")
+    )
+
+
 # the files a chart is saved as (params: report.chart_formats): .html is a self-contained offline page
 ChartFormat = Literal["png", "svg", "html"]
 CHART_FORMATS: tuple[ChartFormat, ...] = get_args(ChartFormat)
