@@ -100,7 +100,8 @@ def run_warm(path: str, argv: list[str]) -> int | None:
     if not message:
         print("expertlab: the warm process went away during the command", file=sys.stderr)
         return 1
-    return os.waitstatus_to_exitcode(int(json.loads(message)["status"])) % 256
+    code = os.waitstatus_to_exitcode(int(json.loads(message)["status"]))
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says it
 
 
 def _forward(pid: int, signum: int) -> None:

@@ -151,3 +151,13 @@ def test_a_killed_run_leaves_no_warm_process_nor_its_directory() -> None:
     while socket_path.parent.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not socket_path.parent.exists()
+
+
+def test_a_warm_command_killed_by_a_signal_exits_as_a_shell_reports_it(server) -> None:
+    env, log, project = server
+    client = start_training(env, project, "model-signalled")
+    worker = wait_for_worker(log, "model-signalled")
+    os.kill(worker, signal.SIGKILL)
+    client.communicate(timeout=60)
+    assert client.returncode == 128 + signal.SIGKILL
+    assert not (project / "model-signalled").exists()
