@@ -47,7 +47,7 @@ def test_windows_cut_each_document_into_consecutive_pieces_of_w_tokens() -> None
 def test_records_of_a_hand_made_routing_map_to_windows_and_positions() -> None:
     """Two documents of 5 and 3 tokens, right-padded to 5, windows of 2; layer 0 routes by a fixed table."""
     recorder = ActivationRecorder.__new__(ActivationRecorder)
-    recorder.pairs = {0: []}
+    recorder.pairs, recorder.entries = {0: []}, []
     record = recorder._recorder(0)
     recorder.batch([1, 0], torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]))
     # flattened tokens: doc1 pos0..4, then doc0 pos0..2 and two pads; top-2 experts and their weights

@@ -49,6 +49,9 @@ def window_table(lengths: Sequence[int], domains: Sequence[str], window: int) ->
     return frame
 
 
+ENTRY_COLUMNS = ("layer", "expert", "window_id", "routed_tokens", "max_weight", "positions")
+
+
 class ActivationRecorder:
     """Wraps every experts module of a model so its forwards collect the routed (token, expert) pairs."""
 
@@ -59,6 +62,7 @@ class ActivationRecorder:
         if not self.layers:
             raise ValueError(f"model of type {model.config.model_type!r} has no MoE layers")
         self.pairs: dict[int, list[np.ndarray]] = {layer.index: [] for layer in self.layers}
+        self.entries: list[pd.DataFrame] = []  # routed entries of the batches flushed
         self._document: torch.Tensor | None = None  # per flattened token of the batch: its document (-1: padding)
         self._position: torch.Tensor | None = None  # its position in the document
 
@@ -97,33 +101,39 @@ class ActivationRecorder:
 
         return record
 
-    def records(self, windows: pd.DataFrame, window: int) -> pd.DataFrame:
-        """The routed entries, one row per (layer, expert, window_id): routed_tokens, max_weight, positions (in the window)."""
+    def flush(self, windows: pd.DataFrame, window: int) -> None:
+        """Fold the pairs collected so far into routed entries (a batch holds whole texts, so its windows are
+        complete), keeping memory to the entries rather than every routed token."""
         first_window = windows.groupby("document")["window_id"].min()
         frames = []
         for index, chunks in self.pairs.items():
             if not chunks:
                 continue
             pairs = np.concatenate(chunks)
-            expert = pairs[:, 0].astype(np.int64)
-            document = pairs[:, 1].astype(np.int64)
+            chunks.clear()
             position = pairs[:, 2].astype(np.int64)
-            frame = pd.DataFrame({
+            frames.append(pd.DataFrame({
                 "layer": index,
-                "expert": expert,
-                "window_id": first_window.reindex(document).to_numpy() + position // window,
+                "expert": pairs[:, 0].astype(np.int64),
+                "window_id": first_window.reindex(pairs[:, 1].astype(np.int64)).to_numpy() + position // window,
                 "position": position % window,
                 "weight": pairs[:, 3],
-            }).sort_values(["layer", "expert", "window_id", "position"], kind="stable")  # fmt: skip
-            frames.append(frame)
-        columns = ["layer", "expert", "window_id", "routed_tokens", "max_weight", "positions"]
+            }))  # fmt: skip
         if not frames:
-            return pd.DataFrame(columns=columns)
-        pairs = pd.concat(frames, ignore_index=True)
+            return
+        pairs = pd.concat(frames, ignore_index=True).sort_values(["layer", "expert", "window_id", "position"])
         grouped = pairs.groupby(["layer", "expert", "window_id"], sort=True)
         out = grouped.agg(routed_tokens=("position", "size"), max_weight=("weight", "max")).reset_index()
         out["positions"] = grouped["position"].agg(list).to_numpy()
-        return out[columns].astype({"layer": "int32", "expert": "int32", "window_id": "int64", "routed_tokens": "int32"})
+        self.entries.append(out[list(ENTRY_COLUMNS)])
+
+    def records(self, windows: pd.DataFrame, window: int) -> pd.DataFrame:
+        """The routed entries, one row per (layer, expert, window_id): routed_tokens, max_weight, positions (in the window)."""
+        self.flush(windows, window)
+        if not self.entries:
+            return pd.DataFrame(columns=list(ENTRY_COLUMNS))
+        out = pd.concat(self.entries, ignore_index=True).sort_values(["layer", "expert", "window_id"], ignore_index=True)
+        return out.astype({"layer": "int32", "expert": "int32", "window_id": "int64", "routed_tokens": "int32"})
 
 
 def record_activations(
@@ -162,6 +172,7 @@ def record_activations(
         ):
             recorder.batch(chunk, attention_mask)
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            recorder.flush(windows, window)
     return windows, recorder.records(windows, window)
 
 
