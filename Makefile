@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py
 	$(BIN)/python benchmarks/observe_memory.py
 	$(BIN)/python benchmarks/packed_size.py
+	$(BIN)/python benchmarks/warm_start.py
 
 # bad inputs, params mutations, kill -9s, concurrent ingests and judges, judge faults: counted (README, Reliability)
 reliability: setup
