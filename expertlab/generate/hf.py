@@ -85,7 +85,6 @@ def generate(
 
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be positive, got {batch_size}, {max_new_tokens}")
-    templated = getattr(tokenizer, "chat_template", None) is not None
     texts, encoded = encode_prompts(tokenizer, prompts, model_type)
     # GPT-OSS marks its answer with special tokens: keep them until the reasoning is cut away.
     keep_special = model_type == "gpt_oss"
@@ -106,12 +105,7 @@ def generate(
         with torch.inference_mode(), tqdm(total=len(texts), desc="generate", unit="prompt", disable=not progress) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                inputs = tokenizer(
-                    [texts[i] for i in batch],
-                    add_special_tokens=not templated,
-                    padding=True,
-                    return_tensors="pt",
-                )
+                inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
                 # The batch decodes to its largest budget; each row is then cut to its own (greedy rows are
                 # independent, so a row cut at n tokens is the row a budget of n would have produced).
                 sequences = model.generate(

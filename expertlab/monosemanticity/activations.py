@@ -49,6 +49,11 @@ def window_table(lengths: Sequence[int], domains: Sequence[str], window: int) ->
     return frame
 
 
+def first_windows(windows: pd.DataFrame) -> pd.Series:
+    """document -> the id of its first window."""
+    return windows.groupby("document")["window_id"].min()
+
+
 ENTRY_COLUMNS = ("layer", "expert", "window_id", "routed_tokens", "max_weight", "positions")
 
 
@@ -101,10 +106,10 @@ class ActivationRecorder:
 
         return record
 
-    def flush(self, windows: pd.DataFrame, window: int) -> None:
+    def flush(self, first_window: pd.Series, window: int) -> None:
         """Fold the pairs collected so far into routed entries (a batch holds whole texts, so its windows are
-        complete), keeping memory to the entries rather than every routed token."""
-        first_window = windows.groupby("document")["window_id"].min()
+        complete), keeping memory to the entries rather than every routed token. `first_window`: each
+        document's first window id (first_windows)."""
         frames = []
         for index, chunks in self.pairs.items():
             if not chunks:
@@ -129,7 +134,7 @@ class ActivationRecorder:
 
     def records(self, windows: pd.DataFrame, window: int) -> pd.DataFrame:
         """The routed entries, one row per (layer, expert, window_id): routed_tokens, max_weight, positions (in the window)."""
-        self.flush(windows, window)
+        self.flush(first_windows(windows), window)
         if not self.entries:
             return pd.DataFrame(columns=list(ENTRY_COLUMNS))
         out = pd.concat(self.entries, ignore_index=True).sort_values(["layer", "expert", "window_id"], ignore_index=True)
@@ -165,6 +170,7 @@ def record_activations(
         for row in windows.itertuples()
     ]
     recorder = ActivationRecorder(model)
+    starts = first_windows(windows)
     model.eval()
     with recorder.installed(), torch.inference_mode():
         for (input_ids, attention_mask), chunk in tqdm(
@@ -172,7 +178,7 @@ def record_activations(
         ):
             recorder.batch(chunk, attention_mask)
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-            recorder.flush(windows, window)
+            recorder.flush(starts, window)
     return windows, recorder.records(windows, window)
 
 

@@ -116,14 +116,13 @@ def asked_record(tally: Tally) -> AskedMeta:
     )  # fmt: skip
 
 
-def _inputs(activations: Path, samples: Path) -> tuple[Any, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    from expertlab.records import ACTIVATION_WINDOWS, ACTIVATIONS, EXPERT_SAMPLES, ActivationsMeta, read_meta
+def _inputs(activations: Path, samples: Path) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
+    """(the activation records' meta, their windows, the samples): what both stages read."""
+    from expertlab.records import ACTIVATION_WINDOWS, EXPERT_SAMPLES, ActivationsMeta, read_meta
 
-    meta = read_meta(activations, ActivationsMeta)
     return (
-        meta,
+        read_meta(activations, ActivationsMeta),
         ACTIVATION_WINDOWS.read(activations / "windows.parquet"),
-        ACTIVATIONS.read(activations / "activations.parquet"),
         EXPERT_SAMPLES.read(samples / "samples.parquet"),
     )
 
@@ -131,12 +130,13 @@ def _inputs(activations: Path, samples: Path) -> tuple[Any, pd.DataFrame, pd.Dat
 def explain_artifact(activations: str | Path, samples: str | Path, out: str | Path, params: Params) -> ExplanationsMeta:
     """Activation records + samples -> OUT/explanations.parquet (one row per scope, layer, expert explained) + OUT/meta.json."""
     from expertlab.io import OutputDir, write_json
-    from expertlab.records import EXPLANATIONS, ExplanationsMeta
+    from expertlab.records import ACTIVATIONS, EXPLANATIONS, ExplanationsMeta
 
     activations, samples = Path(activations), Path(samples)
     output = OutputDir(out, "explain-experts", inputs=[activations, samples])
     output.check()
-    meta, windows, records, sampled = _inputs(activations, samples)
+    meta, windows, sampled = _inputs(activations, samples)
+    records = ACTIVATIONS.read(activations / "activations.parquet")  # the routed positions, marked << >>
     study = params.monosemanticity
     prompts: list[ExplainPrompt] = explain_prompts(sampled, windows, records, study.domain_prompts)
     asked = [Asked(p.expert, p.messages, partial(standin.explain, p.windows), parse_explanation) for p in prompts]
@@ -167,7 +167,7 @@ def predict_artifact(
     activations, samples, explanations = Path(activations), Path(samples), Path(explanations)
     output = OutputDir(out, "predict-experts", inputs=[activations, samples, explanations])
     output.check()
-    meta, windows, _, sampled = _inputs(activations, samples)
+    meta, windows, sampled = _inputs(activations, samples)
     explained = read_meta(explanations, ExplanationsMeta)
     frame = EXPLANATIONS.read(explanations / "explanations.parquet")
     ok = frame[frame["status"] == "ok"]
