@@ -39,13 +39,13 @@ def llm_judges(params: Params) -> list[str]:
 def warm_cache(cache_dir: Path, below: Path, judges: list[str]) -> int:
     """Verdicts of pulled judgments artifacts added to the cache (content-addressed keys: any artifact's
     verdict is valid wherever the same prompt recurs); returns how many were new."""
-    from expertlab.judges.cache import VerdictCache
+    from expertlab.judges.cache import VerdictCache, cache_file
 
     if not below.is_dir():
         raise FileNotFoundError(f"no such directory: {below}")
     if not judges:
         return 0
-    caches = {name: VerdictCache(cache_dir / f"{name}.jsonl") for name in judges}
+    caches = {name: VerdictCache(cache_file(cache_dir, name)) for name in judges}
     added = 0
     try:
         for path in sorted(below.rglob(VERDICTS_FILE)):

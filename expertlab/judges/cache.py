@@ -18,6 +18,11 @@ from expertlab.locks import lock_file, unlock_file
 CACHED_STATUSES = ("ok", "invalid")
 
 
+def cache_file(cache_dir: Path, judge: str) -> Path:
+    """A judge's verdict cache: one file per judge name, shared by every stage that asks it."""
+    return cache_dir / f"{judge}.jsonl"
+
+
 def verdict_key(
     *,
     judge: str,

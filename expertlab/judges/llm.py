@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from expertlab.judges import protocols as proto
 from expertlab.judges.backend import Item, Progress, Row, Settings, Tally, absolute_outputs, verdict_row
-from expertlab.judges.cache import VerdictCache, verdict_key
+from expertlab.judges.cache import VerdictCache, cache_file, verdict_key
 from expertlab.judges.client import ChatClient
 from expertlab.judges.connection import MissingApiKey
 from expertlab.judges.outcomes import JudgeRequest, Outcome, Validate, outcome_from_record
@@ -113,10 +112,6 @@ class LLMJudge:
         tally.failed = [_no_verdict(asking[key], outcomes[key].error) for key in failed]
         return [row for entry in asked for row in self._rows(entry, outcomes[entry.key])], tally
 
-    @property
-    def cache_path(self) -> Path | None:
-        return cache_path(self.name, self.settings)
-
     def _rows(self, entry: _Asked, outcome: Outcome[Any]) -> list[Row]:
         item, protocol = entry.item, entry.protocol
         if outcome.status == "failed":
@@ -159,11 +154,6 @@ def build_llm_judge(provider: str, name: str, spec: Mapping[str, Any], settings:
     return LLMJudge(name, endpoint_for(provider, spec), settings, concurrency=spec["concurrency"])
 
 
-def cache_path(name: str, settings: Settings) -> Path | None:
-    """The verdict cache of the endpoint named `name` (one file per judge, shared by every stage that asks it)."""
-    return settings.cache_dir / f"{name}.jsonl" if settings.cache_dir is not None else None
-
-
 def ask_endpoint(
     name: str,
     endpoint: Endpoint,
@@ -183,8 +173,8 @@ def ask_endpoint(
         if progress is not None:
             progress(1)
 
-    path = cache_path(name, settings)
-    cache = VerdictCache(path, retry_invalid=settings.retry_invalid) if path else None
+    directory = settings.cache_dir
+    cache = VerdictCache(cache_file(directory, name), retry_invalid=settings.retry_invalid) if directory else None
     try:
         for batch, validate in batches:
             if not batch:
