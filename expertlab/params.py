@@ -580,7 +580,6 @@ class Params(Strict):
         for domain in study.domains:
             if domain not in study.corpus:
                 raise ValueError(f"monosemanticity.domains: {domain!r} is not a domain of monosemanticity.corpus ({', '.join(study.corpus) or 'none'})")
-        for domain in study.domains:
             if domain not in study.domain_prompts:
                 raise ValueError(
                     f"monosemanticity.domain_prompts: no prompt for target domain {domain!r} "

@@ -106,8 +106,8 @@ def stage_instances(params: Params) -> dict[str, int]:
         "train_toy": int(any(params.models[name].toy for name in (*study.models, *params.monosemanticity.models))),
         "calibrate": len(params.calibrations),
         "observe": len(study.models) * len(params.calibrations) * len(study.seeds),
-        "record_activations": len(params.monosemanticity.models),
-        **{stage: len(params.monosemanticity.models) for stage in ("sample_experts", "explain_experts", "predict_experts")},
+        **{stage: len(params.monosemanticity.models)
+           for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")},
         **runs,
         "prune": len(grid), "prune_compared": len(compared), "quantize": len(kinds["quantized"]),
         **{f"{verb}_source": len(kinds["source"]) * groups for verb in ("generate", "score")},

@@ -422,7 +422,7 @@ KINDS.add(
 )
 
 
-# --- the second study: monosemanticity/<model>/activations/ and monosemanticity/<model>/samples/ -----------------
+# --- the second study: monosemanticity/<model>/{activations,samples,explanations,predictions}/ ---------------
 
 
 def _load_table(con: Connection, table: str, columns: records.Columns, path: Path, **leading: str) -> None:
@@ -434,80 +434,65 @@ def _load_table(con: Connection, table: str, columns: records.Columns, path: Pat
     )
 
 
-def _load_activations(con: Connection, artifact: Artifact) -> None:
-    record = artifact.record
-    insert_row(con, "activation_runs", record.model_dump(include=set(records.ACTIVATION_RUNS.names())))
-    _load_table(con, "activation_windows", records.ACTIVATION_WINDOWS, artifact.path / "windows.parquet", model=record.model)
-    _load_table(con, "activations", records.ACTIVATIONS, artifact.path / "activations.parquet", model=record.model)
+def _model_kind(
+    record: type[Record],
+    data: dict[str, tuple[str, records.Columns]],
+    leading: tuple[str, ...],
+    meta_table: tuple[str, records.Columns] | None = None,
+) -> ArtifactKind:
+    """A kind of the second study's, one artifact per model: each data file (name -> its table and columns) loaded
+    after the identity columns `leading`, taken from meta.json; with `meta_table`, meta.json's own row too."""
+    tables = ((meta_table[0],) if meta_table else ()) + tuple(table for table, _ in data.values())
 
+    def load(con: Connection, artifact: Artifact) -> None:
+        meta = artifact.record
+        if meta_table is not None:
+            insert_row(con, meta_table[0], meta.model_dump(include=set(meta_table[1].names())))
+        for name, (table, columns) in data.items():
+            _load_table(con, table, columns, artifact.path / name, **{key: getattr(meta, key) for key in leading})
 
-def _load_samples(con: Connection, artifact: Artifact) -> None:
-    model = artifact.record.model
-    _load_table(con, "expert_samples", records.EXPERT_SAMPLES, artifact.path / "samples.parquet", model=model)
-    _load_table(con, "sample_counts", records.SAMPLE_COUNTS, artifact.path / "counts.parquet", model=model)
-
-
-def _load_explanations(con: Connection, artifact: Artifact) -> None:
-    record = artifact.record
-    _load_table(con, "explanations", records.EXPLANATIONS, artifact.path / "explanations.parquet",
-                model=record.model, explainer=record.explainer)  # fmt: skip
-
-
-def _load_predictions(con: Connection, artifact: Artifact) -> None:
-    record = artifact.record
-    _load_table(con, "predictions", records.PREDICTIONS, artifact.path / "predictions.parquet",
-                model=record.model, explainer=record.explainer, predictor=record.predictor)  # fmt: skip
-
-
-def _unload_model(tables: tuple[str, ...]) -> Callable[[Connection, str, Any], None]:
-    def unload(con: Connection, identity: str, record: Any) -> None:
+    def unload(con: Connection, identity: str, meta: Any) -> None:
         for table in tables:
-            con.execute(f"delete from {table} where model = ?", [record.model])
+            con.execute(f"delete from {table} where model = ?", [meta.model])
 
-    return unload
+    return ArtifactKind(
+        record=record,
+        identity=lambda meta: meta.model,
+        files=lambda meta: list(data),
+        load=load,
+        unload=unload,
+        variants=lambda meta: [],
+    )
 
 
 KINDS.add(
     "activations",
-    ArtifactKind(
-        record=ActivationsMeta,
-        identity=lambda record: record.model,
-        files=lambda record: ["windows.parquet", "activations.parquet"],
-        load=_load_activations,
-        unload=_unload_model(("activation_runs", "activation_windows", "activations")),
-        variants=lambda record: [],
+    _model_kind(
+        ActivationsMeta,
+        {"windows.parquet": ("activation_windows", records.ACTIVATION_WINDOWS),
+         "activations.parquet": ("activations", records.ACTIVATIONS)},
+        ("model",),
+        meta_table=("activation_runs", records.ACTIVATION_RUNS),
     ),
-)
+)  # fmt: skip
 KINDS.add(
     "expert_samples",
-    ArtifactKind(
-        record=ExpertSamplesMeta,
-        identity=lambda record: record.model,
-        files=lambda record: ["samples.parquet", "counts.parquet"],
-        load=_load_samples,
-        unload=_unload_model(("expert_samples", "sample_counts")),
-        variants=lambda record: [],
+    _model_kind(
+        ExpertSamplesMeta,
+        {"samples.parquet": ("expert_samples", records.EXPERT_SAMPLES),
+         "counts.parquet": ("sample_counts", records.SAMPLE_COUNTS)},
+        ("model",),
     ),
-)
+)  # fmt: skip
 KINDS.add(
     "explanations",
-    ArtifactKind(
-        record=ExplanationsMeta,
-        identity=lambda record: record.model,
-        files=lambda record: ["explanations.parquet"],
-        load=_load_explanations,
-        unload=_unload_model(("explanations",)),
-        variants=lambda record: [],
-    ),
+    _model_kind(ExplanationsMeta, {"explanations.parquet": ("explanations", records.EXPLANATIONS)}, ("model", "explainer")),
 )
 KINDS.add(
     "predictions",
-    ArtifactKind(
-        record=PredictionsMeta,
-        identity=lambda record: record.model,
-        files=lambda record: ["predictions.parquet"],
-        load=_load_predictions,
-        unload=_unload_model(("predictions",)),
-        variants=lambda record: [],
+    _model_kind(
+        PredictionsMeta,
+        {"predictions.parquet": ("predictions", records.PREDICTIONS)},
+        ("model", "explainer", "predictor"),
     ),
 )
