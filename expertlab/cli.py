@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "sample-experts": "stages.sample_experts",
     "explain-experts": "stages.explain_experts",
     "predict-experts": "stages.predict_experts",
+    "select-experts": "stages.select_experts",
     "select": "stages.select",
     "prune": "stages.prune",
     "quantize": "stages.quantize",

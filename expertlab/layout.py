@@ -114,3 +114,8 @@ def explanations_dir(model: str) -> Path:
 def predictions_dir(model: str) -> Path:
     """The predictor's answer for each test window of each explained expert."""
     return MONOSEMANTICITY / model / "predictions"
+
+
+def expert_selection_dir(model: str) -> Path:
+    """The experts each selective fine-tuning strategy trains, by their scores."""
+    return MONOSEMANTICITY / model / "selection"

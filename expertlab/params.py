@@ -21,6 +21,7 @@ from expertlab.judges.providers import PROVIDERS
 from expertlab.judges.registry import BACKENDS
 from expertlab.judgments import Protocol
 from expertlab.moe.families import FAMILIES
+from expertlab.monosemanticity.selection import LayerChoice
 from expertlab.registry import Registry
 from expertlab.report.charts import CHART_FORMATS, ChartFormat
 from expertlab.tasks import TASKS
@@ -497,6 +498,16 @@ class Monosemanticity(Strict):
     examples_per_prompt: int = Field(default=10, gt=0)  # test windows per predictor prompt
 
 
+class Finetune(Strict):
+    """The second study's selective fine-tuning (paper 001 §5, A.6): which models, on which target domain, training
+    which experts."""
+
+    models: list[str]  # required (dvc.yaml interpolates it); each a monosemanticity model; empty: no fine-tuning
+    domain: str = ""  # target domain d (one of monosemanticity.domains): AF^(d) and EDMRS^(d) rank its experts
+    layers: LayerChoice = "all"  # all MoE layers (A.6, medicine), or the one of highest LDS (§5, tool use)
+    experts_per_layer: int = Field(default=16, gt=0)  # m, experts trained per chosen layer (A.6: 16)
+
+
 class Toy(Strict):
     world: WorldConfig
     model: ToyModelConfig
@@ -519,6 +530,7 @@ class Params(Strict):
     quantization: dict[str, QuantizationSpec]  # scheme name -> how (may be empty)
     report: Report
     monosemanticity: Monosemanticity  # required: dvc.yaml interpolates monosemanticity.models
+    finetune: Finetune  # required: dvc.yaml interpolates finetune.models
     toy: Toy
 
     @model_validator(mode="after")
@@ -548,7 +560,32 @@ class Params(Strict):
                 )
         self._quantize_grid()
         self._monosemanticity()
+        self._finetune()
         return self
+
+    def _finetune(self) -> None:
+        plan = self.finetune
+        for name in plan.models:
+            if name not in self.monosemanticity.models:
+                raise ValueError(
+                    f"finetune.models: {name!r} is not in monosemanticity.models (its experts are chosen by their "
+                    f"monosemanticity scores; there: {', '.join(self.monosemanticity.models) or 'none'})"
+                )
+        if not plan.models:
+            return
+        missing = [key for key in Finetune.model_fields if key not in plan.model_fields_set]
+        if missing:
+            raise ValueError(f"finetune: give {', '.join(missing)} (dvc.yaml tracks each key; fine-tuning is on for {', '.join(plan.models)})")
+        if plan.domain not in self.monosemanticity.domains:
+            raise ValueError(
+                f"finetune.domain: {plan.domain!r} is not a target domain of monosemanticity.domains "
+                f"({', '.join(self.monosemanticity.domains) or 'none'})"
+            )
+        for name in plan.models:
+            if self.models[name].toy and plan.experts_per_layer > self.toy.model.num_experts:
+                raise ValueError(
+                    f"finetune.experts_per_layer: {plan.experts_per_layer} exceeds {name}'s {self.toy.model.num_experts} experts"
+                )
 
     def _monosemanticity(self) -> None:
         study = self.monosemanticity

@@ -559,6 +559,32 @@ PREDICTIONS = COLUMNS.add(
 )  # fmt: skip
 
 
+
+class ExpertSelectionsMeta(Record):
+    """finetune/<model>/selection/meta.json: the experts the af and edmrs strategies train, from whose scores."""
+
+    kind: Literal["expert_selections"] = "expert_selections"
+    model: str
+    explainer: str  # whose explanations and predictions gave EDMS
+    predictor: str
+    domain: str  # the target domain d of AF^(d) and EDMRS^(d)
+    layers: str  # all, or best_lds
+    experts_per_layer: int  # m
+    chosen_layers: list[int]  # the layers whose experts train
+    short: int  # (ranking, layer) pairs with fewer than m scored experts
+
+
+EXPERT_SELECTION_RUNS = COLUMNS.add(
+    "expert_selection_runs",
+    columns_of(ExpertSelectionsMeta, ["model", "explainer", "predictor", "domain", "layers", "experts_per_layer",
+                                      "chosen_layers", "short"]),
+)  # fmt: skip
+EXPERT_SELECTIONS = COLUMNS.add(
+    "expert_selections",
+    Columns({"ranking": "varchar", "layer": "integer", "rank": "integer", "expert": "integer", "score": "double"}),
+)
+
+
 M = TypeVar("M", bound=Record)
 
 

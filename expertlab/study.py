@@ -108,6 +108,7 @@ def stage_instances(params: Params) -> dict[str, int]:
         "observe": len(study.models) * len(params.calibrations) * len(study.seeds),
         **{stage: len(params.monosemanticity.models)
            for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")},
+        "select_experts": len(params.finetune.models),
         **runs,
         "prune": len(grid), "prune_compared": len(compared), "quantize": len(kinds["quantized"]),
         **{f"{verb}_source": len(kinds["source"]) * groups for verb in ("generate", "score")},

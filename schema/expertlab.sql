@@ -355,6 +355,33 @@ comment on column predictions.part is 'which of the expert''s predictor prompts 
 comment on column predictions.predicted is 'the answer named the window (null when the answer was invalid)';
 comment on column predictions.status is 'ok, or invalid (the answer was not None nor example numbers)';
 
+create table expert_selection_runs (
+    {{ columns: expert_selection_runs }},
+    primary key (model)
+);
+comment on table expert_selection_runs is 'per fine-tuned model: which target domain, layers and number of experts the af and edmrs strategies train, from whose monosemanticity scores';
+comment on column expert_selection_runs.model is 'base model name';
+comment on column expert_selection_runs.explainer is 'whose explanations gave EDMS';
+comment on column expert_selection_runs.predictor is 'whose predictions gave EDMS';
+comment on column expert_selection_runs.domain is 'target domain d of AF^(d) and EDMRS^(d)';
+comment on column expert_selection_runs.layers is 'all (every MoE layer) or best_lds (the layer of highest LDS)';
+comment on column expert_selection_runs.experts_per_layer is 'm, experts trained per chosen layer';
+comment on column expert_selection_runs.chosen_layers is 'decoder layer indices whose experts train';
+comment on column expert_selection_runs.short is '(ranking, layer) pairs with fewer than m scored experts';
+
+create table expert_selections (
+    model varchar not null,
+    {{ columns: expert_selections }},
+    primary key (model, ranking, layer, rank)
+);
+comment on table expert_selections is 'per ranking (af, edmrs) and chosen layer: the experts that strategy trains, best first (ties to the lower index)';
+comment on column expert_selections.model is 'base model name';
+comment on column expert_selections.ranking is 'af (highest AF^(d)) or edmrs (highest EDMRS^(d))';
+comment on column expert_selections.layer is 'decoder layer index of the MoE block';
+comment on column expert_selections.rank is '1 for the highest score';
+comment on column expert_selections.expert is 'routed expert index (0-based)';
+comment on column expert_selections.score is 'the AF^(d) or EDMRS^(d) it was ranked by';
+
 create view source_task_scores as
 with
 
@@ -808,6 +835,17 @@ routed as (
     group by all
 ),
 
+asked as (
+    select distinct
+        model,
+        explainer,
+        predictor,
+        scope as domain
+    from accuracy
+    where scope <> 'all'
+),
+
+-- every expert with a domain-d accuracy, and every expert routed in domain d (AF^(d) > 0) even without one
 targets as (
     select distinct
         model,
@@ -818,6 +856,18 @@ targets as (
         scope as domain
     from accuracy
     where scope <> 'all'
+    union
+    select
+        asked.model,
+        asked.explainer,
+        asked.predictor,
+        routed.layer,
+        routed.expert,
+        routed.domain
+    from asked
+    inner join routed
+        on asked.model = routed.model
+        and asked.domain = routed.domain
 ),
 
 final as (
@@ -833,9 +883,9 @@ final as (
         coalesce(routed.routed_tokens, 0) / domain_tokens.tokens as af,
         coalesce(routed.routed_tokens, 0) / domain_tokens.tokens * domain_scope.accuracy as edmrs,
         coalesce(mono.n, 0) as n_ems,
-        domain_scope.n as n_edms
+        coalesce(domain_scope.n, 0) as n_edms
     from targets
-    inner join accuracy as domain_scope
+    left join accuracy as domain_scope
         on targets.model = domain_scope.model
         and targets.explainer = domain_scope.explainer
         and targets.predictor = domain_scope.predictor
@@ -860,7 +910,7 @@ final as (
 )
 
 select * from final;
-comment on view monosemanticity_scores is 'per expert and target domain d: EMS (accuracy of predictions under its P_mono explanation over scope-all test windows), EDMS^(d) (under P_domain^(d), over domain-d test windows), AF^(d) and EDMRS^(d) = AF^(d) x EDMS^(d); invalid predictions left out';
+comment on view monosemanticity_scores is 'per expert and target domain d (every expert explained in d or routed in d): EMS (accuracy of predictions under its P_mono explanation over scope-all test windows), EDMS^(d) (under P_domain^(d), over domain-d test windows; null without a valid prediction), AF^(d) and EDMRS^(d) = AF^(d) x EDMS^(d); invalid predictions left out';
 comment on column monosemanticity_scores.model is 'base model name';
 comment on column monosemanticity_scores.explainer is 'who explained (offline: the stand-in; else the judge name)';
 comment on column monosemanticity_scores.predictor is 'who predicted';

@@ -45,6 +45,7 @@ MICRO = {
         "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
         "domain_prompts": {"biomedical": "medicine"}, "explainer": "offline", "predictor": "offline", "examples_per_prompt": 10,
     },
+    "finetune": {"models": ["toy"], "domain": "biomedical", "layers": "best_lds", "experts_per_layer": 4},
     # every number the queries read, as the default params.yaml gives them (dvc.yaml tracks each key); the
     # charts only inlined in index.html (their files: tests/test_queries.py)
     "report": yaml.safe_load((ROOT / "params.yaml").read_text())["report"]

@@ -59,6 +59,11 @@ def expected() -> dict[str, set[str]]:
         paths[str(layout.predictions_dir(model))] = {
             str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model))
         }
+    for model in params.finetune.models:
+        paths[str(layout.expert_selection_dir(model))] = {
+            str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model)),
+            str(layout.predictions_dir(model)),
+        }
     for variant in study_variants(study):
         checkpoint = str(layout.checkpoint_dir(variant))
         if variant.kind == "pruned":

@@ -285,11 +285,25 @@ def test_check_runs_without_torch_and_writes_the_same_record_for_any_valid_param
     assert records[0] == records[1]
 
 
+def test_fine_tuning_is_checked_before_anything_runs():
+    data = copy.deepcopy(DEFAULT)
+    del data["finetune"]["layers"]
+    assert "finetune: give layers (dvc.yaml tracks each key; fine-tuning is on for toy)" in error_of(data)
+    assert "finetune.domain: 'general' is not a target domain of monosemanticity.domains (biomedical)" in error_of(
+        with_change("finetune.domain", "general")
+    )
+    assert "finetune.layers" in error_of(with_change("finetune.layers", "middle"))
+    assert "finetune.experts_per_layer: 17 exceeds toy's 16 experts" in error_of(with_change("finetune.experts_per_layer", 17))
+    assert "finetune.experts_per_layer" in error_of(with_change("finetune.experts_per_layer", 0))
+
+
 def test_the_second_study_is_checked_before_anything_runs():
     data = copy.deepcopy(DEFAULT)
     del data["monosemanticity"]["explainer"]
     assert "monosemanticity: give explainer (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
-    data["monosemanticity"] = {"models": []}  # off: nothing else needed
+    data["monosemanticity"] = {"models": []}  # off: nothing else needed, once nothing is fine-tuned either
+    assert "finetune.models: 'toy' is not in monosemanticity.models" in error_of(data)
+    data["finetune"] = {"models": []}
     parse_params(data, "params.yaml")
     assert "monosemanticity.corpus.biomedical: 'nope' is not a calibration set" in error_of(
         with_change("monosemanticity.corpus.biomedical", "nope")

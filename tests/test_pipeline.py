@@ -41,6 +41,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
     expected |= {f"quantize@{quantized}"} | {f"{stage}_quantized@{quantized}-toy" for stage in ("generate", "score", "judge")}
     expected |= {f"{stage}@toy" for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")}
+    expected |= {"select_experts@toy"}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select variant_id, quantization from variants where quantization is not null").fetchall() == [
@@ -67,6 +68,20 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     # every (scope, layer, expert) sampled: scopes all and biomedical; each explained and scored by the stand-ins
     assert con.execute("select count(*) from sample_counts").fetchone() == (64,)
     assert con.execute("select count(*), count(ems), count(edms) from monosemanticity_scores").fetchone() == (32, 32, 32)
+    # the af and edmrs strategies' experts: in the layer of highest LDS, the 4 of highest AF and of highest EDMRS,
+    # ties to the lower index, recomputed here from the store's own scores
+    (layer,) = con.execute("select chosen_layers[1] from expert_selection_runs where model = 'toy'").fetchone()
+    lds = con.execute("select layer, avg(ems) from monosemanticity_scores group by layer order by 2 desc, 1").fetchall()
+    assert layer == lds[0][0]
+    for ranking in ("af", "edmrs"):
+        chosen = con.execute(
+            f"select expert from expert_selections where ranking = '{ranking}' and layer = ? order by rank", [layer]
+        ).fetchall()
+        best = con.execute(
+            f"select expert from monosemanticity_scores where layer = ? and {ranking} is not null "
+            f"order by {ranking} desc, expert limit 4", [layer]
+        ).fetchall()
+        assert chosen == best and len(chosen) == 4
     # every sample of every task scored for every variant: 4 variants x 5 tasks x 16 items
     assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (320,)
     # the grounding judge on 16 summaries of 3 pruned variants (one quantized): absolute on the pruned
@@ -221,8 +236,10 @@ def test_an_explainer_change_reruns_only_explain_predict_and_what_reads_them(rep
     params["monosemanticity"]["domain_prompts"] = {"biomedical": "tool_use"}  # P_domain's text for the domain
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = sh("dvc", "repro", cwd=repo)
-    # nothing upstream of the explanations: no record, sample, observation or variant stage runs again
-    assert ran(output) == {"check", "explain_experts@toy", "predict_experts@toy", "ingest", "report"}
+    # nothing upstream of the explanations: no record, sample, observation or variant stage runs again (the
+    # selection only when the predictions came out different)
+    assert {"check", "explain_experts@toy", "predict_experts@toy", "ingest", "report"} <= ran(output)
+    assert ran(output) <= {"check", "explain_experts@toy", "predict_experts@toy", "select_experts@toy", "ingest", "report"}
     meta = json.loads((repo / "monosemanticity/toy/explanations/meta.json").read_text())
     assert meta["domain_prompts"] == {"biomedical": "tool_use"}
     commit(repo, "tool-use domain prompt")

@@ -268,6 +268,9 @@ EXPECTED_COLUMNS = {
                     "explanation VARCHAR, status VARCHAR, raw VARCHAR",
     "predictions": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
                    "window_id BIGINT, part INTEGER, predicted BOOLEAN, status VARCHAR",
+    "expert_selection_runs": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, domain VARCHAR, layers VARCHAR, "
+                             "experts_per_layer INTEGER, chosen_layers INTEGER[], short INTEGER",
+    "expert_selections": "model VARCHAR, ranking VARCHAR, layer INTEGER, rank INTEGER, expert INTEGER, score DOUBLE",
     "monosemanticity_scores": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
                               "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
@@ -298,6 +301,8 @@ EXPECTED_KEYS = {
     "sample_counts": ["model", "scope", "layer", "expert"],
     "explanations": ["model", "explainer", "scope", "layer", "expert"],
     "predictions": ["model", "explainer", "predictor", "scope", "layer", "expert", "window_id"],
+    "expert_selection_runs": ["model"],
+    "expert_selections": ["model", "ranking", "layer", "rank"],
 }
 
 
@@ -374,7 +379,8 @@ def test_every_column_map_is_its_tables_columns_with_their_store_types(empty_sto
     """A data file's columns are typed once: the table that holds them has them, in order, with the map's types."""
     prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "part_scores": 3, "sample_scores": 1,
                 "generations": 1, "judgments": 1, "activation_runs": 0, "activation_windows": 1, "activations": 1,
-                "expert_samples": 1, "sample_counts": 1, "explanations": 2, "predictions": 3}  # leading identity columns ingest adds from meta.json  # fmt: skip
+                "expert_samples": 1, "sample_counts": 1, "explanations": 2, "predictions": 3, "expert_selection_runs": 0,
+                "expert_selections": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
     for name, columns in records.COLUMNS.items():
         table = name if name != "corpus_scores" else None
         if table is None:  # corpus_scores.parquet lands in task_scores beside the sample means

@@ -22,6 +22,7 @@ from expertlab.records import (
     ActivationsMeta,
     EvaluationMeta,
     ExpertSamplesMeta,
+    ExpertSelectionsMeta,
     ExplanationsMeta,
     PredictionsMeta,
     GenerationsMeta,
@@ -494,5 +495,14 @@ KINDS.add(
         PredictionsMeta,
         {"predictions.parquet": ("predictions", records.PREDICTIONS)},
         ("model", "explainer", "predictor"),
+    ),
+)
+KINDS.add(
+    "expert_selections",
+    _model_kind(
+        ExpertSelectionsMeta,
+        {"selections.parquet": ("expert_selections", records.EXPERT_SELECTIONS)},
+        ("model",),
+        meta_table=("expert_selection_runs", records.EXPERT_SELECTION_RUNS),
     ),
 )

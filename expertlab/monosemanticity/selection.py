@@ -1,0 +1,143 @@
+"""A model's monosemanticity artifacts -> the experts each selective fine-tuning strategy trains (paper 001 §5, A.6).
+
+Per chosen layer, the m experts with the highest AF^(d) (the AF strategy) or the highest EDMRS^(d) (the EDMRS
+strategy) of the target domain d, ties to the lower expert index. The layers are every MoE layer (A.6: "we
+select all layers of the model and only fine-tune 16 experts within each layer"), or the one with the highest
+LDS (§5, tool use), ties to the lower layer. The scores are the store's own: the four artifacts are loaded into
+an in-memory store of the same schema, AF and EDMRS are read from its view `monosemanticity_scores` and LDS
+from queries/layer_monosemanticity.sql, so no formula is written twice. An expert without a score (EDMS needs a
+valid prediction; AF needs a routed token) is never ranked: a layer with fewer than m scored experts gives
+fewer, and the record says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+Ranking = Literal["af", "edmrs"]  # the strategies that train selected experts, named after what ranks them
+RANKINGS: tuple[Ranking, ...] = get_args(Ranking)
+LayerChoice = Literal["all", "best_lds"]
+LAYER_QUERY = "layer_monosemanticity"  # the report query that defines LDS
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What one ranking picked: per layer, its experts best first, with their scores."""
+
+    ranking: Ranking
+    layers: dict[int, list[tuple[int, float]]]
+
+
+def scores_store(artifacts: Sequence[str | Path]) -> Any:
+    """An in-memory store of the project's schema holding these artifact directories."""
+    import duckdb
+
+    from expertlab.store.artifacts import KINDS, read_artifact
+    from expertlab.store.schema import render_ddl
+
+    con = duckdb.connect()
+    con.execute(render_ddl())
+    for directory in artifacts:
+        artifact = read_artifact(directory)
+        KINDS[artifact.kind].load(con, artifact)
+    return con
+
+
+def layer_lds(con: Any, queries: str | Path, model: str, explainer: str, predictor: str, domain: str) -> dict[int, float | None]:
+    """LDS per MoE layer, as the report's layer_monosemanticity query computes it."""
+    sql = (Path(queries) / f"{LAYER_QUERY}.sql").read_text()
+    rows = con.execute(
+        f"select layer, lds from ({sql}) where model = ? and explainer = ? and predictor = ? and domain = ? order by layer",
+        [model, explainer, predictor, domain],
+    ).fetchall()
+    return {int(layer): (None if lds is None else float(lds)) for layer, lds in rows}
+
+
+def best_layer(lds: dict[int, float | None]) -> int:
+    """The layer of highest LDS, ties to the lower index; a ValueError when no layer has one."""
+    scored = [(value, layer) for layer, value in lds.items() if value is not None]
+    if not scored:
+        raise ValueError("no layer has an LDS (no expert has a valid prediction under its P_mono explanation)")
+    return min(scored, key=lambda pair: (-pair[0], pair[1]))[1]
+
+
+def rank_experts(
+    con: Any, model: str, explainer: str, predictor: str, domain: str, layers: Sequence[int], per_layer: int
+) -> list[Chosen]:
+    """Per ranking and chosen layer, the `per_layer` experts of highest score (ties to the lower index)."""
+    chosen = []
+    for ranking in RANKINGS:
+        rows = con.execute(
+            f"""
+            select layer, expert, {ranking} as score
+            from monosemanticity_scores
+            where model = ? and explainer = ? and predictor = ? and domain = ? and {ranking} is not null
+            order by layer, score desc, expert
+            """,
+            [model, explainer, predictor, domain],
+        ).fetchall()
+        picked: dict[int, list[tuple[int, float]]] = {layer: [] for layer in layers}
+        for layer, expert, score in rows:
+            if layer in picked and len(picked[layer]) < per_layer:
+                picked[layer].append((int(expert), float(score)))
+        chosen.append(Chosen(ranking, picked))
+    return chosen
+
+
+def selection_artifact(
+    monosemanticity: Sequence[str | Path], queries: str | Path, out: str | Path, params: Any, model: str
+) -> Any:
+    """A model's activations, samples, explanations and predictions -> OUT/selections.parquet + OUT/meta.json."""
+    from expertlab.errors import ExpertlabError
+    from expertlab.io import OutputDir, write_json
+    from expertlab.records import EXPERT_SELECTIONS, ExpertSelectionsMeta
+
+    output = OutputDir(out, "select-experts", inputs=list(monosemanticity))
+    output.check()
+    study, plan = params.monosemanticity, params.finetune
+    con = scores_store(monosemanticity)
+    asked = (model, study.explainer, study.predictor, plan.domain)
+    lds = layer_lds(con, queries, *asked)
+    if not lds:
+        raise ExpertlabError(
+            f"select-experts: {model} has no monosemanticity scores in domain {plan.domain!r} from explainer "
+            f"{study.explainer!r} and predictor {study.predictor!r} (were the inputs made under other params?)"
+        )
+    try:
+        layers = sorted(lds) if plan.layers == "all" else [best_layer(lds)]
+    except ValueError as err:
+        raise ExpertlabError(f"select-experts: {model}: finetune.layers best_lds: {err}") from None
+    chosen = rank_experts(con, *asked, layers, plan.experts_per_layer)
+    rows = [
+        {"ranking": pick.ranking, "layer": layer, "rank": rank, "expert": expert, "score": score}
+        for pick in chosen
+        for layer, experts in pick.layers.items()
+        for rank, (expert, score) in enumerate(experts, start=1)
+    ]
+    short = [(pick.ranking, layer) for pick in chosen for layer, experts in pick.layers.items() if len(experts) < plan.experts_per_layer]
+    meta = ExpertSelectionsMeta(
+        model=model, explainer=study.explainer, predictor=study.predictor, domain=plan.domain, layers=plan.layers,
+        experts_per_layer=plan.experts_per_layer, chosen_layers=layers, short=len(short),
+    )  # fmt: skip
+    with output.writing() as tmp:
+        EXPERT_SELECTIONS.write(tmp / "selections.parquet", rows)
+        write_json(tmp / "meta.json", meta.dump())
+    where = "every MoE layer" if plan.layers == "all" else f"layer {layers[0]} (highest LDS, {lds[layers[0]]:.3f})"
+    print(f"select-experts: {model}: {plan.experts_per_layer} experts per layer in {where}, by {' and '.join(RANKINGS)}")
+    for ranking, layer in short:
+        print(f"select-experts: {model}: {ranking}: layer {layer} has fewer than {plan.experts_per_layer} scored experts")
+    return meta
+
+
+def read_selection(directory: str | Path, ranking: str) -> dict[int, list[int]]:
+    """A select-experts output's experts for one ranking: layer -> expert ids, best first."""
+    from expertlab.records import EXPERT_SELECTIONS
+
+    frame = EXPERT_SELECTIONS.read(Path(directory) / "selections.parquet")
+    picked: dict[int, list[int]] = {}
+    for row in frame[frame["ranking"] == ranking].sort_values(["layer", "rank"]).itertuples():
+        picked.setdefault(int(row.layer), []).append(int(row.expert))
+    return picked
