@@ -228,6 +228,8 @@ class VariantRecord(Record):
     kept_per_layer: int | None
     top_k: int | None
     quantization: str | None = None  # absent from records written before quantized variants
+    finetune: str | None = None  # absent from records written before fine-tuned variants
+    finetune_seed: int | None = None
 
     @model_validator(mode="after")
     def _id_matches(self) -> VariantRecord:

@@ -1,7 +1,8 @@
 """A variant's identity: the typed record of a model as evaluated, created where the grid is expanded.
 
-A variant is the source model, one pruned variant of it (calibration, seed, criterion, ratio), or a pruned
-variant quantized by a scheme. Its id and its place in the layout are computed here and nowhere else;
+A variant is the source model, one pruned variant of it (calibration, seed, criterion, ratio), a pruned
+variant quantized by a scheme, or a variant fine-tuned by a strategy at a seed (the second study's: its base is
+the source model; a pruned base is expressible, and so prune-then-finetune). Its id and its place in the layout are computed here and nowhere else;
 every artifact after the grid refers to a variant by this id.
 """
 
@@ -16,8 +17,9 @@ from expertlab.errors import UnknownName
 if TYPE_CHECKING:
     from expertlab.params import Study
 
-Kind = Literal["source", "pruned", "quantized"]
+Kind = Literal["source", "pruned", "quantized", "finetuned"]
 PRUNING_FIELDS = ("calibration", "seed", "criterion", "ratio")
+FINETUNING_FIELDS = ("finetune", "finetune_seed")
 SOURCE_TAG = "source"  # the source model's place among its variants: `<model>/source`
 
 
@@ -32,6 +34,8 @@ class Variant(BaseModel):
     criterion: str | None = None
     ratio: float | None = Field(default=None, gt=0, lt=1)
     quantization: str | None = None
+    finetune: str | None = None  # the fine-tuning strategy (finetune.strategies)
+    finetune_seed: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _complete(self) -> Variant:
@@ -41,36 +45,55 @@ class Variant(BaseModel):
             raise ValueError(f"a pruned variant needs {', '.join(PRUNING_FIELDS)}; missing {', '.join(missing)}")
         if self.quantization is not None and not given:
             raise ValueError("only a pruned variant is quantized: give its calibration, seed, criterion and ratio")
+        if (self.finetune is None) != (self.finetune_seed is None):
+            raise ValueError("a fine-tuned variant needs finetune and finetune_seed")
+        if self.finetune is not None and self.quantization is not None:
+            raise ValueError("a quantized variant is not fine-tuned (quantize after fine-tuning is not built)")
         return self
 
     @property
     def kind(self) -> Kind:
+        if self.finetune is not None:
+            return "finetuned"
         if self.criterion is None:
             return "source"
         return "pruned" if self.quantization is None else "quantized"
 
     def _parts(self) -> list[str]:
         """What the id and the path are made of: the model, then `source` or the pruning fields."""
-        if self.kind == "source":
+        if self.criterion is None:
             return [self.model, SOURCE_TAG]
         return [self.model, str(self.calibration), str(self.seed), str(self.criterion), str(float(self.ratio))]  # type: ignore[arg-type]
 
+    def _suffix(self) -> str | None:
+        """What follows the base: the scheme of a quantized variant, `ft-<strategy>-<seed>` of a fine-tuned one."""
+        if self.finetune is not None:
+            return f"ft-{self.finetune}-{self.finetune_seed}"
+        return self.quantization
+
     @property
     def id(self) -> str:
-        """`model:source`, `model:calibration:seed:criterion:ratio`, or that with `:scheme` for a quantized one."""
-        pruned = ":".join(self._parts())
-        return pruned if self.quantization is None else f"{pruned}:{self.quantization}"
+        """`model:source`, `model:calibration:seed:criterion:ratio`, or either followed by `:scheme` (quantized) or
+        `:ft-strategy-seed` (fine-tuned)."""
+        base, suffix = ":".join(self._parts()), self._suffix()
+        return base if suffix is None else f"{base}:{suffix}"
 
     @property
     def path(self) -> str:
-        """Its place below an artifact root: `model/source`, `model/calibration/seed/criterion/ratio[-scheme]`."""
-        pruned = "/".join(self._parts())
-        return pruned if self.quantization is None else f"{pruned}-{self.quantization}"
+        """Its place below an artifact root: `model/source`, `model/calibration/seed/criterion/ratio`, or either
+        followed by `-scheme` or `-ft-strategy-seed` (a sibling of its base's directory, never inside it)."""
+        base, suffix = "/".join(self._parts()), self._suffix()
+        return base if suffix is None else f"{base}-{suffix}"
 
     @property
     def source(self) -> Variant:
         """The unpruned model this variant came from."""
         return Variant(model=self.model)
+
+    @property
+    def base(self) -> Variant:
+        """The variant a fine-tuned one was fine-tuned from (itself when it is not fine-tuned)."""
+        return self.model_copy(update={"finetune": None, "finetune_seed": None})
 
     @property
     def pruned(self) -> Variant:
@@ -86,6 +109,8 @@ class Variant(BaseModel):
             "kept_per_layer": kept_per_layer,
             "top_k": top_k,
             "quantization": self.quantization,
+            "finetune": self.finetune,
+            "finetune_seed": self.finetune_seed,
         }
         return record
 
@@ -100,7 +125,7 @@ class Variant(BaseModel):
     @classmethod
     def of_record(cls, record: dict[str, Any]) -> Variant:
         """The variant a record names; a ValueError when it names none or its id does not match its fields."""
-        fields = {name: record.get(name) for name in ("model", *PRUNING_FIELDS, "quantization")}
+        fields = {name: record.get(name) for name in ("model", *PRUNING_FIELDS, "quantization", *FINETUNING_FIELDS)}
         try:
             variant = cls(**fields)
         except ValueError as err:

@@ -152,11 +152,13 @@ create table variants (
     kept_per_layer integer,
     top_k integer,
     origin varchar not null,
-    quantization varchar
+    quantization varchar,
+    finetune varchar,
+    finetune_seed integer
 );
 comment on table variants is 'models as evaluated: each source (unpruned) model and every pruned variant named by a selection, score, generation or judgments artifact';
-comment on column variants.variant_id is 'model:source, model:calibration:seed:criterion:ratio with the ratio as Python writes a float, or the same followed by :scheme for a quantized variant';
-comment on column variants.is_source is 'true for the unpruned source model';
+comment on column variants.variant_id is 'model:source, model:calibration:seed:criterion:ratio with the ratio as Python writes a float, or either followed by :scheme for a quantized variant or :ft-strategy-seed for a fine-tuned one';
+comment on column variants.is_source is 'true for the source model itself (neither pruned nor fine-tuned)';
 comment on column variants.model is 'base model name';
 comment on column variants.calibration is 'calibration set the experts were selected on; null for the source';
 comment on column variants.seed is 'calibration seed; null for the source';
@@ -166,6 +168,8 @@ comment on column variants.kept_per_layer is 'routed experts kept per MoE layer,
 comment on column variants.top_k is 'experts each token is routed to (lower than the source''s only when top-k reduction was allowed); null when no artifact recorded it';
 comment on column variants.origin is 'who chose the kept experts: expertlab (the select stage; also the source models) or imported (`expertlab import-masks` or `import-judgments`, e.g. the study''s released masks and the variants its released verdicts judge)';
 comment on column variants.quantization is 'the quantization scheme (a name under `quantization` in params) applied to the pruned checkpoint; null for unquantized variants and the source';
+comment on column variants.finetune is 'the fine-tuning strategy (full, af, edmrs, lora; the second study) applied to the variant of the other fields; null when not fine-tuned';
+comment on column variants.finetune_seed is 'the fine-tuning seed (example order, LoRA init); null when not fine-tuned';
 
 create table expert_masks (
     variant_id varchar not null,
@@ -453,6 +457,8 @@ final as (
         variants.criterion,
         variants.ratio,
         variants.quantization,
+        variants.finetune,
+        variants.finetune_seed,
         tasks.task,
         tasks.domain,
         tasks.aspect,
@@ -483,6 +489,8 @@ comment on column primary_scores.seed is 'calibration seed';
 comment on column primary_scores.criterion is 'saliency criterion';
 comment on column primary_scores.ratio is 'fraction of routed experts removed per MoE layer';
 comment on column primary_scores.quantization is 'quantization scheme of the variant; null when unquantized (tables over the pruning grid keep only those)';
+comment on column primary_scores.finetune is 'fine-tuning strategy of the variant; null when not fine-tuned (tables over the pruning grid keep only those)';
+comment on column primary_scores.finetune_seed is 'fine-tuning seed; null when not fine-tuned';
 comment on column primary_scores.task is 'evaluation task';
 comment on column primary_scores.domain is 'task domain';
 comment on column primary_scores.aspect is 'task aspect (utility, reliability)';
@@ -669,10 +677,11 @@ comment on column variant_measures.higher_is_better is 'true for utility and rel
 -- A quantized variant is not one more seed of its criterion and ratio, so the grid leaves it out
 -- (quantization_comparison compares it); quantization, null throughout the grid, is dropped.
 create view grid_variants as
-select * exclude (quantization)
+select * exclude (quantization, finetune, finetune_seed)
 from variants
-where quantization is null;
-comment on view grid_variants is 'the source models and every unquantized pruned variant (variants without quantization)';
+where quantization is null
+    and finetune is null;
+comment on view grid_variants is 'the source models and every unquantized pruned variant (variants neither quantized nor fine-tuned)';
 comment on column grid_variants.variant_id is 'variants.variant_id';
 comment on column grid_variants.is_source is 'variants.is_source';
 comment on column grid_variants.model is 'variants.model';
@@ -685,10 +694,11 @@ comment on column grid_variants.top_k is 'variants.top_k';
 comment on column grid_variants.origin is 'variants.origin';
 
 create view grid_primary_scores as
-select * exclude (quantization)
+select * exclude (quantization, finetune, finetune_seed)
 from primary_scores
-where quantization is null;
-comment on view grid_primary_scores is 'primary_scores of the unquantized variants';
+where quantization is null
+    and finetune is null;
+comment on view grid_primary_scores is 'primary_scores of the pruning grid: variants neither quantized nor fine-tuned';
 comment on column grid_primary_scores.variant_id is 'primary_scores.variant_id';
 comment on column grid_primary_scores.model is 'primary_scores.model';
 comment on column grid_primary_scores.calibration is 'primary_scores.calibration';
@@ -707,8 +717,9 @@ comment on column grid_primary_scores.retention is 'primary_scores.retention';
 create view grid_domain_retention as
 select * exclude (quantization)
 from domain_retention
-where quantization is null;
-comment on view grid_domain_retention is 'domain_retention of the unquantized variants';
+where quantization is null
+    and variant_id not in (select variant_id from variants where finetune is not null);
+comment on view grid_domain_retention is 'domain_retention of the pruning grid: variants neither quantized nor fine-tuned';
 comment on column grid_domain_retention.variant_id is 'domain_retention.variant_id';
 comment on column grid_domain_retention.model is 'domain_retention.model';
 comment on column grid_domain_retention.calibration is 'domain_retention.calibration';
@@ -722,8 +733,9 @@ comment on column grid_domain_retention.n_tasks is 'domain_retention.n_tasks';
 create view grid_verdicts as
 select * exclude (quantization)
 from verdicts
-where quantization is null;
-comment on view grid_verdicts is 'verdicts on unquantized variants';
+where quantization is null
+    and variant_id not in (select variant_id from variants where finetune is not null);
+comment on view grid_verdicts is 'verdicts on the pruning grid: variants neither quantized nor fine-tuned';
 comment on column grid_verdicts.judgment_set is 'verdicts.judgment_set';
 comment on column grid_verdicts.judge is 'verdicts.judge';
 comment on column grid_verdicts.judge_kind is 'verdicts.judge_kind';
@@ -746,8 +758,9 @@ comment on column grid_verdicts.counted is 'verdicts.counted';
 create view grid_variant_measures as
 select * exclude (quantization)
 from variant_measures
-where quantization is null;
-comment on view grid_variant_measures is 'variant_measures of the unquantized variants';
+where quantization is null
+    and variant_id not in (select variant_id from variants where finetune is not null);
+comment on view grid_variant_measures is 'variant_measures of the pruning grid: variants neither quantized nor fine-tuned';
 comment on column grid_variant_measures.variant_id is 'variant_measures.variant_id';
 comment on column grid_variant_measures.model is 'variant_measures.model';
 comment on column grid_variant_measures.calibration is 'variant_measures.calibration';

@@ -107,12 +107,25 @@ def test_the_grid_expands_to_one_record_per_variant_with_the_ids_the_store_keys_
     assert layout.mask_file(quantized) == Path("masks/toy/biomed/0/easy_ep-0.5.json")
 
 
+def test_a_fine_tuned_variant_sits_beside_its_base_never_inside_it():
+    tuned = Variant(model="toy", finetune="edmrs", finetune_seed=0)
+    assert tuned.kind == "finetuned" and tuned.id == "toy:source:ft-edmrs-0" and tuned.base == Variant(model="toy")
+    assert layout.checkpoint_dir(tuned) == Path("checkpoints/toy/source-ft-edmrs-0")
+    assert layout.generations_dir(tuned, "toy") == Path("generations/toy/source-ft-edmrs-0/toy")
+    pruned_then_tuned = Variant(model="toy", calibration="biomed", seed=1, criterion="reap", ratio=0.5, finetune="af", finetune_seed=2)
+    assert pruned_then_tuned.id == "toy:biomed:1:reap:0.5:ft-af-2" and pruned_then_tuned.base.kind == "pruned"
+    assert layout.checkpoint_dir(pruned_then_tuned) == Path("checkpoints/toy/biomed/1/reap/0.5-ft-af-2")
+    record = tuned.record(None, 2)
+    assert record["finetune"] == "edmrs" and record["finetune_seed"] == 0 and record["criterion"] is None
+    assert Variant.from_record(record, "meta.json") == tuned
+
+
 def test_a_variant_record_names_its_fields_and_a_mismatched_id_is_refused():
     variant = Variant(model="toy", calibration="biomed", seed=1, criterion="reap", ratio=0.25)
     record = variant.record(12, 2)
     assert record == {"variant_id": "toy:biomed:1:reap:0.25", "model": "toy", "calibration": "biomed", "seed": 1,
                       "criterion": "reap", "ratio": 0.25, "kept_per_layer": 12, "top_k": 2,
-                      "quantization": None}  # fmt: skip
+                      "quantization": None, "finetune": None, "finetune_seed": None}  # fmt: skip
     assert Variant.from_record(record, "meta.json") == variant
     with pytest.raises(ValueError, match=r"meta.json: variant_id 'toy:biomed:1:reap:0.5' does not match"):
         Variant.from_record({**record, "variant_id": "toy:biomed:1:reap:0.5"}, "meta.json")
@@ -120,6 +133,11 @@ def test_a_variant_record_names_its_fields_and_a_mismatched_id_is_refused():
         Variant(model="toy", calibration="biomed", seed=1, criterion="reap")
     with pytest.raises(ValueError, match="only a pruned variant is quantized"):
         Variant(model="toy", quantization="gptq-w4a16")
+    with pytest.raises(ValueError, match="a fine-tuned variant needs finetune and finetune_seed"):
+        Variant(model="toy", finetune="edmrs")
+    with pytest.raises(ValueError, match="a quantized variant is not fine-tuned"):
+        Variant(model="toy", calibration="biomed", seed=1, criterion="reap", ratio=0.25, quantization="q", finetune="af",
+                finetune_seed=0)  # fmt: skip
     with pytest.raises(KeyError, match="variant 'toy:biomed:9:reap:0.25' is not in the study's grid"):
         find_variant(load_params(ROOT / "params.yaml").study, "toy:biomed:9:reap:0.25")
 

@@ -232,7 +232,7 @@ EXPECTED_COLUMNS = {
                    "expert INTEGER, score DOUBLE",
     "variants": "variant_id VARCHAR, is_source BOOLEAN, model VARCHAR, calibration VARCHAR, seed INTEGER, "
                 "criterion criterion, ratio DOUBLE, kept_per_layer INTEGER, top_k INTEGER, origin VARCHAR, "
-                "quantization VARCHAR",
+                "quantization VARCHAR, finetune VARCHAR, finetune_seed INTEGER",
     "expert_masks": "variant_id VARCHAR, layer INTEGER, expert INTEGER, kept BOOLEAN",
     "sample_scores": "variant_id VARCHAR, task VARCHAR, sample_id VARCHAR, metric VARCHAR, value DOUBLE",
     "task_scores": "variant_id VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE, n BIGINT, level metric_level",
@@ -249,7 +249,7 @@ EXPECTED_COLUMNS = {
                 "model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, ratio DOUBLE, "
                 "quantization VARCHAR, counted BOOLEAN",
     "primary_scores": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
-                      "ratio DOUBLE, quantization VARCHAR, task VARCHAR, domain domain, aspect aspect, kind task_kind, "
+                      "ratio DOUBLE, quantization VARCHAR, finetune VARCHAR, finetune_seed INTEGER, task VARCHAR, domain domain, aspect aspect, kind task_kind, "
                       "metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE",
     "variant_measures": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, quantization VARCHAR, measure VARCHAR, value DOUBLE, higher_is_better BOOLEAN",
@@ -275,9 +275,9 @@ EXPECTED_COLUMNS = {
                               "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
 EXPECTED_COLUMNS["source_task_scores"] = "model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE"
-# the pruning grid: each relation without its quantized variants and so without the quantization column
+# the pruning grid: each relation without its quantized and fine-tuned variants, and so without their columns
 EXPECTED_COLUMNS |= {
-    f"grid_{name}": EXPECTED_COLUMNS[name].replace(", quantization VARCHAR", "")
+    f"grid_{name}": EXPECTED_COLUMNS[name].replace(", finetune VARCHAR, finetune_seed INTEGER", "").replace(", quantization VARCHAR", "")
     for name in ("variants", "primary_scores", "domain_retention", "verdicts", "variant_measures")
 }
 EXPECTED_KEYS = {
@@ -944,7 +944,7 @@ def test_sql_still_answers_queries_over_the_store(seeded_store: Path, capsys: py
         "where not v.is_source group by all order by all"
     ) == "criterion,n\nrandom,20\nreap,20\n"
     assert csv("select count(*) as n from primary_scores where task = 'bio_qa'") == "n\n8\n"
-    assert csv("select count(*) as n from duckdb_columns() where table_name = 'variants'") == "n\n11\n"
+    assert csv("select count(*) as n from duckdb_columns() where table_name = 'variants'") == "n\n13\n"
     assert csv("select 1 as one; select count(*) as n from variants") == "n\n9\n"  # the last statement's rows
     assert csv("set variable r = 0.5; select count(*) as n from variants where ratio = getvariable('r')") == "n\n4\n"
 

@@ -239,7 +239,7 @@ def _rebuild_variants(con: duckdb.DuckDBPyConnection) -> None:
             insert_row(
                 con,
                 "variants",
-                {"variant_id": vid, "is_source": row["criterion"] is None, **row,
+                {"variant_id": vid, "is_source": row["criterion"] is None and row["finetune"] is None, **row,
                  "origin": selected_by.get(vid, ORIGINS[0])},
             )  # fmt: skip
 
