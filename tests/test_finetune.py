@@ -76,6 +76,19 @@ def snapshot(model) -> dict[str, torch.Tensor]:
     return {name: param.detach().clone() for name, param in model.named_parameters()}
 
 
+def qwen(work_dir, cfg: FinetuneConfig | None = None, selection=None, **kwargs):  # noqa: ANN001, ANN201
+    """Mode experts (by default) on a fresh tiny Qwen3-MoE with the Qwen3 selection."""
+    selection = SELECTION["qwen3_moe"] if selection is None else selection
+    tokenizer = build_tokenizer()
+    return finetune(build("qwen3_moe"), tokenizer, EXAMPLES, selection, cfg or config(), work_dir, progress=False, **kwargs)
+
+
+def assert_same_weights(model, expected) -> None:  # noqa: ANN001
+    reference = dict(expected.named_parameters())
+    for name, param in model.named_parameters():
+        assert torch.equal(param, reference[name]), name
+
+
 def expert_rows_changed(before: torch.Tensor, after: torch.Tensor) -> list[int]:
     """Expert ids (axis 0) whose slice differs."""
     return (before != after).flatten(1).any(dim=1).nonzero().flatten().tolist()
@@ -175,6 +188,18 @@ def test_every_family_trains_only_the_selected_experts(family, tokenizer, tmp_pa
     assert_only_selected_rows_changed(model, source, {last: [1, 2]})
 
 
+def test_experts_held_as_separate_modules_train_per_module():
+    """A ModuleList of experts (no v5 family has one): the selected experts' modules train whole, none is masked."""
+    from expertlab.finetune.modes import selected_expert_parameters
+
+    model = build("qwen3_moe")
+    model.model.layers[1].mlp.experts = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(8))
+    found = selected_expert_parameters(model, {1: (2, 5)})
+    assert [(f.name, f.rows) for f in found] == [
+        (f"model.layers.1.mlp.experts.{e}.{p}", None) for e in (2, 5) for p in ("weight", "bias")
+    ]
+
+
 def test_a_model_without_a_balance_loss_needs_coefficient_zero(tokenizer, tmp_path):
     with pytest.raises(Exception, match=r"balance_loss_coef is 0.05, but this deepseek_v3 model returns no router"):
         finetune(build("deepseek_v3"), tokenizer, EXAMPLES, {1: [0]}, config(), tmp_path, progress=False)
@@ -199,11 +224,13 @@ def test_lora_adapts_only_the_target_modules_and_merges_into_the_source_architec
     source = snapshot(model)
     keys = set(model.state_dict())
     trainable = MODES["lora"].prepare(build("qwen3_moe"), {}, config(mode="lora"))
-    adapted = sorted(name.removeprefix("base_model.model.") for name, m in trainable.module.named_modules() if isinstance(m, LoraLayer))
+    modules = trainable.module.named_modules()
+    adapted = sorted(name.removeprefix("base_model.model.") for name, m in modules if isinstance(m, LoraLayer))
     assert adapted == [f"model.layers.{i}.self_attn.{p}" for i in (0, 1) for p in ("q_proj", "v_proj")]
     assert all(".lora_A." in t.name or ".lora_B." in t.name for t in trainable.tensors) and len(trainable.tensors) == 8
 
-    result = finetune(model, tokenizer, EXAMPLES, None, config(mode="lora", lora={"r": 2, "alpha": 4}), tmp_path, progress=False)
+    cfg = config(mode="lora", lora={"r": 2, "alpha": 4})
+    result = finetune(model, tokenizer, EXAMPLES, None, cfg, tmp_path, progress=False)
     merged = result.model
     assert type(merged).__name__ == "Qwen3MoeForCausalLM" and set(merged.state_dict()) == keys
     changed = sorted(name for name, param in merged.named_parameters() if not torch.equal(param, source[name]))
@@ -222,7 +249,11 @@ def test_lora_on_selected_experts_changes_only_their_rows_after_merging(family, 
     result = finetune(model, tokenizer, EXAMPLES, selection, cfg, tmp_path, progress=False)
     merged = result.model
     assert set(merged.state_dict()) == keys and not any("lora" in name for name in merged.state_dict())
-    weights = {f"model.layers.{layer}.mlp.experts.{name}": experts for layer, experts in selection.items() for name in ("gate_up_proj", "down_proj")}
+    weights = {
+        f"model.layers.{layer}.mlp.experts.{name}": experts
+        for layer, experts in selection.items()
+        for name in ("gate_up_proj", "down_proj")
+    }
     for name, param in merged.named_parameters():
         if name in weights:
             assert expert_rows_changed(source[name], param) == sorted(weights[name]), name
@@ -230,7 +261,7 @@ def test_lora_on_selected_experts_changes_only_their_rows_after_merging(family, 
             assert torch.equal(param, source[name]), f"{name} changed"
     # per selected expert, a rank-2 pair on gate_up and on down: 2 x (in + out) scalars each
     experts = adapter_for(merged).moe_layers(merged)[0].experts
-    per_expert = sum(2 * (experts.get_parameter(name).shape[1] + experts.get_parameter(name).shape[2]) for name in ("gate_up_proj", "down_proj"))
+    per_expert = sum(2 * sum(experts.get_parameter(name).shape[1:]) for name in ("gate_up_proj", "down_proj"))
     assert result.trainable_parameters == per_expert * sum(len(e) for e in selection.values())
 
 
@@ -253,11 +284,11 @@ def run_until_killed(work_dir: str) -> None:
         return real_save(obj, path, *args, **kwargs)
 
     torch.save = dying_save
-    finetune(build("qwen3_moe"), build_tokenizer(), EXAMPLES, SELECTION["qwen3_moe"], config(), work_dir, progress=False)
+    qwen(work_dir)
 
 
-def test_resume_after_kill_9_mid_checkpoint_is_bit_identical(tokenizer, tmp_path):
-    reference = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], config(), tmp_path / "whole", progress=False)
+def test_resume_after_kill_9_mid_checkpoint_is_bit_identical(tmp_path):
+    reference = qwen(tmp_path / "whole")
 
     work = tmp_path / "killed"
     code = f"from tests.test_finetune import run_until_killed; run_until_killed({str(work)!r})"
@@ -267,12 +298,11 @@ def test_resume_after_kill_9_mid_checkpoint_is_bit_identical(tokenizer, tmp_path
     assert [p.name for p in checkpoints(work)] == ["checkpoint-00000002.pt"]
     assert [p.name for p in work.iterdir() if p.name.endswith(".tmp")]  # the half-written one, under its temporary name
 
-    resumed = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], config(), work, progress=False)
+    resumed = qwen(work)
     assert resumed.resumed_from == 2
     assert not [p.name for p in work.iterdir() if p.name.endswith(".tmp")]  # the dead writer's temporary is cleared
     assert resumed.log == reference.log
-    for (name, param), (_, expected) in zip(resumed.model.named_parameters(), reference.model.named_parameters()):
-        assert torch.equal(param, expected), name
+    assert_same_weights(resumed.model, reference.model)
 
 
 class Stop(Exception):
@@ -291,60 +321,55 @@ def stop_after(step: int):  # noqa: ANN201
     ("mode", "overrides"),
     [("lora", {"lora": {"r": 2, "dropout": 0.1}}), ("lora_experts", {"lora": {"r": 2}}), ("full", {})],
 )
-def test_resume_after_a_stop_is_bit_identical(mode, overrides, tokenizer, tmp_path):
+def test_resume_after_a_stop_is_bit_identical(mode, overrides, tmp_path):
     """Stopped after step 3 (checkpoint at 2); LoRA with dropout also needs the RNG state restored."""
-    family, selection = "qwen3_moe", SELECTION["qwen3_moe"] if MODES[mode].needs_selection else None
     cfg = config(mode=mode, **overrides)
-    reference = finetune(build(family), tokenizer, EXAMPLES, selection, cfg, tmp_path / "whole", progress=False)
+    selection = None if MODES[mode].needs_selection else {}
+    reference = qwen(tmp_path / "whole", cfg, selection)
     with pytest.raises(Stop):
-        finetune(build(family), tokenizer, EXAMPLES, selection, cfg, tmp_path / "stopped", on_step=stop_after(3), progress=False)
-    resumed = finetune(build(family), tokenizer, EXAMPLES, selection, cfg, tmp_path / "stopped", progress=False)
+        qwen(tmp_path / "stopped", cfg, selection, on_step=stop_after(3))
+    resumed = qwen(tmp_path / "stopped", cfg, selection)
     assert resumed.resumed_from == 2 and resumed.log == reference.log
-    expected = reference.model.state_dict()
-    for name, tensor in resumed.model.state_dict().items():
-        assert torch.equal(tensor, expected[name]), name
+    assert_same_weights(resumed.model, reference.model)
 
 
-def test_a_finished_run_resumes_at_its_end_without_training(tokenizer, tmp_path):
-    first = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], config(), tmp_path, progress=False)
-    again = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], config(), tmp_path, progress=False)
+def test_a_finished_run_resumes_at_its_end_without_training(tmp_path):
+    first = qwen(tmp_path)
+    again = qwen(tmp_path)
     assert again.resumed_from == 6 and again.log == first.log
     assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint-00000006.pt", "checkpoint-00000004.pt"]
-    for (name, param), (_, expected) in zip(again.model.named_parameters(), first.model.named_parameters()):
-        assert torch.equal(param, expected), name
+    assert_same_weights(again.model, first.model)
 
 
 def test_a_checkpoint_of_another_setup_is_refused(tokenizer, tmp_path):
     with pytest.raises(Stop):
-        finetune(build("qwen3_moe"), tokenizer, EXAMPLES, {1: [0]}, config(), tmp_path, on_step=stop_after(2), progress=False)
+        qwen(tmp_path, selection={1: [0]}, on_step=stop_after(2))
     with pytest.raises(CheckpointMismatch, match=r"config lr 0.01 -> 0.02"):
-        finetune(build("qwen3_moe"), tokenizer, EXAMPLES, {1: [0]}, config(lr=2e-2), tmp_path, progress=False)
+        qwen(tmp_path, config(lr=2e-2), selection={1: [0]})
     with pytest.raises(CheckpointMismatch, match=r"selection \{'1': \[0\]\} -> \{'1': \[0, 1\]\}"):
-        finetune(build("qwen3_moe"), tokenizer, EXAMPLES, {1: [0, 1]}, config(), tmp_path, progress=False)
+        qwen(tmp_path, selection={1: [0, 1]})
     with pytest.raises(CheckpointMismatch, match=r"examples \(another set of examples\)"):
         finetune(build("qwen3_moe"), tokenizer, EXAMPLES[:-1], {1: [0]}, config(), tmp_path, progress=False)
     with pytest.raises(CheckpointMismatch, match=r"model \(another source model"):
         finetune(build("qwen3_moe", seed=1), tokenizer, EXAMPLES, {1: [0]}, config(), tmp_path, progress=False)
     # how often checkpoints are written is not part of the setup
-    resumed = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, {1: [0]}, config(checkpoint_every=5), tmp_path, progress=False)
+    resumed = qwen(tmp_path, config(checkpoint_every=5), selection={1: [0]})
     assert resumed.resumed_from == 2
 
 
-def test_a_corrupt_checkpoint_is_skipped_for_the_one_before(tokenizer, tmp_path, capsys):
-    reference = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], config(), tmp_path / "whole", progress=False)
+def test_a_corrupt_checkpoint_is_skipped_for_the_one_before(tmp_path, capsys):
+    reference = qwen(tmp_path / "whole")
     work = tmp_path / "work"
     with pytest.raises(Stop):
-        cfg = config()
-        finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], cfg, work, on_step=stop_after(4), progress=False)
+        qwen(work, on_step=stop_after(4))
     newest = work / "checkpoint-00000004.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated, e.g. by a full disk
     (work / "checkpoint-00000003.pt").write_bytes(b"not a checkpoint")
-    resumed = finetune(build("qwen3_moe"), tokenizer, EXAMPLES, SELECTION["qwen3_moe"], config(), work, progress=False)
+    resumed = qwen(work)
     said = capsys.readouterr().err
     assert "ignoring checkpoint" in said and "checkpoint-00000004.pt" in said and "checkpoint-00000003.pt" in said
     assert resumed.resumed_from == 2 and resumed.log == reference.log
-    for (name, param), (_, expected) in zip(resumed.model.named_parameters(), reference.model.named_parameters()):
-        assert torch.equal(param, expected), name
+    assert_same_weights(resumed.model, reference.model)
 
 
 # --- data, loss and schedule ---
@@ -399,7 +424,11 @@ def test_gradient_accumulation_gives_the_whole_batch_gradient(tokenizer, monkeyp
     from expertlab.finetune.data import encode_examples
 
     grads = []
-    monkeypatch.setattr(loop, "optimizer_step", lambda optimizer, trainable, lr, config: grads.append([t.param.grad.clone() for t in trainable.tensors]) or 0.0)
+    def keep_gradients(optimizer, trainable, lr, config) -> float:  # noqa: ANN001
+        grads.append([tensor.param.grad.clone() for tensor in trainable.tensors])
+        return 0.0
+
+    monkeypatch.setattr(loop, "optimizer_step", keep_gradients)
     batch = encode_examples(tokenizer, EXAMPLES[:4], 64, {})
     for micro in (1, 4):
         cfg = config(mode="full", batch_size=4, micro_batch_size=micro, balance_loss_coef=0.0)
@@ -418,9 +447,7 @@ def test_schedule_follows_its_formula():
     assert learning_rate(1, 20, cosine) == 1e-3  # warm-up reaches lr ...
     assert learning_rate(2, 20, cosine) == 1e-3  # ... and the decay starts from it
     assert learning_rate(19, 20, cosine) == 1e-4  # min_lr at the last step
-    halfway = 0.5 * (1 + math.cos(math.pi * 0.5))  # step 2 + 17/2 is not a step: use p = 8/17 below
-    assert halfway == pytest.approx(0.5)
-    weight = 0.5 * (1 + math.cos(math.pi * 8 / 17))
+    weight = 0.5 * (1 + math.cos(math.pi * 8 / 17))  # step 10: progress (10 - 2) / (20 - 1 - 2)
     assert learning_rate(10, 20, cosine) == pytest.approx(weight * 1e-3 + (1 - weight) * 1e-4, rel=1e-12)
     linear = cosine.model_copy(update={"schedule": "linear"})
     assert learning_rate(19, 20, linear) == 1e-4 and learning_rate(2, 20, linear) == 1e-3
@@ -479,7 +506,7 @@ def test_a_dense_layer_is_not_a_moe_layer(tokenizer, tmp_path):
 
 
 def test_modes_without_a_selection_refuse_one(tokenizer, tmp_path):
-    with pytest.raises(BadSelection, match=r"mode 'full' trains no selected experts: pass no selection \(got layers \[1\]\)"):
+    with pytest.raises(BadSelection, match=r"mode 'full' trains no selected experts: pass no selection \(got layers \[1\]"):
         finetune(build("qwen3_moe"), tokenizer, EXAMPLES, {1: [0]}, config(mode="full"), tmp_path, progress=False)
 
 
@@ -516,5 +543,6 @@ def test_a_bad_config_is_refused(fields, message):
 
 def test_config_defaults_are_the_papers_tool_use_recipe():
     cfg = FinetuneConfig()
-    assert (cfg.lr, cfg.schedule, cfg.warmup_ratio, cfg.min_lr, cfg.batch_size, cfg.balance_loss_coef) == (1e-5, "cosine", 0.05, 1e-6, 128, 5e-2)
+    recipe = (cfg.lr, cfg.schedule, cfg.warmup_ratio, cfg.min_lr, cfg.batch_size, cfg.balance_loss_coef)
+    assert recipe == (1e-5, "cosine", 0.05, 1e-6, 128, 5e-2)
     assert cfg.epochs == 3 and FinetuneConfig(mode="full").epochs == 1 and FinetuneConfig(epochs=2).epochs == 2

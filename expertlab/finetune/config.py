@@ -46,7 +46,7 @@ class FinetuneConfig(BaseModel):
     micro_batch_size: int = Field(default=8, gt=0)  # examples per forward pass (gradient accumulation); divides batch_size
     max_length: int = Field(default=4096, gt=1)  # tokens per example, truncated on the right; the study's decoding length
     balance_loss_coef: float = Field(default=5e-2, ge=0)  # weight of the model's router load-balancing loss; A.6
-    max_grad_norm: float | None = Field(default=1.0, gt=0)  # clip the global gradient norm (None: never); HF Trainer's default
+    max_grad_norm: float | None = Field(default=1.0, gt=0)  # global gradient-norm clip (None: none); HF Trainer default
     seed: int = 0  # example order, LoRA initialisation and dropout
     checkpoint_every: int = Field(default=50, gt=0)  # optimizer steps between resumable checkpoints (and after the last)
     # extra arguments of tokenizer.apply_chat_template, e.g. {"enable_thinking": false} for Qwen3's template

@@ -54,7 +54,10 @@ def check_examples(examples: Sequence[Mapping[str, Any]]) -> None:
         raise BadExamples("bad training examples: " + "; ".join(problems))
 
 
-def chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool, template_kwargs: Mapping[str, Any]) -> list[int]:
+def chat_ids(
+    tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool, template_kwargs: Mapping[str, Any]
+) -> list[int]:
+    """The token ids of `messages` rendered by the tokenizer's chat template."""
     return list(
         tokenizer.apply_chat_template(
             messages, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt, **template_kwargs
@@ -84,7 +87,9 @@ def encode_example(
     return Encoded(ids, labels)
 
 
-def encode_examples(tokenizer: Any, examples: Sequence[Mapping[str, Any]], max_length: int, template_kwargs: Mapping[str, Any]) -> list[Encoded]:
+def encode_examples(
+    tokenizer: Any, examples: Sequence[Mapping[str, Any]], max_length: int, template_kwargs: Mapping[str, Any]
+) -> list[Encoded]:
     """Every example encoded; an error names those whose response is cut away entirely by `max_length`."""
     check_examples(examples)
     encoded = [encode_example(tokenizer, e["prompt"], e["response"], max_length, template_kwargs) for e in examples]

@@ -90,6 +90,7 @@ def finetune(
 
     `on_step(record)` is called after every optimizer step (and its checkpoint, if one is due). Seeds torch's
     global RNG with `config.seed`. The returned model is `model` itself (for LoRA modes, with the adapters merged).
+    A run that raises leaves `model` mid-training (for LoRA, wrapped): resume with the source model loaded afresh.
     """
     import torch
     from tqdm.auto import tqdm
@@ -114,11 +115,15 @@ def finetune(
         restore(trainable, optimizer, saved)
         set_rng_state(saved["rng"])
         step, log = saved["step"], list(saved["log"])
+        if (saved["epoch"], saved["position"]) != divmod(step, steps_per_epoch):
+            raise ExpertlabError(f"checkpoint of step {step} in {work_dir} records another data position")
     resumed_from = step
 
     device = next(trainable.module.parameters()).device
     trainable.module.train()
-    bar = tqdm(total=total_steps, initial=step, desc=f"finetune {config.mode}", unit="step", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=total_steps, initial=step, desc=f"finetune {config.mode}", unit="step", file=sys.stderr, disable=not progress
+    )
     orders: dict[int, list[int]] = {}
     try:
         while step < total_steps:
@@ -163,8 +168,14 @@ def finetune(
 
 
 def train_step(
-    trainable: Trainable, optimizer: Any, batch: Sequence[Encoded], lr: float, pad_id: int, device: Any, config: FinetuneConfig
-) -> dict[str, float | int]:
+    trainable: Trainable,
+    optimizer: Any,
+    batch: Sequence[Encoded],
+    lr: float,
+    pad_id: int,
+    device: Any,
+    config: FinetuneConfig,
+) -> dict[str, Any]:
     """One optimizer step over `batch`, in micro-batches; returns lm_loss, balance_loss, loss, lr, grad_norm, tokens."""
     from torch.nn import functional
 
@@ -174,7 +185,10 @@ def train_step(
         micro = batch[start : start + config.micro_batch_size]
         inputs = collate(micro, pad_id, device)
         out = trainable.module(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_router_logits=True, use_cache=False
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            output_router_logits=True,
+            use_cache=False,
         )
         logits = out.logits[:, :-1].float()
         targets = inputs["labels"][:, 1:]
@@ -185,9 +199,10 @@ def train_step(
             loss = loss + config.balance_loss_coef * share * out.aux_loss.to(loss.device)
             balance_total = (balance_total or 0.0) + share * float(out.aux_loss.detach())
         elif config.balance_loss_coef:
+            model_type = getattr(trainable.module.config, "model_type", "")
             raise ExpertlabError(
-                f"balance_loss_coef is {config.balance_loss_coef}, but this {getattr(trainable.module.config, 'model_type', '')} "
-                "model returns no router load-balancing loss (output_router_logits gives no aux_loss); set it to 0"
+                f"balance_loss_coef is {config.balance_loss_coef}, but this {model_type} model returns no router "
+                "load-balancing loss (output_router_logits gives no aux_loss); set it to 0"
             )
         loss.backward()
         lm_total += float(lm_sum.detach())

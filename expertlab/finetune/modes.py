@@ -6,7 +6,9 @@
   gradient and a `RowMask` keeps everything outside the selected rows frozen: the loop zeroes
   their gradient, the optimizer keeps them out of weight decay (`expertlab.finetune.optim`), and
   Adam's moments stay exactly zero on them, so each frozen row is bit-for-bit the source's.
-  Experts held as separate modules (a ModuleList) are frozen per module instead.
+  The price: the gradient and Adam's moments span the whole fused tensor of each selected layer
+  (zeros outside the selected rows); checkpoints store the selected rows only.
+  Experts held as separate modules (a ModuleList; no family in transformers v5) are frozen per module instead.
 - lora: standard LoRA (peft) on `lora.target_modules`; everything else frozen.
 - lora_experts: LoRA on the selected experts only (paper 001, section 4: "LoRA's low-rank matrices
   can be directly applied to them"). peft 0.21 adapts a fused 3-D expert parameter with
@@ -228,7 +230,7 @@ def lora_expert_rows(num_experts: int, rank: int, experts: tuple[int, ...]) -> t
 
 @mode("lora_experts", needs_selection=True)
 def lora_experts(model: nn.Module, selection: dict[int, tuple[int, ...]], config: FinetuneConfig) -> Trainable:
-    """LoRA (peft target_parameters) on the selected layers' fused expert weights, unselected experts' adapters held at zero."""
+    """LoRA (peft target_parameters) on the selected layers' fused expert weights; unselected experts' rows held at 0."""
     import torch
     from peft import LoraConfig, get_peft_model
     from peft.tuners.lora.layer import ParamWrapper

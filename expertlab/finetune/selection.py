@@ -10,7 +10,8 @@ from expertlab.errors import ExpertlabError
 if TYPE_CHECKING:
     from torch import nn
 
-Selection = Mapping[int, Sequence[int]]  # decoder layer index -> ids of the routed experts that train
+# decoder layer index -> ids of the routed experts that train (int keys: a selection read from JSON converts them)
+Selection = Mapping[int, Sequence[int]]
 
 
 class BadSelection(ExpertlabError, ValueError):
