@@ -348,8 +348,12 @@ def test_a_checkpoint_of_another_setup_is_refused(tokenizer, tmp_path):
         qwen(tmp_path, config(lr=2e-2), selection={1: [0]})
     with pytest.raises(CheckpointMismatch, match=r"selection \{'1': \[0\]\} -> \{'1': \[0, 1\]\}"):
         qwen(tmp_path, selection={1: [0, 1]})
-    with pytest.raises(CheckpointMismatch, match=r"examples \(another set of examples\)"):
+    with pytest.raises(CheckpointMismatch, match=r"examples \(another set of examples or tokenization\)"):
         finetune(build("qwen3_moe"), tokenizer, EXAMPLES[:-1], {1: [0]}, config(), tmp_path, progress=False)
+    templated = build_tokenizer()
+    templated.chat_template = templated.chat_template.replace("{{ message['content'] }}", "the {{ message['content'] }}")
+    with pytest.raises(CheckpointMismatch, match=r"examples \(another set of examples or tokenization\)"):
+        finetune(build("qwen3_moe"), templated, EXAMPLES, {1: [0]}, config(), tmp_path, progress=False)
     with pytest.raises(CheckpointMismatch, match=r"model \(another source model"):
         finetune(build("qwen3_moe", seed=1), tokenizer, EXAMPLES, {1: [0]}, config(), tmp_path, progress=False)
     # how often checkpoints are written is not part of the setup
@@ -523,6 +527,13 @@ def test_modes_without_a_selection_refuse_one(tokenizer, tmp_path):
 def test_unusable_examples_are_refused(examples, max_length, message, tokenizer, tmp_path):
     with pytest.raises(BadExamples, match=message):
         finetune(build("qwen3_moe"), tokenizer, examples, {1: [0]}, config(max_length=max_length), tmp_path, progress=False)
+
+
+def test_a_template_that_renders_the_prompt_otherwise_before_a_response_is_refused():
+    tokenizer = build_tokenizer()  # the generation prompt says "assistant answer", the answered turn "assistant"
+    tokenizer.chat_template = tokenizer.chat_template.replace("assistant {% endif %}", "assistant answer {% endif %}")
+    with pytest.raises(BadExamples, match=r"renders the prompt differently with the response after it"):
+        encode_example(tokenizer, "yes", "no", 64)
 
 
 @pytest.mark.parametrize(

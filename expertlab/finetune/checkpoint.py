@@ -4,7 +4,7 @@ A checkpoint holds only what training changes: the trainable tensors (of a maske
 training rows; for LoRA only the adapters), AdamW's state (moments of the training rows only: the
 frozen rows' moments are zero by construction and are rebuilt as zeros), the step (which fixes the
 data position and the learning rate), the per-step log and the RNG states; plus the setup's
-identity (config, selection, examples, source model) and its fingerprint. Each file is written to
+identity (config, selection, tokenized examples, source model) and its fingerprint. Each file is written to
 a temporary and renamed, so a killed run leaves either the whole file or none; the two newest are
 kept, and one that fails to load is skipped with a message, never half-taken.
 """
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from expertlab.finetune.config import FinetuneConfig
+    from expertlab.finetune.data import Encoded
     from expertlab.finetune.modes import Trainable, TrainableTensor
 
 FORMAT = 1
@@ -61,14 +62,24 @@ def model_probe(model: nn.Module) -> str:
     return sha.hexdigest()
 
 
+def tokens_digest(encoded: Sequence[Encoded]) -> str:
+    """The training data as the model sees it (examples, tokenizer, chat template, truncation), hashed."""
+    from array import array
+
+    sha = hashlib.sha256()
+    for example in encoded:
+        sha.update(array("q", [len(example.input_ids), *example.input_ids, *example.labels]).tobytes())
+    return sha.hexdigest()
+
+
 def setup_identity(
-    config: FinetuneConfig, selection: Mapping[int, Sequence[int]], examples: Sequence[Mapping[str, Any]], model: nn.Module
+    config: FinetuneConfig, selection: Mapping[int, Sequence[int]], encoded: Sequence[Encoded], model: nn.Module
 ) -> dict[str, Any]:
     """What a checkpoint must share with this run to be resumed from (checkpoint_every may differ)."""
     return {
         "config": config.identity(),
         "selection": {str(layer): list(experts) for layer, experts in selection.items()},
-        "examples": digest([[example["prompt"], example["response"]] for example in examples]),
+        "examples": tokens_digest(encoded),
         "model": model_probe(model),
     }
 
@@ -85,7 +96,8 @@ def _difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
         elif part == "selection":
             said.append(f"selection {saved.get(part)} -> {current[part]}")
         else:
-            said.append(f"{part} (another {'set of examples' if part == 'examples' else 'source model or state of it'})")
+            other = "set of examples or tokenization" if part == "examples" else "source model or state of it"
+            said.append(f"{part} (another {other})")
     return "; ".join(said) or "format"
 
 

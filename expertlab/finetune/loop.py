@@ -101,7 +101,7 @@ def finetune(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ExpertlabError("the tokenizer has neither a pad nor an eos token to pad batches with")
-    identity = setup_identity(config, chosen, examples, model)
+    identity = setup_identity(config, chosen, encoded, model)
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     started = time.perf_counter()
