@@ -119,8 +119,9 @@ def capture(trainable: Trainable, optimizer: torch.optim.Optimizer) -> dict[str,
             key: rows.rows(value) if rows is not None and hasattr(value, "shape") and value.shape == shape else value
             for key, value in values.items()
         }
+    # saved at once, before the next step changes them: no copy of whole tensors (on a GPU, one on the host)
     weights = {
-        tensor.name: (tensor.rows.rows(tensor.param.detach()) if tensor.rows is not None else tensor.param.detach().clone())
+        tensor.name: (tensor.rows.rows(tensor.param.detach()) if tensor.rows is not None else tensor.param.detach()).cpu()
         for tensor in trainable.tensors
     }
     return {"trainable": weights, "optimizer": {"state": packed, "param_groups": state["param_groups"]}}
