@@ -83,7 +83,7 @@ def finetune(
     config: FinetuneConfig | Mapping[str, Any],
     work_dir: str | Path,
     progress: bool = True,
-    on_step: Callable[[dict[str, float | int]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune `model` in place on `examples` ({"prompt", "response"}) as `config.mode` says, resuming from
     `work_dir`'s checkpoints of the same setup; `selection` (layer -> expert ids) for the modes that need one.
