@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "explain-experts": "stages.explain_experts",
     "predict-experts": "stages.predict_experts",
     "select-experts": "stages.select_experts",
+    "finetune": "stages.finetune",
     "select": "stages.select",
     "prune": "stages.prune",
     "quantize": "stages.quantize",

@@ -14,6 +14,7 @@ PARAMS_RECORD = Path("params.checked.json")  # the check stage's record that the
 TOY_DATA = Path("data/toy")  # the toy world: training corpus, pools, calibration sets, task files
 TOY_TRAIN = TOY_DATA / "train.jsonl"
 TOY_TASKS = TOY_DATA / "tasks"
+TOY_FINETUNE = TOY_DATA / "finetune"  # one JSONL of {prompt, response} demonstrations per domain, for fine-tuning
 TOY_POOLS = TOY_DATA / "pools"  # one JSONL of texts per domain: what toy calibrations draw from
 CALIBRATIONS = Path("data/calibration")  # one directory per calibration set, one file per seed
 TASKS = Path("data/tasks")  # one directory per task group

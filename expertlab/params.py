@@ -17,6 +17,7 @@ from expertlab.data.calibration import SOURCES as CALIBRATION_SOURCES
 from expertlab.data.corpus import pool_capacity
 from expertlab.data.world import WorldConfig
 from expertlab.errors import UnknownName, validation_problems
+from expertlab.finetune.config import FinetuneConfig
 from expertlab.judges.providers import PROVIDERS
 from expertlab.judges.registry import BACKENDS
 from expertlab.judgments import Protocol
@@ -498,14 +499,68 @@ class Monosemanticity(Strict):
     examples_per_prompt: int = Field(default=10, gt=0)  # test windows per predictor prompt
 
 
+class FinetuneData(Strict):
+    """The fine-tuning demonstrations ({prompt, response}): the toy world's split of the target domain, a JSONL
+    file of them, or MedMCQA's official train.json (the paper's medicine set, prompted as its evaluation is)."""
+
+    source: Literal["toy", "jsonl", "medmcqa"] = "toy"
+    path: str | None = None  # jsonl: the file; medmcqa: the directory of train.json (default: evaluation.data_dir/medmcqa)
+    samples: int | None = Field(default=None, gt=0)  # a subsample drawn at finetune.data_seed; None: every example
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _path(self) -> FinetuneData:
+        if self.source == "jsonl" and not self.path:
+            raise ValueError("source jsonl needs path (a JSONL file of {prompt, response} lines)")
+        if self.source == "toy" and self.path:
+            raise ValueError("source toy takes no path (the toy world's fine-tuning split of finetune.domain)")
+        return self
+
+
 class Finetune(Strict):
     """The second study's selective fine-tuning (paper 001 §5, A.6): which models, on which target domain, training
-    which experts."""
+    which experts, by which strategies, how."""
 
     models: list[str]  # required (dvc.yaml interpolates it); each a monosemanticity model; empty: no fine-tuning
     domain: str = ""  # target domain d (one of monosemanticity.domains): AF^(d) and EDMRS^(d) rank its experts
     layers: LayerChoice = "all"  # all MoE layers (A.6, medicine), or the one of highest LDS (§5, tool use)
     experts_per_layer: int = Field(default=16, gt=0)  # m, experts trained per chosen layer (A.6: 16)
+    # required, as models (dvc.yaml's matrix reads them): full, af, edmrs, lora, ... (expertlab.finetune.strategies)
+    strategies: list[str]
+    seeds: list[int]  # one fine-tuned variant per (strategy, seed): example order, LoRA initialisation
+    data: FinetuneData = Field(default_factory=FinetuneData)
+    # how each run trains: keys of expertlab.finetune.FinetuneConfig (A.6's tool-use recipe where absent); the mode
+    # comes from the strategy and the seed from `seeds`; without epochs, A.6's 1 for full and 3 for the others
+    training: dict[str, Any] = {}
+    device: str = "cpu"  # where training runs: cpu or a CUDA device such as cuda:0
+    work_dir: str = ".expertlab/finetune"  # resumable checkpoints of runs in progress (outside DVC's outputs)
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, names: list[str]) -> list[str]:
+        from expertlab.finetune.strategies import STRATEGIES
+
+        for name in names:
+            if name not in STRATEGIES:
+                raise ValueError(STRATEGIES.unknown_message(name))
+        if len(set(names)) != len(names):
+            raise ValueError(f"strategies repeat a name: {names}")
+        return names
+
+    @field_validator("training")
+    @classmethod
+    def _training(cls, training: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in ("mode", "seed") if name in training]
+        if given:
+            raise ValueError(f"{', '.join(given)}: set by each run (the strategy's mode, a seed of finetune.seeds), not here")
+        FinetuneConfig.model_validate(training)  # every key known, every value in range
+        return training
+
+    def run_config(self, strategy: str, seed: int) -> FinetuneConfig:
+        """How one (strategy, seed) run trains."""
+        from expertlab.finetune.strategies import STRATEGIES
+
+        return FinetuneConfig.model_validate({**self.training, "mode": STRATEGIES[strategy].mode, "seed": seed})
 
 
 class Toy(Strict):

@@ -252,6 +252,7 @@ class CheckpointRecord(VariantRecord):
     source_num_experts: int
     dropped_tensors: int
     quantized_from: str | None = None  # the pruned checkpoint a quantized one was made from
+    finetuned_from: str | None = None  # the model directory a fine-tuned one was trained from
 
     def variant_record(self) -> VariantRecord:
         return VariantRecord(**self.model_dump(include=set(VariantRecord.model_fields)))

@@ -88,10 +88,11 @@ def grid_summary(params: Params) -> str:
 
 def stage_instances(params: Params) -> dict[str, int]:
     """How many instances of each dvc.yaml stage the grid makes (tests/test_study.py holds this to DVC's own count)."""
-    from expertlab.variants import study_variants
+    from expertlab.variants import finetuned_variants, study_variants
 
     study = params.study
     variants = study_variants(study)
+    tuned = finetuned_variants(params.finetune)
     kinds = {kind: [v for v in variants if v.kind == kind] for kind in ("source", "pruned", "quantized")}
     compared = [v for v in kinds["pruned"] if v.calibration in study.compare.calibrations]
     grid = [v for v in kinds["pruned"] if v not in compared]
@@ -109,6 +110,8 @@ def stage_instances(params: Params) -> dict[str, int]:
         **{stage: len(params.monosemanticity.models)
            for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")},
         "select_experts": len(params.finetune.models),
+        **{stage: len(tuned) * (groups if stage != "finetune" else 1)
+           for stage in ("finetune", "generate_finetuned", "score_finetuned")},
         **runs,
         "prune": len(grid), "prune_compared": len(compared), "quantize": len(kinds["quantized"]),
         **{f"{verb}_source": len(kinds["source"]) * groups for verb in ("generate", "score")},

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from expertlab.errors import UnknownName
 
 if TYPE_CHECKING:
-    from expertlab.params import Study
+    from expertlab.params import Finetune, Study
 
 Kind = Literal["source", "pruned", "quantized", "finetuned"]
 PRUNING_FIELDS = ("calibration", "seed", "criterion", "ratio")
@@ -165,6 +165,16 @@ def study_variants(study: Study) -> list[Variant]:
         for scheme in grid.schemes
     ]
     return sources + pruned + compared + quantized
+
+
+def finetuned_variants(finetune: Finetune) -> list[Variant]:
+    """The second study's fine-tuned variants: each model of finetune.models by each strategy at each seed."""
+    return [
+        Variant(model=model, finetune=strategy, finetune_seed=seed)
+        for model in finetune.models
+        for strategy in finetune.strategies
+        for seed in finetune.seeds
+    ]
 
 
 def find_variant(study: Study, variant_id: str) -> Variant:

@@ -481,8 +481,8 @@ final as (
 )
 
 select * from final;
-comment on view primary_scores is 'each pruned variant''s primary-metric score per task beside its source model''s score (the input of every retention table)';
-comment on column primary_scores.variant_id is 'pruned variant (see variants)';
+comment on view primary_scores is 'each variant''s (pruned, quantized or fine-tuned) primary-metric score per task beside its source model''s score (the input of every retention table)';
+comment on column primary_scores.variant_id is 'the variant (see variants), never the source itself';
 comment on column primary_scores.model is 'base model name';
 comment on column primary_scores.calibration is 'calibration set name';
 comment on column primary_scores.seed is 'calibration seed';
@@ -770,6 +770,25 @@ comment on column grid_variant_measures.ratio is 'variant_measures.ratio';
 comment on column grid_variant_measures.measure is 'variant_measures.measure';
 comment on column grid_variant_measures.value is 'variant_measures.value';
 comment on column grid_variant_measures.higher_is_better is 'variant_measures.higher_is_better';
+
+-- The second study's fine-tuned variants, filtered once here (as the grid_ views filter the pruning grid).
+create view finetune_primary_scores as
+select * exclude (calibration, seed, criterion, ratio, quantization)
+from primary_scores
+where finetune is not null;
+comment on view finetune_primary_scores is 'primary_scores of the fine-tuned variants (the second study; a fine-tuned variant''s base is its source model)';
+comment on column finetune_primary_scores.variant_id is 'primary_scores.variant_id';
+comment on column finetune_primary_scores.model is 'primary_scores.model';
+comment on column finetune_primary_scores.finetune is 'primary_scores.finetune';
+comment on column finetune_primary_scores.finetune_seed is 'primary_scores.finetune_seed';
+comment on column finetune_primary_scores.task is 'primary_scores.task';
+comment on column finetune_primary_scores.domain is 'primary_scores.domain';
+comment on column finetune_primary_scores.aspect is 'primary_scores.aspect';
+comment on column finetune_primary_scores.kind is 'primary_scores.kind';
+comment on column finetune_primary_scores.metric is 'primary_scores.metric';
+comment on column finetune_primary_scores.score is 'primary_scores.score';
+comment on column finetune_primary_scores.source_score is 'primary_scores.source_score';
+comment on column finetune_primary_scores.retention is 'primary_scores.retention';
 
 -- The second study's per-expert scores (paper 001, eq. 4, 5, 7 and EDMRS), one row per target domain d.
 create view monosemanticity_scores as

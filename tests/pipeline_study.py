@@ -45,7 +45,12 @@ MICRO = {
         "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
         "domain_prompts": {"biomedical": "medicine"}, "explainer": "offline", "predictor": "offline", "examples_per_prompt": 10,
     },
-    "finetune": {"models": ["toy"], "domain": "biomedical", "layers": "best_lds", "experts_per_layer": 4},
+    "finetune": {
+        "models": ["toy"], "domain": "biomedical", "layers": "best_lds", "experts_per_layer": 4,
+        "strategies": ["full", "af", "edmrs", "lora"], "seeds": [0], "data": {"source": "toy", "path": None, "samples": 64, "seed": 0},
+        "training": {"lr": 0.001, "min_lr": 0.0001, "batch_size": 16, "micro_batch_size": 16, "max_length": 96, "epochs": 1},
+        "device": "cpu", "work_dir": ".expertlab/finetune",
+    },
     # every number the queries read, as the default params.yaml gives them (dvc.yaml tracks each key); the
     # charts only inlined in index.html (their files: tests/test_queries.py)
     "report": yaml.safe_load((ROOT / "params.yaml").read_text())["report"]

@@ -159,7 +159,7 @@ def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
     params["study"]["compare"] = {"models": [], "calibrations": [], "criteria": [], "ratios": []}
     parse_params(params)  # the monosemanticity corpus reads the general set
     params["monosemanticity"] = {"models": []}
-    params["finetune"] = {"models": []}
+    params["finetune"] = {"models": [], "strategies": [], "seeds": []}
     with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations or study.compare.calibrations"):
         parse_params(params)
     params["study"]["compare"] = {"models": ["toy"], "calibrations": ["dual"], "criteria": [], "ratios": [0.5]}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from expertlab.errors import ExpertlabError
+from expertlab.finetune.run import read_selection_file
 from expertlab.monosemanticity.selection import best_layer, rank_experts, read_selection, selection_artifact
 from expertlab.params import parse_params
 from expertlab.records import EXPERT_SELECTIONS, ExpertSelectionsMeta, read_meta
@@ -40,6 +41,11 @@ def test_af_and_edmrs_pick_by_hand(tmp_path: Path) -> None:
         {"ranking": "edmrs", "layer": 0, "rank": 1, "expert": 0, "score": pytest.approx(3 / 8)},
     ]
     assert read_meta(out, ExpertSelectionsMeta) == meta
+    # what each strategy's fine-tuning runs read: its experts, or none
+    assert read_selection_file(out / "edmrs.json", "edmrs") == {0: [0]} == read_selection_file(out / "af.json", "af")
+    assert read_selection_file(out / "full.json", "full") is None and read_selection_file(out / "lora.json", "lora") is None
+    with pytest.raises(ExpertlabError, match="not the selection of strategy 'af'"):
+        read_selection_file(out / "edmrs.json", "af")
 
     # m = 3 of a layer with two scored experts: both, best first, and the shortfall said
     again = tmp_path / "selection3"

@@ -8,7 +8,8 @@ import pytest
 
 from expertlab import layout
 from expertlab.params import load_params
-from expertlab.variants import Variant, find_variant, study_variants
+from expertlab.monosemanticity.selection import strategy_file
+from expertlab.variants import Variant, finetuned_variants, find_variant, study_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json", "requirements-deepeval.lock")
@@ -64,6 +65,14 @@ def expected() -> dict[str, set[str]]:
             str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model)),
             str(layout.predictions_dir(model)),
         }
+    for variant in finetuned_variants(params.finetune):
+        checkpoint = str(layout.checkpoint_dir(variant))
+        selection = layout.expert_selection_dir(variant.model) / strategy_file(variant.finetune)
+        paths[checkpoint] = {str(layout.model_dir(variant.model)), str(selection), str(layout.TOY_FINETUNE), str(evaluation)}
+        for group in study.tasks:
+            generations = str(layout.generations_dir(variant, group))
+            paths[generations] = {checkpoint, str(layout.task_dir(group))}
+            paths[str(layout.scores_dir(variant, group))] = {generations}
     for variant in study_variants(study):
         checkpoint = str(layout.checkpoint_dir(variant))
         if variant.kind == "pruned":

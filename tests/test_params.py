@@ -303,7 +303,7 @@ def test_the_second_study_is_checked_before_anything_runs():
     assert "monosemanticity: give explainer (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
     data["monosemanticity"] = {"models": []}  # off: nothing else needed, once nothing is fine-tuned either
     assert "finetune.models: 'toy' is not in monosemanticity.models" in error_of(data)
-    data["finetune"] = {"models": []}
+    data["finetune"] = {"models": [], "strategies": [], "seeds": []}
     parse_params(data, "params.yaml")
     assert "monosemanticity.corpus.biomedical: 'nope' is not a calibration set" in error_of(
         with_change("monosemanticity.corpus.biomedical", "nope")

@@ -65,7 +65,7 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_moe_dir: Path) -> tuple
         # the second study's records and samples on the official formats' texts
         "monosemanticity": {**MICRO["monosemanticity"], "models": ["tiny"], "corpus": {"medicine": "medinst", "general": "dolci"},
                             "domains": ["medicine"], "domain_prompts": {"medicine": "medicine"}},
-        "finetune": {"models": []},
+        "finetune": {"models": [], "strategies": [], "seeds": []},
     }
     repo = study_repo(tmp_path_factory.mktemp("benchmarks"), params)
     shutil.copytree(ROOT / "tests" / "fixtures" / "sources", repo / "benchmarks")

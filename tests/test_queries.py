@@ -137,11 +137,65 @@ def seed_monosemanticity(root: Path) -> list[Path]:
     return list(paths.values())
 
 
+FINETUNED = {  # strategy -> (biomedical, general) primary score at fine-tuning seed 0; seed 1 adds 0.02
+    "full": (0.9, 0.4),
+    "af": (0.8, 0.6),
+    "edmrs": (0.85, 0.7),
+}
+
+
+def seed_finetuned(root: Path) -> list[Path]:
+    """Fine-tuned variants of toy (FINETUNED, seeds 0 and 1, each task's two samples 0.05 either side) and the
+    expert selection that names their target domain, biomedical; the source scores 0.8 on every task (seed_study)."""
+    from expertlab import records
+    from expertlab.io import write_json
+    from expertlab.variants import Variant
+
+    paths = []
+    for strategy, (bio, general) in FINETUNED.items():
+        for seed in (0, 1):
+            record = Variant(model="toy", finetune=strategy, finetune_seed=seed).record(None, 2)
+            values = {}
+            for task, metric in UTILITY.items():
+                score = (general if task.startswith("general") else bio) + 0.02 * seed
+                values[(task, metric)] = [score - 0.05, score + 0.05]
+            paths.append(write_scores(root, record, values))
+    selection = root / "monosemanticity" / "toy" / "selection"
+    selection.mkdir(parents=True)
+    records.EXPERT_SELECTIONS.write(selection / "selections.parquet", [
+        {"ranking": ranking, "layer": 0, "rank": 1, "expert": 0, "score": 0.375} for ranking in ("af", "edmrs")
+    ])  # fmt: skip
+    write_json(selection / "meta.json", records.ExpertSelectionsMeta(
+        model="toy", explainer="offline", predictor="offline", domain="biomedical", layers="best_lds",
+        experts_per_layer=1, chosen_layers=[0], short=0,
+    ).dump())  # fmt: skip
+    return [*paths, selection]
+
+
+def test_fine_tuning_comparison_by_hand(study_store: Path) -> None:
+    rows = {row["strategy"]: row for row in _table(study_store, "finetune_comparison")}
+    assert list(rows) == ["source", "af", "edmrs", "full"]
+    approx = pytest.approx
+    assert (rows["source"]["n_seeds"], rows["source"]["in_domain_mean"], rows["source"]["out_of_domain_mean"]) == (1, approx(0.8), approx(0.8))
+    edmrs, full = rows["edmrs"], rows["full"]
+    assert (edmrs["n_seeds"], edmrs["in_domain_mean"], edmrs["out_of_domain_mean"]) == (2, approx(0.86), approx(0.71))
+    assert edmrs["in_domain_sd"] == approx(0.02 / 2**0.5) and edmrs["n_in_domain_tasks"] == 2 == edmrs["n_out_of_domain_tasks"]
+    assert edmrs["out_of_domain_vs_full"] == approx((0.71 - 0.41) / 0.41)
+    assert edmrs["in_domain_vs_full"] == approx((0.86 - 0.91) / 0.91)
+    assert edmrs["out_of_domain_vs_af"] == approx((0.71 - 0.61) / 0.61)
+    assert edmrs["keeps_more_than_full"] is True and full["keeps_more_than_full"] is None
+    assert full["out_of_domain_vs_full"] == 0.0
+    tasks = {(row["strategy"], row["task"]): row for row in _table(study_store, "finetune_task_scores")}
+    general = tasks[("edmrs", "general_mcq")]
+    assert (general["in_domain"], general["score_mean"], general["vs_full"]) == (False, approx(0.71), approx((0.71 - 0.41) / 0.41))
+    assert tasks[("full", "bio_qa")]["in_domain"] is True and tasks[("source", "bio_qa")]["n_seeds"] == 1
+
+
 @pytest.fixture(scope="module")
 def study_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
     store = root / "results.duckdb"
-    ingest(store, [*seed_judged_study(root / "run"), *seed_monosemanticity(root / "run")])
+    ingest(store, [*seed_judged_study(root / "run"), *seed_monosemanticity(root / "run"), *seed_finetuned(root / "run")])
     return store
 
 
@@ -209,9 +263,13 @@ def test_the_pruning_grid_is_filtered_once_in_the_schema_and_read_from_its_views
         views = {name for (name,) in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
         for relation, view in GRID_VIEWS.items():
             (quantized,) = con.execute(f"select count(*) from {relation} where quantization is not null").fetchone()
+            (tuned,) = con.execute(
+                f"select count(*) from {relation} where variant_id in (select variant_id from variants where finetune is not null)"
+            ).fetchone()
             (everything,) = con.execute(f"select count(*) from {relation}").fetchone()
             (grid,) = con.execute(f"select count(*) from {view}").fetchone()
-            assert quantized > 0 and grid == everything - quantized, view
+            assert quantized > 0 and grid == everything - quantized - tuned, view
+            assert tuned > 0 or relation in ("verdicts", "variant_measures"), view  # fine-tuned variants are not judged
     finally:
         con.close()
     assert set(GRID_VIEWS.values()) | {"source_task_scores"} <= views
@@ -425,7 +483,7 @@ def test_the_chart_formats_param_picks_the_chart_files_and_the_page_keeps_every_
 
 def test_rebuilt_store_gives_the_same_report(tmp_path: Path, study_store: Path) -> None:
     rebuilt = tmp_path / "rebuilt.duckdb"
-    ingest(rebuilt, [*seed_judged_study(tmp_path / "run"), *seed_monosemanticity(tmp_path / "run")])
+    ingest(rebuilt, [*seed_judged_study(tmp_path / "run"), *seed_monosemanticity(tmp_path / "run"), *seed_finetuned(tmp_path / "run")])
     write_report(study_store, QUERIES, tmp_path / "a", VARIABLES, chart_formats=[])  # tables compared, not charts
     write_report(rebuilt, QUERIES, tmp_path / "b", VARIABLES, chart_formats=[])
     for path in QUERY_FILES:
@@ -732,7 +790,8 @@ def test_quantized_variants_change_no_table_of_the_pruning_grid(tmp_path: Path, 
     comparison is the same with and without the quantized variants. The judge agreement tables compare
     raters on whatever outputs they judged, quantized ones included, so they are left out."""
     without = tmp_path / "without.duckdb"
-    ingest(without, [*seed_judged_study(tmp_path / "run", quantized=False), *seed_monosemanticity(tmp_path / "run")])
+    ingest(without, [*seed_judged_study(tmp_path / "run", quantized=False), *seed_monosemanticity(tmp_path / "run"),
+                     *seed_finetuned(tmp_path / "run")])
     kept_apart = {"quantization_comparison", "judge_agreement", "judge_fleiss"}
     with_quantized = {query.table: table.records() for query, table in run_queries(study_store, QUERIES, VARIABLES)}
     for query, table in run_queries(without, QUERIES, VARIABLES):

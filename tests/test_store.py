@@ -45,7 +45,7 @@ def variant(model: str, calibration: str | None = None, seed: int | None = None,
 
 
 def variant_path(record: dict[str, Any]) -> Path:
-    fields = ("model", "calibration", "seed", "criterion", "ratio", "quantization")
+    fields = ("model", "calibration", "seed", "criterion", "ratio", "quantization", "finetune", "finetune_seed")
     return Path(Variant.model_construct(**{key: record.get(key) for key in fields}).path)  # bad records too
 
 
@@ -274,6 +274,10 @@ EXPECTED_COLUMNS = {
     "monosemanticity_scores": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
                               "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
+EXPECTED_COLUMNS["finetune_primary_scores"] = (
+    "variant_id VARCHAR, model VARCHAR, finetune VARCHAR, finetune_seed INTEGER, task VARCHAR, domain domain, "
+    "aspect aspect, kind task_kind, metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE"
+)
 EXPECTED_COLUMNS["source_task_scores"] = "model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE"
 # the pruning grid: each relation without its quantized and fine-tuned variants, and so without their columns
 EXPECTED_COLUMNS |= {

@@ -179,7 +179,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "quantization": {},
         "report": {"print": ["headline"], "frontier": {}},
         "monosemanticity": {"models": []},
-        "finetune": {"models": []},
+        "finetune": {"models": [], "strategies": [], "seeds": []},
         "toy": {
             "world": SMALL_WORLD.model_dump(),
             "model": MICRO_MODEL.model_dump(),

@@ -90,8 +90,12 @@ def rank_experts(
 def selection_artifact(
     monosemanticity: Sequence[str | Path], queries: str | Path, out: str | Path, params: Any, model: str
 ) -> Any:
-    """A model's activations, samples, explanations and predictions -> OUT/selections.parquet + OUT/meta.json."""
+    """A model's activations, samples, explanations and predictions -> OUT/selections.parquet (the store's rows),
+    OUT/<strategy>.json per strategy of finetune.strategies (what its fine-tuning runs read: layer -> experts, or
+    null for a strategy that selects none, so a change to the selection re-runs only the strategies it feeds)
+    + OUT/meta.json."""
     from expertlab.errors import ExpertlabError
+    from expertlab.finetune.strategies import STRATEGIES
     from expertlab.io import OutputDir, write_json
     from expertlab.records import EXPERT_SELECTIONS, ExpertSelectionsMeta
 
@@ -122,14 +126,30 @@ def selection_artifact(
         model=model, explainer=study.explainer, predictor=study.predictor, domain=plan.domain, layers=plan.layers,
         experts_per_layer=plan.experts_per_layer, chosen_layers=layers, short=len(short),
     )  # fmt: skip
+    by_ranking = {pick.ranking: pick for pick in chosen}
+    files = {}
+    for strategy in plan.strategies:
+        ranking = STRATEGIES[strategy].ranking
+        layers_of = by_ranking[ranking].layers if ranking else None
+        files[strategy] = {
+            "strategy": strategy, "ranking": ranking,
+            "selection": None if layers_of is None else {str(layer): [e for e, _ in experts] for layer, experts in layers_of.items()},
+        }  # fmt: skip
     with output.writing() as tmp:
         EXPERT_SELECTIONS.write(tmp / "selections.parquet", rows)
+        for strategy, record in files.items():
+            write_json(tmp / strategy_file(strategy), record)
         write_json(tmp / "meta.json", meta.dump())
     where = "every MoE layer" if plan.layers == "all" else f"layer {layers[0]} (highest LDS, {lds[layers[0]]:.3f})"
     print(f"select-experts: {model}: {plan.experts_per_layer} experts per layer in {where}, by {' and '.join(RANKINGS)}")
     for ranking, layer in short:
         print(f"select-experts: {model}: {ranking}: layer {layer} has fewer than {plan.experts_per_layer} scored experts")
     return meta
+
+
+def strategy_file(strategy: str) -> str:
+    """The file of a select-experts output that a strategy's fine-tuning runs read."""
+    return f"{strategy}.json"
 
 
 def read_selection(directory: str | Path, ranking: str) -> dict[int, list[int]]:

@@ -109,7 +109,11 @@ def load_medqa(source: Path, context: LoadContext) -> list[Item]:
 
 def load_medmcqa(source: Path, context: LoadContext) -> list[Item]:
     """MedMCQA validation questions (dev.json) as openlifescienceai/medmcqa rows: `cop` 1-4 becomes 0-3."""
-    path = source / "dev.json"
+    return _sampled(medmcqa_items(source / "dev.json"), context)
+
+
+def medmcqa_items(path: Path) -> list[Item]:
+    """A MedMCQA release file (dev.json, train.json: JSON lines) as items whose docs are openlifescienceai/medmcqa rows."""
     items = []
     for index, row in enumerate(read_jsonl(path)):
         if int(row["cop"]) not in (1, 2, 3, 4):
@@ -128,7 +132,7 @@ def load_medmcqa(source: Path, context: LoadContext) -> list[Item]:
             "topic_name": row.get("topic_name"),
         }
         items.append(_letter_item(doc["id"], medmcqa_prompt(doc), doc["cop"], doc))
-    return _sampled(items, context)
+    return items
 
 
 def mmlu_loader(subject: str) -> Loader:
