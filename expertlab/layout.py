@@ -107,14 +107,14 @@ def samples_dir(model: str) -> Path:
     return MONOSEMANTICITY / model / "samples"
 
 
-def explanations_dir(model: str) -> Path:
-    """Each sampled expert's explanation, per scope."""
-    return MONOSEMANTICITY / model / "explanations"
+def explanations_dir(model: str, explainer: str) -> Path:
+    """Each sampled expert's explanation by one explainer, per scope."""
+    return MONOSEMANTICITY / model / "explanations" / explainer
 
 
-def predictions_dir(model: str) -> Path:
-    """The predictor's answer for each test window of each explained expert."""
-    return MONOSEMANTICITY / model / "predictions"
+def predictions_dir(model: str, explainer: str) -> Path:
+    """The predictor's answer for each test window of each expert that explainer explained."""
+    return MONOSEMANTICITY / model / "predictions" / explainer
 
 
 def expert_selection_dir(model: str) -> Path:

@@ -492,8 +492,10 @@ class Monosemanticity(Strict):
     seed: int = Field(default=0, ge=0)  # which of the calibration's seeds is the corpus; also seeds the sampling
     window: int = Field(default=32, gt=0)  # tokens per window (Delphi's example_ctx_len)
     sampling: MonosemanticitySampling = Field(default_factory=MonosemanticitySampling)
-    # who explains and who predicts: `offline` (the deterministic stand-in) or a name under `judges` with an LLM backend
-    explainer: str = OFFLINE
+    # who explains and who predicts: `offline` (the deterministic stand-in) or a name under `judges` with an LLM
+    # backend; each explainer's explanations are predicted on by the one predictor (Fig. 8 sets two explainers side
+    # by side); the first explainer's scores choose the experts fine-tuning trains
+    explainers: list[str]  # required, as models (dvc.yaml's matrix reads it); at least one when the study is on
     predictor: str = OFFLINE
     domain_prompts: dict[str, DomainPrompt] = {}  # target domain -> the paper's P_domain text it is explained with
     examples_per_prompt: int = Field(default=10, gt=0)  # test windows per predictor prompt
@@ -680,8 +682,9 @@ class Params(Strict):
         for domain in study.domain_prompts:
             if domain not in study.domains:
                 raise ValueError(f"monosemanticity.domain_prompts: {domain!r} is not in monosemanticity.domains")
-        for role in ("explainer", "predictor"):
-            name = getattr(study, role)
+        if study.models and not study.explainers:
+            raise ValueError(f"monosemanticity.explainers: name at least one ({OFFLINE!r}, or a judge with an LLM backend)")
+        for role, name in [*((f"explainers.{i}", e) for i, e in enumerate(study.explainers)), ("predictor", study.predictor)]:
             if name != OFFLINE and (name not in self.judges or self.judges[name].backend not in PROVIDERS):
                 llms = [judge for judge, spec in self.judges.items() if spec.backend in PROVIDERS]
                 raise ValueError(

@@ -520,7 +520,7 @@ class AskedMeta(Record):
 
 
 class ExplanationsMeta(Record):
-    """monosemanticity/<model>/explanations/meta.json: who explained, with which domain prompts, at what cost."""
+    """monosemanticity/<model>/explanations/<explainer>/meta.json: who explained, with which domain prompts, at what cost."""
 
     kind: Literal["explanations"] = "explanations"
     model: str

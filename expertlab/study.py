@@ -93,6 +93,7 @@ def stage_instances(params: Params) -> dict[str, int]:
     study = params.study
     variants = study_variants(study)
     tuned = finetuned_variants(params.finetune)
+    asked = ("explain_experts", "predict_experts")  # one instance per explainer
     kinds = {kind: [v for v in variants if v.kind == kind] for kind in ("source", "pruned", "quantized")}
     compared = [v for v in kinds["pruned"] if v.calibration in study.compare.calibrations]
     grid = [v for v in kinds["pruned"] if v not in compared]
@@ -107,8 +108,8 @@ def stage_instances(params: Params) -> dict[str, int]:
         "train_toy": int(any(params.models[name].toy for name in (*study.models, *params.monosemanticity.models))),
         "calibrate": len(params.calibrations),
         "observe": len(study.models) * len(params.calibrations) * len(study.seeds),
-        **{stage: len(params.monosemanticity.models)
-           for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")},
+        **{stage: len(params.monosemanticity.models) * (len(params.monosemanticity.explainers) if stage in asked else 1)
+           for stage in ("record_activations", "sample_experts", *asked)},
         "select_experts": len(params.finetune.models),
         **{stage: len(tuned) * (groups if stage != "finetune" else 1)
            for stage in ("finetune", "generate_finetuned", "score_finetuned")},

@@ -43,7 +43,7 @@ MICRO = {
     "monosemanticity": {
         "models": ["toy"], "corpus": {"biomedical": "biomed"}, "domains": ["biomedical"], "seed": 0, "window": 8,
         "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
-        "domain_prompts": {"biomedical": "medicine"}, "explainer": "offline", "predictor": "offline", "examples_per_prompt": 10,
+        "domain_prompts": {"biomedical": "medicine"}, "explainers": ["offline"], "predictor": "offline", "examples_per_prompt": 10,
     },
     "finetune": {
         "models": ["toy"], "domain": "biomedical", "layers": "best_lds", "experts_per_layer": 4,

@@ -158,7 +158,7 @@ def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
     params["study"]["calibrations"] = ["biomed"]
     params["study"]["compare"] = {"models": [], "calibrations": [], "criteria": [], "ratios": []}
     parse_params(params)  # the monosemanticity corpus reads the general set
-    params["monosemanticity"] = {"models": []}
+    params["monosemanticity"] = {"models": [], "explainers": []}
     params["finetune"] = {"models": [], "strategies": [], "seeds": []}
     with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations or study.compare.calibrations"):
         parse_params(params)

@@ -52,7 +52,7 @@ def study_params(root: Path, base_url: str, **judge: object):  # noqa: ANN201
     params["judges"]["llm"] = {"backend": "openai", "model": "explainer-model", "base_url": base_url, "api_key_env": KEY_ENV}
     params["judge"].update({"cache_dir": str(root / "cache"), "max_invalid": 3, **judge})
     params["monosemanticity"].update({
-        "explainer": "llm", "predictor": "llm", "examples_per_prompt": 4,
+        "explainers": ["llm"], "predictor": "llm", "examples_per_prompt": 4,
         "sampling": {"explain_examples": 2, "test_examples": 2, "negatives": 2, "test_sampling": "weighted", "quantiles": 1},
     })  # fmt: skip
     return parse_params(params)

@@ -56,14 +56,15 @@ def expected() -> dict[str, set[str]]:
     for model in params.monosemanticity.models:
         paths[str(layout.activations_dir(model))] = {str(layout.model_dir(model)), str(layout.CALIBRATIONS)}
         paths[str(layout.samples_dir(model))] = {str(layout.activations_dir(model))}
-        paths[str(layout.explanations_dir(model))] = {str(layout.activations_dir(model)), str(layout.samples_dir(model))}
-        paths[str(layout.predictions_dir(model))] = {
-            str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model))
-        }
+        for explainer in params.monosemanticity.explainers:
+            paths[str(layout.explanations_dir(model, explainer))] = {str(layout.activations_dir(model)), str(layout.samples_dir(model))}
+            paths[str(layout.predictions_dir(model, explainer))] = {
+                str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model, explainer))
+            }
     for model in params.finetune.models:
         paths[str(layout.expert_selection_dir(model))] = {
-            str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model)),
-            str(layout.predictions_dir(model)),
+            str(layout.activations_dir(model)), str(layout.samples_dir(model)),
+            str(layout.explanations_dir(model, "x").parent), str(layout.predictions_dir(model, "x").parent),
         }
     for variant in finetuned_variants(params.finetune):
         checkpoint = str(layout.checkpoint_dir(variant))

@@ -299,17 +299,24 @@ def test_fine_tuning_is_checked_before_anything_runs():
 
 def test_the_second_study_is_checked_before_anything_runs():
     data = copy.deepcopy(DEFAULT)
-    del data["monosemanticity"]["explainer"]
-    assert "monosemanticity: give explainer (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
-    data["monosemanticity"] = {"models": []}  # off: nothing else needed, once nothing is fine-tuned either
+    assert "monosemanticity.explainers: Field required" in error_of(
+        {**data, "monosemanticity": {k: v for k, v in data["monosemanticity"].items() if k != "explainers"}}
+    )
+    del data["monosemanticity"]["predictor"]
+    assert "monosemanticity: give predictor (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
+    data["monosemanticity"] = {"models": [], "explainers": []}  # off: nothing else needed, once nothing is fine-tuned either
     assert "finetune.models: 'toy' is not in monosemanticity.models" in error_of(data)
     data["finetune"] = {"models": [], "strategies": [], "seeds": []}
     parse_params(data, "params.yaml")
     assert "monosemanticity.corpus.biomedical: 'nope' is not a calibration set" in error_of(
         with_change("monosemanticity.corpus.biomedical", "nope")
     )
-    assert "monosemanticity.explainer: 'grounding' is neither 'offline' nor a judge with an LLM backend" in error_of(
-        with_change("monosemanticity.explainer", "grounding")
+    assert "monosemanticity.explainers.0: 'grounding' is neither 'offline' nor a judge with an LLM backend" in error_of(
+        with_change("monosemanticity.explainers", ["grounding"])
+    )
+    assert "monosemanticity.explainers: name at least one" in error_of(with_change("monosemanticity.explainers", []))
+    assert "monosemanticity.explainers: 'offline' is listed twice" in error_of(
+        with_change("monosemanticity.explainers", ["offline", "offline"])
     )
     assert "monosemanticity.domain_prompts: no prompt for target domain 'biomedical'" in error_of(
         with_change("monosemanticity.domain_prompts", {})

@@ -40,7 +40,8 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
     expected |= {f"quantize@{quantized}"} | {f"{stage}_quantized@{quantized}-toy" for stage in ("generate", "score", "judge")}
-    expected |= {f"{stage}@toy" for stage in ("record_activations", "sample_experts", "explain_experts", "predict_experts")}
+    expected |= {f"{stage}@toy" for stage in ("record_activations", "sample_experts")}
+    expected |= {f"{stage}@toy-offline" for stage in ("explain_experts", "predict_experts")}
     expected |= {"select_experts@toy"}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
@@ -238,9 +239,9 @@ def test_an_explainer_change_reruns_only_explain_predict_and_what_reads_them(rep
     output = sh("dvc", "repro", cwd=repo)
     # nothing upstream of the explanations: no record, sample, observation or variant stage runs again (the
     # selection only when the predictions came out different)
-    assert {"check", "explain_experts@toy", "predict_experts@toy", "ingest", "report"} <= ran(output)
-    assert ran(output) <= {"check", "explain_experts@toy", "predict_experts@toy", "select_experts@toy", "ingest", "report"}
-    meta = json.loads((repo / "monosemanticity/toy/explanations/meta.json").read_text())
+    assert {"check", "explain_experts@toy-offline", "predict_experts@toy-offline", "ingest", "report"} <= ran(output)
+    assert ran(output) <= {"check", "explain_experts@toy-offline", "predict_experts@toy-offline", "select_experts@toy", "ingest", "report"}
+    meta = json.loads((repo / "monosemanticity/toy/explanations/offline/meta.json").read_text())
     assert meta["domain_prompts"] == {"biomedical": "tool_use"}
     commit(repo, "tool-use domain prompt")
 

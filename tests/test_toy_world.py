@@ -178,7 +178,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "judge": {},
         "quantization": {},
         "report": {"print": ["headline"], "frontier": {}},
-        "monosemanticity": {"models": []},
+        "monosemanticity": {"models": [], "explainers": []},
         "finetune": {"models": [], "strategies": [], "seeds": []},
         "toy": {
             "world": SMALL_WORLD.model_dump(),

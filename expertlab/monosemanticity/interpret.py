@@ -127,7 +127,9 @@ def _inputs(activations: Path, samples: Path) -> tuple[Any, pd.DataFrame, pd.Dat
     )
 
 
-def explain_artifact(activations: str | Path, samples: str | Path, out: str | Path, params: Params) -> ExplanationsMeta:
+def explain_artifact(
+    activations: str | Path, samples: str | Path, out: str | Path, params: Params, explainer: str | None = None
+) -> ExplanationsMeta:
     """Activation records + samples -> OUT/explanations.parquet (one row per scope, layer, expert explained) + OUT/meta.json."""
     from expertlab.io import OutputDir, write_json
     from expertlab.records import ACTIVATIONS, EXPLANATIONS, ExplanationsMeta
@@ -138,22 +140,23 @@ def explain_artifact(activations: str | Path, samples: str | Path, out: str | Pa
     meta, windows, sampled = _inputs(activations, samples)
     records = ACTIVATIONS.read(activations / "activations.parquet")  # the routed positions, marked << >>
     study = params.monosemanticity
+    explainer = explainer or study.explainers[0]
     prompts: list[ExplainPrompt] = explain_prompts(sampled, windows, records, study.domain_prompts)
     asked = [Asked(p.expert, p.messages, partial(standin.explain, p.windows), parse_explanation) for p in prompts]
-    outcomes, tally = ask(study.explainer, params, "explain", asked, "explain experts")
+    outcomes, tally = ask(explainer, params, "explain", asked, f"explain experts ({explainer})")
     rows = [
         {"scope": scope, "layer": layer, "expert": expert, "explanation": outcome.value, "status": outcome.status,
          "raw": outcome.raw}
         for (scope, layer, expert), outcome in zip((p.expert for p in prompts), outcomes)
     ]  # fmt: skip
     result = ExplanationsMeta(
-        model=meta.model, explainer=study.explainer, explainer_model=_model_id(study.explainer, params),
+        model=meta.model, explainer=explainer, explainer_model=_model_id(explainer, params),
         domain_prompts=dict(study.domain_prompts), asked=asked_record(tally),
     )  # fmt: skip
     with output.writing() as tmp:
         EXPLANATIONS.write(tmp / "explanations.parquet", rows)
         write_json(tmp / "meta.json", result.dump())
-    print(f"explain-experts: {meta.model}: {said(tally)}")
+    print(f"explain-experts: {meta.model}: {explainer}: {said(tally)}")
     return result
 
 
@@ -198,5 +201,5 @@ def predict_artifact(
     with output.writing() as tmp:
         PREDICTIONS.write(tmp / "predictions.parquet", rows)
         write_json(tmp / "meta.json", result.dump())
-    print(f"predict-experts: {meta.model}: {said(tally)}")
+    print(f"predict-experts: {meta.model}: {explained.explainer}'s explanations: {said(tally)}")
     return result

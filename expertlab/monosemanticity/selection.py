@@ -103,12 +103,12 @@ def selection_artifact(
     output.check()
     study, plan = params.monosemanticity, params.finetune
     con = scores_store(monosemanticity)
-    asked = (model, study.explainer, study.predictor, plan.domain)
+    asked = (model, study.explainers[0], study.predictor, plan.domain)
     lds = layer_lds(con, queries, *asked)
     if not lds:
         raise ExpertlabError(
             f"select-experts: {model} has no monosemanticity scores in domain {plan.domain!r} from explainer "
-            f"{study.explainer!r} and predictor {study.predictor!r} (were the inputs made under other params?)"
+            f"{study.explainers[0]!r} and predictor {study.predictor!r} (were the inputs made under other params?)"
         )
     try:
         layers = sorted(lds) if plan.layers == "all" else [best_layer(lds)]
@@ -123,7 +123,7 @@ def selection_artifact(
     ]
     short = [(pick.ranking, layer) for pick in chosen for layer, experts in pick.layers.items() if len(experts) < plan.experts_per_layer]
     meta = ExpertSelectionsMeta(
-        model=model, explainer=study.explainer, predictor=study.predictor, domain=plan.domain, layers=plan.layers,
+        model=model, explainer=study.explainers[0], predictor=study.predictor, domain=plan.domain, layers=plan.layers,
         experts_per_layer=plan.experts_per_layer, chosen_layers=layers, short=len(short),
     )  # fmt: skip
     by_ranking = {pick.ranking: pick for pick in chosen}
