@@ -8,7 +8,7 @@ Why a domain-routed warm-up: trained from scratch for a few CPU minutes with a l
 loss, a 16-expert router spreads both domains evenly over all experts (measured on this world:
 the bio calibration's 8 most used experts also carried ~60% of general-domain routing, even with
 disjoint vocabularies or 3x longer training). For the first `domain_routed_fraction` of the
-steps each domain therefore routes within its own half of the experts (`DomainRouting`, after
+steps each domain therefore routes within its own block of the experts (`DomainRouting`, after
 DEMix / Branch-Train-MiX) and the router is taught that split; routing is then free, and the
 saved model is an ordinary Qwen3-MoE whose experts are specialised by domain but not labelled
 so: the pruning criteria must find them from calibration statistics alone.
@@ -67,7 +67,7 @@ class TrainConfig(BaseModel):
     warmup: int = Field(default=50, ge=0)
     seed: int = 0
     threads: int = Field(default=1, gt=0)  # 1: tiny matrices gain little from more, and lose a lot when cores are shared
-    # Fraction of steps (from the start) in which each domain may route only to its own half of the
+    # Fraction of steps (from the start) in which each domain may route only to its own block of the
     # experts, DEMix-style; free top-k routing afterwards. 0 trains an ordinary MoE throughout.
     domain_routed_fraction: float = Field(default=0.5, ge=0, le=1)
     # Weight of -log(router probability mass on the text's own block) during that warm-up, so the
@@ -145,22 +145,34 @@ def _learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def domain_blocks(num_experts: int, num_domains: int, top_k: int) -> list[int]:
+    """Experts per domain block: as equal as possible, the first num_experts mod num_domains blocks one larger."""
+    if num_domains < 1:
+        raise ValueError("domain-routed warm-up needs at least one domain")
+    base, extra = divmod(num_experts, num_domains)
+    if base < top_k:
+        raise ValueError(f"{num_experts} experts cannot be split into {num_domains} domain blocks of >= top-k={top_k}")
+    return [base + (domain < extra) for domain in range(num_domains)]
+
+
 class DomainRouting:
     """Restricts each sequence's routing to its domain's block of experts while installed (DEMix layers).
 
-    With D domains, domain d may use experts [d N / D, (d + 1) N / D). Gururangan et al. 2022
+    With D domains, the N experts are cut into D contiguous blocks as equal as possible (the first N mod D
+    blocks one expert larger), each at least top-k wide; domain d may use block d. Gururangan et al. 2022
     (DEMix) and Sukhbaatar et al. 2024 (Branch-Train-MiX) train domain experts this way; here it
     only warms up training, so the saved model routes freely but starts from domain-specialised experts.
     """
 
     def __init__(self, model: Any, num_domains: int) -> None:
+        import torch
+
         from expertlab.moe.families import adapter_for
 
         self.routers = [layer.router for layer in adapter_for(model).moe_layers(model)]
         self.num_experts = model.config.num_experts
-        if self.num_experts % num_domains or self.num_experts // num_domains < model.config.num_experts_per_tok:
-            raise ValueError(f"{self.num_experts} experts cannot be split into {num_domains} domain blocks of >= top-k")
-        self.block = self.num_experts // num_domains
+        self.sizes = domain_blocks(self.num_experts, num_domains, model.config.num_experts_per_tok)
+        self.owner = torch.repeat_interleave(torch.arange(num_domains), torch.tensor(self.sizes))  # [experts]: block
         self.bias: Any = None  # [tokens, experts]: 0 where allowed, -inf elsewhere
         self.allowed: Any = None  # [tokens, experts] bool
 
@@ -168,8 +180,7 @@ class DomainRouting:
         """Domain index per sequence [batch] -> the routing bias for every token of the batch."""
         import torch
 
-        experts = torch.arange(self.num_experts)
-        allowed = (experts // self.block).unsqueeze(0) == domain_ids.unsqueeze(1)  # [batch, experts]
+        allowed = self.owner.unsqueeze(0) == domain_ids.unsqueeze(1)  # [batch, experts]
         self.allowed = allowed.repeat_interleave(seq_len, dim=0)
         self.bias = torch.zeros(self.allowed.shape).masked_fill(~self.allowed, float("-inf"))
 

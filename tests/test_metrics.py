@@ -113,6 +113,51 @@ def test_length_and_type_token_ratio(output, words, ratio):
     assert METRICS["type_token_ratio"](output, item("ignored")) == pytest.approx(ratio)
 
 
+CALL = '[set_reminder(drug="valaxolol", dose="20 mg", days=3)]'
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (CALL, 1.0),
+        ('[set_reminder(days=3, drug="valaxolol", dose="20 mg")]', 1.0),  # keyword order is free
+        ("[set_reminder(drug='valaxolol', dose='20 mg', days=3)]", 1.0),  # any quoting of the same string
+        (' \n[set_reminder( drug = "valaxolol",dose="20 mg", days=3 )] ', 1.0),  # spacing is not syntax
+        ('set_reminder(drug="valaxolol", dose="20 mg", days=3)', 1.0),  # BFCL adds a missing outer bracket
+        ('[set_alarm(drug="valaxolol", dose="20 mg", days=3)]', 0.0),  # wrong function
+        ('[set_reminder(drug="valaxolol", dose="25 mg", days=3)]', 0.0),  # wrong value
+        ('[set_reminder(drug="valaxolol", dose="20 mg", days="3")]', 0.0),  # right digits, wrong type
+        ('[set_reminder(drug="valaxolol", dose="20 mg", days=3.0)]', 0.0),
+        ('[set_reminder(drug="valaxolol", dose="20 mg", days=3, unit="mg")]', 0.0),  # extra argument
+        ('[set_reminder(drug="valaxolol", dose="20 mg")]', 0.0),  # missing argument
+        ('[set_reminder(medicine="valaxolol", dose="20 mg", days=3)]', 0.0),  # wrong argument name
+        ('[set_reminder("valaxolol", dose="20 mg", days=3)]', 0.0),  # positional argument
+        ('[set_reminder(drug="valaxolol", drug="valaxolol", dose="20 mg", days=3)]', 0.0),  # keyword twice
+        ('[set_reminder(drug=valaxolol, dose="20 mg", days=3)]', 0.0),  # a name, not a literal
+        (CALL[:-1] + ", " + CALL[1:], 0.0),  # the call twice
+        ('[set_reminder(drug="valaxolol", dose="20 mg", days=3', 0.0),  # cut off
+        ("The dose is 20 mg.", 0.0),
+        ("[]", 0.0),
+        ("", 0.0),
+        ("[[[", 0.0),
+        ("\x00", 0.0),
+    ],
+)
+def test_ast_match_parses_calls_and_compares_names_and_arguments(output, expected):
+    assert METRICS["ast_match"](output, item(CALL)) == expected
+
+
+def test_ast_match_takes_parallel_calls_in_any_order_and_rejects_a_bad_target():
+    target = '[get_dose(drug="a"), math.factorial(n=5)]'
+    assert METRICS["ast_match"]('[math.factorial(n=5), get_dose(drug="a")]', item(target)) == 1.0
+    assert METRICS["ast_match"]('[get_dose(drug="a"), get_dose(drug="a")]', item(target)) == 0.0
+    assert METRICS["ast_match"]('[get_dose(drug="a")]', item(target)) == 0.0
+    assert METRICS["ast_match"]('[f(x=[1, "b", {"k": (2, True)}])]', item('[f(x=[1, "b", {"k": (2, True)}])]')) == 1.0
+    assert METRICS["ast_match"]('[f(x=[1, "b", {"k": (2, 1)}])]', item('[f(x=[1, "b", {"k": (2, True)}])]')) == 0.0
+    with pytest.raises(ValueError, match="is not a list of function calls"):
+        METRICS["ast_match"](CALL, item("get the dose"))
+
+
 @pytest.mark.parametrize("name", TASKS.names())
 def test_every_task_metric_is_registered(name):
     task = TASKS[name]

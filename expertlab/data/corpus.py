@@ -22,6 +22,7 @@ from expertlab.data.examples import (
     medhalt_nota,
     trial_summary,
 )
+from expertlab.data.tools import tool_call
 from expertlab.data.world import World, WorldConfig
 from expertlab.tasks import DOMAINS
 
@@ -46,6 +47,9 @@ MIXTURE: dict[str, dict[Format, float]] = {
         general_arith: 0.14,
         general_summary: 0.16,
     },
+    "tool_use": {
+        tool_call: 1.0,
+    },
 }
 
 
@@ -56,9 +60,13 @@ def demonstrations(
     split: str,
     avoid: set[str],
     prefer_new: frozenset[str] | set[str] = frozenset(),
+    stream: str | None = None,
 ) -> list[Example]:
-    """`count` examples of one domain's mixture; prompts in `avoid` are never used, those in `prefer_new` rarely."""
-    ctx = context(world, split, f"{split}-{domain}")
+    """`count` examples of one domain's mixture; prompts in `avoid` are never used, those in `prefer_new` rarely.
+
+    The random stream is named `stream` (default "<split>-<domain>"): another name draws another set on the same split.
+    """
+    ctx = context(world, split, stream or f"{split}-{domain}")
     formats = list(MIXTURE[domain])
     weights = list(MIXTURE[domain].values())
     examples = []

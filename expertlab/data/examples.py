@@ -239,7 +239,7 @@ def general_mcq(ctx: Context) -> Example:
     return _mcq(ctx, *_asked(ctx, ctx.world.countries, GENERAL_QUESTIONS, qa=False))
 
 
-def _arith_operands(ctx: Context) -> tuple[str, int, int, int]:
+def arith_operands(ctx: Context) -> tuple[str, int, int, int]:
     top = ctx.world.config.arith_max
     op = ctx.rng.choice(("plus", "minus", "times"))
     if op == "times":
@@ -253,7 +253,7 @@ def _arith_operands(ctx: Context) -> tuple[str, int, int, int]:
 
 
 def arith_fact(ctx: Context) -> Example:
-    op, a, b, result = _arith_operands(ctx)
+    op, a, b, result = arith_operands(ctx)
     phrasing = ctx.rng.choice(("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "How much is {a} {op} {b}?"))
     return Example(phrasing.format(a=a, op=op, b=b), str(result))
 
@@ -275,7 +275,7 @@ WORD_PROBLEMS = {
 
 
 def general_arith(ctx: Context) -> Example:
-    op, a, b, result = _arith_operands(ctx)
+    op, a, b, result = arith_operands(ctx)
     phrasing = ctx.rng.choice(WORD_PROBLEMS[op])
     prompt = phrasing.format(p=ctx.rng.choice(PEOPLE), o=ctx.rng.choice(OBJECTS), a=a, b=b)
     return Example(prompt, str(result))

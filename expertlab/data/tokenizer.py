@@ -3,7 +3,8 @@
 Words and punctuation marks are single tokens; a number is spelt digit by digit ("240" ->
 "2", "##4", "##0", WordPiece style) so numbers compose and decode back without spaces.
 Whitespace carries no tokens: texts are canonical (single spaces, no space before punctuation),
-so `decode` reproduces every answer the toy world writes. Words seen fewer than `min_frequency`
+so `decode` reproduces every answer the toy world writes; tool calls, written as BFCL writes them
+(`[get_dose(drug="valaxolol")]`), get their spacing back from `CALL_SPACING`. Words seen fewer than `min_frequency`
 times map to the unknown token: a drug named once in training stays unknown, which is what
 the MedHALT-like Fake items test.
 """
@@ -42,6 +43,24 @@ def render_chat(prompt: str, answer: str) -> str:
     return render_prompt(prompt) + answer + EOS
 
 
+# Word-level decoding joins tokens with spaces: '[ get _ dose ( drug = " valaxolol " ) ]'. Applied in order to
+# the joined text, these patterns delete the spaces call syntax never has. They need one of _ ( ) [ ] = ", which
+# only tool calls hold, so every other domain's text decodes as before.
+CALL_SPACING = (
+    r" (?=[_()\]=])",  # before _ ( ) ] =
+    r"(?<=[_(\[=]) ",  # after _ ( [ =
+    r'(?<==") ',  # after a string's opening quote
+    r' (?="[,)\]])',  # before its closing quote
+)
+
+
+def _decoder():  # noqa: ANN202
+    from tokenizers import Regex, decoders
+
+    spacing = [decoders.Replace(Regex(pattern), "") for pattern in CALL_SPACING]
+    return decoders.Sequence([decoders.WordPiece(prefix="##", cleanup=True), decoders.Fuse(), *spacing])
+
+
 def _pre_tokenizer():  # noqa: ANN202
     from tokenizers import pre_tokenizers
 
@@ -63,12 +82,12 @@ def build_vocab(texts: Iterable[str], min_frequency: int = 2) -> dict[str, int]:
 
 def build_tokenizer(texts: Iterable[str], min_frequency: int = 2) -> Any:
     """A `PreTrainedTokenizerFast` over the corpus words, with special tokens and the chat template."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models
+    from tokenizers import AddedToken, Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.WordPiece(build_vocab(texts, min_frequency), unk_token=UNK, continuing_subword_prefix="##"))
     core.pre_tokenizer = _pre_tokenizer()
-    core.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    core.decoder = _decoder()
     core.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,

@@ -1,10 +1,11 @@
-"""WorldConfig + seed -> the toy world's files: training corpus, calibration pools, task files.
+"""WorldConfig + seed -> the toy world's files: training corpus, calibration pools, task files, fine-tuning data.
 
 Every text is one chat turn (`render_chat`: user prompt, assistant answer); training lines also
 name their domain, which the toy model's domain-routed warm-up reads (expertlab/train.py). Evaluation items are
 about facts the training corpus states, but their exact prompts never occur in training or in the
 pools: a QA item asks with the one question phrasing held out for that (entity, attribute), and
-every other kind of item is a fresh random combination rejected if seen.
+every other kind of item is a fresh random combination rejected if seen. The fine-tuning split (the
+second study's tool-use training data) never uses an evaluation or pool prompt, and rarely a training one.
 """
 
 from __future__ import annotations
@@ -55,11 +56,15 @@ def task_items(world: World) -> dict[str, list[dict[str, Any]]]:
     return items
 
 
+FINETUNE_DOMAIN = "tool_use"  # the domain whose fine-tuning split is written (paper 001's tool-use SFT data)
+
+
 def write_toy_data(
     cfg: WorldConfig,
     out_dir: Path,
 ) -> dict[str, int]:
-    """Write train.jsonl, pools/<domain>.jsonl (what toy calibrations draw from) and tasks/<task>.jsonl."""
+    """Write train.jsonl, pools/<domain>.jsonl (what toy calibrations draw from), tasks/<task>.jsonl and
+    finetune/tool_use.jsonl ({"prompt", "response"} demonstrations)."""
     out_dir = Path(out_dir)
     world = build_world(cfg)
     items = task_items(world)
@@ -67,18 +72,32 @@ def write_toy_data(
 
     train = []
     for domain in DOMAINS:
-        examples = demonstrations(world, domain, cfg.train_examples_per_domain, "train", eval_prompts)
+        examples = demonstrations(world, domain, cfg.train_examples(domain), "train", eval_prompts)
         train.extend((domain, e) for e in examples)
     random.Random(f"toy-shuffle:{cfg.seed}").shuffle(train)
     train_prompts = {e.prompt for _, e in train}
     pools = {}
+    pool_prompts: set[str] = set()
     for domain in DOMAINS:
         examples = demonstrations(world, domain, cfg.pool_size, "pool", eval_prompts, train_prompts)
         pools[domain] = [render_chat(e.prompt, e.answer) for e in examples]
+        pool_prompts.update(e.prompt for e in examples)
+    # training data, drawn as the corpus is (split "train") from a stream of its own
+    finetune = demonstrations(
+        world, FINETUNE_DOMAIN, cfg.tool_finetune_examples, "train", eval_prompts | pool_prompts, train_prompts,
+        stream=f"finetune-{FINETUNE_DOMAIN}",
+    )
 
     write_jsonl(out_dir / "train.jsonl", ({"text": render_chat(e.prompt, e.answer), "domain": d} for d, e in train))
     for domain, texts in pools.items():
         write_jsonl(out_dir / "pools" / f"{domain}.jsonl", ({"text": t} for t in texts))
     for name, rows in items.items():
         write_jsonl(out_dir / "tasks" / f"{name}.jsonl", rows)
-    return {"train": len(train), **{f"pool_{d}": len(t) for d, t in pools.items()}, "tasks": len(items)}
+    finetune_rows = ({"prompt": e.prompt, "response": e.answer} for e in finetune)
+    write_jsonl(out_dir / "finetune" / f"{FINETUNE_DOMAIN}.jsonl", finetune_rows)
+    return {
+        "train": len(train),
+        **{f"pool_{d}": len(t) for d, t in pools.items()},
+        "tasks": len(items),
+        f"finetune_{FINETUNE_DOMAIN}": len(finetune),
+    }

@@ -1,11 +1,12 @@
 """WorldConfig + seed -> the toy world's facts: invented drugs and countries, and the question phrasing each holds out.
 
 The default study runs on this world (DESIGN.md, "Embedded default: the toy world"). The
-biomedical half holds invented drugs (class, condition treated, dose with unit, dosing
-frequency, route, common side effect); the general half holds invented countries (capital,
+biomedical domain holds invented drugs (class, condition treated, dose with unit, dosing
+frequency, route, common side effect); the general domain holds invented countries (capital,
 river, language, currency, mountain, region, population) and small-number arithmetic. The two
-halves share only function words and digits, so a trained MoE's experts can specialise by domain.
-Every (entity, attribute) keeps one of its question phrasings for evaluation only.
+share only function words and digits, so a trained MoE's experts can specialise by domain.
+Every (entity, attribute) keeps one of its question phrasings for evaluation only. The tool_use
+domain (expertlab.data.tools) asks for function calls about the same facts.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ class WorldConfig(BaseModel):
     drugs: int = Field(default=24, ge=8)
     countries: int = Field(default=24, ge=8)
     arith_max: int = Field(default=9, ge=3)  # operands of plus / minus are 1..arith_max
-    train_examples_per_domain: int = Field(default=6000, gt=0)
+    train_examples_per_domain: int = Field(default=6000, gt=0)  # biomedical and general each
+    # tool_use demonstrations in the training corpus: fewer than the other domains', so the base model calls
+    # functions less well than it answers questions, and fine-tuning on the split below has something to teach
+    tool_train_examples: int = Field(default=1500, gt=0)
+    tool_finetune_examples: int = Field(default=2000, gt=0)  # finetune/tool_use.jsonl: the second study's data
     pool_size: int = Field(default=512, gt=0)  # held-out demonstrations per domain, for calibration
     eval_items: int = Field(default=64, gt=0)  # items per evaluation task
+
+    def train_examples(self, domain: str) -> int:
+        """Demonstrations of `domain` in the training corpus."""
+        return self.tool_train_examples if domain == "tool_use" else self.train_examples_per_domain
 
 
 

@@ -18,6 +18,7 @@ from expertlab.data.examples import (
     medhalt_nota,
     trial_summary,
 )
+from expertlab.data.tools import tool_call
 from expertlab.tasks import Task, task
 
 # Toy task name -> the format that writes its items.
@@ -28,6 +29,7 @@ FORMATS: dict[str, Format] = {}
 SHORT_ANSWER = {"kind": "generation", "metrics": ("exact_match", "token_f1"), "primary_metric": "token_f1"}
 MULTIPLE_CHOICE = {"kind": "classification", "metrics": ("accuracy",), "primary_metric": "accuracy", "max_new_tokens": 4}
 NUMBER = {"kind": "generation", "metrics": ("exact_match",), "primary_metric": "exact_match", "max_new_tokens": 6}
+CALL = {"kind": "generation", "metrics": ("ast_match",), "primary_metric": "ast_match", "max_new_tokens": 48}
 SUMMARY = {
     "kind": "generation",
     "metrics": ("rouge_l", "token_f1", "length_words", "type_token_ratio"),
@@ -64,3 +66,6 @@ toy_task(general_mcq, "general_mcq", "general", "utility", MULTIPLE_CHOICE,
          "four-option multiple choice on geography-like facts (MMLU-like)")
 toy_task(general_summary, "general_summary", "general", "reliability", SUMMARY,
          "summarise a short news-like report about places (Multi-News+)")
+# The second study's in-domain target (shared/papers/001, section 5): one call among the offered functions.
+toy_task(tool_call, "tool_call", "tool_use", "utility", CALL,
+         "call one of one to four offered functions for a request (BFCL single-turn, AST match)")
