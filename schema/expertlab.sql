@@ -60,7 +60,7 @@ create table tasks (
 );
 comment on table tasks is 'evaluation tasks, copied from the registry expertlab.tasks.TASKS at ingest';
 comment on column tasks.task is 'task name';
-comment on column tasks.domain is 'domain the task probes (biomedical, general)';
+comment on column tasks.domain is 'domain the task probes (biomedical, general, tool_use)';
 comment on column tasks.aspect is 'what the task measures: utility (can the model do the task) or reliability (does it stay factual)';
 comment on column tasks.kind is 'generation (free text scored against a target) or classification (one of given choices)';
 comment on column tasks.metrics is 'metrics computed for every sample, in registry order';

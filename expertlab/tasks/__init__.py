@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 
 from expertlab.registry import Registry
 
-Domain = Literal["biomedical", "general"]
+Domain = Literal["biomedical", "general", "tool_use"]
 Aspect = Literal["utility", "reliability"]
 Kind = Literal["generation", "classification"]
 Runner = Literal["generate", "lm_eval"]
