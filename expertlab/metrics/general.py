@@ -1,4 +1,4 @@
-"""lm-eval's per-sample results in generation rows (IFEval, GSM8K, HumanEval, MMLU) -> the study's metrics.
+"""lm-eval's per-sample results in generation rows (IFEval, GSM8K, HumanEval, MMLU, MMLU-Pro) -> the studies' metrics.
 
 Rows of tasks run by lm-eval carry `scores` and `details` keyed "<lm-eval metric>,<filter>", as lm-eval
 names them in its results (expertlab.lmeval). Per-sample metrics read a score; corpus metrics aggregate
@@ -39,6 +39,8 @@ metric("gsm8k_flexible_extract")(_score("exact_match,flexible-extract"))
 metric("pass_at_1")(_score("pass_at_1,create_test"))
 metric("accuracy_lm_eval")(_score("acc,none"))
 metric("accuracy_norm_lm_eval")(_score("acc_norm,none"))
+# MMLU-Pro: exact match of the letter lm-eval's custom-extract filter takes from "answer is (X)" ("[invalid]" when none).
+metric("mmlu_pro_accuracy")(_score("exact_match,custom-extract"))
 
 
 def _instruction_accuracy(key: str):  # noqa: ANN202

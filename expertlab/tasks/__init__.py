@@ -2,8 +2,9 @@
 
 One module per benchmark family in this package registers its tasks with `task(...)`; importing the
 package imports them all, so adding a benchmark is adding one file. A task's items are read once,
-by the `prepare_tasks` stage, from a local copy of the benchmark's official files (its `source`),
-and written as JSONL in the item format below; everything downstream reads only that JSONL.
+by the `prepare_tasks` stage, from a local copy of the benchmark's official files (its `source`), or
+from the files an installed package ships (a `packaged` task, e.g. BFCL's from bfcl-eval), and
+written as JSONL in the item format below; everything downstream reads only that JSONL.
 
 Item format (one JSON object per line):
 - `id` (str): unique within the task, stable across runs (the join key of every store table);
@@ -50,7 +51,7 @@ class LoadContext:
         return random.Random(f"{self.seed}:{self.task}:{purpose}")
 
 
-# (source directory, context) -> items in the format above.
+# (source directory, context) -> items in the format above (a packaged task's loader reads its package, not the directory).
 Loader = Callable[[Path, LoadContext], list[dict[str, Any]]]
 
 
@@ -59,7 +60,8 @@ class Task:
     """One evaluation task.
 
     `source` names the local copy its items load from: a key of params `evaluation.sources`
-    (a directory under `evaluation.data_dir`), or "toy" for the toy world built by `prepare`.
+    (a directory under `evaluation.data_dir`), or "toy" for the toy world built by `prepare`; with
+    `packaged`, the installed distribution whose own data files the loader reads (no local copy).
     `options` are the task's defaults (shots, subsample size, ...); params
     `evaluation.options.<task>` overrides them key by key. `max_model_len` is the task's context:
     prompt plus generated tokens (vLLM's max_model_len), within which `max_new_tokens` is granted.
@@ -75,6 +77,7 @@ class Task:
     description: str
     source: str
     load: Loader | None = None
+    packaged: bool = False
     runner: Runner = "generate"
     stop: tuple[str, ...] = ()
     # The study's context (gucci-j/moe-pruning-reliability, evaluation/scripts/{source,pruned}/): every
@@ -122,8 +125,8 @@ def task(**fields: Any) -> Task:
 
 
 def sources() -> list[str]:
-    """Every source a registered task loads from, the toy world excepted, sorted."""
-    return sorted({entry.source for _, entry in TASKS.items() if entry.source != "toy"})
+    """Every source with a local copy that a registered task loads from (not the toy world, not packages), sorted."""
+    return sorted({entry.source for _, entry in TASKS.items() if entry.source != "toy" and not entry.packaged})
 
 
 def subsample(items: list[dict[str, Any]], count: int | None, rng: random.Random) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
-"""One task group's items, from local copies of the official files (or the toy world) -> OUT/<task>.jsonl
+"""One task group's items, from local copies of the official files (or the toy world, or a package's files) -> OUT/<task>.jsonl
 (+ <task>.fewshot.jsonl for lm-eval's shots) + OUT/meta.json (item counts, sources, resolved task options)."""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,12 +34,21 @@ def prepare_group(params: Params, params_path: str | Path, group: str, toy_tasks
                 where = Path(toy_tasks) / f"{name}.jsonl"
                 items = read_jsonl(where)
             else:
-                source_dir = evaluation.source_dir(task.source)
-                if not source_dir.is_dir():
-                    raise FileNotFoundError(
-                        f"task {name}: no local copy of source {task.source!r} at {source_dir} "
-                        f"(place the official files there, or set evaluation.sources.{task.source})"
-                    )
+                if task.packaged:  # the loader reads the installed package's own files; its version names them
+                    try:
+                        source_dir = Path(f"{task.source}=={version(task.source)}")
+                    except PackageNotFoundError:
+                        raise FileNotFoundError(
+                            f"task {name}: its items are the files of the package {task.source!r}, which is not "
+                            "installed (run `make setup`)"
+                        ) from None
+                else:
+                    source_dir = evaluation.source_dir(task.source)
+                    if not source_dir.is_dir():
+                        raise FileNotFoundError(
+                            f"task {name}: no local copy of source {task.source!r} at {source_dir} "
+                            f"(place the official files there, or set evaluation.sources.{task.source})"
+                        )
                 context = task.context(evaluation.seed, evaluation.options.get(name))
                 items = task.load(source_dir, context)  # type: ignore[misc]
                 if task.fewshot is not None and runner == "lm_eval":
