@@ -46,7 +46,7 @@ def check_study(params_path: str, queries_dir: str, allow_missing: bool = False)
             missing.append(f"calibrations.{name}: {err}")
         except CalibrationError as err:
             raise ExpertlabError(f"{params_path}: calibrations.{name}: {err}") from None
-    sources = sorted({TASKS[name].source for name in params.study.task_names} - {"toy"})
+    sources = sorted({TASKS[name].source for name in params.study.task_names if not TASKS[name].packaged} - {"toy"})
     for source in sources:
         if params.evaluation.sources.get(source, "").startswith(HUB_PREFIX):
             continue  # fetched from the hub by prepare-tasks

@@ -68,7 +68,7 @@ comment on column tasks.primary_metric is 'the metric reported for the task in t
 comment on column tasks.max_new_tokens is 'generation budget per sample, in tokens';
 comment on column tasks.max_model_len is 'context per sample, in tokens: prompt plus generated tokens (a generations artifact''s meta records the context it was generated in)';
 comment on column tasks.description is 'one-line description and the benchmark it mirrors';
-comment on column tasks.source is 'where its items come from: a source under params evaluation.sources (local copies of the official files), or toy (the toy world)';
+comment on column tasks.source is 'where its items come from: a source under params evaluation.sources (local copies of the official files), an installed package''s own files (bfcl-eval), or toy (the toy world)';
 
 create table observations (
     {{ columns: observations }},

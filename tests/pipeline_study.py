@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "requirements-deepeval.lock"]
+PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "requirements-deepeval.lock", "requirements-bfcl.lock"]
 PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "data/sources"]
 
 

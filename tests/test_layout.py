@@ -12,7 +12,8 @@ from expertlab.monosemanticity.selection import strategy_file
 from expertlab.variants import Variant, finetuned_variants, find_variant, study_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json", "requirements-deepeval.lock")
+CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json", "requirements-deepeval.lock",
+        "requirements-bfcl.lock")
 
 
 def declared() -> dict[str, set[str]]:
