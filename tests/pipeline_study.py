@@ -24,12 +24,13 @@ MICRO = {
         "seeds": [0],
         "criteria": ["random", "reap"],
         "ratios": [0.5],
-        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "general_mcq", "trial_summary"]},
+        "tasks": {"toy": ["bio_qa", "bio_mcq", "general_arith", "general_mcq", "trial_summary", "tool_call"]},
         "compare": {"models": [], "calibrations": [], "criteria": [], "ratios": []},
         "quantize": {"schemes": ["w4g16"], "models": ["toy"], "criteria": ["reap"], "ratios": [0.5]},
     },
     "models": {"toy": {"family": "qwen3_moe", "toy": True}},
-    "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 64}},
+    "calibrations": {"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 64},
+                     "tool": {"source": "toy", "domains": ["tool_use"], "samples": 64}},
     "combined_calibrations": {},
     "observe": {"batch_size": 8, "max_length": 64},
     "select": {"allow_top_k_reduction": False},
@@ -41,12 +42,13 @@ MICRO = {
               "retry_invalid": False},
     "quantization": {"w4g16": {"method": "gptq", "bits": 4, "group_size": 16}},
     "monosemanticity": {
-        "models": ["toy"], "corpus": {"biomedical": "biomed"}, "domains": ["biomedical"], "seed": 0, "window": 8,
+        "models": ["toy"], "corpus": {"biomedical": "biomed", "tool_use": "tool"}, "domains": ["biomedical", "tool_use"],
+        "seed": 0, "window": 8,
         "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
-        "domain_prompts": {"biomedical": "medicine"}, "explainers": ["offline"], "predictor": "offline", "examples_per_prompt": 10,
+        "domain_prompts": {"biomedical": "medicine", "tool_use": "tool_use"}, "explainers": ["offline"], "predictor": "offline", "examples_per_prompt": 10,
     },
     "finetune": {
-        "models": ["toy"], "domain": "biomedical", "layers": "best_lds", "experts_per_layer": 4,
+        "models": ["toy"], "domain": "tool_use", "layers": "best_lds", "experts_per_layer": 4,
         "strategies": ["full", "af", "edmrs", "lora"], "seeds": [0], "data": {"source": "toy", "path": None, "samples": 64, "seed": 0},
         "training": {"lr": 0.001, "min_lr": 0.0001, "batch_size": 16, "micro_batch_size": 16, "max_length": 96, "epochs": 1},
         "device": "cpu", "work_dir": ".expertlab/finetune",
@@ -59,7 +61,8 @@ MICRO = {
     # in two layers, 1000 steps (about 25 s single-threaded), routed by domain for the first 80% of them; numbers
     # up to 4, so the tiny model learns its arithmetic; 16 items per task, one generate batch
     "toy": {
-        "world": {"drugs": 8, "countries": 8, "arith_max": 4, "train_examples_per_domain": 2000, "pool_size": 128, "eval_items": 16},
+        "world": {"drugs": 8, "countries": 8, "arith_max": 4, "train_examples_per_domain": 2000, "tool_train_examples": 500,
+                  "tool_finetune_examples": 256, "pool_size": 128, "eval_items": 16},
         "model": {
             "hidden_size": 32,
             "num_layers": 2,

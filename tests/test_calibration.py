@@ -145,7 +145,8 @@ def params_with(**changes: object) -> dict:
 def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
     general = {"source": "toy", "domains": ["general"], "samples": 8}
     params = params_with(
-        calibrations={"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 8}, "general": general},
+        calibrations={"biomed": {"source": "toy", "domains": ["biomedical"], "samples": 8}, "general": general,
+                      "tool": {"source": "toy", "domains": ["tool_use"], "samples": 8}},
         combined_calibrations={"dual": {"parts": ["biomed", "general"]}},
     )
     parsed = parse_params(params)  # the default study: dual under study.compare
@@ -160,6 +161,7 @@ def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
     parse_params(params)  # the monosemanticity corpus reads the general set
     params["monosemanticity"] = {"models": [], "explainers": []}
     params["finetune"] = {"models": [], "strategies": [], "seeds": []}
+    del params["calibrations"]["tool"]  # read by the monosemanticity corpus alone
     with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations or study.compare.calibrations"):
         parse_params(params)
     params["study"]["compare"] = {"models": ["toy"], "calibrations": ["dual"], "criteria": [], "ratios": [0.5]}

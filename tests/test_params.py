@@ -289,7 +289,7 @@ def test_fine_tuning_is_checked_before_anything_runs():
     data = copy.deepcopy(DEFAULT)
     del data["finetune"]["layers"]
     assert "finetune: give layers (dvc.yaml tracks each key; fine-tuning is on for toy)" in error_of(data)
-    assert "finetune.domain: 'general' is not a target domain of monosemanticity.domains (biomedical)" in error_of(
+    assert "finetune.domain: 'general' is not a target domain of monosemanticity.domains (biomedical, tool_use)" in error_of(
         with_change("finetune.domain", "general")
     )
     assert "finetune.layers" in error_of(with_change("finetune.layers", "middle"))
@@ -305,6 +305,7 @@ def test_the_second_study_is_checked_before_anything_runs():
     del data["monosemanticity"]["predictor"]
     assert "monosemanticity: give predictor (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
     data["monosemanticity"] = {"models": [], "explainers": []}  # off: nothing else needed, once nothing is fine-tuned either
+    del data["calibrations"]["tool"]  # (and no set is left that only its corpus read)
     assert "finetune.models: 'toy' is not in monosemanticity.models" in error_of(data)
     data["finetune"] = {"models": [], "strategies": [], "seeds": []}
     parse_params(data, "params.yaml")

@@ -36,6 +36,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     variants = [f"toy-biomed-0-{c}-0.5" for c in ("random", "reap")]
     quantized = "toy-biomed-0-reap-0.5-w4g16"
     expected = {"check", "prepare", "calibrate@biomed", "prepare_tasks@toy", "train_toy", "observe@toy-biomed-0", "select@toy-biomed-0"}
+    expected |= {"calibrate@tool", "observe@toy-tool-0"}  # the tool-use corpus of the second study
     expected |= {"generate_source@toy-toy", "score_source@toy-toy", "ingest", "report"}
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
@@ -43,12 +44,18 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected |= {f"{stage}@toy" for stage in ("record_activations", "sample_experts")}
     expected |= {f"{stage}@toy-offline" for stage in ("explain_experts", "predict_experts")}
     expected |= {"select_experts@toy"}
+    strategies = ("af", "edmrs", "full", "lora")
+    expected |= {f"finetune@toy-{s}-0" for s in strategies}
+    expected |= {f"{stage}_finetuned@toy-{s}-0-toy" for stage in ("generate", "score") for s in strategies}
     assert ran(first_run) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
     assert con.execute("select variant_id, quantization from variants where quantization is not null").fetchall() == [
         ("toy:biomed:0:reap:0.5:w4g16", "w4g16")
     ]
-    assert con.execute("select count(*) from variants").fetchone() == (4,)
+    assert con.execute("select count(*) from variants").fetchone() == (4 + 4,)  # and the four fine-tuned ones
+    assert con.execute("select finetune, finetune_seed, is_source from variants where finetune is not null order by 1").fetchall() == [
+        (strategy, 0, False) for strategy in ("af", "edmrs", "full", "lora")
+    ]
     # 2 MoE layers x 16 experts, one observation
     assert con.execute("select count(*) from expert_stats").fetchone() == (32,)
     # the second study's corpus is the observed calibration set: AF from the activation records, by SQL, is
@@ -66,25 +73,35 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
         """
     ).fetchall()
     assert len(af) == 32 and all(row[2] == row[3] for row in af) and sum(row[2] for row in af) > 0
-    # every (scope, layer, expert) sampled: scopes all and biomedical; each explained and scored by the stand-ins
-    assert con.execute("select count(*) from sample_counts").fetchone() == (64,)
-    assert con.execute("select count(*), count(ems), count(edms) from monosemanticity_scores").fetchone() == (32, 32, 32)
-    # the af and edmrs strategies' experts: in the layer of highest LDS, the 4 of highest AF and of highest EDMRS,
-    # ties to the lower index, recomputed here from the store's own scores
+    # every (scope, layer, expert) sampled: scopes all, biomedical and tool_use; each explained and scored by the stand-ins
+    assert con.execute("select count(*) from sample_counts").fetchone() == (96,)
+    assert con.execute(
+        "select count(*), count(ems), count(edms) from monosemanticity_scores where domain = 'biomedical'"
+    ).fetchone() == (32, 32, 32)
+    # the af and edmrs strategies' experts: in the layer of highest LDS, the 4 of highest AF and of highest EDMRS
+    # of the tool_use domain, ties to the lower index, recomputed here from the store's own scores
     (layer,) = con.execute("select chosen_layers[1] from expert_selection_runs where model = 'toy'").fetchone()
-    lds = con.execute("select layer, avg(ems) from monosemanticity_scores group by layer order by 2 desc, 1").fetchall()
+    lds = con.execute(
+        "select layer, avg(ems) from monosemanticity_scores where domain = 'tool_use' group by layer order by 2 desc, 1"
+    ).fetchall()
     assert layer == lds[0][0]
     for ranking in ("af", "edmrs"):
         chosen = con.execute(
             f"select expert from expert_selections where ranking = '{ranking}' and layer = ? order by rank", [layer]
         ).fetchall()
         best = con.execute(
-            f"select expert from monosemanticity_scores where layer = ? and {ranking} is not null "
+            f"select expert from monosemanticity_scores where domain = 'tool_use' and layer = ? and {ranking} is not null "
             f"order by {ranking} desc, expert limit 4", [layer]
         ).fetchall()
         assert chosen == best and len(chosen) == 4
-    # every sample of every task scored for every variant: 4 variants x 5 tasks x 16 items
-    assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (320,)
+    # every sample of every task scored for every variant: 8 variants x 6 tasks x 16 items
+    assert con.execute("select count(distinct (variant_id, task, sample_id)) from sample_scores").fetchone() == (768,)
+    # the fine-tuning comparison: the source and each strategy, in domain tool_call, out of domain the other utility tasks
+    compared = con.execute(
+        "select strategy, n_in_domain_tasks, n_out_of_domain_tasks from read_csv_auto(?) order by all",
+        [str(repo / "report" / "finetune_comparison.csv")],
+    ).fetchall()
+    assert compared == [(s, 1, 4) for s in ("af", "edmrs", "full", "lora", "source")]
     # the grounding judge on 16 summaries of 3 pruned variants (one quantized): absolute on the pruned
     # and the source outputs, and the four relative answers
     judged = con.execute(

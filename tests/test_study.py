@@ -29,7 +29,8 @@ def test_the_stage_instances_are_dvc_s_own_count() -> None:
     assert {name: count for name, count in counted.items() if count} == dict(dvc_stage_counts(ROOT))
     # by hand: 54 pruned + 6 compared (dual, easy_ep, 0.5/0.75, 3 seeds) + 3 quantized, one task group
     assert counted["generate"] == 54 and counted["generate_compared"] == 6 and counted["judge_quantized"] == 3
-    assert counted["observe"] == 1 * 2 * 3  # biomed and general, the dual calibration's parts: no observation of its own
+    # biomed and general (the dual calibration's parts: no observation of its own) and tool (the tool-use corpus)
+    assert counted["observe"] == 1 * 3 * 3
 
 
 def test_the_paper_grid_is_dvc_s_count_too(tmp_path: Path) -> None:
