@@ -220,7 +220,10 @@ def test_adding_a_ratio_runs_only_what_it_touches(repo: Path, first_run: str):
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in new}
     assert ran(output) == expected
     con = duckdb.connect(str(repo / "results.duckdb"), read_only=True)
-    assert con.execute("select count(*) from variants").fetchone() == (6,)
+    try:
+        assert con.execute("select count(*) from variants where finetune is null").fetchone() == (6,)
+    finally:
+        con.close()  # an open read-only connection would show the next test this snapshot of the file
     commit(repo, "add ratio 0.25")
 
 
@@ -254,7 +257,7 @@ def test_a_quantization_change_reruns_only_the_quantized_variant(repo: Path, fir
 
 def test_an_explainer_change_reruns_only_explain_predict_and_what_reads_them(repo: Path, first_run: str):
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["monosemanticity"]["domain_prompts"] = {"biomedical": "tool_use"}  # P_domain's text for the domain
+    params["monosemanticity"]["domain_prompts"]["biomedical"] = "tool_use"  # P_domain's text for the domain
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = sh("dvc", "repro", cwd=repo)
     # nothing upstream of the explanations: no record, sample, observation or variant stage runs again (the
@@ -262,7 +265,7 @@ def test_an_explainer_change_reruns_only_explain_predict_and_what_reads_them(rep
     assert {"check", "explain_experts@toy-offline", "predict_experts@toy-offline", "ingest", "report"} <= ran(output)
     assert ran(output) <= {"check", "explain_experts@toy-offline", "predict_experts@toy-offline", "select_experts@toy", "ingest", "report"}
     meta = json.loads((repo / "monosemanticity/toy/explanations/offline/meta.json").read_text())
-    assert meta["domain_prompts"] == {"biomedical": "tool_use"}
+    assert meta["domain_prompts"] == {"biomedical": "tool_use", "tool_use": "tool_use"}
     commit(repo, "tool-use domain prompt")
 
 

@@ -234,6 +234,31 @@ def layer_monosemanticity_chart(table: Table) -> Any:
     )
 
 
+@CHARTS.register("finetune_task_scores")
+def finetune_task_scores_chart(table: Table) -> Any:
+    """Fine-tuning strategies side by side (paper 001, Figs. 4-7): each utility task's score per strategy, mean over
+    seeds, the in-domain tasks first."""
+    import altair as alt
+
+    records = [
+        {"panel": f"{row['model']} / {'in domain' if row['in_domain'] else 'out of domain'}", "task": row["task"],
+         "strategy": row["strategy"], "value": row["score_mean"]}
+        for row in table.records() if row["score_mean"] is not None
+    ]  # fmt: skip
+    return (
+        alt.Chart(alt.Data(values=records))
+        .mark_bar()
+        .encode(
+            x=alt.X("strategy:N", title=None),
+            y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="primary score (mean over seeds)"),
+            color=alt.Color("strategy:N", title="strategy"),
+            column=alt.Column("task:N", title=None),
+            row=alt.Row("panel:N", title=None),
+        )
+        .properties(width=90, height=140, title="Fine-tuning strategies: in-domain and out-of-domain scores")
+    )
+
+
 # the files a chart is saved as (params: report.chart_formats): .html is a self-contained offline page
 ChartFormat = Literal["png", "svg", "html"]
 CHART_FORMATS: tuple[ChartFormat, ...] = get_args(ChartFormat)
