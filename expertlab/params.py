@@ -540,11 +540,13 @@ class Finetune(Strict):
     @field_validator("strategies")
     @classmethod
     def _strategies(cls, names: list[str]) -> list[str]:
-        from expertlab.finetune.strategies import STRATEGIES
+        from expertlab.finetune.strategies import strategy_plan
 
         for name in names:
-            if name not in STRATEGIES:
-                raise ValueError(STRATEGIES.unknown_message(name))
+            try:
+                strategy_plan(name)
+            except KeyError as err:  # UnknownName: a message naming the strategy
+                raise ValueError(err.args[0]) from None
         if len(set(names)) != len(names):
             raise ValueError(f"strategies repeat a name: {names}")
         return names
@@ -560,9 +562,9 @@ class Finetune(Strict):
 
     def run_config(self, strategy: str, seed: int) -> FinetuneConfig:
         """How one (strategy, seed) run trains."""
-        from expertlab.finetune.strategies import STRATEGIES
+        from expertlab.finetune.strategies import strategy_plan
 
-        return FinetuneConfig.model_validate({**self.training, "mode": STRATEGIES[strategy].mode, "seed": seed})
+        return FinetuneConfig.model_validate({**self.training, "mode": strategy_plan(strategy).strategy.mode, "seed": seed})
 
 
 class Toy(Strict):

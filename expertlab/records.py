@@ -564,7 +564,7 @@ PREDICTIONS = COLUMNS.add(
 
 
 class ExpertSelectionsMeta(Record):
-    """finetune/<model>/selection/meta.json: the experts the af and edmrs strategies train, from whose scores."""
+    """monosemanticity/<model>/selection/meta.json: the experts the selective strategies train, from whose scores."""
 
     kind: Literal["expert_selections"] = "expert_selections"
     model: str
@@ -574,7 +574,7 @@ class ExpertSelectionsMeta(Record):
     layers: str  # all, or best_lds
     experts_per_layer: int  # m
     chosen_layers: list[int]  # the layers whose experts train
-    short: int  # (ranking, layer) pairs with fewer than m scored experts
+    short: int  # (strategy, layer) pairs with fewer than m scored experts
 
 
 EXPERT_SELECTION_RUNS = COLUMNS.add(
@@ -584,7 +584,7 @@ EXPERT_SELECTION_RUNS = COLUMNS.add(
 )  # fmt: skip
 EXPERT_SELECTIONS = COLUMNS.add(
     "expert_selections",
-    Columns({"ranking": "varchar", "layer": "integer", "rank": "integer", "expert": "integer", "score": "double"}),
+    Columns({"strategy": "varchar", "layer": "integer", "rank": "integer", "expert": "integer", "score": "double"}),
 )
 
 

@@ -17,6 +17,8 @@
 -- column: in_domain_vs_af: (in_domain_mean - af's) / af's
 -- column: out_of_domain_vs_af: (out_of_domain_mean - af's) / af's
 -- column: keeps_more_than_full: out_of_domain_mean above full fine-tuning's (null for full itself or without a full run)
+-- column: trained_layers: the MoE layers whose experts the strategy trained (expert_selections; Fig. 6c compares the
+--   rows of one layer each, edmrs_l0, edmrs_l1, ...); null for a strategy that selects no experts
 -- column: n_in_domain_tasks: in-domain tasks averaged
 -- column: n_out_of_domain_tasks: out-of-domain tasks averaged
 
@@ -28,6 +30,19 @@ finetune_primary_scores as (
 
 expert_selection_runs as (
     select * from expert_selection_runs
+),
+
+expert_selections as (
+    select * from expert_selections
+),
+
+trained as (
+    select
+        model,
+        strategy,
+        list(distinct layer order by layer) as trained_layers
+    from expert_selections
+    group by model, strategy
 ),
 
 tuned as (
@@ -101,9 +116,13 @@ final as (
         case
             when per_strategy.strategy <> 'full' then per_strategy.out_of_domain_mean > full_run.out_of_domain_mean
         end as keeps_more_than_full,
+        trained.trained_layers,
         per_strategy.n_in_domain_tasks,
         per_strategy.n_out_of_domain_tasks
     from per_strategy
+    left join trained
+        on per_strategy.model = trained.model
+        and per_strategy.strategy = trained.strategy
     left join per_strategy as full_run
         on per_strategy.model = full_run.model
         and full_run.strategy = 'full'

@@ -371,20 +371,20 @@ comment on column expert_selection_runs.domain is 'target domain d of AF^(d) and
 comment on column expert_selection_runs.layers is 'all (every MoE layer) or best_lds (the layer of highest LDS)';
 comment on column expert_selection_runs.experts_per_layer is 'm, experts trained per chosen layer';
 comment on column expert_selection_runs.chosen_layers is 'decoder layer indices whose experts train';
-comment on column expert_selection_runs.short is '(ranking, layer) pairs with fewer than m scored experts';
+comment on column expert_selection_runs.short is '(strategy, layer) pairs with fewer than m scored experts';
 
 create table expert_selections (
     model varchar not null,
     {{ columns: expert_selections }},
-    primary key (model, ranking, layer, rank)
+    primary key (model, strategy, layer, rank)
 );
-comment on table expert_selections is 'per ranking (af, edmrs) and chosen layer: the experts that strategy trains, best first (ties to the lower index)';
+comment on table expert_selections is 'per selective fine-tuning strategy (af, edmrs, lora_edmrs, or one at a given layer such as edmrs_l2) and layer it trains: its experts, best first (ties to the lower index)';
 comment on column expert_selections.model is 'base model name';
-comment on column expert_selections.ranking is 'af (highest AF^(d)) or edmrs (highest EDMRS^(d))';
+comment on column expert_selections.strategy is 'the fine-tuning strategy (finetune.strategies) that trains these experts';
 comment on column expert_selections.layer is 'decoder layer index of the MoE block';
 comment on column expert_selections.rank is '1 for the highest score';
 comment on column expert_selections.expert is 'routed expert index (0-based)';
-comment on column expert_selections.score is 'the AF^(d) or EDMRS^(d) it was ranked by';
+comment on column expert_selections.score is 'the AF^(d) or EDMRS^(d) the strategy ranks by';
 
 create view source_task_scores as
 with

@@ -37,8 +37,8 @@ def test_af_and_edmrs_pick_by_hand(tmp_path: Path) -> None:
     assert read_selection(out, "af") == {0: [0]} and read_selection(out, "edmrs") == {0: [0]}
     rows = EXPERT_SELECTIONS.read(out / "selections.parquet").to_dict("records")
     assert rows == [
-        {"ranking": "af", "layer": 0, "rank": 1, "expert": 0, "score": pytest.approx(3 / 8)},
-        {"ranking": "edmrs", "layer": 0, "rank": 1, "expert": 0, "score": pytest.approx(3 / 8)},
+        {"strategy": "af", "layer": 0, "rank": 1, "expert": 0, "score": pytest.approx(3 / 8)},
+        {"strategy": "edmrs", "layer": 0, "rank": 1, "expert": 0, "score": pytest.approx(3 / 8)},
     ]
     assert read_meta(out, ExpertSelectionsMeta) == meta
     # what each strategy's fine-tuning runs read: its experts, or none
@@ -65,12 +65,30 @@ def test_ties_go_to_the_lower_index_and_unscored_experts_are_never_ranked() -> N
                 "('m', 'e', 'p', 1, 5, 'd', 0.5, 0.5, 0.2, 0.1), ('m', 'e', 'p', 1, 3, 'd', 0.5, 0.5, 0.2, 0.1), "
                 "('m', 'e', 'p', 1, 4, 'd', 0.5, null, 0.9, null), ('m', 'e', 'p', 2, 0, 'd', 0.5, 0.5, 0.3, 0.15)) "
                 "as t(model, explainer, predictor, layer, expert, domain, ems, edms, af, edmrs)")  # fmt: skip
-    af, edmrs = rank_experts(con, "m", "e", "p", "d", [1], 2)
-    assert af.layers == {1: [(4, 0.9), (3, 0.2)]}  # 3 before 5 at equal AF; layer 2 not chosen
-    assert edmrs.layers == {1: [(3, 0.1), (5, 0.1)]}  # expert 4 has no EDMS
+    assert rank_experts(con, "m", "e", "p", "d", "af", [1], 2) == {1: [(4, 0.9), (3, 0.2)]}  # 3 before 5; not layer 2
+    assert rank_experts(con, "m", "e", "p", "d", "edmrs", [1], 2) == {1: [(3, 0.1), (5, 0.1)]}  # 4 has no EDMS
+    assert rank_experts(con, "m", "e", "p", "d", "edmrs", [1, 2], 1) == {1: [(3, 0.1)], 2: [(0, 0.15)]}
     assert best_layer({0: 0.5, 1: 0.7, 2: 0.7, 3: None}) == 1
     with pytest.raises(ValueError, match="no layer has an LDS"):
         best_layer({0: None})
+
+
+def test_a_strategy_at_one_layer_trains_that_layer_and_an_unscored_layer_is_refused(tmp_path: Path) -> None:
+    from expertlab.finetune.strategies import strategy_plan
+
+    assert strategy_plan("edmrs_l3").layer == 3 and strategy_plan("lora_edmrs_l0").strategy.mode == "lora_experts"
+    with pytest.raises(KeyError, match="or a selective one at one MoE layer"):
+        strategy_plan("full_l2")  # full selects no experts
+    inputs = seed_monosemanticity(tmp_path)
+    out = tmp_path / "selection"
+    params = params_with(layers="all", experts_per_layer=1, strategies=["full", "edmrs_l0"])
+    selection_artifact(inputs, ROOT / "queries", out, params, "toy")
+    assert read_selection_file(out / "edmrs_l0.json", "edmrs_l0") == {0: [0]} and read_selection(out, "edmrs_l0") == {0: [0]}
+    assert sorted(path.name for path in out.glob("*.json")) == ["edmrs_l0.json", "full.json", "meta.json"]
+    params = params_with(layers="all", experts_per_layer=1, strategies=["edmrs_l5"])
+    with pytest.raises(ExpertlabError, match="edmrs_l5: layer 5 is not a MoE layer of toy with scores"):
+        selection_artifact(inputs, ROOT / "queries", tmp_path / "refused", params, "toy")
+    assert "finetune.strategies" in str(pytest.raises(Exception, params_with, strategies=["nope"]).value)
 
 
 def test_scores_of_another_domain_are_an_error_naming_it(tmp_path: Path) -> None:

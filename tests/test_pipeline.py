@@ -90,7 +90,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     assert layer == lds[0][0]
     for ranking in ("af", "edmrs"):
         chosen = con.execute(
-            f"select expert from expert_selections where ranking = '{ranking}' and layer = ? order by rank", [layer]
+            f"select expert from expert_selections where strategy = '{ranking}' and layer = ? order by rank", [layer]
         ).fetchall()
         best = con.execute(
             f"select expert from monosemanticity_scores where domain = 'tool_use' and layer = ? and {ranking} is not null "

@@ -163,7 +163,7 @@ def seed_finetuned(root: Path) -> list[Path]:
     selection = root / "monosemanticity" / "toy" / "selection"
     selection.mkdir(parents=True)
     records.EXPERT_SELECTIONS.write(selection / "selections.parquet", [
-        {"ranking": ranking, "layer": 0, "rank": 1, "expert": 0, "score": 0.375} for ranking in ("af", "edmrs")
+        {"strategy": strategy, "layer": 0, "rank": 1, "expert": 0, "score": 0.375} for strategy in ("af", "edmrs")
     ])  # fmt: skip
     write_json(selection / "meta.json", records.ExpertSelectionsMeta(
         model="toy", explainer="offline", predictor="offline", domain="biomedical", layers="best_lds",
@@ -185,6 +185,7 @@ def test_fine_tuning_comparison_by_hand(study_store: Path) -> None:
     assert edmrs["out_of_domain_vs_af"] == approx((0.71 - 0.61) / 0.61)
     assert edmrs["keeps_more_than_full"] is True and full["keeps_more_than_full"] is None
     assert full["out_of_domain_vs_full"] == 0.0
+    assert edmrs["trained_layers"] == [0] and full["trained_layers"] is None  # from expert_selections
     tasks = {(row["strategy"], row["task"]): row for row in _table(study_store, "finetune_task_scores")}
     general = tasks[("edmrs", "general_mcq")]
     assert (general["in_domain"], general["score_mean"], general["vs_full"]) == (False, approx(0.71), approx((0.71 - 0.41) / 0.41))

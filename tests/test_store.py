@@ -270,7 +270,7 @@ EXPECTED_COLUMNS = {
                    "window_id BIGINT, part INTEGER, predicted BOOLEAN, status VARCHAR",
     "expert_selection_runs": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, domain VARCHAR, layers VARCHAR, "
                              "experts_per_layer INTEGER, chosen_layers INTEGER[], short INTEGER",
-    "expert_selections": "model VARCHAR, ranking VARCHAR, layer INTEGER, rank INTEGER, expert INTEGER, score DOUBLE",
+    "expert_selections": "model VARCHAR, strategy VARCHAR, layer INTEGER, rank INTEGER, expert INTEGER, score DOUBLE",
     "monosemanticity_scores": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
                               "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
@@ -306,7 +306,7 @@ EXPECTED_KEYS = {
     "explanations": ["model", "explainer", "scope", "layer", "expert"],
     "predictions": ["model", "explainer", "predictor", "scope", "layer", "expert", "window_id"],
     "expert_selection_runs": ["model"],
-    "expert_selections": ["model", "ranking", "layer", "rank"],
+    "expert_selections": ["model", "strategy", "layer", "rank"],
 }
 
 

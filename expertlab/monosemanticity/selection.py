@@ -23,14 +23,6 @@ LayerChoice = Literal["all", "best_lds"]
 LAYER_QUERY = "layer_monosemanticity"  # the report query that defines LDS
 
 
-@dataclass(frozen=True)
-class Chosen:
-    """What one ranking picked: per layer, its experts best first, with their scores."""
-
-    ranking: Ranking
-    layers: dict[int, list[tuple[int, float]]]
-
-
 def scores_store(artifacts: Sequence[str | Path]) -> Any:
     """An in-memory store of the project's schema holding these artifact directories."""
     import duckdb
@@ -65,26 +57,23 @@ def best_layer(lds: dict[int, float | None]) -> int:
 
 
 def rank_experts(
-    con: Any, model: str, explainer: str, predictor: str, domain: str, layers: Sequence[int], per_layer: int
-) -> list[Chosen]:
-    """Per ranking and chosen layer, the `per_layer` experts of highest score (ties to the lower index)."""
-    chosen = []
-    for ranking in RANKINGS:
-        rows = con.execute(
-            f"""
-            select layer, expert, {ranking} as score
-            from monosemanticity_scores
-            where model = ? and explainer = ? and predictor = ? and domain = ? and {ranking} is not null
-            order by layer, score desc, expert
-            """,
-            [model, explainer, predictor, domain],
-        ).fetchall()
-        picked: dict[int, list[tuple[int, float]]] = {layer: [] for layer in layers}
-        for layer, expert, score in rows:
-            if layer in picked and len(picked[layer]) < per_layer:
-                picked[layer].append((int(expert), float(score)))
-        chosen.append(Chosen(ranking, picked))
-    return chosen
+    con: Any, model: str, explainer: str, predictor: str, domain: str, ranking: Ranking, layers: Sequence[int], per_layer: int
+) -> dict[int, list[tuple[int, float]]]:
+    """Per chosen layer, the `per_layer` experts of highest `ranking` score, best first (ties to the lower index)."""
+    rows = con.execute(
+        f"""
+        select layer, expert, {ranking} as score
+        from monosemanticity_scores
+        where model = ? and explainer = ? and predictor = ? and domain = ? and {ranking} is not null
+        order by layer, score desc, expert
+        """,
+        [model, explainer, predictor, domain],
+    ).fetchall()
+    picked: dict[int, list[tuple[int, float]]] = {layer: [] for layer in layers}
+    for layer, expert, score in rows:
+        if layer in picked and len(picked[layer]) < per_layer:
+            picked[layer].append((int(expert), float(score)))
+    return picked
 
 
 def selection_artifact(
@@ -95,7 +84,7 @@ def selection_artifact(
     null for a strategy that selects none, so a change to the selection re-runs only the strategies it feeds)
     + OUT/meta.json."""
     from expertlab.errors import ExpertlabError
-    from expertlab.finetune.strategies import STRATEGIES
+    from expertlab.finetune.strategies import strategy_plan
     from expertlab.io import OutputDir, write_json
     from expertlab.records import EXPERT_SELECTIONS, ExpertSelectionsMeta
 
@@ -114,36 +103,47 @@ def selection_artifact(
         layers = sorted(lds) if plan.layers == "all" else [best_layer(lds)]
     except ValueError as err:
         raise ExpertlabError(f"select-experts: {model}: finetune.layers best_lds: {err}") from None
-    chosen = rank_experts(con, *asked, layers, plan.experts_per_layer)
+    chosen: dict[str, dict[int, list[tuple[int, float]]]] = {}  # selective strategy -> layer -> experts
+    for strategy in plan.strategies:
+        at = strategy_plan(strategy)
+        if at.strategy.ranking is None:
+            continue
+        if at.layer is not None and at.layer not in lds:
+            raise ExpertlabError(
+                f"select-experts: finetune.strategies: {strategy}: layer {at.layer} is not a MoE layer of {model} "
+                f"with scores (layers: {', '.join(map(str, sorted(lds)))})"
+            )
+        trained = [at.layer] if at.layer is not None else layers
+        chosen[strategy] = rank_experts(con, *asked, at.strategy.ranking, trained, plan.experts_per_layer)  # type: ignore[arg-type]
     rows = [
-        {"ranking": pick.ranking, "layer": layer, "rank": rank, "expert": expert, "score": score}
-        for pick in chosen
-        for layer, experts in pick.layers.items()
+        {"strategy": strategy, "layer": layer, "rank": rank, "expert": expert, "score": score}
+        for strategy, picked in chosen.items()
+        for layer, experts in picked.items()
         for rank, (expert, score) in enumerate(experts, start=1)
     ]
-    short = [(pick.ranking, layer) for pick in chosen for layer, experts in pick.layers.items() if len(experts) < plan.experts_per_layer]
+    short = [(s, layer) for s, picked in chosen.items() for layer, experts in picked.items() if len(experts) < plan.experts_per_layer]
     meta = ExpertSelectionsMeta(
         model=model, explainer=study.explainers[0], predictor=study.predictor, domain=plan.domain, layers=plan.layers,
         experts_per_layer=plan.experts_per_layer, chosen_layers=layers, short=len(short),
     )  # fmt: skip
-    by_ranking = {pick.ranking: pick for pick in chosen}
-    files = {}
-    for strategy in plan.strategies:
-        ranking = STRATEGIES[strategy].ranking
-        layers_of = by_ranking[ranking].layers if ranking else None
-        files[strategy] = {
-            "strategy": strategy, "ranking": ranking,
-            "selection": None if layers_of is None else {str(layer): [e for e, _ in experts] for layer, experts in layers_of.items()},
-        }  # fmt: skip
+    files = {
+        strategy: {
+            "strategy": strategy,
+            "ranking": strategy_plan(strategy).strategy.ranking,
+            "selection": {str(layer): [e for e, _ in experts] for layer, experts in chosen[strategy].items()}
+            if strategy in chosen else None,
+        }
+        for strategy in plan.strategies
+    }
     with output.writing() as tmp:
         EXPERT_SELECTIONS.write(tmp / "selections.parquet", rows)
         for strategy, record in files.items():
             write_json(tmp / strategy_file(strategy), record)
         write_json(tmp / "meta.json", meta.dump())
     where = "every MoE layer" if plan.layers == "all" else f"layer {layers[0]} (highest LDS, {lds[layers[0]]:.3f})"
-    print(f"select-experts: {model}: {plan.experts_per_layer} experts per layer in {where}, by {' and '.join(RANKINGS)}")
-    for ranking, layer in short:
-        print(f"select-experts: {model}: {ranking}: layer {layer} has fewer than {plan.experts_per_layer} scored experts")
+    print(f"select-experts: {model}: {plan.experts_per_layer} experts per layer in {where}, for {', '.join(chosen) or 'no strategy'}")
+    for strategy, layer in short:
+        print(f"select-experts: {model}: {strategy}: layer {layer} has fewer than {plan.experts_per_layer} scored experts")
     return meta
 
 
@@ -152,12 +152,12 @@ def strategy_file(strategy: str) -> str:
     return f"{strategy}.json"
 
 
-def read_selection(directory: str | Path, ranking: str) -> dict[int, list[int]]:
-    """A select-experts output's experts for one ranking: layer -> expert ids, best first."""
+def read_selection(directory: str | Path, strategy: str) -> dict[int, list[int]]:
+    """A select-experts output's experts for one strategy, as the store holds them: layer -> expert ids, best first."""
     from expertlab.records import EXPERT_SELECTIONS
 
     frame = EXPERT_SELECTIONS.read(Path(directory) / "selections.parquet")
     picked: dict[int, list[int]] = {}
-    for row in frame[frame["ranking"] == ranking].sort_values(["layer", "rank"]).itertuples():
+    for row in frame[frame["strategy"] == strategy].sort_values(["layer", "rank"]).itertuples():
         picked.setdefault(int(row.layer), []).append(int(row.expert))
     return picked
