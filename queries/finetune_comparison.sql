@@ -4,7 +4,7 @@
 -- expert_selection_runs.domain) and the out-of-domain score (over every other utility task), each mean and sd over
 -- fine-tuning seeds; their relative margins against full fine-tuning and against AF, (mean - theirs) / theirs, as
 -- the paper reports them; and whether the strategy kept more out-of-domain score than full fine-tuning. Strategy
--- `source` is the model before fine-tuning.
+-- `source` is the model before fine-tuning. From the store's finetune_utility.
 -- column: model: base model name
 -- column: strategy: fine-tuning strategy (full, af, edmrs, lora, ...), or source (not fine-tuned)
 -- column: n_seeds: fine-tuning seeds averaged
@@ -24,12 +24,8 @@
 
 with
 
-finetune_primary_scores as (
-    select * from finetune_primary_scores
-),
-
-expert_selection_runs as (
-    select * from expert_selection_runs
+finetune_utility as (
+    select * from finetune_utility
 ),
 
 expert_selections as (
@@ -45,44 +41,18 @@ trained as (
     group by model, strategy
 ),
 
-tuned as (
-    select
-        model,
-        finetune as strategy,
-        finetune_seed as run,
-        task,
-        domain::varchar as domain,
-        score,
-        source_score
-    from finetune_primary_scores
-    where aspect = 'utility'
-),
-
-before as (
-    select distinct
-        model,
-        'source' as strategy,
-        0 as run,
-        task,
-        domain,
-        source_score as score
-    from tuned
-    where source_score is not null
-),
-
 per_run as (
     select
-        runs.model,
-        runs.strategy,
-        runs.run,
-        avg(runs.score) filter (where runs.domain = expert_selection_runs.domain) as in_domain,
-        avg(runs.score) filter (where runs.domain <> expert_selection_runs.domain) as out_of_domain,
-        count(distinct runs.task) filter (where runs.domain = expert_selection_runs.domain) as n_in_domain_tasks,
-        count(distinct runs.task) filter (where runs.domain <> expert_selection_runs.domain) as n_out_of_domain_tasks
-    from (select * exclude (source_score) from tuned union all select * from before) as runs
-    inner join expert_selection_runs
-        on runs.model = expert_selection_runs.model
-    group by runs.model, runs.strategy, runs.run
+        model,
+        strategy,
+        finetune_seed,
+        avg(score) filter (where in_domain) as in_domain,
+        avg(score) filter (where not in_domain) as out_of_domain,
+        count(distinct task) filter (where in_domain) as n_in_domain_tasks,
+        count(distinct task) filter (where not in_domain) as n_out_of_domain_tasks
+    from finetune_utility
+    where in_domain is not null
+    group by model, strategy, finetune_seed
 ),
 
 per_strategy as (

@@ -3,7 +3,7 @@
 -- strategy and utility task, the primary score, mean and sd over fine-tuning seeds; whether the task is in the
 -- fine-tuning target domain (the domain of its expert selection, expert_selection_runs.domain, named as the
 -- tasks' domains are); and the relative margin against full fine-tuning, (mean - full's mean) / full's mean.
--- Strategy `source` is the model before fine-tuning.
+-- Strategy `source` is the model before fine-tuning. From the store's finetune_utility.
 -- column: model: base model name
 -- column: strategy: fine-tuning strategy (full, af, edmrs, lora, ...), or source (not fine-tuned)
 -- column: task: evaluation task
@@ -16,35 +16,8 @@
 
 with
 
-finetune_primary_scores as (
-    select * from finetune_primary_scores
-),
-
-expert_selection_runs as (
-    select * from expert_selection_runs
-),
-
-tuned as (
-    select
-        model,
-        finetune as strategy,
-        task,
-        domain,
-        score,
-        source_score
-    from finetune_primary_scores
-    where aspect = 'utility'
-),
-
-before as (
-    select distinct
-        model,
-        'source' as strategy,
-        task,
-        domain,
-        source_score as score
-    from tuned
-    where source_score is not null
+finetune_utility as (
+    select * from finetune_utility
 ),
 
 per_strategy as (
@@ -52,11 +25,12 @@ per_strategy as (
         model,
         strategy,
         task,
-        any_value(domain)::varchar as domain,
+        any_value(domain) as domain,
+        any_value(in_domain) as in_domain,
         count(*) as n_seeds,
         avg(score) as score_mean,
         stddev_samp(score) as score_sd
-    from (select * exclude (source_score) from tuned union all select * from before)
+    from finetune_utility
     group by model, strategy, task
 ),
 
@@ -66,14 +40,12 @@ final as (
         per_strategy.strategy,
         per_strategy.task,
         per_strategy.domain,
-        per_strategy.domain = expert_selection_runs.domain as in_domain,
+        per_strategy.in_domain,
         per_strategy.n_seeds,
         per_strategy.score_mean,
         per_strategy.score_sd,
         (per_strategy.score_mean - full_run.score_mean) / nullif(full_run.score_mean, 0) as vs_full
     from per_strategy
-    left join expert_selection_runs
-        on per_strategy.model = expert_selection_runs.model
     left join per_strategy as full_run
         on per_strategy.model = full_run.model
         and per_strategy.task = full_run.task

@@ -771,24 +771,75 @@ comment on column grid_variant_measures.measure is 'variant_measures.measure';
 comment on column grid_variant_measures.value is 'variant_measures.value';
 comment on column grid_variant_measures.higher_is_better is 'variant_measures.higher_is_better';
 
--- The second study's fine-tuned variants, filtered once here (as the grid_ views filter the pruning grid).
-create view finetune_primary_scores as
-select * exclude (calibration, seed, criterion, ratio, quantization)
-from primary_scores
-where finetune is not null;
-comment on view finetune_primary_scores is 'primary_scores of the fine-tuned variants (the second study; a fine-tuned variant''s base is its source model)';
-comment on column finetune_primary_scores.variant_id is 'primary_scores.variant_id';
-comment on column finetune_primary_scores.model is 'primary_scores.model';
-comment on column finetune_primary_scores.finetune is 'primary_scores.finetune';
-comment on column finetune_primary_scores.finetune_seed is 'primary_scores.finetune_seed';
-comment on column finetune_primary_scores.task is 'primary_scores.task';
-comment on column finetune_primary_scores.domain is 'primary_scores.domain';
-comment on column finetune_primary_scores.aspect is 'primary_scores.aspect';
-comment on column finetune_primary_scores.kind is 'primary_scores.kind';
-comment on column finetune_primary_scores.metric is 'primary_scores.metric';
-comment on column finetune_primary_scores.score is 'primary_scores.score';
-comment on column finetune_primary_scores.source_score is 'primary_scores.source_score';
-comment on column finetune_primary_scores.retention is 'primary_scores.retention';
+-- The second study's fine-tuned variants, filtered once here (as the grid_ views filter the pruning grid), with their
+-- source model's scores as strategy `source`, and whether each task is in the fine-tuning target domain.
+create view finetune_utility as
+with
+
+primary_scores as (
+    select * from primary_scores
+),
+
+expert_selection_runs as (
+    select * from expert_selection_runs
+),
+
+tuned as (
+    select
+        model,
+        finetune as strategy,
+        finetune_seed,
+        task,
+        domain::varchar as domain,
+        score,
+        source_score
+    from primary_scores
+    where finetune is not null
+        and aspect = 'utility'
+),
+
+-- the source's score once per task, beside every fine-tuned variant of it
+before as (
+    select distinct
+        model,
+        'source' as strategy,
+        null::integer as finetune_seed,
+        task,
+        domain,
+        source_score as score
+    from tuned
+    where source_score is not null
+),
+
+runs as (
+    select * exclude (source_score) from tuned
+    union all
+    select * from before
+),
+
+final as (
+    select
+        runs.model,
+        runs.strategy,
+        runs.finetune_seed,
+        runs.task,
+        runs.domain,
+        runs.domain = expert_selection_runs.domain as in_domain,
+        runs.score
+    from runs
+    left join expert_selection_runs
+        on runs.model = expert_selection_runs.model
+)
+
+select * from final;
+comment on view finetune_utility is 'the second study: each fine-tuned variant''s primary score per utility task, and its source model''s once as strategy source (the fine-tuning tables read this)';
+comment on column finetune_utility.model is 'base model name';
+comment on column finetune_utility.strategy is 'fine-tuning strategy (finetune.strategies), or source (not fine-tuned)';
+comment on column finetune_utility.finetune_seed is 'fine-tuning seed; null for the source';
+comment on column finetune_utility.task is 'utility task';
+comment on column finetune_utility.domain is 'the task''s domain';
+comment on column finetune_utility.in_domain is 'the task''s domain is the fine-tuning target domain (expert_selection_runs.domain); null without a selection run';
+comment on column finetune_utility.score is 'primary score';
 
 -- The second study's per-expert scores (paper 001, eq. 4, 5, 7 and EDMRS), one row per target domain d.
 create view monosemanticity_scores as

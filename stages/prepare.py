@@ -1,10 +1,10 @@
-"""params (toy.world) -> OUT/{train.jsonl, pools/<domain>.jsonl, tasks/<task>.jsonl}: the toy world."""
+"""params (toy.world) -> OUT/{train.jsonl, pools/<domain>.jsonl, finetune/<domain>.jsonl, tasks/<task>.jsonl}: the toy world."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "build the toy world; write its training corpus, calibration pools and task files"
+HELP = "build the toy world; write its training corpus, calibration pools, fine-tuning split and task files"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -274,9 +274,8 @@ EXPECTED_COLUMNS = {
     "monosemanticity_scores": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
                               "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
-EXPECTED_COLUMNS["finetune_primary_scores"] = (
-    "variant_id VARCHAR, model VARCHAR, finetune VARCHAR, finetune_seed INTEGER, task VARCHAR, domain domain, "
-    "aspect aspect, kind task_kind, metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE"
+EXPECTED_COLUMNS["finetune_utility"] = (
+    "model VARCHAR, strategy VARCHAR, finetune_seed INTEGER, task VARCHAR, domain VARCHAR, in_domain BOOLEAN, score DOUBLE"
 )
 EXPECTED_COLUMNS["source_task_scores"] = "model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE"
 # the pruning grid: each relation without its quantized and fine-tuned variants, and so without their columns
