@@ -967,3 +967,15 @@ def test_a_foreign_file_is_never_overwritten(tmp_path: Path) -> None:
     write_observation(tmp_path / "run", "toy", "biomed", 0)
     with pytest.raises(ValueError, match="not an expertlab store"):
         ingest(foreign, [tmp_path / "run"])
+
+
+def test_an_optional_directory_without_artifacts_is_no_error_a_required_one_is(tmp_path: Path) -> None:
+    """`monosemanticity/` holds only its README while the second study is off: ingest takes it as optional."""
+    off = tmp_path / "monosemanticity"
+    off.mkdir()
+    (off / "README.md").write_text("the second study's artifacts\n")
+    scores = write_scores(tmp_path, variant("toy"), {("bio_qa", "token_f1"): [0.5]})
+    report = ingest(tmp_path / "results.duckdb", [scores], [off])
+    assert report.changed
+    with pytest.raises(FileNotFoundError, match="no artifact"):
+        ingest(tmp_path / "other.duckdb", [scores, off])
