@@ -17,8 +17,7 @@
 -- column: in_domain_vs_af: (in_domain_mean - af's) / af's
 -- column: out_of_domain_vs_af: (out_of_domain_mean - af's) / af's
 -- column: keeps_more_than_full: out_of_domain_mean above full fine-tuning's (null for full itself or without a full run)
--- column: trained_layers: the MoE layers whose experts the strategy trained (expert_selections; Fig. 6c compares the
---   rows of one layer each, edmrs_l0, edmrs_l1, ...); null for a strategy that selects no experts
+-- column: trained_layers: MoE layers whose experts it trained (one each for edmrs_l0, edmrs_l1, ...: Fig. 6c); null if it selects none
 -- column: n_in_domain_tasks: in-domain tasks averaged
 -- column: n_out_of_domain_tasks: out-of-domain tasks averaged
 
