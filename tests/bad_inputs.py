@@ -95,7 +95,7 @@ CASES: list[BadInput] = [
              "several observations make a combined calibration: name it"),
     # calibrate: the source of a calibration set
     BadInput("calibrate an undefined set", ["calibrate", "--calibration", "medinst", "--out", "c"],
-             "calibrations: no calibration set 'medinst' (defined: biomed, general)"),
+             "calibrations: no calibration set 'medinst' (defined: biomed, general, tool)"),
     BadInput("calibrate from a missing local copy", ["calibrate", "--params", "medinst.yaml", "--calibration", "biomed",
              "--out", "c"], "calibration 'biomed' (source medinst): nothing at data/sources/medinst; expected MedINST32's training "
              "files as released (unseen_train_100k/*.json",
@@ -149,7 +149,7 @@ CASES: list[BadInput] = [
     BadInput("a judge listed twice", CHECK, "judge.judges: 'grounding' is listed twice",
              files={"bad.yaml": _params("judges: [grounding]", "judges: [grounding, grounding]")}),
     BadInput("an unknown report table", CHECK, "report.print: no query 'headlines'",
-             files={"bad.yaml": _params("print: [headline, findings, calibration_comparison, layer_monosemanticity]", "print: [headlines, findings, calibration_comparison, layer_monosemanticity]")}),
+             files={"bad.yaml": _params("print: [headline, findings, calibration_comparison, layer_monosemanticity, finetune_comparison]", "print: [headlines, findings, calibration_comparison, layer_monosemanticity, finetune_comparison]")}),
     BadInput("more calibration samples than the pools hold", CHECK, "calibrations.biomed.samples: 4096 requested",
              files={"bad.yaml": _params("samples: 128", "samples: 4096")}),
     BadInput("params missing", ["check", "--params", "nowhere.yaml"], "nowhere.yaml"),
