@@ -84,6 +84,10 @@ def test_edmrs_trains_only_its_experts_through_save_and_load(tmp_path: Path, tin
 
 def test_a_strategy_reads_only_its_own_selection(tmp_path: Path, tiny_moe_dir: Path) -> None:
     params = study(tmp_path)
+    with pytest.raises(ExpertlabError, match=r"finetune: 'nope' is not in finetune.strategies \(full, af, edmrs, lora\)"):
+        finetune_artifact(tiny_moe_dir, tmp_path / "nope.json", tmp_path / "out", params, "toy", "nope", 0, tmp_path)
+    with pytest.raises(ExpertlabError, match=r"finetune: 7 is not in finetune.seeds \(0\)"):
+        finetune_artifact(tiny_moe_dir, tmp_path / "af.json", tmp_path / "out", params, "toy", "af", 7, tmp_path)
     with pytest.raises(ExpertlabError, match="not the selection of strategy 'af'"):
         finetune_artifact(
             tiny_moe_dir, selection_file(tmp_path, "edmrs", {"1": [0]}), tmp_path / "out", params, "toy", "af", 0, tmp_path

@@ -44,6 +44,9 @@ def finetune_artifact(
     from expertlab.variants import Variant
 
     model_dir, plan = Path(model_dir), params.finetune
+    for given, key, allowed in ((strategy, "strategies", plan.strategies), (seed, "seeds", plan.seeds)):
+        if given not in allowed:
+            raise ExpertlabError(f"finetune: {given!r} is not in finetune.{key} ({', '.join(map(str, allowed)) or 'none'})")
     output = OutputDir(out, "finetune", inputs=[model_dir, selection_file])
     output.check()
     selection = read_selection_file(selection_file, strategy)
