@@ -24,7 +24,6 @@ from expertlab.data.examples import (
 )
 from expertlab.data.tools import tool_call
 from expertlab.data.world import World, WorldConfig
-from expertlab.tasks import DOMAINS
 
 
 # Training and pool mixture per domain: format -> weight.
