@@ -10,13 +10,24 @@ import yaml
 
 from expertlab.errors import ExpertlabError
 from expertlab.finetune.run import read_selection_file
-from expertlab.monosemanticity.selection import best_layer, rank_experts, read_selection, selection_artifact
+from expertlab.monosemanticity.selection import best_layer, pick, ranked, selection_artifact
 from expertlab.params import parse_params
 from expertlab.records import EXPERT_SELECTIONS, ExpertSelectionsMeta, read_meta
 from tests.pipeline_study import ROOT
 from tests.test_queries import seed_monosemanticity
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def read_selection(directory: Path, strategy: str) -> dict[int, list[int]]:
+    """A select-experts output's experts for one strategy, as the store's rows hold them: layer -> ids, best first."""
+    from expertlab.records import EXPERT_SELECTIONS
+
+    frame = EXPERT_SELECTIONS.read(directory / "selections.parquet")
+    picked: dict[int, list[int]] = {}
+    for row in frame[frame["strategy"] == strategy].sort_values(["layer", "rank"]).itertuples():
+        picked.setdefault(int(row.layer), []).append(int(row.expert))
+    return picked
 
 
 def params_with(**finetune: object):  # noqa: ANN201
@@ -65,9 +76,10 @@ def test_ties_go_to_the_lower_index_and_unscored_experts_are_never_ranked() -> N
                 "('m', 'e', 'p', 1, 5, 'd', 0.5, 0.5, 0.2, 0.1), ('m', 'e', 'p', 1, 3, 'd', 0.5, 0.5, 0.2, 0.1), "
                 "('m', 'e', 'p', 1, 4, 'd', 0.5, null, 0.9, null), ('m', 'e', 'p', 2, 0, 'd', 0.5, 0.5, 0.3, 0.15)) "
                 "as t(model, explainer, predictor, layer, expert, domain, ems, edms, af, edmrs)")  # fmt: skip
-    assert rank_experts(con, "m", "e", "p", "d", "af", [1], 2) == {1: [(4, 0.9), (3, 0.2)]}  # 3 before 5; not layer 2
-    assert rank_experts(con, "m", "e", "p", "d", "edmrs", [1], 2) == {1: [(3, 0.1), (5, 0.1)]}  # 4 has no EDMS
-    assert rank_experts(con, "m", "e", "p", "d", "edmrs", [1, 2], 1) == {1: [(3, 0.1)], 2: [(0, 0.15)]}
+    af, edmrs = ranked(con, "m", "e", "p", "d", "af"), ranked(con, "m", "e", "p", "d", "edmrs")
+    assert pick(af, [1], 2) == {1: [(4, 0.9), (3, 0.2)]}  # 3 before 5 at equal AF; layer 2 not chosen
+    assert pick(edmrs, [1], 2) == {1: [(3, 0.1), (5, 0.1)]}  # expert 4 has no EDMS
+    assert pick(edmrs, [1, 2], 1) == {1: [(3, 0.1)], 2: [(0, 0.15)]}
     assert best_layer({0: 0.5, 1: 0.7, 2: 0.7, 3: None}) == 1
     with pytest.raises(ValueError, match="no layer has an LDS"):
         best_layer({0: None})

@@ -56,11 +56,9 @@ def best_layer(lds: dict[int, float | None]) -> int:
     return min(scored, key=lambda pair: (-pair[0], pair[1]))[1]
 
 
-def rank_experts(
-    con: Any, model: str, explainer: str, predictor: str, domain: str, ranking: Ranking, layers: Sequence[int], per_layer: int
-) -> dict[int, list[tuple[int, float]]]:
-    """Per chosen layer, the `per_layer` experts of highest `ranking` score, best first (ties to the lower index)."""
-    rows = con.execute(
+def ranked(con: Any, model: str, explainer: str, predictor: str, domain: str, ranking: Ranking) -> list[tuple[int, int, float]]:
+    """(layer, expert, score) of every expert with a `ranking` score, by layer, best first (ties to the lower index)."""
+    return con.execute(
         f"""
         select layer, expert, {ranking} as score
         from monosemanticity_scores
@@ -69,6 +67,10 @@ def rank_experts(
         """,
         [model, explainer, predictor, domain],
     ).fetchall()
+
+
+def pick(rows: Sequence[tuple[int, int, float]], layers: Sequence[int], per_layer: int) -> dict[int, list[tuple[int, float]]]:
+    """Per chosen layer, the first `per_layer` experts of `ranked` rows."""
     picked: dict[int, list[tuple[int, float]]] = {layer: [] for layer in layers}
     for layer, expert, score in rows:
         if layer in picked and len(picked[layer]) < per_layer:
@@ -103,9 +105,11 @@ def selection_artifact(
         layers = sorted(lds) if plan.layers == "all" else [best_layer(lds)]
     except ValueError as err:
         raise ExpertlabError(f"select-experts: {model}: finetune.layers best_lds: {err}") from None
+    plans = {strategy: strategy_plan(strategy) for strategy in plan.strategies}
+    rankings = {at.strategy.ranking for at in plans.values() if at.strategy.ranking is not None}
+    scored = {ranking: ranked(con, *asked, ranking) for ranking in sorted(rankings)}  # type: ignore[arg-type]
     chosen: dict[str, dict[int, list[tuple[int, float]]]] = {}  # selective strategy -> layer -> experts
-    for strategy in plan.strategies:
-        at = strategy_plan(strategy)
+    for strategy, at in plans.items():
         if at.strategy.ranking is None:
             continue
         if at.layer is not None and at.layer not in lds:
@@ -114,7 +118,7 @@ def selection_artifact(
                 f"with scores (layers: {', '.join(map(str, sorted(lds)))})"
             )
         trained = [at.layer] if at.layer is not None else layers
-        chosen[strategy] = rank_experts(con, *asked, at.strategy.ranking, trained, plan.experts_per_layer)  # type: ignore[arg-type]
+        chosen[strategy] = pick(scored[at.strategy.ranking], trained, plan.experts_per_layer)
     rows = [
         {"strategy": strategy, "layer": layer, "rank": rank, "expert": expert, "score": score}
         for strategy, picked in chosen.items()
@@ -129,7 +133,7 @@ def selection_artifact(
     files = {
         strategy: {
             "strategy": strategy,
-            "ranking": strategy_plan(strategy).strategy.ranking,
+            "ranking": plans[strategy].strategy.ranking,
             "selection": {str(layer): [e for e, _ in experts] for layer, experts in chosen[strategy].items()}
             if strategy in chosen else None,
         }
@@ -151,13 +155,3 @@ def strategy_file(strategy: str) -> str:
     """The file of a select-experts output that a strategy's fine-tuning runs read."""
     return f"{strategy}.json"
 
-
-def read_selection(directory: str | Path, strategy: str) -> dict[int, list[int]]:
-    """A select-experts output's experts for one strategy, as the store holds them: layer -> expert ids, best first."""
-    from expertlab.records import EXPERT_SELECTIONS
-
-    frame = EXPERT_SELECTIONS.read(Path(directory) / "selections.parquet")
-    picked: dict[int, list[int]] = {}
-    for row in frame[frame["strategy"] == strategy].sort_values(["layer", "rank"]).itertuples():
-        picked.setdefault(int(row.layer), []).append(int(row.expert))
-    return picked
