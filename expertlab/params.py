@@ -567,6 +567,14 @@ class Finetune(Strict):
         return FinetuneConfig.model_validate({**self.training, "mode": strategy_plan(strategy).strategy.mode, "seed": seed})
 
 
+def every_key_given(section: BaseModel, name: str, why: str) -> None:
+    """dvc.yaml tracks the section's keys one by one, and DVC refuses a tracked key that params.yaml does not hold:
+    a ValueError naming every key left to its default."""
+    missing = [key for key in type(section).model_fields if key not in section.model_fields_set]
+    if missing:
+        raise ValueError(f"{name}: give {', '.join(missing)} (dvc.yaml tracks each key; {why})")
+
+
 class Toy(Strict):
     world: WorldConfig
     model: ToyModelConfig
@@ -632,9 +640,7 @@ class Params(Strict):
                 )
         if not plan.models:
             return
-        missing = [key for key in Finetune.model_fields if key not in plan.model_fields_set]
-        if missing:
-            raise ValueError(f"finetune: give {', '.join(missing)} (dvc.yaml tracks each key; fine-tuning is on for {', '.join(plan.models)})")
+        every_key_given(plan, "finetune", f"fine-tuning is on for {', '.join(plan.models)}")
         if plan.domain not in self.monosemanticity.domains:
             raise ValueError(
                 f"finetune.domain: {plan.domain!r} is not a target domain of monosemanticity.domains "
@@ -652,13 +658,7 @@ class Params(Strict):
             if name not in self.models:
                 raise ValueError(f"monosemanticity.models: {name!r} has no entry under models (defined: {', '.join(self.models)})")
         if study.models:
-            # dvc.yaml tracks these keys one by one, and DVC refuses a tracked key that params.yaml does not hold
-            missing = [key for key in Monosemanticity.model_fields if key not in study.model_fields_set]
-            if missing:
-                raise ValueError(
-                    f"monosemanticity: give {', '.join(missing)} (dvc.yaml tracks each key; the study is on for "
-                    f"{', '.join(study.models)})"
-                )
+            every_key_given(study, "monosemanticity", f"the study is on for {', '.join(study.models)}")
             unasked = [key for key in ASKING_KEYS if key not in self.judge.model_fields_set]
             if unasked:
                 raise ValueError(
