@@ -97,24 +97,29 @@ def judgments_dir(variant: Variant, group: str) -> Path:
     return JUDGMENTS / variant.path / group
 
 
-def activations_dir(model: str) -> Path:
+def routing_dir(model: str, top_k: int | str) -> Path:
+    """A model's monosemanticity artifacts at one monosemanticity.top_k entry (native: its own routing)."""
+    return MONOSEMANTICITY / model / "top_k" / str(top_k)
+
+
+def activations_dir(model: str, top_k: int | str) -> Path:
     """A model's activation records on the monosemanticity corpus."""
-    return MONOSEMANTICITY / model / "activations"
+    return routing_dir(model, top_k) / "activations"
 
 
-def samples_dir(model: str) -> Path:
+def samples_dir(model: str, top_k: int | str) -> Path:
     """The windows sampled from them for each expert's explainer and predictor."""
-    return MONOSEMANTICITY / model / "samples"
+    return routing_dir(model, top_k) / "samples"
 
 
-def explanations_dir(model: str, explainer: str) -> Path:
+def explanations_dir(model: str, top_k: int | str, explainer: str) -> Path:
     """Each sampled expert's explanation by one explainer, per scope."""
-    return MONOSEMANTICITY / model / "explanations" / explainer
+    return routing_dir(model, top_k) / "explanations" / explainer
 
 
-def predictions_dir(model: str, explainer: str) -> Path:
+def predictions_dir(model: str, top_k: int | str, explainer: str) -> Path:
     """The predictor's answer for each test window of each expert that explainer explained."""
-    return MONOSEMANTICITY / model / "predictions" / explainer
+    return routing_dir(model, top_k) / "predictions" / explainer
 
 
 def expert_selection_dir(model: str) -> Path:

@@ -481,6 +481,8 @@ class MonosemanticitySampling(Strict):
 ASKING_KEYS = ("max_attempts", "max_invalid", "timeout_s", "retry_invalid")
 DomainPrompt = Literal["medicine", "tool_use"]  # the domain texts paper 001 gives (monosemanticity.prompts.DOMAIN_PROMPTS)
 OFFLINE = "offline"  # the monosemanticity stand-in explainer and predictor (no LLM)
+NATIVE = "native"  # monosemanticity.top_k: the model's own experts per token (the others re-observe it changed)
+TopK = Literal["native"] | Annotated[int, Field(gt=0)]
 
 
 class Monosemanticity(Strict):
@@ -496,6 +498,9 @@ class Monosemanticity(Strict):
     # backend; each explainer's explanations are predicted on by the one predictor (Fig. 8 sets two explainers side
     # by side); the first explainer's scores choose the experts fine-tuning trains
     explainers: list[str]  # required, as models (dvc.yaml's matrix reads it); at least one when the study is on
+    # experts per token the records are made with (required, as models): `native` (the model's own, what every other
+    # use of the scores reads) and any re-observations with top-k changed in every MoE layer (Fig. 2a)
+    top_k: list[TopK]
     predictor: str = OFFLINE
     domain_prompts: dict[str, DomainPrompt] = {}  # target domain -> the paper's P_domain text it is explained with
     examples_per_prompt: int = Field(default=10, gt=0)  # test windows per predictor prompt
@@ -684,6 +689,14 @@ class Params(Strict):
         for domain in study.domain_prompts:
             if domain not in study.domains:
                 raise ValueError(f"monosemanticity.domain_prompts: {domain!r} is not in monosemanticity.domains")
+        if study.models and NATIVE not in study.top_k:
+            raise ValueError(
+                f"monosemanticity.top_k: list {NATIVE!r} (the model's own routing, which the scores and the selection "
+                "read; the numbers beside it re-observe the model with top-k changed)"
+            )
+        for name in study.models:
+            if self.models[name].toy:  # a model on disk is checked against its config.json by `expertlab check`
+                self.check_top_k(name, self.toy.model.num_experts, self.toy.model.top_k)
         if study.models and not study.explainers:
             raise ValueError(f"monosemanticity.explainers: name at least one ({OFFLINE!r}, or a judge with an LLM backend)")
         for role, name in [*((f"explainers.{i}", e) for i, e in enumerate(study.explainers)), ("predictor", study.predictor)]:
@@ -770,6 +783,18 @@ class Params(Strict):
                 resolve_top_k(num_experts, top_k, ratio, self.select.allow_top_k_reduction)
             except ValueError as err:
                 raise ValueError(f"{key}: model {model!r}: {err}") from None
+
+    def check_top_k(self, model: str, num_experts: int, top_k: int) -> None:
+        """Every re-observed top-k of monosemanticity.top_k is routable and not the model's own, or an error naming it."""
+        for k in self.monosemanticity.top_k:
+            if k == NATIVE:
+                continue
+            if k > num_experts:
+                raise ValueError(f"monosemanticity.top_k: {k} exceeds model {model!r}'s {num_experts} routed experts")
+            if k == top_k:
+                raise ValueError(
+                    f"monosemanticity.top_k: {k} is model {model!r}'s own top-k; it is {NATIVE!r}, already listed"
+                )
 
 
 class ParamsError(ValueError):

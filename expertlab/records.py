@@ -413,7 +413,7 @@ class TaskItemsMeta(Record):
 
 
 class ActivationsMeta(Record):
-    """monosemanticity/<model>/activations/meta.json: the corpus read, the windows cut, the routing recorded."""
+    """monosemanticity/<model>/top_k/<native|K>/activations/meta.json: the corpus read, the windows cut, the routing recorded."""
 
     kind: Literal["activations"] = "activations"
     model: str
@@ -422,7 +422,8 @@ class ActivationsMeta(Record):
     window_tokens: int  # tokens per window (monosemanticity.window)
     model_type: str
     num_experts: int
-    top_k: int
+    top_k: int  # experts each token was routed to in this pass
+    native_top_k: int  # the model's own; top_k differs when the pass re-observed it with top-k changed
     moe_layers: list[int]
     documents: int
     windows: Annotated[int, Sql("bigint")]
@@ -433,8 +434,8 @@ class ActivationsMeta(Record):
 
 ACTIVATION_RUNS = COLUMNS.add(
     "activation_runs",
-    columns_of(ActivationsMeta, ["model", "seed", "window_tokens", "model_type", "num_experts", "top_k", "moe_layers",
-                                 "documents", "windows"]),
+    columns_of(ActivationsMeta, ["model", "top_k", "native_top_k", "seed", "window_tokens", "model_type", "num_experts",
+                                 "moe_layers", "documents", "windows"]),
 )  # fmt: skip
 ACTIVATION_WINDOWS = COLUMNS.add(
     "activation_windows",
@@ -461,10 +462,11 @@ ACTIVATIONS = COLUMNS.add(
 
 
 class ExpertSamplesMeta(Record):
-    """monosemanticity/<model>/samples/meta.json: what was sampled from which activation records, and how."""
+    """monosemanticity/<model>/top_k/<native|K>/samples/meta.json: what was sampled from which activation records, and how."""
 
     kind: Literal["expert_samples"] = "expert_samples"
     model: str
+    top_k: int  # the activation records' experts per token
     seed: int
     scopes: list[str]  # `all` and the target domains
     explain_examples: int
@@ -520,10 +522,12 @@ class AskedMeta(Record):
 
 
 class ExplanationsMeta(Record):
-    """monosemanticity/<model>/explanations/<explainer>/meta.json: who explained, with which domain prompts, at what cost."""
+    """monosemanticity/<model>/top_k/<native|K>/explanations/<explainer>/meta.json: who explained, with which domain
+    prompts, at what cost."""
 
     kind: Literal["explanations"] = "explanations"
     model: str
+    top_k: int  # the activation records' experts per token
     explainer: str  # `offline` or a judge name
     explainer_model: str | None  # provider:model of an LLM explainer
     domain_prompts: dict[str, str]
@@ -541,10 +545,12 @@ EXPLANATIONS = COLUMNS.add(
 
 
 class PredictionsMeta(Record):
-    """monosemanticity/<model>/predictions/meta.json: who predicted from which explanations, at what cost."""
+    """monosemanticity/<model>/top_k/<native|K>/predictions/<explainer>/meta.json: who predicted from which
+    explanations, at what cost."""
 
     kind: Literal["predictions"] = "predictions"
     model: str
+    top_k: int  # the activation records' experts per token
     explainer: str
     predictor: str
     predictor_model: str | None

@@ -8,7 +8,8 @@ from expertlab.params import Params
 def check_study(params_path: str, queries_dir: str, allow_missing: bool = False) -> tuple[Params, list[str]]:
     """The validated params, after also checking what they name on disk, and what of that is not there yet.
 
-    Checked: every listed model that is not the toy (its config.json routes the pruning ratios), every
+    Checked: every listed model that is not the toy (its config.json routes the pruning ratios and the re-observed
+    top-k of the second study), every
     calibration source that is not the toy's and every task source (their files in their format), and
     report.print's queries. A bad file is an error, and so is a model or a source not there yet unless
     `allow_missing`: then each is returned, named, so a grid can be checked and sized before its models and
@@ -25,7 +26,8 @@ def check_study(params_path: str, queries_dir: str, allow_missing: bool = False)
 
     params = load_params(params_path)
     missing = []
-    for name in params.study.models:
+    studied = set(params.monosemanticity.models)
+    for name in dict.fromkeys([*params.study.models, *params.monosemanticity.models]):
         if params.models[name].toy:
             continue
         config_path = layout.model_dir(name) / "config.json"
@@ -34,7 +36,10 @@ def check_study(params_path: str, queries_dir: str, allow_missing: bool = False)
             continue
         routing = FAMILIES[params.models[name].family].routing(read_json(config_path))
         try:
-            params.check_ratios(name, routing.num_experts, routing.top_k)
+            if name in params.study.models:
+                params.check_ratios(name, routing.num_experts, routing.top_k)
+            if name in studied:
+                params.check_top_k(name, routing.num_experts, routing.top_k)
         except ValueError as err:
             raise ExpertlabError(f"{params_path}: {err}") from None
     for name, spec in params.calibrations.items():
@@ -93,7 +98,9 @@ def stage_instances(params: Params) -> dict[str, int]:
     study = params.study
     variants = study_variants(study)
     tuned = finetuned_variants(params.finetune)
-    asked = ("explain_experts", "predict_experts")  # one instance per explainer
+    asked = ("explain_experts", "predict_experts")  # one instance per explainer and routing
+    mono = params.monosemanticity
+    routings = len(mono.models) * len(mono.top_k)  # one record per model and monosemanticity.top_k entry
     kinds = {kind: [v for v in variants if v.kind == kind] for kind in ("source", "pruned", "quantized")}
     compared = [v for v in kinds["pruned"] if v.calibration in study.compare.calibrations]
     grid = [v for v in kinds["pruned"] if v not in compared]
@@ -105,10 +112,10 @@ def stage_instances(params: Params) -> dict[str, int]:
     return {
         "check": 1, "prepare": 1, "prepare_tasks": groups,
         # else not among report's ancestors
-        "train_toy": int(any(params.models[name].toy for name in (*study.models, *params.monosemanticity.models))),
+        "train_toy": int(any(params.models[name].toy for name in (*study.models, *mono.models))),
         "calibrate": len(params.calibrations),
         "observe": len(study.models) * len(params.calibrations) * len(study.seeds),
-        **{stage: len(params.monosemanticity.models) * (len(params.monosemanticity.explainers) if stage in asked else 1)
+        **{stage: routings * (len(mono.explainers) if stage in asked else 1)
            for stage in ("record_activations", "sample_experts", *asked)},
         "select_experts": len(params.finetune.models),
         **{stage: len(tuned) * (groups if stage != "finetune" else 1)

@@ -1,7 +1,9 @@
 -- table: expert_monosemanticity
 -- The second study's per-expert scores: the store's monosemanticity_scores view (schema/expertlab.sql
--- computes them: paper 001, eq. 4, 5, 7 and EDMRS; invalid predictions left out), one row per target domain d.
+-- computes them: paper 001, eq. 4, 5, 7 and EDMRS; invalid predictions left out), one row per target domain d, from
+-- each model's own routing (the top-k re-observations are top_k_monosemanticity's).
 -- column: model: base model name
+-- column: top_k: the model's own experts per token
 -- column: explainer: who explained (offline: the stand-in; else the judge name)
 -- column: predictor: who predicted
 -- column: layer: decoder layer index of the MoE block
@@ -21,8 +23,9 @@ monosemanticity_scores as (
 ),
 
 final as (
-    select *
+    select * exclude (reobserved)
     from monosemanticity_scores
+    where not reobserved
     order by model, explainer, predictor, domain, layer, expert
 )
 

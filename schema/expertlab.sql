@@ -250,26 +250,29 @@ comment on column judgments.raw is 'the verdict as given. Judge stage: absolute 
 -- the second study (paper 001): activation records and the windows sampled from them
 create table activation_runs (
     {{ columns: activation_runs }},
-    primary key (model)
+    primary key (model, top_k)
 );
-comment on table activation_runs is 'one record-activations pass per model over the monosemanticity corpus (its meta.json)';
+comment on table activation_runs is 'one record-activations pass per model and monosemanticity.top_k entry over the monosemanticity corpus (its meta.json)';
 comment on column activation_runs.model is 'base model name';
 comment on column activation_runs.seed is 'seed of the corpus calibration sets';
 comment on column activation_runs.window_tokens is 'tokens per window (the last window of a text may be shorter)';
 comment on column activation_runs.model_type is 'transformers model_type of the model';
 comment on column activation_runs.num_experts is 'routed experts per MoE layer';
-comment on column activation_runs.top_k is 'experts each token is routed to';
+comment on column activation_runs.top_k is 'experts each token was routed to in the pass';
+comment on column activation_runs.native_top_k is 'the model''s own top-k: the pass re-observed it with top-k changed in every MoE layer when top_k differs';
 comment on column activation_runs.moe_layers is 'decoder layer indices that hold an MoE block, ascending';
 comment on column activation_runs.documents is 'corpus texts read';
 comment on column activation_runs.windows is 'windows cut from them';
 
 create table activation_windows (
     model varchar not null,
+    top_k integer not null,
     {{ columns: activation_windows }},
-    primary key (model, window_id)
+    primary key (model, top_k, window_id)
 );
 comment on table activation_windows is 'every window of the corpus: consecutive pieces of a text, every token in exactly one';
 comment on column activation_windows.model is 'base model name (its tokenizer cut the windows)';
+comment on column activation_windows.top_k is 'activation_runs.top_k of the pass that read them';
 comment on column activation_windows.window_id is 'window id, in corpus order';
 comment on column activation_windows.domain is 'the corpus domain of its text (monosemanticity.corpus key)';
 comment on column activation_windows.document is 'its text, 0-based in corpus order';
@@ -279,11 +282,13 @@ comment on column activation_windows.token_texts is 'each token decoded on its o
 
 create table activations (
     model varchar not null,
+    top_k integer not null,
     {{ columns: activations }},
-    primary key (model, layer, expert, window_id)
+    primary key (model, top_k, layer, expert, window_id)
 );
 comment on table activations is 'routed entries only: per (layer, expert, window_id) where the router selected the expert on some token (g > 0); AF_i^(d) = sum(routed_tokens) / tokens of domain d';
 comment on column activations.model is 'base model name';
+comment on column activations.top_k is 'activation_runs.top_k: experts per token in the pass';
 comment on column activations.layer is 'decoder layer index of the MoE block';
 comment on column activations.expert is 'routed expert index (0-based)';
 comment on column activations.window_id is 'activation_windows.window_id';
@@ -293,11 +298,13 @@ comment on column activations.positions is 'routed token positions within the wi
 
 create table expert_samples (
     model varchar not null,
+    top_k integer not null,
     {{ columns: expert_samples }},
-    primary key (model, scope, layer, expert, role, window_id)
+    primary key (model, top_k, scope, layer, expert, role, window_id)
 );
 comment on table expert_samples is 'per expert and scope, the windows its explainer sees (role explain) and its predictor is tested on (role test)';
 comment on column expert_samples.model is 'base model name';
+comment on column expert_samples.top_k is 'activation_runs.top_k of the records sampled';
 comment on column expert_samples.scope is 'all (every domain: P_mono, EMS) or a target domain d (its windows: P_domain^(d), EDMS^(d))';
 comment on column expert_samples.layer is 'decoder layer index of the MoE block';
 comment on column expert_samples.expert is 'routed expert index (0-based)';
@@ -309,11 +316,13 @@ comment on column expert_samples.rank is 'explain: 1 = strongest; test: the wind
 
 create table sample_counts (
     model varchar not null,
+    top_k integer not null,
     {{ columns: sample_counts }},
-    primary key (model, scope, layer, expert)
+    primary key (model, top_k, scope, layer, expert)
 );
 comment on table sample_counts is 'per expert and scope, how many windows there were and were drawn; shortfall says what fell short of the params';
 comment on column sample_counts.model is 'base model name';
+comment on column sample_counts.top_k is 'activation_runs.top_k of the records sampled';
 comment on column sample_counts.scope is 'all or a target domain';
 comment on column sample_counts.layer is 'decoder layer index of the MoE block';
 comment on column sample_counts.expert is 'routed expert index (0-based)';
@@ -326,12 +335,14 @@ comment on column sample_counts.shortfall is 'what fell short of monosemanticity
 
 create table explanations (
     model varchar not null,
+    top_k integer not null,
     explainer varchar not null,
     {{ columns: explanations }},
-    primary key (model, explainer, scope, layer, expert)
+    primary key (model, top_k, explainer, scope, layer, expert)
 );
 comment on table explanations is 'what an explainer said each expert specializes in, per scope (P_mono for all, P_domain^(d) for a target domain)';
 comment on column explanations.model is 'base model name';
+comment on column explanations.top_k is 'activation_runs.top_k of the records explained';
 comment on column explanations.explainer is 'offline (the stand-in) or the judge name of the LLM that explained';
 comment on column explanations.scope is 'all or a target domain';
 comment on column explanations.layer is 'decoder layer index of the MoE block';
@@ -342,13 +353,15 @@ comment on column explanations.raw is 'the answer as given';
 
 create table predictions (
     model varchar not null,
+    top_k integer not null,
     explainer varchar not null,
     predictor varchar not null,
     {{ columns: predictions }},
-    primary key (model, explainer, predictor, scope, layer, expert, window_id)
+    primary key (model, top_k, explainer, predictor, scope, layer, expert, window_id)
 );
 comment on table predictions is 'per test window of each explained expert: whether the predictor, reading the explanation, said the expert is routed there';
 comment on column predictions.model is 'base model name';
+comment on column predictions.top_k is 'activation_runs.top_k of the records predicted on';
 comment on column predictions.explainer is 'whose explanations the predictor read';
 comment on column predictions.predictor is 'offline (the stand-in) or the judge name of the LLM that predicted';
 comment on column predictions.scope is 'all or a target domain';
@@ -861,9 +874,14 @@ activation_windows as (
     select * from activation_windows
 ),
 
+activation_runs as (
+    select * from activation_runs
+),
+
 judged as (
     select
         predictions.model,
+        predictions.top_k,
         predictions.explainer,
         predictions.predictor,
         predictions.scope,
@@ -873,6 +891,7 @@ judged as (
     from predictions
     inner join expert_samples
         on predictions.model = expert_samples.model
+        and predictions.top_k = expert_samples.top_k
         and predictions.scope = expert_samples.scope
         and predictions.layer = expert_samples.layer
         and predictions.expert = expert_samples.expert
@@ -884,6 +903,7 @@ judged as (
 accuracy as (
     select
         model,
+        top_k,
         explainer,
         predictor,
         scope,
@@ -898,6 +918,7 @@ accuracy as (
 domain_tokens as (
     select
         model,
+        top_k,
         domain,
         sum(tokens) as tokens
     from activation_windows
@@ -907,6 +928,7 @@ domain_tokens as (
 routed as (
     select
         activations.model,
+        activations.top_k,
         activation_windows.domain,
         activations.layer,
         activations.expert,
@@ -914,6 +936,7 @@ routed as (
     from activations
     inner join activation_windows
         on activations.model = activation_windows.model
+        and activations.top_k = activation_windows.top_k
         and activations.window_id = activation_windows.window_id
     group by all
 ),
@@ -921,6 +944,7 @@ routed as (
 asked as (
     select distinct
         model,
+        top_k,
         explainer,
         predictor,
         scope as domain
@@ -928,20 +952,27 @@ asked as (
     where scope <> 'all'
 ),
 
--- every expert with a domain-d accuracy, and every expert routed in domain d (AF^(d) > 0) even without one
+-- per target domain d, every expert with an EMS, with a domain-d accuracy, or routed in domain d (AF^(d) > 0)
 targets as (
-    select distinct
-        model,
-        explainer,
-        predictor,
-        layer,
-        expert,
-        scope as domain
-    from accuracy
-    where scope <> 'all'
+    select
+        asked.model,
+        asked.top_k,
+        asked.explainer,
+        asked.predictor,
+        accuracy.layer,
+        accuracy.expert,
+        asked.domain
+    from asked
+    inner join accuracy
+        on asked.model = accuracy.model
+        and asked.top_k = accuracy.top_k
+        and asked.explainer = accuracy.explainer
+        and asked.predictor = accuracy.predictor
+        and accuracy.scope in ('all', asked.domain)
     union
     select
         asked.model,
+        asked.top_k,
         asked.explainer,
         asked.predictor,
         routed.layer,
@@ -950,12 +981,15 @@ targets as (
     from asked
     inner join routed
         on asked.model = routed.model
+        and asked.top_k = routed.top_k
         and asked.domain = routed.domain
 ),
 
 final as (
     select
         targets.model,
+        targets.top_k,
+        activation_runs.top_k <> activation_runs.native_top_k as reobserved,
         targets.explainer,
         targets.predictor,
         targets.layer,
@@ -968,8 +1002,12 @@ final as (
         coalesce(mono.n, 0) as n_ems,
         coalesce(domain_scope.n, 0) as n_edms
     from targets
+    inner join activation_runs
+        on targets.model = activation_runs.model
+        and targets.top_k = activation_runs.top_k
     left join accuracy as domain_scope
         on targets.model = domain_scope.model
+        and targets.top_k = domain_scope.top_k
         and targets.explainer = domain_scope.explainer
         and targets.predictor = domain_scope.predictor
         and targets.layer = domain_scope.layer
@@ -977,6 +1015,7 @@ final as (
         and targets.domain = domain_scope.scope
     left join accuracy as mono
         on targets.model = mono.model
+        and targets.top_k = mono.top_k
         and targets.explainer = mono.explainer
         and targets.predictor = mono.predictor
         and targets.layer = mono.layer
@@ -984,17 +1023,21 @@ final as (
         and mono.scope = 'all'
     inner join domain_tokens
         on targets.model = domain_tokens.model
+        and targets.top_k = domain_tokens.top_k
         and targets.domain = domain_tokens.domain
     left join routed
         on targets.model = routed.model
+        and targets.top_k = routed.top_k
         and targets.domain = routed.domain
         and targets.layer = routed.layer
         and targets.expert = routed.expert
 )
 
 select * from final;
-comment on view monosemanticity_scores is 'per expert and target domain d (every expert explained in d or routed in d): EMS (accuracy of predictions under its P_mono explanation over scope-all test windows), EDMS^(d) (under P_domain^(d), over domain-d test windows; null without a valid prediction), AF^(d) and EDMRS^(d) = AF^(d) x EDMS^(d); invalid predictions left out';
+comment on view monosemanticity_scores is 'per routing (top_k), expert and target domain d (every expert with an EMS, explained in d or routed in d): EMS (accuracy of predictions under its P_mono explanation over scope-all test windows), EDMS^(d) (under P_domain^(d), over domain-d test windows; null without a valid prediction), AF^(d) and EDMRS^(d) = AF^(d) x EDMS^(d); invalid predictions left out';
 comment on column monosemanticity_scores.model is 'base model name';
+comment on column monosemanticity_scores.top_k is 'experts per token of the activation records the scores come from';
+comment on column monosemanticity_scores.reobserved is 'the records re-observed the model with top-k changed (false: its own routing, what every other use reads)';
 comment on column monosemanticity_scores.explainer is 'who explained (offline: the stand-in; else the judge name)';
 comment on column monosemanticity_scores.predictor is 'who predicted';
 comment on column monosemanticity_scores.layer is 'decoder layer index of the MoE block';

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--window", type=int, help="tokens per window (default: monosemanticity.window)")
+    parser.add_argument(
+        "--top-k", default="native", metavar="native|K",
+        help="experts per token: native (the model's own, the default) or K, re-observing the model with top-k set "
+        "to K in every MoE layer (a monosemanticity.top_k entry)",
+    )  # fmt: skip
     parser.add_argument("--model", help="model name recorded in meta.json (default: the directory name)")
     add_params_argument(parser)
 
@@ -50,6 +55,17 @@ def corpus_files(args: argparse.Namespace, params) -> tuple[dict[str, Path], dic
     return files, dict(study.corpus), study.seed
 
 
+def top_k_setting(value: str) -> int | None:
+    """--top-k's value: None for native, else a positive number of experts per token."""
+    from expertlab.params import NATIVE
+
+    if value == NATIVE:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--top-k: {value!r} is neither {NATIVE!r} nor a positive number of experts per token")
+    return int(value)
+
+
 def run(args: argparse.Namespace) -> int:
     from expertlab.monosemanticity.activations import record_checkpoint
 
@@ -60,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     window = args.window or (params.monosemanticity.window if params else default(Monosemanticity, "window"))
     settings = section(params, "observe")
     run_fields = {"model": args.model or Path(args.model_dir).name, "seed": seed, "corpus": corpus}
-    meta = record_checkpoint(args.model_dir, files, args.out, run_fields, window, settings)
+    meta = record_checkpoint(args.model_dir, files, args.out, run_fields, window, settings, top_k_setting(args.top_k))
+    routing = f"top-{meta.top_k}" + (" (its own)" if meta.top_k == meta.native_top_k else f" (re-observed; its own is top-{meta.native_top_k})")
     print(
         f"record-activations: {meta.documents} texts, {meta.windows} windows of {meta.window_tokens} tokens, "
-        f"{len(meta.moe_layers)} MoE layers -> {args.out}"
+        f"{len(meta.moe_layers)} MoE layers, {routing} -> {args.out}"
     )
     return 0

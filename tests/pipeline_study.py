@@ -46,6 +46,7 @@ MICRO = {
         "seed": 0, "window": 8,
         "sampling": {"explain_examples": 5, "test_examples": 5, "negatives": 5, "test_sampling": "quantiles", "quantiles": 5},
         "domain_prompts": {"biomedical": "medicine", "tool_use": "tool_use"}, "explainers": ["offline"], "predictor": "offline", "examples_per_prompt": 10,
+        "top_k": ["native", 4],
     },
     "finetune": {
         "models": ["toy"], "domain": "tool_use", "layers": "best_lds", "experts_per_layer": 4,

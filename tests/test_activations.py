@@ -103,3 +103,27 @@ def test_a_window_keeps_the_tokens_it_shows(model_and_tokenizer) -> None:
     ]
     assert " ".join(" ".join(t) for t in windows["token_texts"]) == BIO[3]
     assert isinstance(windows, pd.DataFrame) and windows["tokens"].tolist() == [5, 5, 5, 4]  # 19 words
+
+
+def test_a_re_observation_records_k_experts_per_token_and_says_so(tmp_path, tiny_moe_dir) -> None:
+    import json
+
+    from expertlab.monosemanticity.activations import record_checkpoint
+    from expertlab.params import Observe
+    from expertlab.records import ACTIVATIONS, ACTIVATION_WINDOWS
+
+    corpus = tmp_path / "bio.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in BIO))
+    run = {"model": "tiny", "seed": 0, "corpus": {"biomedical": "bio"}}
+    settings = Observe(batch_size=2, max_length=16)
+    native = record_checkpoint(tiny_moe_dir, {"biomedical": corpus}, tmp_path / "native", run, 4, settings)
+    wider = record_checkpoint(tiny_moe_dir, {"biomedical": corpus}, tmp_path / "k4", run, 4, settings, top_k=4)
+    assert (native.top_k, native.native_top_k, wider.top_k, wider.native_top_k) == (2, 2, 4, 2)
+    for meta, directory in ((native, "native"), (wider, "k4")):
+        records = ACTIVATIONS.read(tmp_path / directory / "activations.parquet")
+        tokens = ACTIVATION_WINDOWS.read(tmp_path / directory / "windows.parquet")["tokens"].sum()
+        assert records.groupby("layer")["routed_tokens"].sum().tolist() == [meta.top_k * tokens] * len(meta.moe_layers)
+    for k, message in ((2, "top-k 2 is the model's own; record it as native"), (17, r"top-k 17 is outside 1\.\.\d+")):
+        with pytest.raises(ValueError, match=message):
+            record_checkpoint(tiny_moe_dir, {"biomedical": corpus}, tmp_path / f"bad{k}", run, 4, settings, top_k=k)
+        assert not (tmp_path / f"bad{k}").exists()

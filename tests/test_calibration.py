@@ -159,7 +159,7 @@ def test_combined_calibrations_are_checked_and_every_set_is_used() -> None:
     params["study"]["calibrations"] = ["biomed"]
     params["study"]["compare"] = {"models": [], "calibrations": [], "criteria": [], "ratios": []}
     parse_params(params)  # the monosemanticity corpus reads the general set
-    params["monosemanticity"] = {"models": [], "explainers": []}
+    params["monosemanticity"] = {"models": [], "explainers": [], "top_k": []}
     params["finetune"] = {"models": [], "strategies": [], "seeds": []}
     del params["calibrations"]["tool"]  # read by the monosemanticity corpus alone
     with pytest.raises(ValueError, match="calibrations.general: used by no study.calibrations or study.compare.calibrations"):

@@ -72,14 +72,17 @@ def test_ties_go_to_the_lower_index_and_unscored_experts_are_never_ranked() -> N
 
     con = duckdb.connect()
     con.execute(render_ddl())
+    # expert 7 is of a re-observation at another top-k: it would win layer 1 under both rankings if read
     con.execute("create or replace temp view monosemanticity_scores as select * from (values "
-                "('m', 'e', 'p', 1, 5, 'd', 0.5, 0.5, 0.2, 0.1), ('m', 'e', 'p', 1, 3, 'd', 0.5, 0.5, 0.2, 0.1), "
-                "('m', 'e', 'p', 1, 4, 'd', 0.5, null, 0.9, null), ('m', 'e', 'p', 2, 0, 'd', 0.5, 0.5, 0.3, 0.15)) "
-                "as t(model, explainer, predictor, layer, expert, domain, ems, edms, af, edmrs)")  # fmt: skip
+                "('m', 'e', 'p', 1, 5, 'd', 0.5, 0.5, 0.2, 0.1, false), ('m', 'e', 'p', 1, 3, 'd', 0.5, 0.5, 0.2, 0.1, false), "
+                "('m', 'e', 'p', 1, 4, 'd', 0.5, null, 0.9, null, false), ('m', 'e', 'p', 2, 0, 'd', 0.5, 0.5, 0.3, 0.15, false), "
+                "('m', 'e', 'p', 1, 7, 'd', 0.9, 0.9, 0.99, 0.9, true), ('m', 'e', 'p', 2, 9, 'd', 0.9, null, 0.0, null, false)) "
+                "as t(model, explainer, predictor, layer, expert, domain, ems, edms, af, edmrs, reobserved)")  # fmt: skip
     af, edmrs = ranked(con, "m", "e", "p", "d", "af"), ranked(con, "m", "e", "p", "d", "edmrs")
     assert pick(af, [1], 2) == {1: [(4, 0.9), (3, 0.2)]}  # 3 before 5 at equal AF; layer 2 not chosen
     assert pick(edmrs, [1], 2) == {1: [(3, 0.1), (5, 0.1)]}  # expert 4 has no EDMS
     assert pick(edmrs, [1, 2], 1) == {1: [(3, 0.1)], 2: [(0, 0.15)]}
+    assert pick(af, [2], 2) == {2: [(0, 0.3)]}  # expert 9 has an EMS only: never routed in d, no AF to rank by
     assert best_layer({0: 0.5, 1: 0.7, 2: 0.7, 3: None}) == 1
     with pytest.raises(ValueError, match="no layer has an LDS"):
         best_layer({0: None})

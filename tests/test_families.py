@@ -199,3 +199,31 @@ def test_fewer_experts_than_top_k_is_refused(family):
     # group-limited routers refuse it earlier: the groups would keep unequal counts
     with pytest.raises(ValueError, match=f"fewer than top-k={routing.top_k}|routing groups"):
         prune_model(source, too_few)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_reobserving_with_top_k_changed_routes_every_token_to_k_experts(family):
+    """The second study's Fig. 2a re-observes a model with another top-k (record-activations --top-k), set where
+    pruning sets one: every non-padding token of every MoE layer then goes to exactly k experts."""
+    import numpy as np
+
+    from expertlab.monosemanticity.activations import ActivationRecorder
+
+    model = build(family)
+    adapter = adapter_for(model)
+    routing = adapter.routing(model.config)
+    input_ids, attention_mask = example_inputs()
+    tokens = int(attention_mask.sum())
+    for k in (routing.top_k + 1, max(routing.top_k - 1, 1)):
+        if k > routing.num_experts:
+            continue
+        adapter.set_counts(model, routing.num_experts, k)
+        assert adapter.routing(model.config).top_k == k
+        recorder = ActivationRecorder(model)
+        with recorder.installed(), torch.no_grad():
+            recorder.batch([0, 1, 2], attention_mask)
+            model(input_ids=input_ids, attention_mask=attention_mask)
+        for layer, chunks in recorder.pairs.items():
+            pairs = torch.as_tensor(np.concatenate(chunks))  # (expert, document, position, weight) per routed pair
+            per_token = torch.unique(pairs[:, 1:3], dim=0, return_counts=True)[1]
+            assert len(per_token) == tokens and (per_token == k).all(), (family, layer, k)

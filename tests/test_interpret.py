@@ -145,3 +145,19 @@ def test_a_prompt_without_answer_fails_the_stage_and_a_rerun_asks_only_for_it(
         explain_artifact(activations, samples, tmp_path / "expl", params)
         assert len(server.received) == before + len(failing)  # only the prompts that failed
         assert pd.read_parquet(tmp_path / "expl" / "explanations.parquet")["status"].eq("ok").all()
+
+
+def test_samples_of_another_routing_are_refused_before_anything_is_asked(artifacts: tuple[Path, Path], tmp_path: Path) -> None:
+    """Explain and predict read records and samples of one top-k: samples drawn from a re-observation at top-k 4
+    beside the model's own records are an error naming them, and nothing is written."""
+    import shutil
+
+    activations, samples = artifacts
+    other = tmp_path / "samples-k4"
+    shutil.copytree(samples, other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps({**meta, "top_k": 4}))
+    params = study_params(tmp_path, "http://127.0.0.1:9")
+    with pytest.raises(ValueError, match=rf"{other}: made from 'tiny' at top-k 4, but .* holds 'tiny' at top-k 2"):
+        explain_artifact(activations, other, tmp_path / "expl", params)
+    assert not (tmp_path / "expl").exists()

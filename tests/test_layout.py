@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
 from expertlab import layout
-from expertlab.params import load_params
+from expertlab.params import NATIVE, load_params
 from expertlab.monosemanticity.selection import strategy_file
 from expertlab.variants import Variant, finetuned_variants, find_variant, study_variants
 
@@ -54,18 +55,19 @@ def expected() -> dict[str, set[str]]:
             if model in study.compare.models:
                 for calibration in study.compare.calibrations:
                     paths[str(layout.selection_dir(model, calibration, seed))] = {str(layout.model_observations(model))}
-    for model in params.monosemanticity.models:
-        paths[str(layout.activations_dir(model))] = {str(layout.model_dir(model)), str(layout.CALIBRATIONS)}
-        paths[str(layout.samples_dir(model))] = {str(layout.activations_dir(model))}
-        for explainer in params.monosemanticity.explainers:
-            paths[str(layout.explanations_dir(model, explainer))] = {str(layout.activations_dir(model)), str(layout.samples_dir(model))}
-            paths[str(layout.predictions_dir(model, explainer))] = {
-                str(layout.activations_dir(model)), str(layout.samples_dir(model)), str(layout.explanations_dir(model, explainer))
-            }
+    study_ = params.monosemanticity
+    for model, top_k in itertools.product(study_.models, study_.top_k):
+        activations, samples = str(layout.activations_dir(model, top_k)), str(layout.samples_dir(model, top_k))
+        paths[activations] = {str(layout.model_dir(model)), str(layout.CALIBRATIONS)}
+        paths[samples] = {activations}
+        for explainer in study_.explainers:
+            explanations = str(layout.explanations_dir(model, top_k, explainer))
+            paths[explanations] = {activations, samples}
+            paths[str(layout.predictions_dir(model, top_k, explainer))] = {activations, samples, explanations}
     for model in params.finetune.models:
         paths[str(layout.expert_selection_dir(model))] = {
-            str(layout.activations_dir(model)), str(layout.samples_dir(model)),
-            str(layout.explanations_dir(model, "x").parent), str(layout.predictions_dir(model, "x").parent),
+            str(layout.activations_dir(model, NATIVE)), str(layout.samples_dir(model, NATIVE)),
+            str(layout.explanations_dir(model, NATIVE, "x").parent), str(layout.predictions_dir(model, NATIVE, "x").parent),
         }
     for variant in finetuned_variants(params.finetune):
         checkpoint = str(layout.checkpoint_dir(variant))

@@ -304,7 +304,7 @@ def test_the_second_study_is_checked_before_anything_runs():
     )
     del data["monosemanticity"]["predictor"]
     assert "monosemanticity: give predictor (dvc.yaml tracks each key; the study is on for toy)" in error_of(data)
-    data["monosemanticity"] = {"models": [], "explainers": []}  # off: nothing else needed, once nothing is fine-tuned either
+    data["monosemanticity"] = {"models": [], "explainers": [], "top_k": []}  # off: nothing else needed, once nothing is fine-tuned either
     del data["calibrations"]["tool"]  # (and no set is left that only its corpus read)
     assert "finetune.models: 'toy' is not in monosemanticity.models" in error_of(data)
     data["finetune"] = {"models": [], "strategies": [], "seeds": []}

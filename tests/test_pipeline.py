@@ -41,8 +41,8 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     expected |= {f"prune@{v}" for v in variants}
     expected |= {f"{stage}@{v}-toy" for stage in ("generate", "score", "judge") for v in variants}
     expected |= {f"quantize@{quantized}"} | {f"{stage}_quantized@{quantized}-toy" for stage in ("generate", "score", "judge")}
-    expected |= {f"{stage}@toy" for stage in ("record_activations", "sample_experts")}
-    expected |= {f"{stage}@toy-offline" for stage in ("explain_experts", "predict_experts")}
+    expected |= {f"{stage}@toy-{k}" for stage in ("record_activations", "sample_experts") for k in ("native", 4)}
+    expected |= {f"{stage}@toy-{k}-offline" for stage in ("explain_experts", "predict_experts") for k in ("native", 4)}
     expected |= {"select_experts@toy"}
     strategies = ("af", "edmrs", "full", "lora")
     expected |= {f"finetune@toy-{s}-0" for s in strategies}
@@ -59,14 +59,16 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
     # 2 MoE layers x 16 experts, two observations (biomed, tool)
     assert con.execute("select count(*) from expert_stats").fetchone() == (64,)
     # the second study's biomedical corpus is the observed biomed calibration set: AF^(biomedical) from the
-    # activation records, by SQL, is observe's routed_count / tokens for every expert
+    # activation records of the model's own routing (top-2), by SQL, is observe's routed_count / tokens for every expert
     af = con.execute(
         """
         with routed as (
             select layer, expert, sum(routed_tokens) as routed
-            from activations join activation_windows using (model, window_id)
-            where model = 'toy' and domain = 'biomedical' group by all
-        ), tokens as (select sum(tokens) as tokens from activation_windows where model = 'toy' and domain = 'biomedical')
+            from activations join activation_windows using (model, top_k, window_id)
+            where model = 'toy' and top_k = 2 and domain = 'biomedical' group by all
+        ), tokens as (
+            select sum(tokens) as tokens from activation_windows where model = 'toy' and top_k = 2 and domain = 'biomedical'
+        )
         select s.layer, s.expert, coalesce(r.routed, 0) / t.tokens as af, s.routed_count / s.tokens as observed
         from expert_stats s cross join tokens t left join routed r using (layer, expert)
         where s.model = 'toy' and s.calibration = 'biomed' and s.seed = 0
@@ -74,18 +76,35 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
         """
     ).fetchall()
     assert len(af) == 32 and all(row[2] == row[3] for row in af) and sum(row[2] for row in af) > 0
-    # every (scope, layer, expert) sampled: scopes all, biomedical and tool_use; each explained and scored by the stand-ins
-    assert con.execute("select count(*) from sample_counts").fetchone() == (96,)
+    # the model re-observed at top-4: per layer, 4 routed experts per token where its own routing has 2
+    runs = con.execute("select top_k, native_top_k from activation_runs where model = 'toy' order by top_k").fetchall()
+    assert runs == [(2, 2), (4, 2)]
+    routed = con.execute(
+        "select top_k, layer, sum(routed_tokens) / any_value(w.tokens) from activations "
+        "join (select top_k, sum(tokens) as tokens from activation_windows group by top_k) as w using (top_k) "
+        "group by all order by all"
+    ).fetchall()
+    assert routed == [(k, layer, k) for k in (2, 4) for layer in range(2)]
+    # every (scope, layer, expert) sampled at each top-k: scopes all, biomedical and tool_use; each explained and
+    # scored by the stand-ins
+    assert con.execute("select top_k, count(*) from sample_counts group by all order by all").fetchall() == [(2, 96), (4, 96)]
     for domain in ("biomedical", "tool_use"):  # every expert routed in the domain has its EMS and EDMS
         total, with_ems, with_edms = con.execute(
-            "select count(*), count(ems), count(edms) from monosemanticity_scores where domain = ?", [domain]
+            "select count(*), count(ems), count(edms) from monosemanticity_scores where domain = ? and not reobserved and af > 0",
+            [domain],
         ).fetchone()
         assert total == with_ems == with_edms and 24 <= total <= 32
+    # Fig. 2a: LDS of each layer at top-2 and top-4, from the report's table
+    sparsity = con.execute(
+        "select layer, top_k, reobserved from read_csv_auto(?) order by all", [str(repo / "report" / "top_k_monosemanticity.csv")]
+    ).fetchall()
+    assert sparsity == [(layer, k, k == 4) for layer in range(2) for k in (2, 4)]
     # the af and edmrs strategies' experts: in the layer of highest LDS, the 4 of highest AF and of highest EDMRS
     # of the tool_use domain, ties to the lower index, recomputed here from the store's own scores
     (layer,) = con.execute("select chosen_layers[1] from expert_selection_runs where model = 'toy'").fetchone()
     lds = con.execute(
-        "select layer, avg(ems) from monosemanticity_scores where domain = 'tool_use' group by layer order by 2 desc, 1"
+        "select layer, avg(ems) from monosemanticity_scores where domain = 'tool_use' and not reobserved "
+        "group by layer order by 2 desc, 1"
     ).fetchall()
     assert layer == lds[0][0]
     for ranking in ("af", "edmrs"):
@@ -93,7 +112,7 @@ def test_first_run_builds_every_artifact(repo: Path, first_run: str):
             f"select expert from expert_selections where strategy = '{ranking}' and layer = ? order by rank", [layer]
         ).fetchall()
         best = con.execute(
-            f"select expert from monosemanticity_scores where domain = 'tool_use' and layer = ? and {ranking} is not null "
+            f"select expert from monosemanticity_scores where domain = 'tool_use' and not reobserved and layer = ? and {ranking} is not null "
             f"order by {ranking} desc, expert limit 4", [layer]
         ).fetchall()
         assert chosen == best and len(chosen) == 4
@@ -261,10 +280,11 @@ def test_an_explainer_change_reruns_only_explain_predict_and_what_reads_them(rep
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = sh("dvc", "repro", cwd=repo)
     # nothing upstream of the explanations: no record, sample, observation or variant stage runs again (the
-    # selection only when the predictions came out different)
-    assert {"check", "explain_experts@toy-offline", "predict_experts@toy-offline", "ingest", "report"} <= ran(output)
-    assert ran(output) <= {"check", "explain_experts@toy-offline", "predict_experts@toy-offline", "select_experts@toy", "ingest", "report"}
-    meta = json.loads((repo / "monosemanticity/toy/explanations/offline/meta.json").read_text())
+    # selection only when the predictions of the model's own routing came out different)
+    interpret = {f"{stage}@toy-{k}-offline" for stage in ("explain_experts", "predict_experts") for k in ("native", 4)}
+    assert {"check", *interpret, "ingest", "report"} <= ran(output)
+    assert ran(output) <= {"check", *interpret, "select_experts@toy", "ingest", "report"}
+    meta = json.loads((repo / "monosemanticity/toy/top_k/native/explanations/offline/meta.json").read_text())
     assert meta["domain_prompts"] == {"biomedical": "tool_use", "tool_use": "tool_use"}
     commit(repo, "tool-use domain prompt")
 

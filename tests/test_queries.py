@@ -70,61 +70,74 @@ def seed_judged_study(root: Path, quantized: bool = True) -> list[Path]:
     return paths + seed_quantized(root) if quantized else paths
 
 
-def seed_monosemanticity(root: Path) -> list[Path]:
-    """The second study's four artifacts for model toy, small enough to score by hand: windows 0, 1 biomedical
-    (4 tokens each), 2, 3 general (4, 2 tokens); layer 0's expert 0 routed on 2, 1, 1 tokens of windows 0, 1, 2,
-    expert 1 on 2 tokens of window 3; each expert's test windows and the offline predictor's answers on them:
+def seed_monosemanticity(
+    root: Path, top_k: int = 1, explainer: str = "offline", wrong: bool = False, records_too: bool = True
+) -> list[Path]:
+    """The second study's four artifacts for model toy (its own top-k is 1), small enough to score by hand: windows
+    0, 1 biomedical (4 tokens each), 2, 3 general (4, 2 tokens); layer 0's expert 0 routed on 2, 1, 1 tokens of
+    windows 0, 1, 2, expert 1 on 2 tokens of window 3; each expert's test windows and the predictor's answers on them:
       all, expert 0: window 1 (routed) named, 3 (not) named -> EMS 1/2
       all, expert 1: window 3 (routed) named, window 0 invalid -> EMS 1/1 (the invalid one left out)
       biomedical, expert 0: windows 0, 1 (routed) both named -> EDMS 1; AF 3/8, EDMRS 3/8
-      biomedical, expert 1: windows 0, 1 (not routed), 0 unnamed, 1 named -> EDMS 1/2; AF 0, EDMRS 0"""
-    from expertlab import records
+      biomedical, expert 1: windows 0, 1 (not routed), 0 unnamed, 1 named -> EDMS 1/2; AF 0, EDMRS 0
+    `wrong` flips every valid answer (EMS 1/2 and 0, EDMS 0 and 1/2); `top_k` other than 1 says the records
+    re-observed the model (the same records, for the arithmetic); without `records_too`, only the explainer's two."""
+    from expertlab import layout, records
     from expertlab.io import write_json
 
-    base = root / "monosemanticity" / "toy"
-    paths = {name: base / name for name in ("activations", "samples", "explanations", "predictions")}
+    label = "native" if top_k == 1 else top_k
+    paths = {
+        "activations": layout.activations_dir("toy", label), "samples": layout.samples_dir("toy", label),
+        "explanations": layout.explanations_dir("toy", label, explainer),
+        "predictions": layout.predictions_dir("toy", label, explainer),
+    }  # fmt: skip
+    paths = {name: root / path for name, path in paths.items() if records_too or name in ("explanations", "predictions")}
     for path in paths.values():
         path.mkdir(parents=True)
-    records.ACTIVATION_WINDOWS.write(paths["activations"] / "windows.parquet", [
-        {"window_id": w, "domain": d, "document": w, "start": 0, "tokens": n, "token_texts": ["x"] * n}
-        for w, d, n in ((0, "biomedical", 4), (1, "biomedical", 4), (2, "general", 4), (3, "general", 2))
-    ])  # fmt: skip
-    records.ACTIVATIONS.write(paths["activations"] / "activations.parquet", [
-        {"layer": 0, "expert": e, "window_id": w, "routed_tokens": n, "max_weight": 0.5, "positions": list(range(n))}
-        for e, w, n in ((0, 0, 2), (0, 1, 1), (0, 2, 1), (1, 3, 2))
-    ])  # fmt: skip
-    write_json(paths["activations"] / "meta.json", records.ActivationsMeta(
-        model="toy", seed=0, corpus={"biomedical": "biomed", "general": "general"}, window_tokens=4,
-        model_type="qwen3_moe", num_experts=2, top_k=1, moe_layers=[0], documents=4, windows=4,
-        tokens={"biomedical": 8, "general": 6}, batch_size=4, max_length=8,
-    ).dump())  # fmt: skip
     tests = {  # (scope, expert) -> [(window, routed, predicted)]
         ("all", 0): [(1, True, True), (3, False, True)],
         ("all", 1): [(3, True, True), (0, False, None)],
         ("biomedical", 0): [(0, True, True), (1, True, True)],
         ("biomedical", 1): [(0, False, False), (1, False, True)],
     }
-    records.EXPERT_SAMPLES.write(paths["samples"] / "samples.parquet", [
-        {"scope": scope, "layer": 0, "expert": expert, "role": "test", "window_id": w, "routed": routed,
-         "activation": 0.5 if routed else 0.0, "rank": rank}
-        for (scope, expert), shown in tests.items() for rank, (w, routed, _) in enumerate(shown, start=1)
-    ])  # fmt: skip
-    records.SAMPLE_COUNTS.write(paths["samples"] / "counts.parquet", [
-        {"scope": scope, "layer": 0, "expert": expert, "routed_windows": 2, "unrouted_windows": 2, "explain": 0,
-         "test_positives": 2, "test_negatives": 0, "shortfall": "0 of 1 explanation examples"}
-        for scope, expert in tests
-    ])  # fmt: skip
-    write_json(paths["samples"] / "meta.json", records.ExpertSamplesMeta(
-        model="toy", seed=0, scopes=["all", "biomedical"], explain_examples=1, test_examples=2, negatives=2,
-        test_sampling="quantiles", quantiles=1, experts_short=4,
-    ).dump())  # fmt: skip
+    if wrong:
+        tests = {key: [(w, routed, None if p is None else not p) for w, routed, p in shown] for key, shown in tests.items()}
+    if records_too:
+        records.ACTIVATION_WINDOWS.write(paths["activations"] / "windows.parquet", [
+            {"window_id": w, "domain": d, "document": w, "start": 0, "tokens": n, "token_texts": ["x"] * n}
+            for w, d, n in ((0, "biomedical", 4), (1, "biomedical", 4), (2, "general", 4), (3, "general", 2))
+        ])  # fmt: skip
+        records.ACTIVATIONS.write(paths["activations"] / "activations.parquet", [
+            {"layer": 0, "expert": e, "window_id": w, "routed_tokens": n, "max_weight": 0.5, "positions": list(range(n))}
+            for e, w, n in ((0, 0, 2), (0, 1, 1), (0, 2, 1), (1, 3, 2))
+        ])  # fmt: skip
+        write_json(paths["activations"] / "meta.json", records.ActivationsMeta(
+            model="toy", seed=0, corpus={"biomedical": "biomed", "general": "general"}, window_tokens=4,
+            model_type="qwen3_moe", num_experts=2, top_k=top_k, native_top_k=1, moe_layers=[0], documents=4, windows=4,
+            tokens={"biomedical": 8, "general": 6}, batch_size=4, max_length=8,
+        ).dump())  # fmt: skip
+        records.EXPERT_SAMPLES.write(paths["samples"] / "samples.parquet", [
+            {"scope": scope, "layer": 0, "expert": expert, "role": "test", "window_id": w, "routed": routed,
+             "activation": 0.5 if routed else 0.0, "rank": rank}
+            for (scope, expert), shown in tests.items() for rank, (w, routed, _) in enumerate(shown, start=1)
+        ])  # fmt: skip
+        records.SAMPLE_COUNTS.write(paths["samples"] / "counts.parquet", [
+            {"scope": scope, "layer": 0, "expert": expert, "routed_windows": 2, "unrouted_windows": 2, "explain": 0,
+             "test_positives": 2, "test_negatives": 0, "shortfall": "0 of 1 explanation examples"}
+            for scope, expert in tests
+        ])  # fmt: skip
+        write_json(paths["samples"] / "meta.json", records.ExpertSamplesMeta(
+            model="toy", top_k=top_k, seed=0, scopes=["all", "biomedical"], explain_examples=1, test_examples=2,
+            negatives=2, test_sampling="quantiles", quantiles=1, experts_short=4,
+        ).dump())  # fmt: skip
     asked = records.AskedMeta(prompts=4, cache_hits=0, billed=0, requests=0, invalid=0, prompt_tokens=0, completion_tokens=0)
     records.EXPLANATIONS.write(paths["explanations"] / "explanations.parquet", [
         {"scope": scope, "layer": 0, "expert": expert, "explanation": "x", "status": "ok", "raw": "x"}
         for scope, expert in tests
     ])  # fmt: skip
     write_json(paths["explanations"] / "meta.json", records.ExplanationsMeta(
-        model="toy", explainer="offline", explainer_model=None, domain_prompts={"biomedical": "medicine"}, asked=asked,
+        model="toy", top_k=top_k, explainer=explainer, explainer_model=None, domain_prompts={"biomedical": "medicine"},
+        asked=asked,
     ).dump())  # fmt: skip
     records.PREDICTIONS.write(paths["predictions"] / "predictions.parquet", [
         {"scope": scope, "layer": 0, "expert": expert, "window_id": w, "part": 0, "predicted": predicted,
@@ -132,9 +145,20 @@ def seed_monosemanticity(root: Path) -> list[Path]:
         for (scope, expert), shown in tests.items() for w, _, predicted in shown
     ])  # fmt: skip
     write_json(paths["predictions"] / "meta.json", records.PredictionsMeta(
-        model="toy", explainer="offline", predictor="offline", predictor_model=None, examples_per_prompt=2, asked=asked,
+        model="toy", top_k=top_k, explainer=explainer, predictor="offline", predictor_model=None, examples_per_prompt=2,
+        asked=asked,
     ).dump())  # fmt: skip
     return list(paths.values())
+
+
+def seed_monosemanticity_study(root: Path) -> list[Path]:
+    """The model's own routing explained by offline (seed_monosemanticity) and by a second explainer `other` whose
+    answers are all flipped, and a re-observation at top-k 2 explained by offline with flipped answers too."""
+    return [
+        *seed_monosemanticity(root),
+        *seed_monosemanticity(root, explainer="other", wrong=True, records_too=False),
+        *seed_monosemanticity(root, top_k=2, wrong=True),
+    ]
 
 
 FINETUNED = {  # strategy -> (biomedical, general) primary score at fine-tuning seed 0; seed 1 adds 0.02
@@ -196,18 +220,35 @@ def test_fine_tuning_comparison_by_hand(study_store: Path) -> None:
 def study_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
     store = root / "results.duckdb"
-    ingest(store, [*seed_judged_study(root / "run"), *seed_monosemanticity(root / "run"), *seed_finetuned(root / "run")])
+    ingest(store, [*seed_judged_study(root / "run"), *seed_monosemanticity_study(root / "run"), *seed_finetuned(root / "run")])
     return store
 
 
 def test_monosemanticity_scores_by_hand(study_store: Path) -> None:
-    rows = _table(study_store, "expert_monosemanticity")
-    assert [(r["expert"], r["domain"], r["ems"], r["edms"], r["af"], r["edmrs"], r["n_ems"], r["n_edms"]) for r in rows] == [
-        (0, "biomedical", 0.5, 1.0, 0.375, 0.375, 2, 2),
-        (1, "biomedical", 1.0, 0.5, 0.0, 0.0, 1, 2),
+    rows = _table(study_store, "expert_monosemanticity")  # the model's own routing only
+    assert [(r["explainer"], r["top_k"], r["expert"], r["domain"], r["ems"], r["edms"], r["af"], r["edmrs"], r["n_ems"], r["n_edms"])
+            for r in rows] == [
+        ("offline", 1, 0, "biomedical", 0.5, 1.0, 0.375, 0.375, 2, 2),
+        ("offline", 1, 1, "biomedical", 1.0, 0.5, 0.0, 0.0, 1, 2),
+        ("other", 1, 0, "biomedical", 0.5, 0.0, 0.375, 0.0, 2, 2),
+        ("other", 1, 1, "biomedical", 0.0, 0.5, 0.0, 0.0, 1, 2),
+    ]  # fmt: skip
+    layers = _table(study_store, "layer_monosemanticity")  # Fig. 8: two explainers side by side
+    assert [(r["explainer"], r["top_k"], r["layer"], r["lds"], r["ldds"], r["n_lds"], r["n_ldds"]) for r in layers] == [
+        ("offline", 1, 0, 0.75, 0.75, 2, 2),
+        ("other", 1, 0, 0.25, 0.25, 2, 2),
     ]
-    (layer,) = _table(study_store, "layer_monosemanticity")
-    assert (layer["layer"], layer["lds"], layer["ldds"], layer["n_lds"], layer["n_ldds"]) == (0, 0.75, 0.75, 2, 2)
+
+
+def test_lds_by_top_k_by_hand(study_store: Path) -> None:
+    """Fig. 2a: the model's own top-1 (LDS 3/4) beside its re-observation at top-2 (every answer flipped: EMS 1/2 and
+    0, LDS 1/4)."""
+    rows = _table(study_store, "top_k_monosemanticity")
+    assert [(r["explainer"], r["layer"], r["top_k"], r["reobserved"], r["lds"], r["n_lds"]) for r in rows] == [
+        ("offline", 0, 1, False, 0.75, 2),
+        ("offline", 0, 2, True, 0.25, 2),
+        ("other", 0, 1, False, 0.25, 2),
+    ]
 
 
 def test_the_required_queries_exist() -> None:
@@ -484,7 +525,7 @@ def test_the_chart_formats_param_picks_the_chart_files_and_the_page_keeps_every_
 
 def test_rebuilt_store_gives_the_same_report(tmp_path: Path, study_store: Path) -> None:
     rebuilt = tmp_path / "rebuilt.duckdb"
-    ingest(rebuilt, [*seed_judged_study(tmp_path / "run"), *seed_monosemanticity(tmp_path / "run"), *seed_finetuned(tmp_path / "run")])
+    ingest(rebuilt, [*seed_judged_study(tmp_path / "run"), *seed_monosemanticity_study(tmp_path / "run"), *seed_finetuned(tmp_path / "run")])
     write_report(study_store, QUERIES, tmp_path / "a", VARIABLES, chart_formats=[])  # tables compared, not charts
     write_report(rebuilt, QUERIES, tmp_path / "b", VARIABLES, chart_formats=[])
     for path in QUERY_FILES:
@@ -791,7 +832,7 @@ def test_quantized_variants_change_no_table_of_the_pruning_grid(tmp_path: Path, 
     comparison is the same with and without the quantized variants. The judge agreement tables compare
     raters on whatever outputs they judged, quantized ones included, so they are left out."""
     without = tmp_path / "without.duckdb"
-    ingest(without, [*seed_judged_study(tmp_path / "run", quantized=False), *seed_monosemanticity(tmp_path / "run"),
+    ingest(without, [*seed_judged_study(tmp_path / "run", quantized=False), *seed_monosemanticity_study(tmp_path / "run"),
                      *seed_finetuned(tmp_path / "run")])
     kept_apart = {"quantization_comparison", "judge_agreement", "judge_fleiss"}
     with_quantized = {query.table: table.records() for query, table in run_queries(study_store, QUERIES, VARIABLES)}

@@ -253,25 +253,25 @@ EXPECTED_COLUMNS = {
                       "metric VARCHAR, score DOUBLE, source_score DOUBLE, retention DOUBLE",
     "variant_measures": "variant_id VARCHAR, model VARCHAR, calibration VARCHAR, seed INTEGER, criterion criterion, "
                         "ratio DOUBLE, quantization VARCHAR, measure VARCHAR, value DOUBLE, higher_is_better BOOLEAN",
-    "activation_runs": "model VARCHAR, seed INTEGER, window_tokens INTEGER, model_type VARCHAR, num_experts INTEGER, "
-                       "top_k INTEGER, moe_layers INTEGER[], documents INTEGER, windows BIGINT",
-    "activation_windows": "model VARCHAR, window_id BIGINT, domain VARCHAR, document INTEGER, start INTEGER, "
+    "activation_runs": "model VARCHAR, top_k INTEGER, native_top_k INTEGER, seed INTEGER, window_tokens INTEGER, "
+                       "model_type VARCHAR, num_experts INTEGER, moe_layers INTEGER[], documents INTEGER, windows BIGINT",
+    "activation_windows": "model VARCHAR, top_k INTEGER, window_id BIGINT, domain VARCHAR, document INTEGER, start INTEGER, "
                           "tokens INTEGER, token_texts VARCHAR[]",
-    "activations": "model VARCHAR, layer INTEGER, expert INTEGER, window_id BIGINT, routed_tokens INTEGER, "
+    "activations": "model VARCHAR, top_k INTEGER, layer INTEGER, expert INTEGER, window_id BIGINT, routed_tokens INTEGER, "
                    "max_weight DOUBLE, positions INTEGER[]",
-    "expert_samples": "model VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, role VARCHAR, window_id BIGINT, "
+    "expert_samples": "model VARCHAR, top_k INTEGER, scope VARCHAR, layer INTEGER, expert INTEGER, role VARCHAR, window_id BIGINT, "
                       "routed BOOLEAN, activation DOUBLE, rank INTEGER",
-    "sample_counts": "model VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, routed_windows BIGINT, "
+    "sample_counts": "model VARCHAR, top_k INTEGER, scope VARCHAR, layer INTEGER, expert INTEGER, routed_windows BIGINT, "
                      "unrouted_windows BIGINT, explain INTEGER, test_positives INTEGER, test_negatives INTEGER, "
                      "shortfall VARCHAR",
-    "explanations": "model VARCHAR, explainer VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
+    "explanations": "model VARCHAR, top_k INTEGER, explainer VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
                     "explanation VARCHAR, status VARCHAR, raw VARCHAR",
-    "predictions": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
+    "predictions": "model VARCHAR, top_k INTEGER, explainer VARCHAR, predictor VARCHAR, scope VARCHAR, layer INTEGER, expert INTEGER, "
                    "window_id BIGINT, part INTEGER, predicted BOOLEAN, status VARCHAR",
     "expert_selection_runs": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, domain VARCHAR, layers VARCHAR, "
                              "experts_per_layer INTEGER, chosen_layers INTEGER[], short INTEGER",
     "expert_selections": "model VARCHAR, strategy VARCHAR, layer INTEGER, rank INTEGER, expert INTEGER, score DOUBLE",
-    "monosemanticity_scores": "model VARCHAR, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
+    "monosemanticity_scores": "model VARCHAR, top_k INTEGER, reobserved BOOLEAN, explainer VARCHAR, predictor VARCHAR, layer INTEGER, expert INTEGER, "
                               "domain VARCHAR, ems DOUBLE, edms DOUBLE, af DOUBLE, edmrs DOUBLE, n_ems BIGINT, n_edms BIGINT",
 }
 EXPECTED_COLUMNS["finetune_utility"] = (
@@ -297,13 +297,13 @@ EXPECTED_KEYS = {
     "task_scores": ["variant_id", "task", "metric"],
     "generations": ["variant_id", "task", "sample_id"],
     "judgments": ["judge", "protocol", "question", "task", "sample_id", "variant_id", "output"],
-    "activation_runs": ["model"],
-    "activation_windows": ["model", "window_id"],
-    "activations": ["model", "layer", "expert", "window_id"],
-    "expert_samples": ["model", "scope", "layer", "expert", "role", "window_id"],
-    "sample_counts": ["model", "scope", "layer", "expert"],
-    "explanations": ["model", "explainer", "scope", "layer", "expert"],
-    "predictions": ["model", "explainer", "predictor", "scope", "layer", "expert", "window_id"],
+    "activation_runs": ["model", "top_k"],
+    "activation_windows": ["model", "top_k", "window_id"],
+    "activations": ["model", "top_k", "layer", "expert", "window_id"],
+    "expert_samples": ["model", "top_k", "scope", "layer", "expert", "role", "window_id"],
+    "sample_counts": ["model", "top_k", "scope", "layer", "expert"],
+    "explanations": ["model", "top_k", "explainer", "scope", "layer", "expert"],
+    "predictions": ["model", "top_k", "explainer", "predictor", "scope", "layer", "expert", "window_id"],
     "expert_selection_runs": ["model"],
     "expert_selections": ["model", "strategy", "layer", "rank"],
 }
@@ -381,8 +381,8 @@ def test_render_ddl_rejects_unknown_placeholders() -> None:
 def test_every_column_map_is_its_tables_columns_with_their_store_types(empty_store: duckdb.DuckDBPyConnection) -> None:
     """A data file's columns are typed once: the table that holds them has them, in order, with the map's types."""
     prefixes = {"observations": 0, "expert_stats": 3, "expert_scores": 3, "part_scores": 3, "sample_scores": 1,
-                "generations": 1, "judgments": 1, "activation_runs": 0, "activation_windows": 1, "activations": 1,
-                "expert_samples": 1, "sample_counts": 1, "explanations": 2, "predictions": 3, "expert_selection_runs": 0,
+                "generations": 1, "judgments": 1, "activation_runs": 0, "activation_windows": 2, "activations": 2,
+                "expert_samples": 2, "sample_counts": 2, "explanations": 3, "predictions": 4, "expert_selection_runs": 0,
                 "expert_selections": 1}  # leading identity columns ingest adds from meta.json  # fmt: skip
     for name, columns in records.COLUMNS.items():
         table = name if name != "corpus_scores" else None

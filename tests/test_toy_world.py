@@ -254,7 +254,7 @@ def test_micro_model_trains_through_the_stages_and_loads(toy_dir: Path, tmp_path
         "judge": {},
         "quantization": {},
         "report": {"print": ["headline"], "frontier": {}},
-        "monosemanticity": {"models": [], "explainers": []},
+        "monosemanticity": {"models": [], "explainers": [], "top_k": []},
         "finetune": {"models": [], "strategies": [], "seeds": []},
         "toy": {
             "world": SMALL_WORLD.model_dump(),

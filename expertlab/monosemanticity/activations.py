@@ -189,9 +189,13 @@ def record_checkpoint(
     run: dict[str, Any],
     window: int,
     settings: Observe,
+    top_k: int | None = None,
 ) -> ActivationsMeta:
     """One pass of a model directory over a domain-labelled corpus (domain -> calibration set file, texts or chats
-    its chat template renders, as observe renders them) -> OUT/windows.parquet, OUT/activations.parquet, OUT/meta.json."""
+    its chat template renders, as observe renders them) -> OUT/windows.parquet, OUT/activations.parquet, OUT/meta.json.
+
+    `top_k`: None routes each token as the model does; a number re-observes the model with that many experts per
+    token in every MoE layer (paper 001, Fig. 2a), set where pruning sets a new top-k (FamilyAdapter.set_counts)."""
     from transformers import AutoTokenizer
 
     from expertlab.data.calibration import read_set, render
@@ -210,7 +214,15 @@ def record_checkpoint(
             for domain, path in corpus.items()
             for record in read_set(path)
         ]
-        routing = adapter_for(model).routing(model.config)
+        adapter = adapter_for(model)
+        native = adapter.routing(model.config)
+        if top_k is not None:
+            if not 1 <= top_k <= native.num_experts:
+                raise ValueError(f"top-k {top_k} is outside 1..{native.num_experts} (the model's routed experts)")
+            if top_k == native.top_k:
+                raise ValueError(f"top-k {top_k} is the model's own; record it as native")
+            adapter.set_counts(model, native.num_experts, top_k)
+        routing = adapter.routing(model.config)
         windows, records = record_activations(
             model, tokenizer, documents, window, batch_size=settings.batch_size, max_length=settings.max_length
         )
@@ -220,7 +232,8 @@ def record_checkpoint(
         model_type=model.config.model_type,
         num_experts=routing.num_experts,
         top_k=routing.top_k,
-        moe_layers=sorted(layer.index for layer in adapter_for(model).moe_layers(model)),
+        native_top_k=native.top_k,
+        moe_layers=sorted(layer.index for layer in adapter.moe_layers(model)),
         documents=len(documents),
         windows=len(windows),
         tokens={domain: int(windows.loc[windows["domain"] == domain, "tokens"].sum()) for domain in corpus},

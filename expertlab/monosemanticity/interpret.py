@@ -116,12 +116,29 @@ def asked_record(tally: Tally) -> AskedMeta:
     )  # fmt: skip
 
 
+def same_records(activations: Path, *made_from: Path) -> Any:
+    """The activation records' meta, after checking that each artifact of `made_from` was made from records of the
+    same model and top-k (their meta.json says), so no stage mixes two routings."""
+    from expertlab.io import read_json
+    from expertlab.records import ActivationsMeta, read_meta
+
+    meta = read_meta(activations, ActivationsMeta)
+    for path in made_from:
+        other = read_json(path / "meta.json")
+        if (other.get("model"), other.get("top_k")) != (meta.model, meta.top_k):
+            raise ValueError(
+                f"{path}: made from {other.get('model')!r} at top-k {other.get('top_k')}, but {activations} holds "
+                f"{meta.model!r} at top-k {meta.top_k}"
+            )
+    return meta
+
+
 def _inputs(activations: Path, samples: Path) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
     """(the activation records' meta, their windows, the samples): what both stages read."""
-    from expertlab.records import ACTIVATION_WINDOWS, EXPERT_SAMPLES, ActivationsMeta, read_meta
+    from expertlab.records import ACTIVATION_WINDOWS, EXPERT_SAMPLES
 
     return (
-        read_meta(activations, ActivationsMeta),
+        same_records(activations, samples),
         ACTIVATION_WINDOWS.read(activations / "windows.parquet"),
         EXPERT_SAMPLES.read(samples / "samples.parquet"),
     )
@@ -150,13 +167,13 @@ def explain_artifact(
         for (scope, layer, expert), outcome in zip((p.expert for p in prompts), outcomes)
     ]  # fmt: skip
     result = ExplanationsMeta(
-        model=meta.model, explainer=explainer, explainer_model=_model_id(explainer, params),
+        model=meta.model, top_k=meta.top_k, explainer=explainer, explainer_model=_model_id(explainer, params),
         domain_prompts=dict(study.domain_prompts), asked=asked_record(tally),
     )  # fmt: skip
     with output.writing() as tmp:
         EXPLANATIONS.write(tmp / "explanations.parquet", rows)
         write_json(tmp / "meta.json", result.dump())
-    print(f"explain-experts: {meta.model}: {explainer}: {said(tally)}")
+    print(f"explain-experts: {meta.model} (top-{meta.top_k}): {explainer}: {said(tally)}")
     return result
 
 
@@ -171,6 +188,7 @@ def predict_artifact(
     output = OutputDir(out, "predict-experts", inputs=[activations, samples, explanations])
     output.check()
     meta, windows, sampled = _inputs(activations, samples)
+    same_records(activations, explanations)
     explained = read_meta(explanations, ExplanationsMeta)
     frame = EXPLANATIONS.read(explanations / "explanations.parquet")
     ok = frame[frame["status"] == "ok"]
@@ -194,12 +212,12 @@ def predict_artifact(
         for row in prediction_rows(prompt, outcome.value if outcome.status == "ok" else None)
     ]
     result = PredictionsMeta(
-        model=meta.model, explainer=explained.explainer, predictor=study.predictor,
+        model=meta.model, top_k=meta.top_k, explainer=explained.explainer, predictor=study.predictor,
         predictor_model=_model_id(study.predictor, params), examples_per_prompt=study.examples_per_prompt,
         asked=asked_record(tally),
     )  # fmt: skip
     with output.writing() as tmp:
         PREDICTIONS.write(tmp / "predictions.parquet", rows)
         write_json(tmp / "meta.json", result.dump())
-    print(f"predict-experts: {meta.model}: {explained.explainer}'s explanations: {said(tally)}")
+    print(f"predict-experts: {meta.model} (top-{meta.top_k}): {explained.explainer}'s explanations: {said(tally)}")
     return result

@@ -148,6 +148,7 @@ def sample_artifact(
     samples, counts = sample(records, windows, source.num_experts, domains, settings, seed)
     meta = ExpertSamplesMeta(
         model=source.model,
+        top_k=source.top_k,
         seed=seed,
         scopes=[ALL, *domains],
         **settings.model_dump(),

@@ -57,12 +57,14 @@ def best_layer(lds: dict[int, float | None]) -> int:
 
 
 def ranked(con: Any, model: str, explainer: str, predictor: str, domain: str, ranking: Ranking) -> list[tuple[int, int, float]]:
-    """(layer, expert, score) of every expert with a `ranking` score, by layer, best first (ties to the lower index)."""
+    """(layer, expert, score) of every expert with a `ranking` score under the model's own routing, by layer, best
+    first (ties to the lower index)."""
     return con.execute(
         f"""
         select layer, expert, {ranking} as score
         from monosemanticity_scores
-        where model = ? and explainer = ? and predictor = ? and domain = ? and {ranking} is not null
+        where model = ? and explainer = ? and predictor = ? and domain = ? and not reobserved and {ranking} is not null
+            and (af > 0 or edms is not null)  -- routed in d, or scored on d's windows: not an EMS alone
         order by layer, score desc, expert
         """,
         [model, explainer, predictor, domain],

@@ -234,6 +234,29 @@ def layer_monosemanticity_chart(table: Table) -> Any:
     )
 
 
+@CHARTS.register("top_k_monosemanticity")
+def top_k_monosemanticity_chart(table: Table) -> Any:
+    """Sparsity against monosemanticity (paper 001, Fig. 2a): LDS per top-k, a line per layer."""
+    import altair as alt
+
+    records = [
+        {"panel": f"{row['model']} / {row['explainer']} / {row['predictor']}", "layer": f"layer {row['layer']}",
+         "top_k": row["top_k"], "lds": row["lds"]}
+        for row in table.records()
+    ]  # fmt: skip
+    return (
+        alt.Chart(alt.Data(values=records))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("top_k:O", title="activated experts per token (top-k)"),
+            y=alt.Y("lds:Q", scale=alt.Scale(domain=[0, 1]), title="LDS (mean EMS)"),
+            color=alt.Color("layer:N", title=None),
+            column=alt.Column("panel:N", title=None),
+        )
+        .properties(width=240, height=180, title="Sparsity and monosemanticity: LDS by top-k")
+    )
+
+
 @CHARTS.register("finetune_task_scores")
 def finetune_task_scores_chart(table: Table) -> Any:
     """Fine-tuning strategies side by side (paper 001, Figs. 4-7): each utility task's score per strategy, mean over

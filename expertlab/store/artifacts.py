@@ -423,13 +423,13 @@ KINDS.add(
 )
 
 
-# --- the second study: monosemanticity/<model>/{activations,samples,explanations,predictions}/ ---------------
+# --- the second study: monosemanticity/<model>/top_k/<native|K>/{activations,samples,explanations,predictions}/ ---
 
 
-def _load_table(con: Connection, table: str, columns: records.Columns, path: Path, **leading: str) -> None:
-    """A data file into `table`, after the leading identity columns (varchar values from meta.json)."""
+def _load_table(con: Connection, table: str, columns: records.Columns, path: Path, **leading: str | int) -> None:
+    """A data file into `table`, after the leading identity columns (values from meta.json: names and top-k)."""
     columns.check_parquet(con, path)
-    given = "".join(f"?::varchar as {name}, " for name in leading)
+    given = "".join(f"?::{'integer' if isinstance(value, int) else 'varchar'} as {name}, " for name, value in leading.items())
     con.execute(
         f"insert into {table} by name select {given}{columns.casts()} from read_parquet(?)", [*leading.values(), str(path)]
     )
@@ -442,7 +442,8 @@ def _model_kind(
     meta_table: tuple[str, records.Columns] | None = None,
 ) -> ArtifactKind:
     """A kind of the second study's, one artifact per model: each data file (name -> its table and columns) loaded
-    after the identity columns `leading`, taken from meta.json; with `meta_table`, meta.json's own row too."""
+    after the identity columns `leading`, taken from meta.json (together the artifact's identity, such as
+    `toy top_k=2 explainer=offline`); with `meta_table`, meta.json's own row too."""
     tables = ((meta_table[0],) if meta_table else ()) + tuple(table for table, _ in data.values())
 
     def load(con: Connection, artifact: Artifact) -> None:
@@ -453,12 +454,13 @@ def _model_kind(
             _load_table(con, table, columns, artifact.path / name, **{key: getattr(meta, key) for key in leading})
 
     def unload(con: Connection, identity: str, meta: Any) -> None:
+        where = " and ".join(f"{key} = ?" for key in leading)
         for table in tables:
-            con.execute(f"delete from {table} where model = ?", [meta.model])
+            con.execute(f"delete from {table} where {where}", [getattr(meta, key) for key in leading])
 
     return ArtifactKind(
         record=record,
-        identity=lambda meta: meta.model,
+        identity=lambda meta: " ".join(f"{key}={getattr(meta, key)}" if key != "model" else meta.model for key in leading),
         files=lambda meta: list(data),
         load=load,
         unload=unload,
@@ -472,7 +474,7 @@ KINDS.add(
         ActivationsMeta,
         {"windows.parquet": ("activation_windows", records.ACTIVATION_WINDOWS),
          "activations.parquet": ("activations", records.ACTIVATIONS)},
-        ("model",),
+        ("model", "top_k"),
         meta_table=("activation_runs", records.ACTIVATION_RUNS),
     ),
 )  # fmt: skip
@@ -482,19 +484,19 @@ KINDS.add(
         ExpertSamplesMeta,
         {"samples.parquet": ("expert_samples", records.EXPERT_SAMPLES),
          "counts.parquet": ("sample_counts", records.SAMPLE_COUNTS)},
-        ("model",),
+        ("model", "top_k"),
     ),
 )  # fmt: skip
 KINDS.add(
     "explanations",
-    _model_kind(ExplanationsMeta, {"explanations.parquet": ("explanations", records.EXPLANATIONS)}, ("model", "explainer")),
+    _model_kind(ExplanationsMeta, {"explanations.parquet": ("explanations", records.EXPLANATIONS)}, ("model", "top_k", "explainer")),
 )
 KINDS.add(
     "predictions",
     _model_kind(
         PredictionsMeta,
         {"predictions.parquet": ("predictions", records.PREDICTIONS)},
-        ("model", "explainer", "predictor"),
+        ("model", "top_k", "explainer", "predictor"),
     ),
 )
 KINDS.add(
