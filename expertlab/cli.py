@@ -28,6 +28,7 @@ OFFLINE_ENV = {
 COMMANDS: dict[str, str] = {
     "check": "stages.check",
     "run": "stages.run",
+    "dispatch": "stages.dispatch",
     "prepare": "stages.prepare",
     "prepare-tasks": "stages.prepare_tasks",
     "train-toy": "stages.train_toy",

@@ -149,6 +149,11 @@ def read_log(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().split("\n")[:-1]]  # whole lines only
 
 
+def times_path(log: str | Path) -> Path:
+    """Beside the log: {"argv", "seconds", "status" (its wait status)} of each warm command, once it ended."""
+    return Path(log).with_name("times.jsonl")
+
+
 def serve(path: str, log: str) -> None:
     """Listen at `path` (bound before the imports, so early clients wait instead of going cold)."""
     parent = os.getppid()
@@ -215,11 +220,13 @@ def _mind(conn: socket.socket, environment: dict[str, str], log: str) -> int:
     if worker == 0:
         conn.close()
         _become_command(request, fds)
+    started = time.monotonic()
     for fd in fds:
         os.close(fd)
     _log(log, {"argv": request["argv"], "warm": True, "pid": worker})
     conn.send(json.dumps({"pid": worker}).encode())
     status = _wait_or_kill(worker, conn)
+    _log(times_path(log), {"argv": request["argv"], "seconds": round(time.monotonic() - started, 3), "status": status})
     with contextlib.suppress(OSError):
         conn.send(json.dumps({"status": status}).encode())
     return 0

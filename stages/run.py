@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with warm.process(env) as (warm_env, log):
             code = subprocess.call(repro, env=warm_env)
-            _say_how_commands_ran(warm.read_log(log))
+            _say_how_commands_ran(warm.read_log(log), warm.read_log(warm.times_path(log)))
     if code != 0:
         print(f"expertlab run: dvc repro failed (exit {code})", file=sys.stderr)
         return code
@@ -52,8 +52,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _say_how_commands_ran(records: list[dict]) -> None:
+def _say_how_commands_ran(records: list[dict], times: list[dict]) -> None:
+    """How many stage commands ran warm, which went cold and why, and where the warm ones' time went, by command."""
     refused = [record for record in records if "refused" in record]
     print(f"expertlab run: {len(records) - len(refused)} stage commands ran in the warm process", file=sys.stderr)
     for record in refused:
         print(f"expertlab run: cold: expertlab {' '.join(record['argv'])}: {record['refused']}", file=sys.stderr)
+    spent: dict[str, list[float]] = {}
+    for record in times:
+        spent.setdefault(record["argv"][0], []).append(record["seconds"])
+    if spent:
+        by_command = sorted(spent.items(), key=lambda item: -sum(item[1]))
+        print(
+            "expertlab run: time by command: "
+            + ", ".join(f"{name} {sum(spans):.0f} s ({len(spans)})" for name, spans in by_command),
+            file=sys.stderr,
+        )

@@ -161,3 +161,19 @@ def test_a_warm_command_killed_by_a_signal_exits_as_a_shell_reports_it(server) -
     client.communicate(timeout=60)
     assert client.returncode == 128 + signal.SIGKILL
     assert not (project / "model-signalled").exists()
+
+
+def test_run_says_where_the_warm_commands_time_went(capsys: pytest.CaptureFixture[str]) -> None:
+    from stages.run import _say_how_commands_ran
+
+    records = [{"argv": ["observe", "a"], "warm": True, "pid": 1}, {"argv": ["observe", "b"], "warm": True, "pid": 2},
+               {"argv": ["train-toy"], "warm": True, "pid": 3}, {"argv": ["prune"], "refused": "environment differs in X"}]  # fmt: skip
+    times = [{"argv": ["observe", "a"], "seconds": 2.4, "status": 0}, {"argv": ["observe", "b"], "seconds": 3.0, "status": 0},
+             {"argv": ["train-toy"], "seconds": 4.9, "status": 0}]  # fmt: skip
+    _say_how_commands_ran(records, times)
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        "expertlab run: 3 stage commands ran in the warm process",
+        "expertlab run: cold: expertlab prune: environment differs in X",
+        "expertlab run: time by command: observe 5 s (2), train-toy 5 s (1)",
+    ]

@@ -1,0 +1,162 @@
+"""Benchmark: what DVC and `expertlab dispatch` cost per stage instance at the paper's grid size.
+
+Builds a git + DVC repo holding this project's dvc.yaml over params.paper.yaml, every stage command replaced by
+a stand-in that only writes the stage's outputs, so what is timed is DVC's own work: expanding dvc.yaml,
+hashing dependencies, committing outputs to the cache, the run-cache and dvc.lock. It measures
+
+- `dispatch`'s planning (dvc.yaml expanded, `dvc status`, the waves) and `dvc status` over the whole paper grid
+  (every instance stale: nothing has run);
+- a `dvc repro` of a slice of the grid (the first --models of params.paper.yaml's models and --ratios of its
+  ratios), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date.
+
+Orchestration per instance is then set beside a stage's own cost to give the share of it spent in
+orchestration: the real costs are the --stage-seconds given; the default is the one paper 000 states (its
+appendix, "Hardware": pruning the largest model, Qwen3.6 with EASY-EP, observation included, within 775 s on one
+A100). A CPU here has no real model to time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "requirements-deepeval.lock",
+        "requirements-bfcl.lock"]  # fmt: skip
+STANDIN = """#!/bin/sh
+# a stage stand-in: each output written (a file for *.json and *.duckdb, else a directory holding one file)
+for out in "$@"; do
+  case "$out" in
+    *.json|*.duckdb) mkdir -p "$(dirname "$out")"; echo "$out" > "$out" ;;
+    *) mkdir -p "$out"; echo "$out" > "$out/standin" ;;
+  esac
+done
+"""
+# paper 000, appendix "Hardware": observation and pruning of its largest model on one A100
+STAGE_SECONDS = {"observe+select+prune, Qwen3.6-35B-A3B, EASY-EP (paper 000)": 775.0}
+
+
+def sh(args: list[str], cwd: Path) -> float:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    start = time.perf_counter()
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def standin_dvc_yaml(source: Path, target: Path) -> None:
+    """dvc.yaml with every stage's command replaced by the stand-in writing its outputs."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    data = yaml.load(source.read_text())
+    for stage in data["stages"].values():
+        outs = [next(iter(out)) if isinstance(out, dict) else out for out in stage.get("outs", [])]
+        stage["cmd"] = "sh standin.sh " + " ".join(outs)
+    with target.open("w") as handle:
+        yaml.dump(data, handle)
+
+
+def study(root: Path, models: int | None, ratios: int | None) -> Path:
+    """A git + DVC repo of the paper's grid (or a slice of it) with stand-in commands and stand-in inputs."""
+    from ruamel.yaml import YAML
+
+    from expertlab.params import load_params
+
+    root.mkdir(parents=True)
+    for name in CODE:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, root / name)
+    yaml = YAML()
+    params = yaml.load((ROOT / "params.paper.yaml").read_text())
+    if models:
+        params["study"]["models"] = params["study"]["models"][:models]
+        params["study"]["compare"]["models"] = [m for m in params["study"]["compare"]["models"] if m in params["study"]["models"]]
+        params["study"]["quantize"]["models"] = [m for m in params["study"]["quantize"]["models"] if m in params["study"]["models"]]
+    if ratios:
+        params["study"]["ratios"] = params["study"]["ratios"][:ratios]
+    with (root / "params.yaml").open("w") as handle:
+        yaml.dump(params, handle)
+    standin_dvc_yaml(ROOT / "dvc.yaml", root / "dvc.yaml")
+    (root / "standin.sh").write_text(STANDIN)
+    checked = load_params(root / "params.yaml")
+    for model in checked.models:
+        (root / "models" / model).mkdir(parents=True, exist_ok=True)
+        (root / "models" / model / "config.json").write_text("{}")
+    data_dir = root / checked.evaluation.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "README").write_text("stand-in\n")
+    for path in ("data/toy/finetune", "monosemanticity"):
+        (root / path).mkdir(parents=True, exist_ok=True)
+        (root / path / "README").write_text("stand-in\n")
+    (root / ".gitignore").write_text("__pycache__/\n.expertlab/\n")
+    sh(["git", "init", "-q"], root)
+    sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "paper grid, stand-in commands"], root)
+    return root
+
+
+def instances(root: Path) -> int:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return len(repo.index.stages)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=1, help="models of the paper's grid in the repro slice")
+    parser.add_argument("--ratios", type=int, default=2, help="ratios of the paper's grid in the repro slice")
+    parser.add_argument("--stage-seconds", action="append", default=[], metavar="NAME=SECONDS",
+                        help="a stage's own cost on a real model, to set orchestration beside (repeatable)")
+    args = parser.parse_args()
+    costs = dict(STAGE_SECONDS)
+    for entry in args.stage_seconds:
+        name, _, seconds = entry.rpartition("=")
+        costs[name] = float(seconds)
+    from expertlab.dispatch.plan import plan
+
+    with tempfile.TemporaryDirectory(prefix="expertlab-bench-orchestration-") as tmp:
+        full = study(Path(tmp) / "paper", None, None)
+        n_full = instances(full)
+        start = time.perf_counter()
+        full_plan = plan(full, ["ingest", "report"])
+        planning = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=full, capture_output=True)
+        status_full = time.perf_counter() - start
+        print(f"paper grid: {n_full} stage instances, {len(full_plan.waves)} waves")
+        print(f"  dispatch planning (expand, dvc status, waves): {planning:.1f} s = {planning / n_full * 1000:.1f} ms per instance")
+        print(f"  dvc status, nothing run yet: {status_full:.1f} s")
+
+        part = study(Path(tmp) / "slice", args.models, args.ratios)
+        n_part = instances(part)
+        repro = sh([sys.executable, "-m", "dvc", "repro"], part)
+        noop = sh([sys.executable, "-m", "dvc", "repro"], part)
+        status = sh([sys.executable, "-m", "dvc", "status"], part)
+        per_instance = repro / n_part
+        print(f"slice ({args.models} model(s), {args.ratios} ratio(s)): {n_part} stage instances")
+        print(f"  dvc repro with stand-in commands: {repro:.1f} s = {per_instance:.2f} s per instance")
+        print(f"  no-op dvc repro: {noop:.1f} s; dvc status: {status:.1f} s (all up to date)")
+        scale = n_full / n_part
+        print(f"  at paper size (x{scale:.1f}, linear): repro overhead {per_instance * n_full / 60:.0f} min, "
+              f"no-op repro {noop * scale:.0f} s, status {status * scale:.0f} s")  # fmt: skip
+        # a dispatched instance pays DVC's per-instance cost twice (its job's repro, the coordinator's restore) and
+        # its share of the planning
+        orchestration = 2 * per_instance + planning / n_full
+        print(f"orchestration per dispatched instance: {orchestration:.2f} s (its job's repro and the coordinator's restore, "
+              "plus its share of planning; clone and job start not counted)")  # fmt: skip
+        for stage, seconds in costs.items():
+            print(f"  {stage}: {seconds:.0f} s per instance on a real model -> orchestration {orchestration / seconds:.2%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""A study's stale stage instances, in waves of DAG order: what `expertlab dispatch` sends out.
+
+A stage instance is stale when `dvc status` says it changed, or when something upstream of it is stale (it then
+runs on the new inputs, or is restored from the run-cache when they come out the same). Wave 0 holds the stale
+instances with nothing stale upstream, wave n those whose stale upstream lies in waves below n. The stages the
+coordinator keeps (ingest, report) are left out, and must be downstream of everything dispatched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_ROOTS = ("models/", "checkpoints/")  # a dependency under these is a model a stage loads
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One stage instance, as DVC addresses it (`generate@toy-biomed-0-reap-0.5-toy`)."""
+
+    name: str
+    stage: str  # its dvc.yaml stage (the name before "@")
+    model: str | None  # the model directory it loads (a dependency under models/ or checkpoints/), if any
+
+
+@dataclass(frozen=True)
+class Job:
+    """Instances run together in one clone by one `dvc repro`: one instance, or a stage's instances that load the
+    same model (config group_stages), so the model is checked out once."""
+
+    instances: tuple[Instance, ...]
+
+    @property
+    def stage(self) -> str:
+        return self.instances[0].stage
+
+    @property
+    def targets(self) -> list[str]:
+        return [instance.name for instance in self.instances]
+
+    @property
+    def slug(self) -> str:
+        """A file name for the job: its first instance's name, and how many more it holds."""
+        name = self.instances[0].name.replace("@", "-").replace("/", "_")
+        return name if len(self.instances) == 1 else f"{name}+{len(self.instances) - 1}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    waves: list[list[Instance]]
+    coordinator: list[str]  # stale stages the coordinator runs itself
+    up_to_date: int  # pipeline stage instances with nothing to do
+
+    @property
+    def instances(self) -> list[Instance]:
+        return [instance for wave in self.waves for instance in wave]
+
+
+def plan(root: str | Path, coordinator: Collection[str]) -> Plan:
+    """The stale stage instances of the DVC repo at `root`, in waves (see the module docstring)."""
+    import networkx as nx
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    from expertlab.errors import ExpertlabError
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # edges run from a stage to the stages it depends on
+        # `dvc status` names a stage by its address from the working directory; the jobs by its name in dvc.yaml
+        by_address = {stage.addressing: stage for stage in graph.nodes if isinstance(stage, PipelineStage)}
+        stages = {stage.name: stage for stage in by_address.values()}
+        changed = [by_address[address] for address in repo.status() if address in by_address]
+        stale = {stage.name for stage in changed}
+        for stage in changed:
+            stale |= {s.name for s in nx.ancestors(graph, stage) if isinstance(s, PipelineStage)}
+        level: dict[str, int] = {}
+        for stage in reversed(list(nx.topological_sort(graph))):  # dependencies first
+            if not isinstance(stage, PipelineStage) or stage.name not in stale:
+                continue
+            upstream = [level[s.name] for s in graph.successors(stage) if isinstance(s, PipelineStage) and s.name in level]
+            level[stage.name] = 1 + max(upstream) if upstream else 0
+        kept = {name for name in stale if name.split("@")[0] in coordinator}
+        for name in stale - kept:
+            below = {s.name for s in nx.descendants(graph, stages[name]) if isinstance(s, PipelineStage)}
+            if below & kept:
+                raise ExpertlabError(
+                    f"dispatch: {name} depends on {sorted(below & kept)[0]}, which the coordinator runs at the end"
+                )
+        waves: list[list[Instance]] = [[] for _ in range(1 + max((level[n] for n in stale - kept), default=-1))]
+        for name in sorted(stale - kept):
+            waves[level[name]].append(Instance(name, name.split("@")[0], _model_of(stages[name])))
+        return Plan(
+            waves=[wave for wave in waves if wave],
+            coordinator=sorted(kept, key=lambda name: level[name]),
+            up_to_date=len(stages) - len(stale),
+        )
+
+
+def _model_of(stage) -> str | None:  # noqa: ANN001
+    for dep in stage.deps:
+        if dep.def_path.startswith(MODEL_ROOTS):
+            return dep.def_path
+    return None
+
+
+def jobs(wave: Sequence[Instance], group_stages: Collection[str]) -> list[Job]:
+    """One job per instance, except that a wave's instances of a stage in `group_stages` that load the same model
+    share one."""
+    grouped: dict[tuple[str, str], list[Instance]] = {}
+    out: list[Job] = []
+    for instance in wave:
+        if instance.model is None or instance.stage not in group_stages:
+            out.append(Job((instance,)))
+        else:
+            grouped.setdefault((instance.stage, instance.model), []).append(instance)
+    return out + [Job(tuple(group)) for group in grouped.values()]

@@ -1,0 +1,149 @@
+"""One dispatched job: a clone of the coordinator's commit on the shared DVC cache, `dvc repro` of its targets.
+
+The job clones the study's git repo at the coordinator's commit, points DVC at the shared cache (or, without one,
+pulls from and pushes to a DVC remote), links the clone's
+`.expertlab/` to the shared directory (verdict cache, partial generations, fine-tuning checkpoints), and runs
+`dvc repro` of its targets without --single-item: what is upstream of them and already computed somewhere comes
+from DVC's run-cache, so it is checked out, not run again. DVC commits a stage's outputs to the cache only after
+its command succeeded, so a job killed mid-stage leaves nothing in the cache. The job's log and outcome land in
+the dispatch work directory; a failed job's clone is kept for inspection, a finished one's removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RAN = re.compile(r"Running stage '([^']+)'")
+RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a job needs, as plain values (submitit pickles it to the worker)."""
+
+    targets: list[str]
+    slug: str  # the job's file name (plan.Job.slug)
+    dispatch: int  # which dispatch of this work directory sent it: 1, 2, ...
+    attempt: int  # 0 for the first run, then 1, 2, ... for retries
+    origin: str  # the coordinator's git repo (absolute)
+    commit: str
+    work_dir: str  # the dispatch work directory (absolute)
+    cache_dir: str | None  # the shared DVC cache (absolute); None: the clone's own (with `remote`)
+    shared_dir: str  # what the clone's .expertlab/ links to (absolute)
+    remote: str | None = None  # no shared cache: pull from and push to this DVC remote
+    cache_shared: str | None = None
+    cache_type: str | None = None
+    keep_clone: bool = False
+    bin_dir: str = os.path.dirname(sys.executable)  # where expertlab and dvc are (put first on PATH)
+
+    @property
+    def name(self) -> str:
+        """<slug>.<dispatch>.<attempt>: the job's log, outcome and clone (one run never overwrites another's)."""
+        return f"{self.slug}.{self.dispatch}.{self.attempt}"
+
+    def log_path(self) -> Path:
+        return Path(self.work_dir) / "logs" / f"{self.name}.log"
+
+    def outcome_path(self) -> Path:
+        return Path(self.work_dir) / "outcomes" / f"{self.name}.json"
+
+
+def _environment(spec: JobSpec) -> dict[str, str]:
+    return dict(os.environ, PATH=os.pathsep.join([spec.bin_dir, os.environ.get("PATH", "")]), DVC_NO_ANALYTICS="1")
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], log: Any) -> int:
+    log.write(f"$ {' '.join(args)}\n")
+    log.flush()
+    return subprocess.call(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def prepare_clone(spec: JobSpec, clone: Path, env: dict[str, str], log: Any) -> int:
+    """The coordinator's commit checked out at `clone`, DVC on the shared cache, .expertlab/ shared; 0 on success."""
+    if clone.exists():
+        shutil.rmtree(clone)  # a requeued job's leftovers
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    code = _run(["git", "clone", "--quiet", "--shared", "--no-checkout", spec.origin, str(clone)], clone.parent, env, log)
+    if code != 0:
+        return code
+    dvc = [sys.executable, "-m", "dvc"]
+    steps = [["git", "checkout", "--quiet", spec.commit]]
+    if spec.cache_dir:
+        steps.append([*dvc, "config", "--local", "cache.dir", spec.cache_dir])
+    if spec.cache_shared:
+        steps.append([*dvc, "config", "--local", "cache.shared", spec.cache_shared])
+    if spec.cache_type:
+        steps.append([*dvc, "config", "--local", "cache.type", spec.cache_type])
+    for step in steps:
+        code = _run(step, clone, env, log)
+        if code != 0:
+            return code
+    Path(spec.shared_dir).mkdir(parents=True, exist_ok=True)
+    (clone / ".expertlab").symlink_to(spec.shared_dir, target_is_directory=True)
+    return 0
+
+
+def run_job(spec: JobSpec) -> dict[str, Any]:
+    """Run one job (see the module docstring); its outcome, also written to <work_dir>/outcomes/<name>.json."""
+    from expertlab.io import write_json
+
+    started = time.time()
+    clone = Path(spec.work_dir) / "clones" / spec.name
+    env = _environment(spec)
+    spec.log_path().parent.mkdir(parents=True, exist_ok=True)
+    with spec.log_path().open("w") as log:
+        log.write(f"dispatch job {spec.name} on {socket.gethostname()}: {' '.join(spec.targets)} at {spec.commit}\n")
+        code = prepare_clone(spec, clone, env, log)
+        pull = ["--pull", "--allow-missing"] if spec.remote else []
+        if code == 0:
+            code = _run([sys.executable, "-m", "dvc", "repro", *pull, *spec.targets], clone, env, log)
+        if code == 0 and spec.remote:
+            code = _run([sys.executable, "-m", "dvc", "push", "--run-cache", "-r", spec.remote, *spec.targets], clone, env, log)
+    text = spec.log_path().read_text(errors="replace")
+    outcome = {
+        **{key: value for key, value in asdict(spec).items() if key in ("targets", "slug", "dispatch", "attempt", "commit")},
+        "returncode": code,
+        "seconds": round(time.time() - started, 3),
+        "ran": RAN.findall(text),
+        "restored": RESTORED.findall(text),
+        "host": socket.gethostname(),
+        "log": str(spec.log_path()),
+        "clone": str(clone) if code != 0 or spec.keep_clone else None,
+    }
+    spec.outcome_path().parent.mkdir(parents=True, exist_ok=True)
+    write_json(spec.outcome_path(), outcome)
+    if code == 0 and not spec.keep_clone:
+        shutil.rmtree(clone, ignore_errors=True)
+    return outcome
+
+
+class StageJob:
+    """A submitit callable: runs the job, and on preemption or timeout asks submitit to requeue it (the stage
+    restarts from scratch in a fresh clone; what finished before is in the run-cache)."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+
+    def __call__(self) -> dict[str, Any]:
+        return run_job(self.spec)
+
+    def checkpoint(self) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(StageJob(self.spec))
+
+
+def read_outcomes(work_dir: str | Path) -> list[dict[str, Any]]:
+    """Every outcome a job of this work directory wrote, in file order."""
+    directory = Path(work_dir) / "outcomes"
+    return [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))] if directory.is_dir() else []

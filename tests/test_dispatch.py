@@ -1,0 +1,210 @@
+"""expertlab dispatch on one machine: submitit's local executor, real clones, one shared DVC cache, real stages.
+
+A small study (one criterion, one ratio, two tasks, a short toy training) is run twice: by a plain serial
+`dvc repro` and by dispatch. Dispatch's first attempt loses a stage mid-run (its processes killed, as a
+preempted or out-of-memory job would be); the next dispatch at the same commit sends out only that instance and
+what depends on it, retries a second kill, and ends in the coordinator's `dvc repro`, which runs ingest and
+report only. The report tables then equal the serial run's byte for byte.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expertlab.dispatch.config import DispatchConfig, load_config
+from expertlab.dispatch.coordinator import dispatch
+from expertlab.dispatch.plan import Instance, jobs, plan
+from expertlab.errors import ExpertlabError
+from tests.pipeline_study import MICRO, commit, ran, sh, study_repo
+
+KILLED = "observe@toy-biomed-0"
+
+
+def small_study() -> dict:
+    params = copy.deepcopy(MICRO)
+    params["study"] |= {"criteria": ["reap"], "tasks": {"toy": ["bio_qa", "general_arith"]},
+                        "quantize": {"schemes": [], "models": [], "criteria": [], "ratios": []}}  # fmt: skip
+    params["calibrations"].pop("tool")
+    params["quantization"] = {}
+    params["judge"] |= {"judges": [], "tasks": []}
+    params["monosemanticity"] = {"models": [], "explainers": [], "top_k": []}
+    params["finetune"] = {"models": [], "strategies": [], "seeds": []}
+    params["toy"]["train"]["steps"] = 100
+    params["report"]["print"] = ["headline"]
+    return params
+
+
+def new_study(root: Path) -> Path:
+    repo = study_repo(root, small_study())
+    (repo / ".gitignore").write_text("__pycache__/\n.expertlab/\n")
+    commit(repo, "study")
+    return repo
+
+
+class Killer:
+    """Kills every process working in the clone of the job running `target`, once that job's log says the stage
+    started: what a preempted or out-of-memory job's stage goes through."""
+
+    def __init__(self, work_dir: Path, target: str, dispatch: int, attempt: int) -> None:
+        name = f"{target.replace('@', '-')}.{dispatch}.{attempt}"
+        self.log = work_dir / "logs" / f"{name}.log"
+        self.clone = work_dir / "clones" / name
+        self.killed: list[int] = []
+        self.target = target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            if self.log.exists() and f"Running stage '{self.target}'" in self.log.read_text(errors="replace"):
+                time.sleep(0.5)  # into the stage's command
+                for pid in _working_in(self.clone):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed.append(pid)
+                    except ProcessLookupError:
+                        pass
+                if self.killed:
+                    return
+            time.sleep(0.05)
+
+
+def _working_in(directory: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).is_relative_to(directory):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def ran_in_logs(work_dir: Path) -> list[str]:
+    """Every stage the jobs' own logs say they ran, once per run."""
+    return [name for log in sorted((work_dir / "logs").glob("*.log")) for name in sorted(ran(log.read_text()))]
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = new_study(tmp_path_factory.mktemp("serial") / "study")
+    sh("dvc", "repro", cwd=repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def dispatched(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    repo = new_study(tmp_path_factory.mktemp("dispatched") / "study")
+    config = DispatchConfig(max_concurrent=2, max_retries=0, timeout_min=20)
+    work_dir = repo / config.work_dir
+    said: list[str] = []
+    first_plan = plan(repo, config.coordinator)
+    with Killer(work_dir, KILLED, dispatch=1, attempt=0) as killer:
+        first = dispatch(repo, config, say=said.append)
+    after_first = ran_in_logs(work_dir)
+    again = config.model_copy(update={"max_retries": 1})
+    with Killer(work_dir, KILLED, dispatch=2, attempt=0) as second_killer:
+        second = dispatch(repo, again, say=said.append)
+    return {"repo": repo, "work_dir": work_dir, "plan": first_plan, "first": first, "second": second, "said": said,
+            "after_first": after_first, "killed": (killer.killed, second_killer.killed)}  # fmt: skip
+
+
+def test_the_plan_is_the_stale_instances_in_dag_order(dispatched: dict) -> None:
+    the_plan = dispatched["plan"]
+    waves = [[instance.name for instance in wave] for wave in the_plan.waves]
+    assert waves[0] == ["check"] and waves[1] == ["prepare"]
+    assert set(waves[2]) == {"calibrate@biomed", "prepare_tasks@toy", "train_toy"}
+    assert set(waves[3]) == {KILLED, "generate_source@toy-toy"}
+    position = {name: index for index, wave in enumerate(waves) for name in wave}
+    assert position["select@toy-biomed-0"] > position[KILLED] and position["prune@toy-biomed-0-reap-0.5"] > position["select@toy-biomed-0"]
+    assert the_plan.coordinator == ["ingest", "report"] and len(the_plan.instances) == 13
+
+
+def test_a_killed_stage_stops_the_dispatch_and_the_next_one_sends_only_what_did_not_finish(dispatched: dict) -> None:
+    first, second = dispatched["first"], dispatched["second"]
+    killed, killed_again = dispatched["killed"]
+    assert killed and killed_again  # both kills hit a running stage
+    assert first.returncode == 1 and [o["targets"] for o in first.failed] == [[KILLED]]
+    downstream = {"select@toy-biomed-0", "prune@toy-biomed-0-reap-0.5", "generate@toy-biomed-0-reap-0.5-toy",
+                  "score@toy-biomed-0-reap-0.5-toy", "judge@toy-biomed-0-reap-0.5-toy"}  # fmt: skip
+    first_ran = dispatched["after_first"]
+    assert not downstream & set(first_ran) and first_ran.count(KILLED) == 1
+    assert "generate_source@toy-toy" in first_ran and "score_source@toy-toy" not in first_ran  # stopped after the wave
+    # the second dispatch: the instances of the first that finished are not sent again (the ledger), the killed
+    # one is retried once, and what waited on it or on the stopped waves follows
+    assert second.returncode == 0 and not second.failed
+    sent = {name for outcome in second.outcomes for name in outcome["targets"]}
+    assert sent == {KILLED, "score_source@toy-toy"} | downstream
+    assert [o["returncode"] for o in second.outcomes if o["targets"] == [KILLED]][0] != 0  # the second kill
+    every = ran_in_logs(dispatched["work_dir"])
+    assert every.count(KILLED) == 3  # killed, killed, finished
+    assert all(every.count(name) == 1 for name in set(every) - {KILLED}), every
+    assert set(every) == {instance.name for instance in dispatched["plan"].instances}
+
+
+def test_the_coordinator_restores_every_instance_and_runs_only_ingest_and_report(dispatched: dict) -> None:
+    second = dispatched["second"]
+    assert second.final_ran == ["ingest", "report"]
+    assert set(second.final_restored) == {instance.name for instance in dispatched["plan"].instances}
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=dispatched["repo"])
+    clones = dispatched["work_dir"] / "clones"
+    assert (clones / f"{KILLED.replace('@', '-')}.2.0").is_dir()  # a failed job's clone is kept for inspection
+    assert not (clones / f"{KILLED.replace('@', '-')}.2.1").exists()  # a finished one's removed
+
+
+def test_the_report_equals_a_serial_dvc_repro_byte_for_byte(dispatched: dict, serial: Path) -> None:
+    tables = sorted(path.name for path in (serial / "report").glob("*.csv"))
+    assert tables and tables == sorted(path.name for path in (dispatched["repo"] / "report").glob("*.csv"))
+    for name in tables:
+        assert (dispatched["repo"] / "report" / name).read_bytes() == (serial / "report" / name).read_bytes(), name
+    assert ran(sh("dvc", "repro", cwd=dispatched["repo"])) == set()
+
+
+def test_uncommitted_changes_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    repo = new_study(tmp_path / "study")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["observe"]["batch_size"] = 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ExpertlabError, match="params.yaml has changes that are not committed"):
+        dispatch(repo, DispatchConfig(), say=lambda line: None)
+    assert not (repo / ".expertlab").exists()
+
+
+def test_jobs_group_a_variants_task_groups_and_nothing_else() -> None:
+    generate = [Instance(f"generate@v-{g}", "generate", "checkpoints/v") for g in ("a", "b")]
+    other = Instance("generate@w-a", "generate", "checkpoints/w")
+    observe = [Instance(f"observe@toy-{c}", "observe", "models/toy") for c in ("x", "y")]
+    grouped = jobs([*generate, other, *observe], group_stages=["generate"])
+    assert sorted(job.targets for job in grouped) == [
+        ["generate@v-a", "generate@v-b"], ["generate@w-a"], ["observe@toy-x"], ["observe@toy-y"]
+    ]
+    assert {job.slug for job in grouped} == {"generate-v-a+1", "generate-w-a", "observe-toy-x", "observe-toy-y"}
+
+
+def test_a_bad_dispatch_config_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "dispatch.yaml"
+    path.write_text("executor: kubernetes\nmax_concurrent: 0\n")
+    with pytest.raises(ExpertlabError) as err:
+        load_config(path)
+    assert "executor: Input should be 'local' or 'slurm'" in str(err.value) and "max_concurrent" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="other.yaml"):
+        load_config(tmp_path / "other.yaml")
+    assert load_config(None) == DispatchConfig()
