@@ -6,8 +6,8 @@ hashing dependencies, committing outputs to the cache, the run-cache and dvc.loc
 
 - `dispatch`'s planning (dvc.yaml expanded, `dvc status`, the waves) and `dvc status` over the whole paper grid
   (every instance stale: nothing has run);
-- a `dvc repro` of a slice of the grid (the first --models of params.paper.yaml's models and --ratios of its
-  ratios), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date.
+- a `dvc repro` of a slice of the grid (the last --models of params.paper.yaml's models, the last being the one
+  Table 2 also compares and quantizes, and --ratios of its ratios, those Table 2 uses first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date.
 
 Orchestration per instance is then set beside a stage's own cost to give the share of it spent in
 orchestration: the real costs are the --stage-seconds given; the default is the one paper 000 states (its
@@ -30,12 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "requirements-deepeval.lock",
         "requirements-bfcl.lock"]  # fmt: skip
 STANDIN = """#!/bin/sh
-# a stage stand-in: each output written (a file for *.json and *.duckdb, else a directory holding one file)
-for out in "$@"; do
-  case "$out" in
-    *.json|*.duckdb) mkdir -p "$(dirname "$out")"; echo "$out" > "$out" ;;
-    *) mkdir -p "$out"; echo "$out" > "$out/standin" ;;
+# a stage stand-in: each output written (a file for *.json and *.duckdb, else a directory holding one file), with
+# the paths inside it that other stages read (standin.paths)
+write() {
+  case "$1" in
+    *.json|*.duckdb) mkdir -p "$(dirname "$1")"; echo "$1" > "$1" ;;
+    *) mkdir -p "$1"; echo "$1" > "$1/standin" ;;
   esac
+}
+for out in "$@"; do
+  write "$out"
+  grep "^$out/" standin.paths | while read -r inner; do write "$inner"; done
 done
 """
 # paper 000, appendix "Hardware": observation and pruning of its largest model on one A100
@@ -76,15 +81,16 @@ def study(root: Path, models: int | None, ratios: int | None) -> Path:
     yaml = YAML()
     params = yaml.load((ROOT / "params.paper.yaml").read_text())
     if models:
-        params["study"]["models"] = params["study"]["models"][:models]
-        params["study"]["compare"]["models"] = [m for m in params["study"]["compare"]["models"] if m in params["study"]["models"]]
-        params["study"]["quantize"]["models"] = [m for m in params["study"]["quantize"]["models"] if m in params["study"]["models"]]
-    if ratios:
-        params["study"]["ratios"] = params["study"]["ratios"][:ratios]
+        params["study"]["models"] = params["study"]["models"][-models:]  # the last: Table 2's, compared and quantized
+    if ratios:  # the ones study.compare and study.quantize use, then the grid's first
+        grid = params["study"]
+        needed = [r for r in grid["ratios"] if r in {*grid["compare"]["ratios"], *grid["quantize"]["ratios"]}]
+        grid["ratios"] = (needed + [r for r in grid["ratios"] if r not in needed])[: max(ratios, len(needed))]
     with (root / "params.yaml").open("w") as handle:
         yaml.dump(params, handle)
     standin_dvc_yaml(ROOT / "dvc.yaml", root / "dvc.yaml")
     (root / "standin.sh").write_text(STANDIN)
+
     checked = load_params(root / "params.yaml")
     for model in checked.models:
         (root / "models" / model).mkdir(parents=True, exist_ok=True)
@@ -92,15 +98,23 @@ def study(root: Path, models: int | None, ratios: int | None) -> Path:
     data_dir = root / checked.evaluation.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "README").write_text("stand-in\n")
-    for path in ("data/toy/finetune", "monosemanticity"):
-        (root / path).mkdir(parents=True, exist_ok=True)
-        (root / path / "README").write_text("stand-in\n")
     (root / ".gitignore").write_text("__pycache__/\n.expertlab/\n")
     sh(["git", "init", "-q"], root)
     sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    (root / "standin.paths").write_text("".join(f"{path}\n" for path in read_paths(root)))
     sh(["git", "add", "-A"], root)
     sh(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "paper grid, stand-in commands"], root)
     return root
+
+
+def read_paths(root: Path) -> list[str]:
+    """Every dependency path of the expanded pipeline that lies inside another stage's output."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        outs = {out.def_path for stage in repo.index.stages for out in stage.outs}
+        deps = {dep.def_path for stage in repo.index.stages for dep in stage.deps}
+    return sorted(dep for dep in deps if any(dep.startswith(out + "/") for out in outs))
 
 
 def instances(root: Path) -> int:
@@ -112,7 +126,7 @@ def instances(root: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=1, help="models of the paper's grid in the repro slice")
+    parser.add_argument("--models", type=int, default=1, help="models of the paper's grid in the repro slice (the last ones)")
     parser.add_argument("--ratios", type=int, default=2, help="ratios of the paper's grid in the repro slice")
     parser.add_argument("--stage-seconds", action="append", default=[], metavar="NAME=SECONDS",
                         help="a stage's own cost on a real model, to set orchestration beside (repeatable)")
@@ -124,6 +138,15 @@ def main() -> int:
     from expertlab.dispatch.plan import plan
 
     with tempfile.TemporaryDirectory(prefix="expertlab-bench-orchestration-") as tmp:
+        part = study(Path(tmp) / "slice", args.models, args.ratios)
+        n_part = instances(part)
+        repro = sh([sys.executable, "-m", "dvc", "repro", "report"], part)  # as `expertlab run`: the study, no toy
+        noop = sh([sys.executable, "-m", "dvc", "repro", "report"], part)
+        status = sh([sys.executable, "-m", "dvc", "status"], part)
+        per_instance = repro / n_part
+        print(f"slice ({args.models} model(s), {args.ratios} ratio(s)): {n_part} stage instances")
+        print(f"  dvc repro with stand-in commands: {repro:.1f} s = {per_instance:.2f} s per instance")
+        print(f"  no-op dvc repro: {noop:.1f} s; dvc status: {status:.1f} s (all up to date)")
         full = study(Path(tmp) / "paper", None, None)
         n_full = instances(full)
         start = time.perf_counter()
@@ -136,15 +159,6 @@ def main() -> int:
         print(f"  dispatch planning (expand, dvc status, waves): {planning:.1f} s = {planning / n_full * 1000:.1f} ms per instance")
         print(f"  dvc status, nothing run yet: {status_full:.1f} s")
 
-        part = study(Path(tmp) / "slice", args.models, args.ratios)
-        n_part = instances(part)
-        repro = sh([sys.executable, "-m", "dvc", "repro"], part)
-        noop = sh([sys.executable, "-m", "dvc", "repro"], part)
-        status = sh([sys.executable, "-m", "dvc", "status"], part)
-        per_instance = repro / n_part
-        print(f"slice ({args.models} model(s), {args.ratios} ratio(s)): {n_part} stage instances")
-        print(f"  dvc repro with stand-in commands: {repro:.1f} s = {per_instance:.2f} s per instance")
-        print(f"  no-op dvc repro: {noop:.1f} s; dvc status: {status:.1f} s (all up to date)")
         scale = n_full / n_part
         print(f"  at paper size (x{scale:.1f}, linear): repro overhead {per_instance * n_full / 60:.0f} min, "
               f"no-op repro {noop * scale:.0f} s, status {status * scale:.0f} s")  # fmt: skip

@@ -607,6 +607,14 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _grid(self) -> Params:
+        for section, names in (("models", self.models), ("calibrations", self.calibrations),
+                               ("quantization", self.quantization), ("study.tasks", self.study.tasks)):  # fmt: skip
+            for name in names:
+                if "." in name:
+                    raise ValueError(
+                        f"{section}.{name}: a name dvc.yaml tracks as a params key cannot hold '.', which DVC reads as "
+                        f"a key separator (for one: {name.replace('.', '_')})"
+                    )
         for name in self.judge.judges:
             if name not in self.judges:
                 raise ValueError(f"judge.judges: {name!r} has no entry under judges (defined: {', '.join(self.judges) or 'none'})")

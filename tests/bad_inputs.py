@@ -144,6 +144,8 @@ CASES: list[BadInput] = [
              files={"bad.yaml": PARAMS + "study:\n  models: [toy]\n"}),
     BadInput("params not UTF-8", CHECK, "bad.yaml: not UTF-8", files={"bad.yaml": b"study: \xff\n"}),
     BadInput("params not YAML", CHECK, "while parsing a flow sequence begun on line 2", files={"bad.yaml": "study:\n  models: [toy\n"}),
+    BadInput("a model name DVC would split at its dot", CHECK, "models.toy.v2: a name dvc.yaml tracks as a params key cannot hold '.'",
+             files={"bad.yaml": _params("models: [toy]", "models: [toy.v2]").replace("\n  toy:\n", "\n  toy.v2:\n", 1)}),
     BadInput("a model listed twice", CHECK, "study.models: 'toy' is listed twice",
              files={"bad.yaml": _params("models: [toy]", "models: [toy, toy]")}),
     BadInput("a judge listed twice", CHECK, "judge.judges: 'grounding' is listed twice",

@@ -68,7 +68,7 @@ def test_the_paper_grid_is_checked_and_sized_without_its_models_or_data(tmp_path
     assert "3 of them also quantized (gptq-w4a16)" in out
     assert "judge prompts: 1030 per judged item per judge" in out and "x 3 judge(s)" in out  # 517 absolute + 513 relative
     missing = [line for line in out.splitlines() if line.startswith("  not there yet: ")]
-    assert "  not there yet: models.qwen3.6-35b-a3b: no model directory at models/qwen3.6-35b-a3b" in "\n".join(missing)
+    assert "  not there yet: models.qwen3_6-35b-a3b: no model directory at models/qwen3_6-35b-a3b" in "\n".join(missing)
     assert any("calibration 'medinst' (source medinst): nothing at data/sources/medinst" in line for line in missing)
     assert any("no local copy of source 'multi_news_plus'" in line for line in missing)
     assert len(missing) == 4 + 2 + 11  # models, calibration sources, task sources
@@ -88,7 +88,7 @@ def test_a_grid_whose_inputs_are_there_passes_and_counts_its_prepared_items(tmp_
         "gpt-oss-20b": ("gpt_oss", {"num_local_experts": 32, "num_experts_per_tok": 4}),
         "qwen3-30b-a3b-instruct-2507": ("qwen3_moe", {"num_experts": 128, "num_experts_per_tok": 8}),
         "nemotron-3-nano-30b-a3b": ("nemotron_h", {"n_routed_experts": 128, "num_experts_per_tok": 6}),
-        "qwen3.6-35b-a3b": ("qwen3_5_moe", {"text_config": {"num_experts": 256, "num_experts_per_tok": 8}}),
+        "qwen3_6-35b-a3b": ("qwen3_5_moe", {"text_config": {"num_experts": 256, "num_experts_per_tok": 8}}),
     }
     for name, (family, counts) in routing.items():
         (tmp_path / "models" / name).mkdir(parents=True)
