@@ -50,6 +50,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/observe_overhead.py
+	$(BIN)/python benchmarks/observe_overhead.py --shape real
+	$(BIN)/python benchmarks/orchestration.py
 	$(BIN)/python benchmarks/observe_memory.py
 	$(BIN)/python benchmarks/packed_size.py
 	$(BIN)/python benchmarks/warm_start.py

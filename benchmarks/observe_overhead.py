@@ -36,12 +36,20 @@ class _Vocabulary:
         return 2048
 
 
-def toy_sized_model() -> torch.nn.Module:
-    """models/toy when trained, else a fresh model built from the default toy config."""
+# the routing of the real models (Qwen3-30B-A3B: 128 experts, top-8; OLMoE: 64, top-8) at a width a CPU can time:
+# what costs observe more than the toy's 16 experts, top-2 is the per-pair statistics of 8 routed experts per token
+REAL_SHAPE = {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "head_dim": 64,
+              "moe_intermediate_size": 128, "num_experts": 64, "top_k": 8, "norm_topk_prob": True}  # fmt: skip
+
+
+def benchmark_model(shape: str) -> torch.nn.Module:
+    """toy: models/toy when trained, else a fresh model of the default toy config; real: REAL_SHAPE, fresh."""
     from transformers import AutoModelForCausalLM
 
     from expertlab.train import ToyModelConfig, build_model
 
+    if shape == "real":
+        return build_model(ToyModelConfig(**REAL_SHAPE), _Vocabulary(), seed=0).eval()
     if (Path("models/toy") / "config.json").is_file():
         return AutoModelForCausalLM.from_pretrained("models/toy").eval()
     return build_model(ToyModelConfig(), _Vocabulary(), seed=0).eval()
@@ -58,6 +66,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--one-process", action="store_true", help="measure in this process only, as it is")
+    parser.add_argument("--shape", choices=["toy", "real"], default="toy",
+                        help="toy: 16 experts, top-2; real: 64 experts, top-8, hidden 256 (REAL_SHAPE)")
     args = parser.parse_args()
     if not args.one_process:
         for name, extra in (("default allocator", {}), ("steady allocator", STEADY_ALLOCATOR)):
@@ -67,7 +77,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
 
-    model = toy_sized_model()
+    model = benchmark_model(args.shape)
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     batches = []
@@ -94,8 +104,9 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     tokens = sum(int(mask.sum()) for _, mask in batches)
     steady = all(os.environ.get(key) == value for key, value in STEADY_ALLOCATOR.items())
-    print(f"tokens per pass: {tokens}, experts implementation: {model.config._experts_implementation}, "
-          f"threads: {args.threads}")
+    print(f"shape {args.shape}: {model.config.num_experts} experts, top-{model.config.num_experts_per_tok}, hidden "
+          f"{model.config.hidden_size}; tokens per pass: {tokens}, experts implementation: "
+          f"{model.config._experts_implementation}, threads: {args.threads}")  # fmt: skip
     paired = sorted(o / p for p, o in zip(times["plain"], times["observe"]))
     ratio = statistics.median(paired)
     print(

@@ -7,7 +7,8 @@ hashing dependencies, committing outputs to the cache, the run-cache and dvc.loc
 - `dispatch`'s planning (dvc.yaml expanded, `dvc status`, the waves) and `dvc status` over the whole paper grid
   (every instance stale: nothing has run);
 - a `dvc repro` of a slice of the grid (the last --models of params.paper.yaml's models, the last being the one
-  Table 2 also compares and quantizes, and --ratios of its ratios, those Table 2 uses first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date.
+  Table 2 also compares and quantizes, and --ratios, --criteria and --seeds of the grid's, those Table 2 uses
+  first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date.
 
 Orchestration per instance is then set beside a stage's own cost to give the share of it spent in
 orchestration: the real costs are the --stage-seconds given; the default is the one paper 000 states (its
@@ -69,7 +70,7 @@ def standin_dvc_yaml(source: Path, target: Path) -> None:
         yaml.dump(data, handle)
 
 
-def study(root: Path, models: int | None, ratios: int | None) -> Path:
+def study(root: Path, models: int | None, ratios: int | None, criteria: int | None = None, seeds: int | None = None) -> Path:
     """A git + DVC repo of the paper's grid (or a slice of it) with stand-in commands and stand-in inputs."""
     from ruamel.yaml import YAML
 
@@ -86,6 +87,12 @@ def study(root: Path, models: int | None, ratios: int | None) -> Path:
         grid = params["study"]
         needed = [r for r in grid["ratios"] if r in {*grid["compare"]["ratios"], *grid["quantize"]["ratios"]}]
         grid["ratios"] = (needed + [r for r in grid["ratios"] if r not in needed])[: max(ratios, len(needed))]
+    if criteria:  # the ones study.compare and study.quantize use first
+        grid = params["study"]
+        needed = [c for c in grid["criteria"] if c in {*grid["compare"]["criteria"], *grid["quantize"]["criteria"]}]
+        grid["criteria"] = (needed + [c for c in grid["criteria"] if c not in needed])[: max(criteria, len(needed))]
+    if seeds:
+        params["study"]["seeds"] = params["study"]["seeds"][:seeds]
     with (root / "params.yaml").open("w") as handle:
         yaml.dump(params, handle)
     standin_dvc_yaml(ROOT / "dvc.yaml", root / "dvc.yaml")
@@ -128,6 +135,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1, help="models of the paper's grid in the repro slice (the last ones)")
     parser.add_argument("--ratios", type=int, default=2, help="ratios of the paper's grid in the repro slice")
+    parser.add_argument("--criteria", type=int, default=1, help="criteria in the repro slice (Table 2's first)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds in the repro slice")
     parser.add_argument("--stage-seconds", action="append", default=[], metavar="NAME=SECONDS",
                         help="a stage's own cost on a real model, to set orchestration beside (repeatable)")
     args = parser.parse_args()
@@ -138,13 +147,14 @@ def main() -> int:
     from expertlab.dispatch.plan import plan
 
     with tempfile.TemporaryDirectory(prefix="expertlab-bench-orchestration-") as tmp:
-        part = study(Path(tmp) / "slice", args.models, args.ratios)
+        part = study(Path(tmp) / "slice", args.models, args.ratios, args.criteria, args.seeds)
         n_part = instances(part)
         repro = sh([sys.executable, "-m", "dvc", "repro", "report"], part)  # as `expertlab run`: the study, no toy
         noop = sh([sys.executable, "-m", "dvc", "repro", "report"], part)
         status = sh([sys.executable, "-m", "dvc", "status"], part)
         per_instance = repro / n_part
-        print(f"slice ({args.models} model(s), {args.ratios} ratio(s)): {n_part} stage instances")
+        print(f"slice ({args.models} model(s), {args.ratios} ratio(s), {args.criteria} criteria, {args.seeds} seed(s)): "
+              f"{n_part} stage instances")  # fmt: skip
         print(f"  dvc repro with stand-in commands: {repro:.1f} s = {per_instance:.2f} s per instance")
         print(f"  no-op dvc repro: {noop:.1f} s; dvc status: {status:.1f} s (all up to date)")
         full = study(Path(tmp) / "paper", None, None)

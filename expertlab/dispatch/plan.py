@@ -8,6 +8,7 @@ coordinator keeps (ingest, report) are left out, and must be downstream of every
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,31 @@ class Plan:
 
 
 def plan(root: str | Path, coordinator: Collection[str]) -> Plan:
-    """The stale stage instances of the DVC repo at `root`, in waves (see the module docstring)."""
+    """The stale stage instances of the DVC repo at `root`, in waves (see the module docstring). DVC's own API
+    reads the repo in a process of its own (python -m expertlab.dispatch.plan), so its locks, logging and
+    terminal handling never touch the coordinator's."""
+    import json
+    import subprocess
+
+    from expertlab.errors import ExpertlabError
+
+    # -P: this interpreter's expertlab, never a copy in the working directory
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "expertlab.dispatch.plan", str(root), *coordinator], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        said = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ExpertlabError(f"dispatch: cannot plan the study at {root}: {said}")
+    data = json.loads(result.stdout)
+    return Plan(
+        waves=[[Instance(**instance) for instance in wave] for wave in data["waves"]],
+        coordinator=data["coordinator"],
+        up_to_date=data["up_to_date"],
+    )
+
+
+def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
+    """plan(), in this process."""
     import networkx as nx
     from dvc.repo import Repo
     from dvc.stage import PipelineStage
@@ -115,3 +140,24 @@ def jobs(wave: Sequence[Instance], group_stages: Collection[str]) -> list[Job]:
         else:
             grouped.setdefault((instance.stage, instance.model), []).append(instance)
     return out + [Job(tuple(group)) for group in grouped.values()]
+
+
+def main(argv: Sequence[str]) -> int:
+    """python -m expertlab.dispatch.plan ROOT [COORDINATOR_STAGE ...]: the plan as JSON on stdout."""
+    import json
+    from dataclasses import asdict
+
+    from expertlab.errors import ExpertlabError
+
+    try:
+        found = plan_here(argv[0], argv[1:])
+    except ExpertlabError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(json.dumps({"waves": [[asdict(i) for i in wave] for wave in found.waves], "coordinator": found.coordinator,
+                      "up_to_date": found.up_to_date}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
