@@ -208,3 +208,25 @@ def test_a_bad_dispatch_config_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="other.yaml"):
         load_config(tmp_path / "other.yaml")
     assert load_config(None) == DispatchConfig()
+
+
+def test_a_slurm_config_becomes_submitits_sbatch_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SLURM here: an `srun` that only exists lets submitit build its SLURM executor; nothing is submitted, and
+    the sbatch script it would send carries the config's partition, account, resources and extra options."""
+    from expertlab.dispatch.config import Slurm
+    from expertlab.dispatch.coordinator import make_executor
+
+    stub = tmp_path / "bin" / "srun"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\nexit 1\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}{os.pathsep}{os.environ['PATH']}")
+    config = DispatchConfig(executor="slurm", max_concurrent=16, mem_gb=64, cpus_per_task=8, timeout_min=120,
+                            slurm=Slurm(partition="gpu", account="lab", additional={"exclusive": True}))  # fmt: skip
+    executor = make_executor(config, tmp_path / "submitit")
+    executor.update_parameters(gpus_per_node=1)
+    script = executor._executor._make_submission_file_text("python -m x", "uid").splitlines()
+    for line in ("--partition=gpu", "--account=lab", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=64GB",
+                 "--time=120", "--exclusive"):  # fmt: skip
+        assert f"#SBATCH {line}" in script, line
+    assert executor._executor.parameters["array_parallelism"] == 16
