@@ -230,3 +230,12 @@ def test_a_slurm_config_becomes_submitits_sbatch_options(tmp_path: Path, monkeyp
                  "--time=120", "--exclusive"):  # fmt: skip
         assert f"#SBATCH {line}" in script, line
     assert executor._executor.parameters["array_parallelism"] == 16
+
+
+def test_the_default_config_names_only_dvc_yaml_stages() -> None:
+    """gpus, group_stages and coordinator name stages of dvc.yaml: a renamed stage fails here, not on a cluster."""
+    from tests.pipeline_study import ROOT
+
+    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    config = DispatchConfig()
+    assert set(config.gpus) | set(config.group_stages) | set(config.coordinator) <= stages
