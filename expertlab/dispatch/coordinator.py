@@ -25,7 +25,7 @@ from typing import Any
 
 from expertlab.dispatch.config import DispatchConfig
 from expertlab.dispatch.plan import Job, Plan, jobs, plan
-from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob
+from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_environment
 from expertlab.errors import ExpertlabError
 
 UNCOMMITTED_OK = ("dvc.lock",)  # the coordinator's own record, rewritten by its final `dvc repro`
@@ -267,9 +267,7 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
 def finish(root: Path, report: DispatchReport, say: Callable[[str], None], remote: str | None = None) -> None:
     """The coordinator's `dvc repro`: every dispatched instance restored from the run-cache (pulled first from
     `remote`, when there is no shared cache), the rest run here."""
-    import os
-
-    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    env = dvc_environment()
     dvc = [sys.executable, "-m", "dvc"]
     if remote:
         say(f"dispatch: dvc pull --run-cache from {remote}")

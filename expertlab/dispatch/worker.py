@@ -58,8 +58,9 @@ class JobSpec:
         return Path(self.work_dir) / "outcomes" / f"{self.name}.json"
 
 
-def _environment(spec: JobSpec) -> dict[str, str]:
-    return dict(os.environ, PATH=os.pathsep.join([spec.bin_dir, os.environ.get("PATH", "")]), DVC_NO_ANALYTICS="1")
+def dvc_environment(bin_dir: str = os.path.dirname(sys.executable)) -> dict[str, str]:
+    """This environment with `bin_dir` (where expertlab and dvc are) first on PATH, for `dvc` and its stage commands."""
+    return dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]), DVC_NO_ANALYTICS="1")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], log: Any) -> int:
@@ -99,7 +100,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
 
     started = time.time()
     clone = Path(spec.work_dir) / "clones" / spec.name
-    env = _environment(spec)
+    env = dvc_environment(spec.bin_dir)
     spec.log_path().parent.mkdir(parents=True, exist_ok=True)
     with spec.log_path().open("w") as log:
         log.write(f"dispatch job {spec.name} on {socket.gethostname()}: {' '.join(spec.targets)} at {spec.commit}\n")
