@@ -1,14 +1,17 @@
 """Benchmark: what DVC and `expertlab dispatch` cost per stage instance at the paper's grid size.
 
-Builds a git + DVC repo holding this project's dvc.yaml over params.paper.yaml, every stage command replaced by
-a stand-in that only writes the stage's outputs, so what is timed is DVC's own work: expanding dvc.yaml,
-hashing dependencies, committing outputs to the cache, the run-cache and dvc.lock. It measures
+Builds a git + DVC repo holding this project's pipeline files over params.paper.yaml, every stage command replaced by
+a stand-in that only writes the stage's outputs, so what is timed is DVC's own work: expanding the pipeline
+files, hashing dependencies, committing outputs to the cache, the run-cache and the dvc.lock files. It measures
 
-- `dispatch`'s planning (dvc.yaml expanded, `dvc status`, the waves) and `dvc status` over the whole paper grid
+- `dispatch`'s planning (the pipeline files expanded, `dvc status`, the waves) and `dvc status` over the whole paper grid
   (every instance stale: nothing has run);
 - a `dvc repro` of a slice of the grid (the last --models of params.paper.yaml's models, the last being the one
   Table 2 also compares and quantizes, and --ratios, --criteria and --seeds of the grid's, those Table 2 uses
-  first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date.
+  first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date;
+- DVC's rewrite of a dvc.lock after each instance, at the size each pipeline file's lock reaches on the paper
+  grid, and at the size one dvc.lock for the whole grid would reach: the one cost that grows with the grid
+  (a slice's repro pays it only at the slice's size).
 
 Orchestration per instance is then set beside a stage's own cost to give the share of it spent in
 orchestration: the real costs are the --stage-seconds given; the default is the one paper 000 states (its
@@ -26,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from expertlab import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "requirements-deepeval.lock",
@@ -58,7 +63,7 @@ def sh(args: list[str], cwd: Path) -> float:
 
 
 def standin_dvc_yaml(source: Path, target: Path) -> None:
-    """dvc.yaml with every stage's command replaced by the stand-in writing its outputs."""
+    """A pipeline file with every stage's command replaced by the stand-in writing its outputs."""
     from ruamel.yaml import YAML
 
     yaml = YAML()
@@ -66,6 +71,7 @@ def standin_dvc_yaml(source: Path, target: Path) -> None:
     for stage in data["stages"].values():
         outs = [next(iter(out)) if isinstance(out, dict) else out for out in stage.get("outs", [])]
         stage["cmd"] = "sh standin.sh " + " ".join(outs)
+    target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w") as handle:
         yaml.dump(data, handle)
 
@@ -95,7 +101,8 @@ def study(root: Path, models: int | None, ratios: int | None, criteria: int | No
         params["study"]["seeds"] = params["study"]["seeds"][:seeds]
     with (root / "params.yaml").open("w") as handle:
         yaml.dump(params, handle)
-    standin_dvc_yaml(ROOT / "dvc.yaml", root / "dvc.yaml")
+    for path in layout.pipeline_files(ROOT):
+        standin_dvc_yaml(ROOT / path, root / path)
     (root / "standin.sh").write_text(STANDIN)
 
     checked = load_params(root / "params.yaml")
@@ -131,6 +138,56 @@ def instances(root: Path) -> int:
         return len(repo.index.stages)
 
 
+def instances_by_file(root: Path) -> dict[str, int]:
+    """Stage instances per pipeline file (relative to `root`), as DVC expands them."""
+    from collections import Counter
+
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return dict(Counter(str(Path(stage.dvcfile.path).relative_to(root)) for stage in repo.index.stages))
+
+
+def lock_rewrite(sample: dict, size: int, directory: Path) -> float:
+    """Seconds of DVC's rewrite of a dvc.lock holding `size` instances like those of `sample` (a dvc.lock's
+    stages): a round-trip load and dump of the whole file (dvc.utils.serialize.modify_yaml, as
+    dvc.dvcfile.Lockfile.dump_stages does after every instance DVC runs or restores)."""
+    import itertools
+
+    from dvc.utils.serialize import modify_yaml
+    from ruamel.yaml import YAML
+
+    entries = itertools.cycle(list(sample.values()))
+    path = directory / f"dvc.{size}.lock"
+    with path.open("w") as handle:
+        YAML().dump({"schema": "2.0", "stages": {f"stand-in@{i}": next(entries) for i in range(size)}}, handle)
+    start = time.perf_counter()
+    with modify_yaml(str(path)) as data:
+        data["stages"]["stand-in@0"] = next(entries)
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return seconds
+
+
+def lock_costs(slice_root: Path, by_file: dict[str, int], directory: Path) -> dict[str, tuple[int, float, float]]:
+    """Per pipeline file at paper size: its instances n, DVC's lock rewrite t(n) at n instances, and what a run
+    that adds all n pays in rewrites (t(1) + ... + t(n); the rewrite is linear in the lock's size, so n (t(1) + t(n)) / 2).
+    The lock entries are the slice's own (its dvc.lock files after its repro); "one dvc.lock" is the whole grid's
+    instances in a single pipeline file, as before the split."""
+    from ruamel.yaml import YAML
+
+    sample: dict = {}
+    for path in layout.lock_files(slice_root):
+        if (slice_root / path).exists():
+            sample |= YAML(typ="safe").load((slice_root / path).read_text())["stages"]
+    one = lock_rewrite(sample, 1, directory)
+    costs = {}
+    for name, n in [*sorted(by_file.items()), ("one dvc.lock", sum(by_file.values()))]:
+        at_n = lock_rewrite(sample, n, directory)
+        costs[name] = (n, at_n, n * (one + at_n) / 2)
+    return costs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1, help="models of the paper's grid in the repro slice (the last ones)")
@@ -140,10 +197,10 @@ def main() -> int:
     parser.add_argument("--stage-seconds", action="append", default=[], metavar="NAME=SECONDS",
                         help="a stage's own cost on a real model, to set orchestration beside (repeatable)")
     args = parser.parse_args()
-    costs = dict(STAGE_SECONDS)
+    stage_costs = dict(STAGE_SECONDS)
     for entry in args.stage_seconds:
         name, _, seconds = entry.rpartition("=")
-        costs[name] = float(seconds)
+        stage_costs[name] = float(seconds)
     from expertlab.dispatch.plan import plan
 
     with tempfile.TemporaryDirectory(prefix="expertlab-bench-orchestration-") as tmp:
@@ -169,15 +226,25 @@ def main() -> int:
         print(f"  dispatch planning (expand, dvc status, waves): {planning:.1f} s = {planning / n_full * 1000:.1f} ms per instance")
         print(f"  dvc status, nothing run yet: {status_full:.1f} s")
 
+        locks = lock_costs(part, instances_by_file(full), Path(tmp))
+        print("  DVC's rewrite of a pipeline file's dvc.lock after each instance, at paper size:")
+        for name, (n, at_n, total) in locks.items():
+            print(f"    {name}: {n} instances; one rewrite at that size {at_n:.2f} s; "
+                  f"a whole run's rewrites {total / 3600:.2f} h")  # fmt: skip
+        files = {name: cost for name, cost in locks.items() if name != "one dvc.lock"}
+        restore = sum(total for _, _, total in files.values()) / n_full  # the coordinator's, its lock growing
+        full_lock = sum(n * at_n for n, at_n, _ in files.values()) / n_full  # a job's, on a committed full lock
+        print(f"  per instance: {restore:.2f} s while a run fills the locks (one dvc.lock: "
+              f"{locks['one dvc.lock'][2] / n_full:.2f} s), {full_lock:.2f} s once they are full")
         scale = n_full / n_part
-        print(f"  at paper size (x{scale:.1f}, linear): repro overhead {per_instance * n_full / 60:.0f} min, "
-              f"no-op repro {noop * scale:.0f} s, status {status * scale:.0f} s")  # fmt: skip
-        # a dispatched instance pays DVC's per-instance cost twice (its job's repro, the coordinator's restore) and
-        # its share of the planning
-        orchestration = 2 * per_instance + planning / n_full
+        print(f"  at paper size (x{scale:.1f}): no-op repro {noop * scale:.0f} s, status {status * scale:.0f} s (linear)")
+        # a dispatched instance pays DVC's per-instance cost twice (its job's repro, the coordinator's restore), the
+        # lock rewrites at paper size on top of the slice's (the coordinator's while its locks grow; the job's on a
+        # clone of a commit whose locks are full, the worst case), and its share of the planning
+        orchestration = 2 * per_instance + restore + full_lock + planning / n_full
         print(f"orchestration per dispatched instance: {orchestration:.2f} s (its job's repro and the coordinator's restore, "
-              "plus its share of planning; clone and job start not counted)")  # fmt: skip
-        for stage, seconds in costs.items():
+              "their lock rewrites at paper size, its share of planning; clone and job start not counted)")  # fmt: skip
+        for stage, seconds in stage_costs.items():
             print(f"  {stage}: {seconds:.0f} s per instance on a real model -> orchestration {orchestration / seconds:.2%}")
     return 0
 

@@ -1,7 +1,7 @@
 """Identity -> artifact path: where every artifact of a study lives, relative to the study's root.
 
-dvc.yaml writes the same paths with its matrix items (tests/test_layout.py holds the two together); code
-that needs a path of the study asks here instead of rebuilding it.
+The pipeline files (dvc.yaml and pipelines/*/dvc.yaml) write the same paths with their matrix items
+(tests/test_layout.py holds the two together); code that needs a path of the study asks here instead of rebuilding it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,23 @@ MONOSEMANTICITY = Path("monosemanticity")  # the second study's artifacts, one d
 STORE = Path("results.duckdb")
 REPORT = Path("report")
 ARTIFACT_ROOTS = (OBSERVATIONS, MASKS, GENERATIONS, SCORES, JUDGMENTS, MONOSEMANTICITY)  # what ingest loads (and IMPORTED)
+
+
+PIPELINE = Path("dvc.yaml")  # the study's first and last stages
+PIPELINES = Path("pipelines")  # one directory per artifact kind the grid multiplies, each with a dvc.yaml and a dvc.lock
+
+
+def pipeline_files(root: str | Path = ".") -> list[Path]:
+    """The study's DAG as DVC reads it: dvc.yaml, then pipelines/*/dvc.yaml (paths relative to `root`). It is split
+    because DVC rewrites a stage's whole dvc.lock after every stage instance it runs: one lock for the whole grid
+    makes that cost grow with the grid, one per artifact kind keeps each lock small."""
+    found = sorted(path.relative_to(root) for path in Path(root).glob(f"{PIPELINES}/*/{PIPELINE}"))
+    return [PIPELINE, *found]
+
+
+def lock_files(root: str | Path = ".") -> list[Path]:
+    """The dvc.lock beside each pipeline file (present once DVC has run one of its stages)."""
+    return [path.with_name("dvc.lock") for path in pipeline_files(root)]
 
 
 def calibration_set_name(seed: int) -> str:

@@ -92,7 +92,7 @@ def grid_summary(params: Params) -> str:
 
 
 def stage_instances(params: Params) -> dict[str, int]:
-    """How many instances of each dvc.yaml stage the grid makes (tests/test_study.py holds this to DVC's own count)."""
+    """How many instances of each pipeline stage the grid makes (tests/test_study.py holds this to DVC's own count)."""
     from expertlab.variants import finetuned_variants, study_variants
 
     study = params.study

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -11,9 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from expertlab import layout
+from expertlab.dispatch.worker import RAN
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "requirements-deepeval.lock", "requirements-bfcl.lock"]
+PIPELINE_FILES = [*(path.as_posix() for path in layout.pipeline_files(ROOT)), ".dvcignore", ".dvc/config", ".dvc/.gitignore", "requirements-deepeval.lock", "requirements-bfcl.lock"]
 PIPELINE_DIRS = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "data/sources"]
 
 
@@ -99,7 +101,33 @@ def sh(*args: str, cwd: Path) -> str:
 
 
 def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """The stage instances DVC's output says it ran, by name (without their pipeline file)."""
+    return set(RAN.findall(output))
+
+
+def pipeline_stages(root: Path = ROOT) -> dict[str, tuple[Path, dict]]:
+    """Every stage of the study's pipeline files, by name: its file (relative to `root`) and its YAML."""
+    found: dict[str, tuple[Path, dict]] = {}
+    for path in layout.pipeline_files(root):
+        for name, stage in yaml.safe_load((root / path).read_text())["stages"].items():
+            assert name not in found, f"stage {name} is in both {found[name][0]} and {path}"
+            found[name] = (path, stage)
+    return found
+
+
+def target(name: str) -> str:
+    """`dvc repro`'s address of a stage instance (`prune@toy-biomed-0-reap-0.5`) from its name."""
+    path, _ = pipeline_stages()[name.split("@")[0]]
+    return name if path == layout.PIPELINE else f"{path.as_posix()}:{name}"
+
+
+def locked(repo: Path) -> dict[str, dict]:
+    """Every stage instance the repo's dvc.lock files record, by name."""
+    found: dict[str, dict] = {}
+    for path in layout.lock_files(repo):
+        if (repo / path).exists():
+            found |= yaml.safe_load((repo / path).read_text())["stages"]
+    return found
 
 
 def commit(repo: Path, message: str) -> None:

@@ -1,4 +1,4 @@
-"""README, dvc.yaml, params.yaml, the CLI and the registries must not drift apart."""
+"""README, the pipeline files (dvc.yaml, pipelines/*/dvc.yaml), params.yaml, the CLI and the registries must not drift apart."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 import yaml
 
 from expertlab.cli import COMMANDS, build_parser
+from tests.pipeline_study import pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = {name: stage for name, (_, stage) in pipeline_stages().items()}  # every pipeline file's
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 README = (ROOT / "README.md").read_text()
 
@@ -24,7 +25,7 @@ def lookup(data: dict, dotted: str):  # noqa: ANN201
 
 
 def test_every_tracked_params_key_exists():
-    for name, stage in DVC["stages"].items():
+    for name, stage in STAGES.items():
         matrix = {}
         for axis, values in stage.get("matrix", {}).items():
             match = re.fullmatch(r"\$\{(.+)\}", values)
@@ -42,7 +43,7 @@ def test_every_tracked_params_key_exists():
 
 
 def test_every_stage_command_is_a_cli_command_and_its_code_is_a_dependency():
-    for name, stage in DVC["stages"].items():
+    for name, stage in STAGES.items():
         command = stage["cmd"].split()
         assert command[0] == "expertlab" and command[1] in COMMANDS, name
         module_file = COMMANDS[command[1]].replace(".", "/") + ".py"
@@ -57,8 +58,8 @@ def test_every_stage_command_is_a_cli_command_and_its_code_is_a_dependency():
 
 
 def outputs(stage: dict | None = None) -> list[str]:
-    """The output paths of one stage (all stages: None), as written in dvc.yaml."""
-    stages = [stage] if stage is not None else DVC["stages"].values()
+    """The output paths of one stage (all stages: None), as written in its pipeline file."""
+    stages = [stage] if stage is not None else STAGES.values()
     return [out if isinstance(out, str) else next(iter(out)) for s in stages for out in s.get("outs", [])]
 
 
@@ -76,7 +77,7 @@ def test_every_stage_descends_from_the_params_check():
             if _static(out) and _static(dep)
         )
 
-    stages = DVC["stages"]
+    stages = STAGES
     reached = {"check"}
     grew = True
     while grew:
@@ -87,6 +88,23 @@ def test_every_stage_descends_from_the_params_check():
                 grew = True
     assert set(stages) == reached, f"stages not downstream of check: {sorted(set(stages) - reached)}"
     assert stages["check"]["deps"][0] == "params.yaml" and "params" not in stages["check"]
+
+
+def test_every_pipeline_file_runs_its_stages_from_the_root_on_the_root_params():
+    """A stage of pipelines/<kind>/dvc.yaml is written as if it were in dvc.yaml: DVC runs it in the study's root,
+    tracks the root's params.yaml, and each kind's file holds only stages writing under that kind's directory."""
+    from dvc.dependency import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            assert Path(stage.wdir) == ROOT, stage.addressing
+            for dep in stage.deps:
+                if isinstance(dep, ParamsDependency):
+                    assert Path(dep.fs_path) == ROOT / "params.yaml", stage.addressing
+    for name, (path, stage) in pipeline_stages().items():
+        if path.parts[0] == "pipelines":
+            assert all(_static(out).startswith(f"{path.parts[1]}/") for out in outputs(stage)), name
 
 
 def test_every_cli_command_is_documented_in_the_readme():

@@ -21,9 +21,9 @@ import yaml
 
 from expertlab.dispatch.config import DispatchConfig, load_config
 from expertlab.dispatch.coordinator import dispatch
-from expertlab.dispatch.plan import Instance, jobs, plan
+from expertlab.dispatch.plan import Instance, jobs, plan, stage_name
 from expertlab.errors import ExpertlabError
-from tests.pipeline_study import MICRO, commit, ran, sh, study_repo
+from tests.pipeline_study import MICRO, commit, pipeline_stages, ran, sh, study_repo, target
 
 KILLED = "observe@toy-biomed-0"
 
@@ -136,6 +136,9 @@ def test_the_plan_is_the_stale_instances_in_dag_order(dispatched: dict) -> None:
     position = {name: index for index, wave in enumerate(waves) for name in wave}
     assert position["select@toy-biomed-0"] > position[KILLED] and position["prune@toy-biomed-0-reap-0.5"] > position["select@toy-biomed-0"]
     assert the_plan.coordinator == ["ingest", "report"] and len(the_plan.instances) == 13
+    # `dvc repro` addresses a stage of pipelines/<kind>/dvc.yaml by that file
+    assert [instance.target for instance in the_plan.instances] == [target(i.name) for i in the_plan.instances]
+    assert any(instance.target.startswith("pipelines/") for instance in the_plan.instances)
 
 
 def test_a_killed_stage_stops_the_dispatch_and_the_next_one_sends_only_what_did_not_finish(dispatched: dict) -> None:
@@ -151,7 +154,7 @@ def test_a_killed_stage_stops_the_dispatch_and_the_next_one_sends_only_what_did_
     # the second dispatch: the instances of the first that finished are not sent again (the ledger), the killed
     # one is retried once, and what waited on it or on the stopped waves follows
     assert second.returncode == 0 and not second.failed
-    sent = {name for outcome in second.outcomes for name in outcome["targets"]}
+    sent = {stage_name(target) for outcome in second.outcomes for target in outcome["targets"]}
     assert sent == {KILLED, "score_source@toy-toy"} | downstream
     assert [o["returncode"] for o in second.outcomes if o["targets"] == [KILLED]][0] != 0  # the second kill
     every = ran_in_logs(dispatched["work_dir"])
@@ -189,12 +192,20 @@ def test_uncommitted_changes_are_refused_before_anything_is_sent(tmp_path: Path)
 
 
 def test_jobs_group_a_variants_task_groups_and_nothing_else() -> None:
-    generate = [Instance(f"generate@v-{g}", "generate", "checkpoints/v") for g in ("a", "b")]
-    other = Instance("generate@w-a", "generate", "checkpoints/w")
-    observe = [Instance(f"observe@toy-{c}", "observe", "models/toy") for c in ("x", "y")]
+    def instance(name: str, model: str, file: str | None = None) -> Instance:
+        return Instance(name, name.split("@")[0], model, f"{file}:{name}" if file else name)
+
+    generations = "pipelines/generations/dvc.yaml"
+    generate = [instance(f"generate@v-{g}", "checkpoints/v", generations) for g in ("a", "b")]
+    other = instance("generate@w-a", "checkpoints/w", generations)
+    observe = [instance(f"observe@toy-{c}", "models/toy") for c in ("x", "y")]
     grouped = jobs([*generate, other, *observe], group_stages=["generate"])
     assert sorted(job.targets for job in grouped) == [
-        ["generate@v-a", "generate@v-b"], ["generate@w-a"], ["observe@toy-x"], ["observe@toy-y"]
+        ["observe@toy-x"], ["observe@toy-y"],
+        [f"{generations}:generate@v-a", f"{generations}:generate@v-b"], [f"{generations}:generate@w-a"],
+    ]
+    assert [stage_name(target) for job in grouped for target in job.targets] == [
+        "observe@toy-x", "observe@toy-y", "generate@v-a", "generate@v-b", "generate@w-a"
     ]
     assert {job.slug for job in grouped} == {"generate-v-a+1", "generate-w-a", "observe-toy-x", "observe-toy-y"}
 
@@ -232,10 +243,9 @@ def test_a_slurm_config_becomes_submitits_sbatch_options(tmp_path: Path, monkeyp
     assert executor._executor.parameters["array_parallelism"] == 16
 
 
-def test_the_default_config_names_only_dvc_yaml_stages() -> None:
-    """gpus, group_stages and coordinator name stages of dvc.yaml: a renamed stage fails here, not on a cluster."""
-    from tests.pipeline_study import ROOT
-
-    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+def test_the_default_config_names_only_stages_of_the_pipeline_files() -> None:
+    """gpus, group_stages and coordinator name stages of the pipeline files: a renamed stage fails here, not on a
+    cluster."""
+    stages = set(pipeline_stages())
     config = DispatchConfig()
     assert set(config.gpus) | set(config.group_stages) | set(config.coordinator) <= stages

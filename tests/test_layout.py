@@ -1,4 +1,4 @@
-"""dvc.yaml and expertlab.layout agree: every stage instance's artifact paths are the layout's for its identity."""
+"""The pipeline files and expertlab.layout agree: every stage instance's artifact paths are the layout's for its identity."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from expertlab import layout
 from expertlab.params import NATIVE, load_params
 from expertlab.monosemanticity.selection import strategy_file
 from expertlab.variants import Variant, finetuned_variants, find_variant, study_variants
+from tests.pipeline_study import pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.checked.json", "requirements-deepeval.lock",
@@ -18,7 +19,7 @@ CODE = ("expertlab", "stages", "schema", "queries", "params.yaml", "params.check
 
 
 def declared() -> dict[str, set[str]]:
-    """Each output dvc.yaml declares -> the artifact paths (not code, not params) its stage reads."""
+    """Each output the pipeline files declare -> the artifact paths (not code, not params) its stage reads."""
     from dvc.repo import Repo
 
     paths: dict[str, set[str]] = {}
@@ -158,8 +159,7 @@ def test_a_variant_record_names_its_fields_and_a_mismatched_id_is_refused():
 def test_explain_and_predict_track_exactly_the_judge_keys_params_require_for_them():
     from expertlab.params import ASKING_KEYS
 
-    text = (ROOT / "dvc.yaml").read_text()
+    stages = pipeline_stages()
     for stage in ("explain_experts", "predict_experts"):
-        body = text.split(f"\n  {stage}:\n", 1)[1].split("\n\n", 1)[0]
-        tracked = {line.split("- judge.", 1)[1].split()[0] for line in body.splitlines() if "- judge." in line}
+        tracked = {key.removeprefix("judge.") for key in stages[stage][1]["params"] if key.startswith("judge.")}
         assert tracked == set(ASKING_KEYS), stage

@@ -10,13 +10,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from expertlab import layout
 from expertlab.params import load_params
 from expertlab.study import judge_prompts_per_item, stage_instances
 from tests.pipeline_study import ROOT
 
 
 def dvc_stage_counts(root: Path) -> Counter[str]:
-    """Instances per stage name as DVC expands dvc.yaml over the params.yaml beside it."""
+    """Instances per stage name as DVC expands the pipeline files over the params.yaml beside them."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
@@ -34,10 +35,12 @@ def test_the_stage_instances_are_dvc_s_own_count() -> None:
 
 
 def test_the_paper_grid_is_dvc_s_count_too(tmp_path: Path) -> None:
-    """dvc.yaml over params.paper.yaml (as params.yaml): the same counts as `expertlab check` prints."""
+    """The pipeline files over params.paper.yaml (as params.yaml): the same counts as `expertlab check` prints."""
     repo = tmp_path / "paper"
     repo.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    for path in layout.pipeline_files(ROOT):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, repo / path)
     shutil.copy(ROOT / "params.paper.yaml", repo / "params.yaml")
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
     counted = {name: count for name, count in stage_instances(load_params(repo / "params.yaml")).items() if count}

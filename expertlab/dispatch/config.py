@@ -49,7 +49,7 @@ class DispatchConfig(Strict):
     timeout_min: int = Field(default=240, gt=0)  # per job
     cpus_per_task: int = Field(default=2, gt=0)
     mem_gb: int | None = Field(default=None, gt=0)
-    gpus: dict[str, int] = {stage: 1 for stage in GPU_STAGES}  # per dvc.yaml stage name; absent: none
+    gpus: dict[str, int] = {stage: 1 for stage in GPU_STAGES}  # per stage name (in any pipeline file); absent: none
     # local: the GPU ids handed out, one set per job at a time (N local workers with one GPU each); empty: no GPU
     visible_gpus: list[int] = []
     # stages whose instances of one wave that load the same model share one job (one clone, the model checked

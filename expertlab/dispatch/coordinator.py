@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expertlab import layout
 from expertlab.dispatch.config import DispatchConfig
-from expertlab.dispatch.plan import Job, Plan, jobs, plan
+from expertlab.dispatch.plan import Job, Plan, jobs, plan, stage_name
 from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_environment
 from expertlab.errors import ExpertlabError
-
-UNCOMMITTED_OK = ("dvc.lock",)  # the coordinator's own record, rewritten by its final `dvc repro`
 
 
 @dataclass
@@ -50,11 +49,13 @@ def git(root: Path, *args: str) -> str:
 
 
 def committed_state(root: Path) -> str:
-    """HEAD's commit, after checking that what the jobs clone is what is here: no tracked file but dvc.lock
-    differs from it (the jobs see only committed files)."""
+    """HEAD's commit, after checking that what the jobs clone is what is here: no tracked file but the dvc.lock
+    files (the coordinator's own record, rewritten by its final `dvc repro`) differs from it (the jobs see only
+    committed files)."""
+    locks = {path.as_posix() for path in layout.lock_files(root)}
     dirty = [
         line[3:] for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
-        if line[3:] not in UNCOMMITTED_OK
+        if line[3:] not in locks
     ]  # fmt: skip
     if dirty:
         more = f" (and {len(dirty) - 1} more)" if len(dirty) > 1 else ""
@@ -251,7 +252,7 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
         say(f"dispatch: wave {index + 1}/{len(the_plan.waves)}: {len(todo)} instances in {len(wave_jobs)} jobs")
         outcomes, failed = runner.run(wave_jobs)
         report.outcomes += outcomes
-        ledger.add(commit, [name for outcome in outcomes if outcome["returncode"] == 0 for name in outcome["targets"]])
+        ledger.add(commit, [stage_name(target) for outcome in outcomes if outcome["returncode"] == 0 for target in outcome["targets"]])
         if failed:
             report.failed = failed
             report.returncode = 1

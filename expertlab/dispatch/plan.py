@@ -18,11 +18,13 @@ MODEL_ROOTS = ("models/", "checkpoints/")  # a dependency under these is a model
 
 @dataclass(frozen=True)
 class Instance:
-    """One stage instance, as DVC addresses it (`generate@toy-biomed-0-reap-0.5-toy`)."""
+    """One stage instance: its name (`generate@toy-biomed-0-reap-0.5-toy`, unique over the study's pipeline files)
+    and its address for `dvc repro` (`pipelines/generations/dvc.yaml:generate@toy-biomed-0-reap-0.5-toy`)."""
 
     name: str
-    stage: str  # its dvc.yaml stage (the name before "@")
+    stage: str  # its stage in its pipeline file (the name before "@")
     model: str | None  # the model directory it loads (a dependency under models/ or checkpoints/), if any
+    target: str  # the pipeline file, relative to the study's root, then ":" and the name; the name alone in dvc.yaml
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Job:
 
     @property
     def targets(self) -> list[str]:
-        return [instance.name for instance in self.instances]
+        return [instance.target for instance in self.instances]
 
     @property
     def slug(self) -> str:
@@ -92,7 +94,7 @@ def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # edges run from a stage to the stages it depends on
-        # `dvc status` names a stage by its address from the working directory; the jobs by its name in dvc.yaml
+        # `dvc status` names a stage by its address from the working directory, the jobs by its address from the root
         by_address = {stage.addressing: stage for stage in graph.nodes if isinstance(stage, PipelineStage)}
         stages = {stage.name: stage for stage in by_address.values()}
         changed = [by_address[address] for address in repo.status() if address in by_address]
@@ -114,12 +116,24 @@ def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
                 )
         waves: list[list[Instance]] = [[] for _ in range(1 + max((level[n] for n in stale - kept), default=-1))]
         for name in sorted(stale - kept):
-            waves[level[name]].append(Instance(name, name.split("@")[0], _model_of(stages[name])))
+            waves[level[name]].append(Instance(name, name.split("@")[0], _model_of(stages[name]), _target(repo, stages[name])))
         return Plan(
             waves=[wave for wave in waves if wave],
             coordinator=sorted(kept, key=lambda name: level[name]),
             up_to_date=len(stages) - len(stale),
         )
+
+
+def _target(repo, stage) -> str:  # noqa: ANN001
+    from expertlab import layout
+
+    path = Path(stage.dvcfile.path).relative_to(repo.root_dir)
+    return stage.name if path == layout.PIPELINE else f"{path.as_posix()}:{stage.name}"
+
+
+def stage_name(target: str) -> str:
+    """An instance's name from its address (Instance.target)."""
+    return target.rsplit(":", 1)[-1]
 
 
 def _model_of(stage) -> str | None:  # noqa: ANN001

@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-RAN = re.compile(r"Running stage '([^']+)'")
-RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
+# DVC names a stage of pipelines/<kind>/dvc.yaml as "pipelines/<kind>/dvc.yaml:<name>": the name is what follows
+RAN = re.compile(r"Running stage '(?:[^':]+:)?([^':]+)'")
+RESTORED = re.compile(r"Stage '(?:[^':]+:)?([^':]+)' is cached - skipping run")
 
 
 @dataclass(frozen=True)
