@@ -22,7 +22,6 @@ A100). A CPU here has no real model to time.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 from expertlab import layout
+from expertlab.dispatch.worker import dvc_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ["expertlab", "stages", "schema", "queries", "imported", "monosemanticity", "requirements-deepeval.lock",
@@ -54,7 +54,7 @@ STAGE_SECONDS = {"observe+select+prune, Qwen3.6-35B-A3B, EASY-EP (paper 000)": 7
 
 
 def sh(args: list[str], cwd: Path) -> float:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    env = dvc_environment()
     start = time.perf_counter()
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:

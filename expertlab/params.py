@@ -795,14 +795,19 @@ class Params(Strict):
     def check_top_k(self, model: str, num_experts: int, top_k: int) -> None:
         """Every re-observed top-k of monosemanticity.top_k is routable and not the model's own, or an error naming it."""
         for k in self.monosemanticity.top_k:
-            if k == NATIVE:
-                continue
-            if k > num_experts:
-                raise ValueError(f"monosemanticity.top_k: {k} exceeds model {model!r}'s {num_experts} routed experts")
-            if k == top_k:
-                raise ValueError(
-                    f"monosemanticity.top_k: {k} is model {model!r}'s own top-k; it is {NATIVE!r}, already listed"
-                )
+            problem = None if k == NATIVE else top_k_problem(k, num_experts, top_k)
+            if problem:
+                raise ValueError(f"monosemanticity.top_k: {problem} (model {model!r})")
+
+
+def top_k_problem(k: int, num_experts: int, own: int) -> str | None:
+    """What is wrong with re-observing a model of `num_experts` routed experts and top-k `own` at top-k `k`, or None
+    (the rule both `expertlab check` and record-activations apply)."""
+    if not 1 <= k <= num_experts:
+        return f"{k} is outside 1..{num_experts}, the model's routed experts"
+    if k == own:
+        return f"{k} is the model's own top-k, which is {NATIVE!r}"
+    return None
 
 
 class ParamsError(ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 
@@ -31,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from expertlab.study import check_study
 
     params, _ = check_study(args.params, args.queries)
-    # stage commands call `expertlab`: make the running interpreter's scripts dir visible to them
-    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    from expertlab.dispatch.worker import dvc_environment
+
+    env = dvc_environment()  # stage commands call `expertlab`: the running interpreter's scripts dir first on PATH
     # `report` and its ancestors: the whole study, and the toy model only when study.models lists it
     repro = [sys.executable, "-m", "dvc", "repro", *(args.dvc_args or ["report"])]
     if args.cold:

@@ -123,7 +123,7 @@ def test_a_re_observation_records_k_experts_per_token_and_says_so(tmp_path, tiny
         records = ACTIVATIONS.read(tmp_path / directory / "activations.parquet")
         tokens = ACTIVATION_WINDOWS.read(tmp_path / directory / "windows.parquet")["tokens"].sum()
         assert records.groupby("layer")["routed_tokens"].sum().tolist() == [meta.top_k * tokens] * len(meta.moe_layers)
-    for k, message in ((2, "top-k 2 is the model's own; record it as native"), (17, r"top-k 17 is outside 1\.\.\d+")):
+    for k, message in ((2, "top-k 2 is the model's own top-k, which is 'native'"), (17, r"top-k 17 is outside 1\.\.\d+")):
         with pytest.raises(ValueError, match=message):
             record_checkpoint(tiny_moe_dir, {"biomedical": corpus}, tmp_path / f"bad{k}", run, 4, settings, top_k=k)
         assert not (tmp_path / f"bad{k}").exists()

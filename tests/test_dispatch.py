@@ -181,6 +181,34 @@ def test_the_report_equals_a_serial_dvc_repro_byte_for_byte(dispatched: dict, se
     assert ran(sh("dvc", "repro", cwd=dispatched["repo"])) == set()
 
 
+def test_without_shared_storage_the_run_cache_travels_through_a_remote(tmp_path: Path, serial: Path) -> None:
+    """`remote:` instead of a shared cache: every clone keeps a cache of its own, pulls what it needs from the
+    remote and pushes its outputs and run-cache there; the coordinator pulls the run-cache and restores from it.
+    Checkpoints are never pushed (push: false): a job or the coordinator that needs one prunes it again."""
+    repo = new_study(tmp_path / "study")
+    sh("dvc", "remote", "add", "storage", str(tmp_path / "remote"), cwd=repo)
+    commit(repo, "the remote")
+    config = DispatchConfig(remote="storage", max_concurrent=2, max_retries=0, timeout_min=20, keep_clones=True)
+    with pytest.raises(ExpertlabError, match="remote 'storage' is not the study's default DVC remote \\(none is set\\)"):
+        dispatch(repo, config, say=lambda line: None)  # `dvc repro --pull` would pull from none
+    assert not (repo / config.work_dir / "clones").exists()
+    sh("dvc", "remote", "default", "storage", cwd=repo)
+    commit(repo, "the default remote")
+    said: list[str] = []
+    report = dispatch(repo, config, say=said.append)
+    assert report.returncode == 0 and not report.failed, said
+    clones = sorted((repo / config.work_dir / "clones").iterdir())
+    assert clones
+    for clone in clones:  # each job kept a cache of its own
+        assert Path(sh("dvc", "cache", "dir", cwd=clone).strip()).resolve() == (clone / ".dvc" / "cache").resolve()
+    assert any((tmp_path / "remote" / "runs").iterdir())  # the jobs' run-cache, pushed
+    pruned = {instance.name for instance in report.plan.instances if instance.stage == "prune"}
+    assert set(report.final_ran) <= {"ingest", "report"} | pruned and report.final_ran[-2:] == ["ingest", "report"]
+    assert set(report.final_restored) >= {i.name for i in report.plan.instances} - pruned
+    for name in sorted(path.name for path in (serial / "report").glob("*.csv")):
+        assert (repo / "report" / name).read_bytes() == (serial / "report" / name).read_bytes(), name
+
+
 def test_uncommitted_changes_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
     repo = new_study(tmp_path / "study")
     params = yaml.safe_load((repo / "params.yaml").read_text())

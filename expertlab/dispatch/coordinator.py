@@ -73,6 +73,18 @@ def dvc_cache_dir(root: Path) -> Path:
     return Path(out.stdout.strip()).resolve()
 
 
+def check_default_remote(root: Path, remote: str) -> None:
+    """`remote` is the study's default DVC remote: `dvc repro --pull`, which restores an instance's outputs from
+    it, takes no other (the jobs' clones set it for themselves; the coordinator's own repro needs it too)."""
+    out = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], cwd=root, capture_output=True, text=True)
+    default = out.stdout.strip() if out.returncode == 0 else None
+    if default != remote:
+        raise ExpertlabError(
+            f"dispatch: remote {remote!r} is not the study's default DVC remote ({default or 'none is set'}); "
+            f"`dvc repro --pull` pulls only from the default: `dvc remote default {remote}`, or name the default"
+        )
+
+
 class Ledger:
     """<work_dir>/ledger.json: how many dispatches this work directory has seen, and the instances finished at
     each commit (written after every wave)."""
@@ -218,6 +230,8 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
     work_dir.mkdir(parents=True, exist_ok=True)
     if config.remote and config.cache_dir:
         raise ExpertlabError("dispatch: give cache_dir (storage every node sees) or remote (none shared), not both")
+    if config.remote:
+        check_default_remote(root, config.remote)
     cache_dir = None if config.remote else Path(config.cache_dir).resolve() if config.cache_dir else dvc_cache_dir(root)
     shared_dir = (root / config.shared_dir).resolve()
     started = time.time()
@@ -279,7 +293,7 @@ def finish(root: Path, report: DispatchReport, say: Callable[[str], None], remot
             report.returncode = pulled.returncode
             return
     say("dispatch: the coordinator's dvc repro (finished instances come from the run-cache)")
-    pull = ["--pull", "--allow-missing"] if remote else []
+    pull = ["--pull", "--allow-missing"] if remote else []  # the outputs, from the default remote (check_default_remote)
     result = subprocess.run([*dvc, "repro", *pull], cwd=root, env=env, capture_output=True, text=True)
     text = result.stdout + result.stderr
     report.final_ran, report.final_restored = RAN.findall(text), RESTORED.findall(text)

@@ -86,6 +86,8 @@ def prepare_clone(spec: JobSpec, clone: Path, env: dict[str, str], log: Any) -> 
         steps.append([*dvc, "config", "--local", "cache.shared", spec.cache_shared])
     if spec.cache_type:
         steps.append([*dvc, "config", "--local", "cache.type", spec.cache_type])
+    if spec.remote:  # `dvc repro --pull` pulls from the default remote only
+        steps.append([*dvc, "remote", "default", "--local", spec.remote])
     for step in steps:
         code = _run(step, clone, env, log)
         if code != 0:

@@ -201,6 +201,7 @@ def record_checkpoint(
     from expertlab.data.calibration import read_set, render
     from expertlab.io import OutputDir, write_json
     from expertlab.moe.observe import loaded_model
+    from expertlab.params import top_k_problem
     from expertlab.records import ACTIVATION_WINDOWS, ACTIVATIONS, ActivationsMeta
 
     if not corpus:
@@ -217,10 +218,9 @@ def record_checkpoint(
         adapter = adapter_for(model)
         native = adapter.routing(model.config)
         if top_k is not None:
-            if not 1 <= top_k <= native.num_experts:
-                raise ValueError(f"top-k {top_k} is outside 1..{native.num_experts} (the model's routed experts)")
-            if top_k == native.top_k:
-                raise ValueError(f"top-k {top_k} is the model's own; record it as native")
+            problem = top_k_problem(top_k, native.num_experts, native.top_k)
+            if problem:
+                raise ValueError(f"top-k {problem}")
             adapter.set_counts(model, native.num_experts, top_k)
         routing = adapter.routing(model.config)
         windows, records = record_activations(
