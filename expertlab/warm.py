@@ -48,6 +48,25 @@ PRELOAD = (
     "pydantic",
     "httpx2",
     "tqdm",
+    "ruamel.yaml",
+    "pyarrow.dataset",
+    "transformers.models.auto.tokenization_auto",
+    "transformers.processing_utils",
+    "transformers.modeling_layers",
+    # expertlab's own, for the commands the grid runs per variant (prune, generate, score, judge): a few hundred
+    # milliseconds of imports each, which would be most of a toy score's or judge's time in every fork
+    "expertlab.cli",
+    "expertlab.params",
+    "expertlab.records",
+    "expertlab.moe.prune",
+    "expertlab.moe.families",
+    "expertlab.generate.run",
+    "expertlab.evaluate",
+    "expertlab.tasks",
+    "expertlab.metrics",
+    "expertlab.scoring",
+    "expertlab.judging",
+    "expertlab.judges",
 )
 # set per command by DVC and the shell it runs; any other difference from the server's environment
 # would make the fork differ from a fresh process (libraries read some variables at import)
