@@ -37,9 +37,8 @@ PIPELINES = Path("pipelines")  # one directory per artifact kind the grid multip
 
 
 def pipeline_files(root: str | Path = ".") -> list[Path]:
-    """The study's DAG as DVC reads it: dvc.yaml, then pipelines/*/dvc.yaml (paths relative to `root`). It is split
-    because DVC rewrites a stage's whole dvc.lock after every stage instance it runs: one lock for the whole grid
-    makes that cost grow with the grid, one per artifact kind keeps each lock small."""
+    """The study's DAG as DVC reads it: dvc.yaml, then pipelines/*/dvc.yaml (paths relative to `root`; README,
+    "Pipeline files", says why it is split)."""
     found = sorted(path.relative_to(root) for path in Path(root).glob(f"{PIPELINES}/*/{PIPELINE}"))
     return [PIPELINE, *found]
 
