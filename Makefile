@@ -13,16 +13,18 @@ pip_install = $(BIN)/python -m pip install $(1) 2>&1 | { grep -v "is ignored: it
 
 setup: $(VENV)/.installed
 
-# torch first: the pin takes the local CPU wheel, so nothing later resolves a CUDA build.
+# torch first: the pin takes the local CPU wheel, so nothing later resolves a CUDA build. requirements.lock
+# holds every package the environment needs, so pip installs it as it stands (--no-deps), and --no-compile
+# leaves the byte-compiling to the first import of each module (most of these packages' files are never imported).
 # DeepEval and bfcl-eval without their pins (they conflict with requirements.lock, and what expertlab imports of
 # them needs none of them): requirements-deepeval.lock and requirements-bfcl.lock say why and list what they do need.
 $(VENV)/.installed: requirements.lock requirements-deepeval.lock requirements-bfcl.lock pyproject.toml
 	@echo "setup 1/6: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "setup 2/6: torch 2.13.0, the CPU build"
-	$(call pip_install,torch==2.13.0)
+	$(call pip_install,--no-compile torch==2.13.0)
 	@echo "setup 3/6: the pinned versions of requirements.lock"
-	$(call pip_install,-r requirements.lock)
+	$(call pip_install,--no-deps --no-compile -r requirements.lock)
 	@echo "setup 4/6: deepeval 4.3.1 and what its hallucination metric imports, without deepeval's pins"
 	$(call pip_install,--no-deps -r requirements-deepeval.lock)
 	@echo "setup 5/6: bfcl-eval 2026.3.23 (BFCL's data and checker) and what expertlab imports of it, without its pins"

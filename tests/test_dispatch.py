@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import signal
 import threading
 import time
@@ -277,3 +278,25 @@ def test_the_default_config_names_only_stages_of_the_pipeline_files() -> None:
     stages = set(pipeline_stages())
     config = DispatchConfig()
     assert set(config.gpus) | set(config.group_stages) | set(config.coordinator) <= stages
+
+
+def test_a_directory_dependency_hashes_the_same_whatever_order_dvc_wrote_its_gitignores(tmp_path: Path) -> None:
+    """DVC appends an output to the .gitignore beside it as it checks it out, in the order it restores them,
+    which differs between a study's clones; a stage depending on the directory (select on observations/<model>,
+    ingest on every root) must not see another input, or each dispatch job reruns it."""
+    from tests.pipeline_study import ROOT
+
+    repo = tmp_path / "repo"
+    (repo / "observations" / "toy" / "biomed").mkdir(parents=True)
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    (repo / "observations" / "toy" / "biomed" / "stats").write_text("1\n")
+    gitignore = repo / "observations" / "toy" / "biomed" / ".gitignore"
+    gitignore.write_text("/0\n/1\n")
+    sh("dvc", "stage", "add", "-q", "-n", "select", "-d", "observations/toy", "-o", "masks", "mkdir masks", cwd=repo)
+    sh("dvc", "repro", "-q", cwd=repo)
+    gitignore.write_text("/1\n/0\n")  # another clone's checkout order
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo)
+    (repo / "observations" / "toy" / "biomed" / "stats").write_text("2\n")  # the data still counts
+    assert "changed deps" in sh("dvc", "status", cwd=repo)
