@@ -43,6 +43,17 @@ def pipeline_files(root: str | Path = ".") -> list[Path]:
     return [PIPELINE, *found]
 
 
+def stage_address(pipeline_file: Path, name: str) -> str:
+    """How DVC addresses stage instance `name` of `pipeline_file` (relative to the study's root): the name alone in
+    dvc.yaml, else the file, ":" and the name (`pipelines/generations/dvc.yaml:generate@toy-biomed-0-reap-0.5-toy`)."""
+    return name if pipeline_file == PIPELINE else f"{pipeline_file.as_posix()}:{name}"
+
+
+def stage_name(address: str) -> str:
+    """A stage instance's name from its address (stage_address); names are unique over the pipeline files."""
+    return address.rsplit(":", 1)[-1]
+
+
 def lock_files(root: str | Path = ".") -> list[Path]:
     """The dvc.lock beside each pipeline file (present once DVC has run one of its stages)."""
     return [path.with_name("dvc.lock") for path in pipeline_files(root)]

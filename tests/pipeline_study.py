@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from expertlab import layout
-from expertlab.dispatch.worker import RAN
+from expertlab.dispatch.worker import RAN, said
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -102,7 +102,7 @@ def sh(*args: str, cwd: Path) -> str:
 
 def ran(output: str) -> set[str]:
     """The stage instances DVC's output says it ran, by name (without their pipeline file)."""
-    return set(RAN.findall(output))
+    return set(said(RAN, output))
 
 
 def pipeline_stages(root: Path = ROOT) -> dict[str, tuple[Path, dict]]:
@@ -118,7 +118,7 @@ def pipeline_stages(root: Path = ROOT) -> dict[str, tuple[Path, dict]]:
 def target(name: str) -> str:
     """`dvc repro`'s address of a stage instance (`prune@toy-biomed-0-reap-0.5`) from its name."""
     path, _ = pipeline_stages()[name.split("@")[0]]
-    return name if path == layout.PIPELINE else f"{path.as_posix()}:{name}"
+    return layout.stage_address(path, name)
 
 
 def locked(repo: Path) -> dict[str, dict]:

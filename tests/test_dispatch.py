@@ -22,7 +22,8 @@ import yaml
 
 from expertlab.dispatch.config import DispatchConfig, load_config
 from expertlab.dispatch.coordinator import dispatch
-from expertlab.dispatch.plan import Instance, jobs, plan, stage_name
+from expertlab.dispatch.plan import Instance, jobs, plan
+from expertlab.layout import stage_name
 from expertlab.errors import ExpertlabError
 from tests.pipeline_study import MICRO, commit, pipeline_stages, ran, sh, study_repo, target
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from expertlab import layout
 from expertlab.dispatch.config import DispatchConfig
-from expertlab.dispatch.plan import Job, Plan, jobs, plan, stage_name
-from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_environment
+from expertlab.dispatch.plan import Job, Plan, jobs, plan
+from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_environment, said
 from expertlab.errors import ExpertlabError
 
 
@@ -266,7 +266,7 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
         say(f"dispatch: wave {index + 1}/{len(the_plan.waves)}: {len(todo)} instances in {len(wave_jobs)} jobs")
         outcomes, failed = runner.run(wave_jobs)
         report.outcomes += outcomes
-        ledger.add(commit, [stage_name(target) for outcome in outcomes if outcome["returncode"] == 0 for target in outcome["targets"]])
+        ledger.add(commit, [layout.stage_name(target) for outcome in outcomes if outcome["returncode"] == 0 for target in outcome["targets"]])
         if failed:
             report.failed = failed
             report.returncode = 1
@@ -296,7 +296,7 @@ def finish(root: Path, report: DispatchReport, say: Callable[[str], None], remot
     pull = ["--pull", "--allow-missing"] if remote else []  # the outputs, from the default remote (check_default_remote)
     result = subprocess.run([*dvc, "repro", *pull], cwd=root, env=env, capture_output=True, text=True)
     text = result.stdout + result.stderr
-    report.final_ran, report.final_restored = RAN.findall(text), RESTORED.findall(text)
+    report.final_ran, report.final_restored = said(RAN, text), said(RESTORED, text)
     unexpected = [name for name in report.final_ran if name not in report.plan.coordinator]
     say(f"dispatch: dvc repro here: restored {len(report.final_restored)}, ran {', '.join(report.final_ran) or 'nothing'}")
     if unexpected:

@@ -24,7 +24,7 @@ class Instance:
     name: str
     stage: str  # its stage in its pipeline file (the name before "@")
     model: str | None  # the model directory it loads (a dependency under models/ or checkpoints/), if any
-    target: str  # the pipeline file, relative to the study's root, then ":" and the name; the name alone in dvc.yaml
+    target: str  # layout.stage_address of its pipeline file and name
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,7 @@ def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
 def _target(repo, stage) -> str:  # noqa: ANN001
     from expertlab import layout
 
-    path = Path(stage.dvcfile.path).relative_to(repo.root_dir)
-    return stage.name if path == layout.PIPELINE else f"{path.as_posix()}:{stage.name}"
-
-
-def stage_name(target: str) -> str:
-    """An instance's name from its address (Instance.target)."""
-    return target.rsplit(":", 1)[-1]
+    return layout.stage_address(Path(stage.dvcfile.path).relative_to(repo.root_dir), stage.name)
 
 
 def _model_of(stage) -> str | None:  # noqa: ANN001

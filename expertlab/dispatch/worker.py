@@ -23,9 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# DVC names a stage of pipelines/<kind>/dvc.yaml as "pipelines/<kind>/dvc.yaml:<name>": the name is what follows
-RAN = re.compile(r"Running stage '(?:[^':]+:)?([^':]+)'")
-RESTORED = re.compile(r"Stage '(?:[^':]+:)?([^':]+)' is cached - skipping run")
+RAN = re.compile(r"Running stage '([^']+)'")  # DVC's output names a stage instance by its address
+RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
+
+
+def said(pattern: re.Pattern[str], text: str) -> list[str]:
+    """The stage instances DVC's output `text` names in `pattern` (RAN, RESTORED), by name."""
+    from expertlab.layout import stage_name
+
+    return [stage_name(address) for address in pattern.findall(text)]
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,8 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         **{key: value for key, value in asdict(spec).items() if key in ("targets", "slug", "dispatch", "attempt", "commit")},
         "returncode": code,
         "seconds": round(time.time() - started, 3),
-        "ran": RAN.findall(text),
-        "restored": RESTORED.findall(text),
+        "ran": said(RAN, text),
+        "restored": said(RESTORED, text),
         "host": socket.gethostname(),
         "log": str(spec.log_path()),
         "clone": str(clone) if code != 0 or spec.keep_clone else None,
