@@ -9,14 +9,22 @@ files, hashing dependencies, committing outputs to the cache, the run-cache and 
 - a `dvc repro` of a slice of the grid (the last --models of params.paper.yaml's models, the last being the one
   Table 2 also compares and quantizes, and --ratios, --criteria and --seeds of the grid's, those Table 2 uses
   first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date;
-- DVC's rewrite of a dvc.lock after each instance, at the size each pipeline file's lock reaches on the paper
-  grid, and at the size one dvc.lock for the whole grid would reach: the one cost that grows with the grid
-  (a slice's repro pays it only at the slice's size).
+- dispatch jobs on the paper grid, as `expertlab dispatch` runs them (expertlab.dispatch.worker.run_job: a clone of
+  the commit on the shared cache, its dvc.lock files emptied, `dvc repro` of its targets): one generate instance
+  whose upstream has already run (restored from the run-cache), and one job of --group generate instances of
+  one variant (config group_stages);
+- the coordinator's end, per instance: its `dvc checkout` and final no-op `dvc repro` of the slice (in a clone
+  holding the slice's dvc.lock files, as after the jobs' lock entries were written there), and the one write
+  of each pipeline file's dvc.lock at paper size;
+- DVC's rewrite of a dvc.lock, at the size each pipeline file's lock reaches on the paper grid and at the size
+  one dvc.lock for the whole grid would reach: what a `dvc repro` restoring the grid instance by instance pays
+  after each one (quadratic in the grid), and why the coordinator writes the jobs' entries once instead.
 
 Orchestration per instance is then set beside a stage's own cost to give the share of it spent in
 orchestration: the real costs are the --stage-seconds given; the default is the one paper 000 states (its
 appendix, "Hardware": pruning the largest model, Qwen3.6 with EASY-EP, observation included, within 775 s on one
-A100). A CPU here has no real model to time.
+A100). A CPU here has no real model to time; the benchmark also prints how long a stage must run for
+orchestration to stay under 5% of it.
 """
 
 from __future__ import annotations
@@ -191,12 +199,41 @@ def lock_costs(slice_root: Path, by_file: dict[str, int], directory: Path) -> di
     return costs
 
 
+def job(full: Path, work: Path, targets: list[str], slug: str) -> dict:
+    """One dispatch job of `targets` (addresses) on the repo at `full`, as `expertlab dispatch` sends it; its outcome."""
+    from expertlab.dispatch.worker import JobSpec, run_job
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=full, capture_output=True, text=True, check=True).stdout.strip()
+    spec = JobSpec(targets=targets, slug=slug, dispatch=1, attempt=0, origin=str(full), commit=commit, work_dir=str(work),
+                   cache_dir=str(full / ".dvc" / "cache"), shared_dir=str(work / "shared"))  # fmt: skip
+    outcome = run_job(spec)
+    if outcome["returncode"] != 0:
+        raise SystemExit(f"the job of {targets[0]} failed: {spec.log_path().read_text()[-3000:]}")
+    return outcome
+
+
+def coordinator_end(part: Path, work: Path) -> tuple[float, float]:
+    """Seconds of the coordinator's `dvc checkout` and its final `dvc repro` on the slice, in a clone of it that
+    holds the slice's dvc.lock files and its cache but none of its outputs (as after the jobs' lock entries
+    were written there)."""
+    clone = work / "coordinator"
+    sh(["git", "clone", "-q", "--shared", str(part), str(clone)], work)
+    sh([sys.executable, "-m", "dvc", "config", "--local", "cache.dir", str(part / ".dvc" / "cache")], clone)
+    for lock in layout.lock_files(part):
+        if (part / lock).exists():
+            shutil.copy2(part / lock, clone / lock)
+    checkout = sh([sys.executable, "-m", "dvc", "checkout"], clone)
+    repro = sh([sys.executable, "-m", "dvc", "repro", "report"], clone)
+    return checkout, repro
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1, help="models of the paper's grid in the repro slice (the last ones)")
     parser.add_argument("--ratios", type=int, default=2, help="ratios of the paper's grid in the repro slice")
     parser.add_argument("--criteria", type=int, default=1, help="criteria in the repro slice (Table 2's first)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds in the repro slice")
+    parser.add_argument("--group", type=int, default=8, help="generate instances of one variant in the grouped job")
     parser.add_argument("--stage-seconds", action="append", default=[], metavar="NAME=SECONDS",
                         help="a stage's own cost on a real model, to set orchestration beside (repeatable)")
     args = parser.parse_args()
@@ -212,11 +249,14 @@ def main() -> int:
         repro = sh([sys.executable, "-m", "dvc", "repro", "report"], part)  # as `expertlab run`: the study, no toy
         noop = sh([sys.executable, "-m", "dvc", "repro", "report"], part)
         status = sh([sys.executable, "-m", "dvc", "status"], part)
-        per_instance = repro / n_part
         print(f"slice ({args.models} model(s), {args.ratios} ratio(s), {args.criteria} criteria, {args.seeds} seed(s)): "
               f"{n_part} stage instances")  # fmt: skip
-        print(f"  dvc repro with stand-in commands: {repro:.1f} s = {per_instance:.2f} s per instance")
+        print(f"  dvc repro with stand-in commands: {repro:.1f} s = {repro / n_part:.2f} s per instance")
         print(f"  no-op dvc repro: {noop:.1f} s; dvc status: {status:.1f} s (all up to date)")
+        checkout, final = coordinator_end(part, Path(tmp))
+        end = (checkout + final) / n_part
+        print(f"  the coordinator's end: dvc checkout {checkout:.1f} s, dvc repro {final:.1f} s = {end:.3f} s per instance")
+
         full = study(Path(tmp) / "paper", None, None)
         n_full = instances(full)
         start = time.perf_counter()
@@ -229,26 +269,42 @@ def main() -> int:
         print(f"  dispatch planning (expand, dvc status, waves): {planning:.1f} s = {planning / n_full * 1000:.1f} ms per instance")
         print(f"  dvc status, nothing run yet: {status_full:.1f} s")
 
+        by_model: dict[str, list[str]] = {}
+        for instance in full_plan.instances:
+            if instance.stage == "generate":
+                by_model.setdefault(instance.model, []).append(instance.target)
+        targets = max(by_model.values(), key=len)
+        work = Path(tmp) / "work"
+        first = job(full, work, targets[:1], "first")  # its upstream runs here, into the shared cache and run-cache
+        single = job(full, work, targets[1:2], "single")
+        grouped = job(full, work, targets[2 : 2 + args.group], "grouped")
+        per_grouped = grouped["seconds"] / len(grouped["targets"])
+        print(f"  a dispatch job of one generate instance, upstream run first: {first['seconds']:.1f} s "
+              f"(ran {len(first['ran'])}, restored {len(first['restored'])})")  # fmt: skip
+        print(f"  a dispatch job of one generate instance, upstream from the run-cache: {single['seconds']:.1f} s "
+              f"(ran {len(single['ran'])}, restored {len(single['restored'])})")  # fmt: skip
+        print(f"  a dispatch job of {len(grouped['targets'])} generate instances of one variant: {grouped['seconds']:.1f} s "
+              f"= {per_grouped:.1f} s per instance (ran {len(grouped['ran'])}, restored {len(grouped['restored'])})")  # fmt: skip
+
         locks = lock_costs(part, instances_by_file(full), Path(tmp))
-        print("  DVC's rewrite of a pipeline file's dvc.lock after each instance, at paper size:")
+        print("  DVC's rewrite of a pipeline file's dvc.lock, at paper size:")
         for name, (n, at_n, total) in locks.items():
             print(f"    {name}: {n} instances; one rewrite at that size {at_n:.2f} s; "
-                  f"a whole run's rewrites {total / 3600:.2f} h")  # fmt: skip
-        files = {name: cost for name, cost in locks.items() if name != "one dvc.lock"}
-        restore = sum(total for _, _, total in files.values()) / n_full  # the coordinator's, its lock growing
-        full_lock = sum(n * at_n for n, at_n, _ in files.values()) / n_full  # a job's, on a committed full lock
-        print(f"  per instance: {restore:.2f} s while a run fills the locks (one dvc.lock: "
-              f"{locks['one dvc.lock'][2] / n_full:.2f} s), {full_lock:.2f} s once they are full")
+                  f"restored instance by instance, a whole run's rewrites {total / 3600:.2f} h")  # fmt: skip
+        written = sum(at_n for name, (_, at_n, _) in locks.items() if name != "one dvc.lock")  # once per file
+        print(f"  the coordinator writing every job's entries: {written:.1f} s once = {written / n_full * 1000:.1f} ms per instance")
         scale = n_full / n_part
-        print(f"  at paper size (x{scale:.1f}): no-op repro {noop * scale:.0f} s, status {status * scale:.0f} s (linear)")
-        # a dispatched instance pays DVC's per-instance cost twice (its job's repro, the coordinator's restore), the
-        # lock rewrites at paper size on top of the slice's (the coordinator's while its locks grow; the job's on a
-        # clone of a commit whose locks are full, the worst case), and its share of the planning
-        orchestration = 2 * per_instance + restore + full_lock + planning / n_full
-        print(f"orchestration per dispatched instance: {orchestration:.2f} s (its job's repro and the coordinator's restore, "
-              "their lock rewrites at paper size, its share of planning; clone and job start not counted)")  # fmt: skip
-        for stage, seconds in stage_costs.items():
-            print(f"  {stage}: {seconds:.0f} s per instance on a real model -> orchestration {orchestration / seconds:.2%}")
+        print(f"  at paper size (x{scale:.1f}): no-op repro {noop * scale:.0f} s, status {status * scale:.0f} s, "
+              f"the coordinator's checkout and repro {(checkout + final) * scale:.0f} s (linear)")  # fmt: skip
+        # a dispatched instance: its job (clone, repro on the paper grid, the stand-in command), its share of the
+        # coordinator's end (the locks written once, checkout, the final repro's check of it) and of the planning
+        shared = end + written / n_full + planning / n_full
+        for label, job_seconds in [("alone in its job", single["seconds"]), (f"in a job of {len(grouped['targets'])}", per_grouped)]:
+            orchestration = job_seconds + shared
+            print(f"orchestration per dispatched instance, {label}: {orchestration:.2f} s (under 5% of a stage of "
+                  f"{20 * orchestration:.0f} s or more)")  # fmt: skip
+            for stage, seconds in stage_costs.items():
+                print(f"  {stage}: {seconds:.0f} s per instance on a real model -> orchestration {orchestration / seconds:.2%}")
     return 0
 
 

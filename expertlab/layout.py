@@ -56,7 +56,18 @@ def stage_name(address: str) -> str:
 
 def lock_files(root: str | Path = ".") -> list[Path]:
     """The dvc.lock beside each pipeline file (present once DVC has run one of its stages)."""
-    return [path.with_name("dvc.lock") for path in pipeline_files(root)]
+    return [lock_file(path) for path in pipeline_files(root)]
+
+
+def lock_file(pipeline_file: Path) -> Path:
+    """The dvc.lock that records the stage instances of `pipeline_file`."""
+    return pipeline_file.with_name("dvc.lock")
+
+
+def stage_file(address: str) -> Path:
+    """The pipeline file of a stage instance's address (stage_address)."""
+    file, _, _ = address.rpartition(":")
+    return Path(file) if file else PIPELINE
 
 
 def calibration_set_name(seed: int) -> str:

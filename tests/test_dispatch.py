@@ -25,7 +25,7 @@ from expertlab.dispatch.coordinator import dispatch
 from expertlab.dispatch.plan import Instance, jobs, plan
 from expertlab.layout import stage_name
 from expertlab.errors import ExpertlabError
-from tests.pipeline_study import MICRO, commit, pipeline_stages, ran, sh, study_repo, target
+from tests.pipeline_study import MICRO, commit, locked, pipeline_stages, ran, sh, study_repo, target
 
 KILLED = "observe@toy-biomed-0"
 
@@ -165,10 +165,16 @@ def test_a_killed_stage_stops_the_dispatch_and_the_next_one_sends_only_what_did_
     assert set(every) == {instance.name for instance in dispatched["plan"].instances}
 
 
-def test_the_coordinator_restores_every_instance_and_runs_only_ingest_and_report(dispatched: dict) -> None:
+def test_the_coordinator_takes_every_instance_from_the_jobs_and_runs_only_ingest_and_report(dispatched: dict) -> None:
     second = dispatched["second"]
-    assert second.final_ran == ["ingest", "report"]
-    assert set(second.final_restored) == {instance.name for instance in dispatched["plan"].instances}
+    names = {instance.name for instance in dispatched["plan"].instances}
+    for outcome in second.outcomes + dispatched["first"].outcomes:  # a job records its targets' lock entries only
+        finished = outcome["returncode"] == 0
+        assert {n for entries in outcome["locked"].values() for n in entries} == ({stage_name(t) for t in outcome["targets"]} if finished else set())
+    # both dispatches' jobs' lock entries written here, so the repro restores nothing and runs ingest and report
+    assert set(second.recorded) == names and len(second.recorded) == len(names)
+    assert second.final_ran == ["ingest", "report"] and second.final_restored == []
+    assert set(locked(dispatched["repo"])) == names | {"ingest", "report"}
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=dispatched["repo"])
     clones = dispatched["work_dir"] / "clones"
     assert (clones / f"{KILLED.replace('@', '-')}.2.0").is_dir()  # a failed job's clone is kept for inspection
@@ -206,9 +212,33 @@ def test_without_shared_storage_the_run_cache_travels_through_a_remote(tmp_path:
     assert any((tmp_path / "remote" / "runs").iterdir())  # the jobs' run-cache, pushed
     pruned = {instance.name for instance in report.plan.instances if instance.stage == "prune"}
     assert set(report.final_ran) <= {"ingest", "report"} | pruned and report.final_ran[-2:] == ["ingest", "report"]
-    assert set(report.final_restored) >= {i.name for i in report.plan.instances} - pruned
+    assert set(report.recorded) == {i.name for i in report.plan.instances}
     for name in sorted(path.name for path in (serial / "report").glob("*.csv")):
         assert (repo / "report" / name).read_bytes() == (serial / "report" / name).read_bytes(), name
+
+
+def test_the_coordinator_writes_the_latest_finished_jobs_lock_entries_of_its_commit(tmp_path: Path) -> None:
+    from expertlab.dispatch.coordinator import record_locks
+    from expertlab.io import write_json
+
+    root, outcomes = tmp_path / "study", tmp_path / "work" / "outcomes"
+    (root / "pipelines" / "scores").mkdir(parents=True)
+    (root / "pipelines" / "scores" / "dvc.yaml").write_text("stages: {}\n")  # its dvc.lock not yet written
+    (root / "dvc.lock").write_text("schema: '2.0'\nstages:\n  check:\n    cmd: old\n  prepare:\n    cmd: kept\n")
+    runs = [  # slug, dispatch, attempt, commit, returncode, locked
+        ("a", 1, 0, "c1", 0, {"dvc.lock": {"check": {"cmd": "first"}}}),
+        ("a", 2, 0, "c1", 0, {"dvc.lock": {"check": {"cmd": "second"}}}),
+        ("b", 1, 0, "c1", 0, {"pipelines/scores/dvc.lock": {"score@x": {"cmd": "s", "outs": [{"path": "scores/x", "md5": "1e5"}]}}}),
+        ("c", 1, 0, "c1", -1, {"pipelines/scores/dvc.lock": {"score@y": {"cmd": "failed"}}}),
+        ("d", 1, 0, "c0", 0, {"pipelines/scores/dvc.lock": {"score@z": {"cmd": "another commit"}}}),
+    ]
+    for slug, number, attempt, commit_, code, entries in runs:
+        write_json(outcomes / f"{slug}.{number}.{attempt}.json",
+                   {"slug": slug, "dispatch": number, "attempt": attempt, "commit": commit_, "returncode": code, "locked": entries})
+    assert record_locks(root, tmp_path / "work", "c1") == ["check", "score@x"]
+    assert locked(root) == {"check": {"cmd": "second"}, "prepare": {"cmd": "kept"},
+                            "score@x": {"cmd": "s", "outs": [{"path": "scores/x", "md5": "1e5"}]}}  # fmt: skip
+    assert "'1e5'" in (root / "pipelines" / "scores" / "dvc.lock").read_text()  # a string still, not a number
 
 
 def test_uncommitted_changes_are_refused_before_anything_is_sent(tmp_path: Path) -> None:

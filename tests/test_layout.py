@@ -163,3 +163,13 @@ def test_explain_and_predict_track_exactly_the_judge_keys_params_require_for_the
     for stage in ("explain_experts", "predict_experts"):
         tracked = {key.removeprefix("judge.") for key in stages[stage][1]["params"] if key.startswith("judge.")}
         assert tracked == set(ASKING_KEYS), stage
+
+
+def test_a_stage_address_names_its_pipeline_file_its_lock_and_its_name():
+    root = Path(__file__).resolve().parents[1]
+    for pipeline_file in layout.pipeline_files(root):
+        address = layout.stage_address(pipeline_file, "generate@toy-biomed-0-reap-0.5-toy")
+        assert layout.stage_file(address) == pipeline_file and layout.stage_name(address) == "generate@toy-biomed-0-reap-0.5-toy"
+        assert layout.lock_file(pipeline_file) in layout.lock_files(root)
+    assert layout.stage_address(Path("dvc.yaml"), "check") == "check"
+    assert layout.lock_file(layout.stage_file("pipelines/scores/dvc.yaml:score@x")) == Path("pipelines/scores/dvc.lock")

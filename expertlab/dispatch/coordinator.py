@@ -3,8 +3,11 @@
 DVC runs one stage at a time in a workspace, so the grid is spread the way its maintainers recommend: separate
 clones sharing one cache. Each wave of the plan (plan.py) goes out as jobs (worker.py), each in its own clone of
 this commit; a failed or killed job runs again up to `max_retries` times; the next wave starts when the last one
-has finished. The coordinator's own `dvc repro` at the end restores every finished instance from DVC's
-run-cache, runs what is left (ingest, report) and writes dvc.lock from one process.
+has finished. At the end the coordinator writes the lock entries the jobs recorded for their instances into its
+own dvc.lock files, one write per file, checks their outputs out of the cache, and runs its own `dvc repro`, which
+finds them up to date and runs what is left (ingest, report). (A `dvc repro` that restored each instance from the
+run-cache would do the same, but rewrites a whole dvc.lock after each one: quadratic in the grid, hours at the
+paper's size; README, "Running on a cluster".) Whatever no job recorded, the repro restores from the run-cache.
 
 A ledger (<work_dir>/ledger.json) keeps the instances finished at each commit, so a dispatch after a failure at
 the same commit sends out only what did not finish. Another commit plans afresh (its jobs restore from the
@@ -26,7 +29,7 @@ from typing import Any
 from expertlab import layout
 from expertlab.dispatch.config import DispatchConfig
 from expertlab.dispatch.plan import Job, Plan, jobs, plan
-from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_environment, said
+from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_environment, read_outcomes, said
 from expertlab.errors import ExpertlabError
 
 
@@ -36,6 +39,7 @@ class DispatchReport:
     outcomes: list[dict[str, Any]] = field(default_factory=list)  # every job run, retries included
     failed: list[dict[str, Any]] = field(default_factory=list)  # jobs that failed every attempt
     skipped: list[str] = field(default_factory=list)  # instances the ledger says finished at this commit
+    recorded: list[str] = field(default_factory=list)  # instances whose jobs' lock entries the coordinator wrote
     final_ran: list[str] = field(default_factory=list)  # stages the coordinator's `dvc repro` ran
     final_restored: list[str] = field(default_factory=list)
     returncode: int = 0
@@ -275,24 +279,53 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
             say("dispatch: stopped before the next wave; fix the cause and dispatch again (finished instances are not sent again)")
             return report
     if final:
-        finish(root, report, say, config.remote)
+        finish(root, report, say, work_dir, commit, config.remote)
     return report
 
 
-def finish(root: Path, report: DispatchReport, say: Callable[[str], None], remote: str | None = None) -> None:
-    """The coordinator's `dvc repro`: every dispatched instance restored from the run-cache (pulled first from
-    `remote`, when there is no shared cache), the rest run here."""
+def record_locks(root: Path, work_dir: Path, commit: str) -> list[str]:
+    """Write into the dvc.lock files at `root` the lock entries that this commit's finished jobs recorded for
+    their instances (their outcomes; a later dispatch's or attempt's over an earlier one's), one write per file;
+    the instances written. DVC's `dvc repro` checks each against its dependencies and outputs all the same."""
+    from dvc.utils.serialize import modify_yaml  # DVC's own writer of its locks
+
+    finished = [outcome for outcome in read_outcomes(work_dir) if outcome["commit"] == commit and outcome["returncode"] == 0]
+    by_lock: dict[str, dict[str, Any]] = {}
+    for outcome in sorted(finished, key=lambda outcome: (outcome["dispatch"], outcome["attempt"])):
+        for lock, entries in outcome.get("locked", {}).items():
+            by_lock.setdefault(lock, {}).update(entries)
+    for lock, entries in by_lock.items():
+        if not entries:
+            continue
+        with modify_yaml(root / lock) as data:
+            if not data:
+                data["schema"] = "2.0"  # as DVC starts a lock
+            data["stages"] = data.get("stages") or {}
+            data["stages"].update(entries)
+    return sorted(name for entries in by_lock.values() for name in entries)
+
+
+def finish(root: Path, report: DispatchReport, say: Callable[[str], None], work_dir: Path, commit: str,
+           remote: str | None = None) -> None:  # fmt: skip
+    """The coordinator's end (see the module docstring): the jobs' lock entries written here, their outputs
+    checked out of the shared cache (pulled from `remote` when there is none, with the run-cache), then its
+    `dvc repro`."""
     env = dvc_environment()
     dvc = [sys.executable, "-m", "dvc"]
+    report.recorded = record_locks(root, work_dir, commit)
+    say(f"dispatch: the jobs' dvc.lock entries of {len(report.recorded)} instances written here")
     if remote:
         say(f"dispatch: dvc pull --run-cache from {remote}")
-        pulled = subprocess.run([*dvc, "pull", "--run-cache", "--allow-missing", "-r", remote], cwd=root, env=env,
-                                capture_output=True, text=True)  # fmt: skip
-        if pulled.returncode != 0:
-            sys.stderr.write(pulled.stdout + pulled.stderr)
-            report.returncode = pulled.returncode
-            return
-    say("dispatch: the coordinator's dvc repro (finished instances come from the run-cache)")
+        restore = [*dvc, "pull", "--run-cache", "--allow-missing", "-r", remote]
+    else:
+        say("dispatch: dvc checkout")
+        restore = [*dvc, "checkout", "--allow-missing"]
+    restored = subprocess.run(restore, cwd=root, env=env, capture_output=True, text=True)
+    if restored.returncode != 0:
+        sys.stderr.write(restored.stdout + restored.stderr)
+        report.returncode = restored.returncode
+        return
+    say("dispatch: the coordinator's dvc repro (what no job recorded comes from the run-cache)")
     pull = ["--pull", "--allow-missing"] if remote else []  # the outputs, from the default remote (check_default_remote)
     result = subprocess.run([*dvc, "repro", *pull], cwd=root, env=env, capture_output=True, text=True)
     text = result.stdout + result.stderr

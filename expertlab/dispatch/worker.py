@@ -7,6 +7,11 @@ pulls from and pushes to a DVC remote), links the clone's
 from DVC's run-cache, so it is checked out, not run again. DVC commits a stage's outputs to the cache only after
 its command succeeded, so a job killed mid-stage leaves nothing in the cache. The job's log and outcome land in
 the dispatch work directory; a failed job's clone is kept for inspection, a finished one's removed.
+
+The clone's dvc.lock files start empty: DVC rewrites a whole dvc.lock after every instance it runs or restores,
+and a lock committed with the paper grid's thousands of entries would cost each job seconds per instance for
+entries it never reads (its targets' upstream instances come from the run-cache either way). The outcome carries
+the targets' own lock entries, which the coordinator writes into its dvc.lock files in one go.
 """
 
 from __future__ import annotations
@@ -23,15 +28,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from expertlab import layout
+
 RAN = re.compile(r"Running stage '([^']+)'")  # DVC's output names a stage instance by its address
 RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
 
 
 def said(pattern: re.Pattern[str], text: str) -> list[str]:
     """The stage instances DVC's output `text` names in `pattern` (RAN, RESTORED), by name."""
-    from expertlab.layout import stage_name
-
-    return [stage_name(address) for address in pattern.findall(text)]
+    return [layout.stage_name(address) for address in pattern.findall(text)]
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,27 @@ def prepare_clone(spec: JobSpec, clone: Path, env: dict[str, str], log: Any) -> 
         code = _run(step, clone, env, log)
         if code != 0:
             return code
+    for lock in layout.lock_files(clone):  # see the module docstring
+        (clone / lock).unlink(missing_ok=True)
     Path(spec.shared_dir).mkdir(parents=True, exist_ok=True)
     (clone / ".expertlab").symlink_to(spec.shared_dir, target_is_directory=True)
     return 0
+
+
+def lock_entries(clone: Path, targets: list[str]) -> dict[str, dict[str, Any]]:
+    """The dvc.lock entries DVC wrote in `clone` for the stage instances at `targets` (their addresses), by lock
+    file (relative to the study's root) and name; an instance DVC has not recorded is left out."""
+    from ruamel.yaml import YAML  # YAML 1.2, as DVC reads and writes its locks
+
+    wanted: dict[Path, set[str]] = {}
+    for address in targets:
+        wanted.setdefault(layout.lock_file(layout.stage_file(address)), set()).add(layout.stage_name(address))
+    entries: dict[str, dict[str, Any]] = {}
+    for lock, names in wanted.items():
+        path = clone / lock
+        stages = (YAML(typ="safe").load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
+        entries[lock.as_posix()] = {name: entry for name, entry in stages.items() if name in names}
+    return entries
 
 
 def run_job(spec: JobSpec) -> dict[str, Any]:
@@ -129,6 +152,7 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         "host": socket.gethostname(),
         "log": str(spec.log_path()),
         "clone": str(clone) if code != 0 or spec.keep_clone else None,
+        "locked": lock_entries(clone, spec.targets) if code == 0 else {},
     }
     spec.outcome_path().parent.mkdir(parents=True, exist_ok=True)
     write_json(spec.outcome_path(), outcome)
