@@ -10,9 +10,10 @@ files, hashing dependencies, committing outputs to the cache, the run-cache and 
   Table 2 also compares and quantizes, and --ratios, --criteria and --seeds of the grid's, those Table 2 uses
   first), per instance; then a no-op `dvc repro` and `dvc status` of that slice once everything is up to date;
 - dispatch jobs on the paper grid, as `expertlab dispatch` runs them (expertlab.dispatch.worker.run_job: a clone of
-  the commit on the shared cache, its dvc.lock files emptied, `dvc repro` of its targets): one generate instance
-  whose upstream has already run (restored from the run-cache), and one job of --group generate instances of
-  one variant (config group_stages);
+  the commit on the shared cache, its dvc.lock files emptied, `dvc repro --single-item` of its targets and their
+  upstream): one generate instance whose upstream has already run (restored from the run-cache), and one job
+  of the same variant's other generate instances (its other task groups, sent together as config group_stages
+  does);
 - the coordinator's end, per instance: its `dvc checkout` and final no-op `dvc repro` of the slice (in a clone
   holding the slice's dvc.lock files, as after the jobs' lock entries were written there), and the one write
   of each pipeline file's dvc.lock at paper size;
@@ -38,6 +39,8 @@ import time
 from pathlib import Path
 
 from expertlab import layout
+from expertlab.dispatch.coordinator import CHECKOUT
+from expertlab.dispatch.plan import Instance, Job
 from expertlab.dispatch.worker import dvc_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +126,7 @@ def study(root: Path, models: int | None, ratios: int | None, criteria: int | No
     (root / ".gitignore").write_text("__pycache__/\n.expertlab/\n")
     sh(["git", "init", "-q"], root)
     sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    shutil.copy2(ROOT / ".dvcignore", root / ".dvcignore")  # the study's, over `dvc init`'s
     (root / "standin.paths").write_text("".join(f"{path}\n" for path in read_paths(root)))
     sh(["git", "add", "-A"], root)
     sh(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "paper grid, stand-in commands"], root)
@@ -199,16 +203,19 @@ def lock_costs(slice_root: Path, by_file: dict[str, int], directory: Path) -> di
     return costs
 
 
-def job(full: Path, work: Path, targets: list[str], slug: str) -> dict:
-    """One dispatch job of `targets` (addresses) on the repo at `full`, as `expertlab dispatch` sends it; its outcome."""
+def job(full: Path, work: Path, instances: list[Instance], slug: str) -> dict:
+    """One dispatch job of `instances` (of the plan) on the repo at `full`, as `expertlab dispatch` sends it; its
+    outcome."""
     from expertlab.dispatch.worker import JobSpec, run_job
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=full, capture_output=True, text=True, check=True).stdout.strip()
-    spec = JobSpec(targets=targets, slug=slug, dispatch=1, attempt=0, origin=str(full), commit=commit, work_dir=str(work),
-                   cache_dir=str(full / ".dvc" / "cache"), shared_dir=str(work / "shared"))  # fmt: skip
+    sent = Job(tuple(instances))
+    spec = JobSpec(targets=sent.targets, steps=sent.steps, sources=sent.sources, slug=slug, dispatch=1, attempt=0,
+                   origin=str(full), commit=commit, work_dir=str(work), cache_dir=str(full / ".dvc" / "cache"),
+                   shared_dir=str(work / "shared"))  # fmt: skip
     outcome = run_job(spec)
     if outcome["returncode"] != 0:
-        raise SystemExit(f"the job of {targets[0]} failed: {spec.log_path().read_text()[-3000:]}")
+        raise SystemExit(f"the job of {sent.targets[0]} failed: {spec.log_path().read_text()[-3000:]}")
     return outcome
 
 
@@ -222,7 +229,7 @@ def coordinator_end(part: Path, work: Path) -> tuple[float, float]:
     for lock in layout.lock_files(part):
         if (part / lock).exists():
             shutil.copy2(part / lock, clone / lock)
-    checkout = sh([sys.executable, "-m", "dvc", "checkout"], clone)
+    checkout = sh([sys.executable, "-m", "dvc", *CHECKOUT], clone)
     repro = sh([sys.executable, "-m", "dvc", "repro", "report"], clone)
     return checkout, repro
 
@@ -233,7 +240,6 @@ def main() -> int:
     parser.add_argument("--ratios", type=int, default=2, help="ratios of the paper's grid in the repro slice")
     parser.add_argument("--criteria", type=int, default=1, help="criteria in the repro slice (Table 2's first)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds in the repro slice")
-    parser.add_argument("--group", type=int, default=8, help="generate instances of one variant in the grouped job")
     parser.add_argument("--stage-seconds", action="append", default=[], metavar="NAME=SECONDS",
                         help="a stage's own cost on a real model, to set orchestration beside (repeatable)")
     args = parser.parse_args()
@@ -269,15 +275,15 @@ def main() -> int:
         print(f"  dispatch planning (expand, dvc status, waves): {planning:.1f} s = {planning / n_full * 1000:.1f} ms per instance")
         print(f"  dvc status, nothing run yet: {status_full:.1f} s")
 
-        by_model: dict[str, list[str]] = {}
+        by_model: dict[str | None, list[Instance]] = {}
         for instance in full_plan.instances:
             if instance.stage == "generate":
-                by_model.setdefault(instance.model, []).append(instance.target)
+                by_model.setdefault(instance.model, []).append(instance)
         targets = max(by_model.values(), key=len)
         work = Path(tmp) / "work"
         first = job(full, work, targets[:1], "first")  # its upstream runs here, into the shared cache and run-cache
         single = job(full, work, targets[1:2], "single")
-        grouped = job(full, work, targets[2 : 2 + args.group], "grouped")
+        grouped = job(full, work, targets[2:], "grouped")  # the variant's other task groups, as group_stages sends them
         per_grouped = grouped["seconds"] / len(grouped["targets"])
         print(f"  a dispatch job of one generate instance, upstream run first: {first['seconds']:.1f} s "
               f"(ran {len(first['ran'])}, restored {len(first['restored'])})")  # fmt: skip

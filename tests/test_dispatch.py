@@ -22,7 +22,7 @@ import yaml
 
 from expertlab.dispatch.config import DispatchConfig, load_config
 from expertlab.dispatch.coordinator import dispatch
-from expertlab.dispatch.plan import Instance, jobs, plan
+from expertlab.dispatch.plan import Instance, Job, jobs, plan
 from expertlab.layout import stage_name
 from expertlab.errors import ExpertlabError
 from tests.pipeline_study import MICRO, commit, locked, pipeline_stages, ran, sh, study_repo, target
@@ -239,6 +239,43 @@ def test_the_coordinator_writes_the_latest_finished_jobs_lock_entries_of_its_com
     assert locked(root) == {"check": {"cmd": "second"}, "prepare": {"cmd": "kept"},
                             "score@x": {"cmd": "s", "outs": [{"path": "scores/x", "md5": "1e5"}]}}  # fmt: skip
     assert "'1e5'" in (root / "pipelines" / "scores" / "dvc.lock").read_text()  # a string still, not a number
+
+
+def test_a_job_goes_through_each_instances_upstream_then_the_instance_each_once_in_dag_order() -> None:
+    first = Instance("use@a", "use", "models/m", "pipelines/x/dvc.yaml:use@a", upstream=("check", "prep@a"), sources=("models/m.dvc",))
+    second = Instance("use@b", "use", "models/m", "pipelines/x/dvc.yaml:use@b", upstream=("check", "prep@b"), sources=("models/m.dvc",))
+    job = Job((first, second))
+    assert job.targets == ["pipelines/x/dvc.yaml:use@a", "pipelines/x/dvc.yaml:use@b"]
+    assert job.steps == ["check", "prep@a", "pipelines/x/dvc.yaml:use@a", "prep@b", "pipelines/x/dvc.yaml:use@b"]
+    assert job.sources == ["models/m.dvc"]
+
+
+def test_a_job_checks_out_the_dvc_tracked_data_its_instances_depend_on(tmp_path: Path) -> None:
+    """A model added with `dvc add` is a data source: DVC's repro only verifies it is there, so in a fresh clone
+    the job checks it out first; the second job restores the first's instance from the run-cache."""
+    repo = tmp_path / "study"
+    repo.mkdir()
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    (repo / "models").mkdir()
+    (repo / "models" / "m.txt").write_text("weights\n")
+    sh("dvc", "add", "-q", "models/m.txt", cwd=repo)
+    (repo / "dvc.yaml").write_text(
+        "stages:\n"
+        "  first:\n    cmd: cp models/m.txt first.txt\n    deps: [models/m.txt]\n    outs: [first.txt]\n"
+        "  second:\n    cmd: cat first.txt models/m.txt > second.txt\n    deps: [first.txt, models/m.txt]\n    outs: [second.txt]\n"
+    )  # fmt: skip
+    (repo / ".gitignore").write_text(".expertlab/\n")
+    commit(repo, "study")
+    the_plan = plan(repo, [])
+    assert [[i.name for i in wave] for wave in the_plan.waves] == [["first"], ["second"]]
+    assert the_plan.waves[1][0].upstream == ("first",) and the_plan.waves[1][0].sources == ("models/m.txt.dvc",)
+    report = dispatch(repo, DispatchConfig(max_concurrent=1, max_retries=0, timeout_min=5, coordinator=[]), say=lambda line: None)
+    assert report.returncode == 0 and not report.failed
+    assert [(o["targets"], o["ran"], o["restored"]) for o in report.outcomes] == [(["first"], ["first"], []), (["second"], ["second"], ["first"])]
+    assert report.recorded == ["first", "second"] and report.final_ran == [] and report.final_restored == []
+    assert (repo / "second.txt").read_text() == "weights\nweights\n"
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=repo)
 
 
 def test_uncommitted_changes_are_refused_before_anything_is_sent(tmp_path: Path) -> None:

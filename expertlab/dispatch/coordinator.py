@@ -33,6 +33,10 @@ from expertlab.dispatch.worker import RAN, RESTORED, JobSpec, StageJob, dvc_envi
 from expertlab.errors import ExpertlabError
 
 
+CHECKOUT = ["checkout", "--allow-missing"]  # the outputs the dvc.lock files name, out of the cache (an instance no
+# lock records yet, such as one not dispatched, is left to the repro)
+
+
 @dataclass
 class DispatchReport:
     plan: Plan
@@ -255,7 +259,7 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
 
     def spec_of(job: Job, attempt: int) -> JobSpec:
         return JobSpec(
-            targets=job.targets, slug=job.slug, dispatch=number, attempt=attempt, origin=str(root), commit=commit,
+            targets=job.targets, steps=job.steps, sources=job.sources, slug=job.slug, dispatch=number, attempt=attempt, origin=str(root), commit=commit,
             work_dir=str(work_dir), cache_dir=str(cache_dir) if cache_dir else None, shared_dir=str(shared_dir), remote=config.remote,
             cache_shared=config.cache_shared, cache_type=config.cache_type, keep_clone=config.keep_clones,
         )  # fmt: skip
@@ -319,7 +323,7 @@ def finish(root: Path, report: DispatchReport, say: Callable[[str], None], work_
         restore = [*dvc, "pull", "--run-cache", "--allow-missing", "-r", remote]
     else:
         say("dispatch: dvc checkout")
-        restore = [*dvc, "checkout", "--allow-missing"]
+        restore = [*dvc, *CHECKOUT]
     restored = subprocess.run(restore, cwd=root, env=env, capture_output=True, text=True)
     if restored.returncode != 0:
         sys.stderr.write(restored.stdout + restored.stderr)

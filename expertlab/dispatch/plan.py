@@ -25,6 +25,8 @@ class Instance:
     stage: str  # its stage in its pipeline file (the name before "@")
     model: str | None  # the model directory it loads (a dependency under models/ or checkpoints/), if any
     target: str  # layout.stage_address of its pipeline file and name
+    upstream: tuple[str, ...] = ()  # the addresses of every instance it depends on, at any depth, dependencies first
+    sources: tuple[str, ...] = ()  # the .dvc files (`dvc add`, `dvc import`) of the data it depends on, at any depth
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,19 @@ class Job:
     @property
     def targets(self) -> list[str]:
         return [instance.target for instance in self.instances]
+
+    @property
+    def steps(self) -> list[str]:
+        """What the job's `dvc repro --single-item` goes through: each instance's upstream, then the instance, in
+        order, each address once. Every such list is closed under dependencies and ordered dependencies first,
+        so their concatenation with repeats dropped is too."""
+        return list(dict.fromkeys(address for instance in self.instances for address in (*instance.upstream, instance.target)))
+
+    @property
+    def sources(self) -> list[str]:
+        """The .dvc files of the data its instances depend on (checked out before the repro: DVC's repro only
+        verifies that a data source is there)."""
+        return list(dict.fromkeys(source for instance in self.instances for source in instance.sources))
 
     @property
     def slug(self) -> str:
@@ -78,7 +93,8 @@ def plan(root: str | Path, coordinator: Collection[str]) -> Plan:
         raise ExpertlabError(f"dispatch: cannot plan the study at {root}: {said}")
     data = json.loads(result.stdout)
     return Plan(
-        waves=[[Instance(**instance) for instance in wave] for wave in data["waves"]],
+        waves=[[Instance(**instance | {key: tuple(instance[key]) for key in ("upstream", "sources")}) for instance in wave]
+               for wave in data["waves"]],  # fmt: skip
         coordinator=data["coordinator"],
         up_to_date=data["up_to_date"],
     )
@@ -102,8 +118,10 @@ def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
         for stage in changed:
             stale |= {s.name for s in nx.ancestors(graph, stage) if isinstance(s, PipelineStage)}
         level: dict[str, int] = {}
-        for stage in reversed(list(nx.topological_sort(graph))):  # dependencies first
-            if not isinstance(stage, PipelineStage) or stage.name not in stale:
+        order = [stage for stage in reversed(list(nx.topological_sort(graph))) if isinstance(stage, PipelineStage)]
+        rank = {stage: index for index, stage in enumerate(order)}  # dependencies first
+        for stage in order:
+            if stage.name not in stale:
                 continue
             upstream = [level[s.name] for s in graph.successors(stage) if isinstance(s, PipelineStage) and s.name in level]
             level[stage.name] = 1 + max(upstream) if upstream else 0
@@ -116,7 +134,11 @@ def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
                 )
         waves: list[list[Instance]] = [[] for _ in range(1 + max((level[n] for n in stale - kept), default=-1))]
         for name in sorted(stale - kept):
-            waves[level[name]].append(Instance(name, name.split("@")[0], _model_of(stages[name]), _target(repo, stages[name])))
+            below = nx.descendants(graph, stages[name])
+            upstream = tuple(_target(repo, s) for s in sorted((s for s in below if s in rank), key=rank.__getitem__))
+            sources = tuple(sorted(_relative(repo, s.path) for s in below if s not in rank))
+            waves[level[name]].append(Instance(name, name.split("@")[0], _model_of(stages[name]), _target(repo, stages[name]),
+                                               upstream, sources))  # fmt: skip
         return Plan(
             waves=[wave for wave in waves if wave],
             coordinator=sorted(kept, key=lambda name: level[name]),
@@ -127,7 +149,11 @@ def plan_here(root: str | Path, coordinator: Collection[str]) -> Plan:
 def _target(repo, stage) -> str:  # noqa: ANN001
     from expertlab import layout
 
-    return layout.stage_address(Path(stage.dvcfile.path).relative_to(repo.root_dir), stage.name)
+    return layout.stage_address(Path(_relative(repo, stage.dvcfile.path)), stage.name)
+
+
+def _relative(repo, path: str) -> str:  # noqa: ANN001
+    return Path(path).relative_to(repo.root_dir).as_posix()
 
 
 def _model_of(stage) -> str | None:  # noqa: ANN001

@@ -1,12 +1,15 @@
 """One dispatched job: a clone of the coordinator's commit on the shared DVC cache, `dvc repro` of its targets.
 
 The job clones the study's git repo at the coordinator's commit, points DVC at the shared cache (or, without one,
-pulls from and pushes to a DVC remote), links the clone's
-`.expertlab/` to the shared directory (verdict cache, partial generations, fine-tuning checkpoints), and runs
-`dvc repro` of its targets without --single-item: what is upstream of them and already computed somewhere comes
-from DVC's run-cache, so it is checked out, not run again. DVC commits a stage's outputs to the cache only after
-its command succeeded, so a job killed mid-stage leaves nothing in the cache. The job's log and outcome land in
-the dispatch work directory; a failed job's clone is kept for inspection, a finished one's removed.
+pulls from and pushes to a DVC remote), links the clone's `.expertlab/` to the shared directory (verdict cache,
+partial generations, fine-tuning checkpoints), checks out the data its targets depend on (`.dvc` files), and runs
+`dvc repro --single-item` over its targets' upstream instances, then the targets, in DAG order (the coordinator's
+plan lists them): an instance already computed somewhere comes from DVC's run-cache, so it is checked out, not
+run again. This is what `dvc repro <target>` would go through, without its walk of the whole DAG, which expands
+every stage of the study first (some 20 s a job at the paper grid's 8299 instances; README, "Running on a
+cluster"). DVC commits a stage's outputs to the cache only after its command succeeded, so a job killed
+mid-stage leaves nothing in the cache. The job's log and outcome land in the dispatch work directory; a failed
+job's clone is kept for inspection, a finished one's removed.
 
 The clone's dvc.lock files start empty: DVC rewrites a whole dvc.lock after every instance it runs or restores,
 and a lock committed with the paper grid's thousands of entries would cost each job seconds per instance for
@@ -43,7 +46,9 @@ def said(pattern: re.Pattern[str], text: str) -> list[str]:
 class JobSpec:
     """Everything a job needs, as plain values (submitit pickles it to the worker)."""
 
-    targets: list[str]
+    targets: list[str]  # the instances it is sent to compute (their addresses)
+    steps: list[str]  # what its `dvc repro --single-item` goes through: the targets and their upstream (plan.Job.steps)
+    sources: list[str]  # the .dvc files of the data they depend on (plan.Job.sources)
     slug: str  # the job's file name (plan.Job.slug)
     dispatch: int  # which dispatch of this work directory sent it: 1, 2, ...
     attempt: int  # 0 for the first run, then 1, 2, ... for retries
@@ -138,8 +143,10 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         log.write(f"dispatch job {spec.name} on {socket.gethostname()}: {' '.join(spec.targets)} at {spec.commit}\n")
         code = prepare_clone(spec, clone, env, log)
         pull = ["--pull", "--allow-missing"] if spec.remote else []
+        if code == 0 and spec.sources:
+            code = _run([sys.executable, "-m", "dvc", "pull" if spec.remote else "checkout", *spec.sources], clone, env, log)
         if code == 0:
-            code = _run([sys.executable, "-m", "dvc", "repro", *pull, *spec.targets], clone, env, log)
+            code = _run([sys.executable, "-m", "dvc", "repro", "--single-item", *pull, *spec.steps], clone, env, log)
         if code == 0 and spec.remote:
             code = _run([sys.executable, "-m", "dvc", "push", "--run-cache", "-r", spec.remote, *spec.targets], clone, env, log)
     text = spec.log_path().read_text(errors="replace")
