@@ -13,7 +13,7 @@ files, hashing dependencies, committing outputs to the cache, the run-cache and 
   the commit on the shared cache, its dvc.lock files emptied, `dvc repro --single-item` of its targets and their
   upstream): one generate instance whose upstream has already run (restored from the run-cache), and one job
   of the same variant's other generate instances (its other task groups, sent together as config group_stages
-  does);
+  does), then one job of that variant's score instances (sent in batches: config batch);
 - the coordinator's end, per instance: its `dvc checkout` and final no-op `dvc repro` of the slice (in a clone
   holding the slice's dvc.lock files, as after the jobs' lock entries were written there), and the one write
   of each pipeline file's dvc.lock at paper size;
@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from expertlab import layout
+from expertlab.dispatch.config import DispatchConfig
 from expertlab.dispatch.coordinator import CHECKOUT
 from expertlab.dispatch.plan import Instance, Job
 from expertlab.dispatch.worker import dvc_environment
@@ -285,12 +286,18 @@ def main() -> int:
         single = job(full, work, targets[1:2], "single")
         grouped = job(full, work, targets[2:], "grouped")  # the variant's other task groups, as group_stages sends them
         per_grouped = grouped["seconds"] / len(grouped["targets"])
+        generated = {instance.target for instance in targets}
+        scores = [i for i in full_plan.instances if i.stage == "score" and generated & set(i.upstream)]
+        scored = job(full, work, scores[: DispatchConfig().batch["score"]], "scores")  # the variant's, their upstream cached
+        per_scored = scored["seconds"] / len(scored["targets"])
         print(f"  a dispatch job of one generate instance, upstream run first: {first['seconds']:.1f} s "
               f"(ran {len(first['ran'])}, restored {len(first['restored'])})")  # fmt: skip
         print(f"  a dispatch job of one generate instance, upstream from the run-cache: {single['seconds']:.1f} s "
               f"(ran {len(single['ran'])}, restored {len(single['restored'])})")  # fmt: skip
         print(f"  a dispatch job of {len(grouped['targets'])} generate instances of one variant: {grouped['seconds']:.1f} s "
               f"= {per_grouped:.1f} s per instance (ran {len(grouped['ran'])}, restored {len(grouped['restored'])})")  # fmt: skip
+        print(f"  a dispatch job of that variant's {len(scored['targets'])} score instances (config batch): {scored['seconds']:.1f} s "
+              f"= {per_scored:.1f} s per instance (ran {len(scored['ran'])}, restored {len(scored['restored'])})")  # fmt: skip
 
         locks = lock_costs(part, instances_by_file(full), Path(tmp))
         print("  DVC's rewrite of a pipeline file's dvc.lock, at paper size:")
@@ -305,7 +312,10 @@ def main() -> int:
         # a dispatched instance: its job (clone, repro on the paper grid, the stand-in command), its share of the
         # coordinator's end (the locks written once, checkout, the final repro's check of it) and of the planning
         shared = end + written / n_full + planning / n_full
-        for label, job_seconds in [("alone in its job", single["seconds"]), (f"in a job of {len(grouped['targets'])}", per_grouped)]:
+        granularities = [("a generate instance alone in its job", single["seconds"]),
+                         (f"a generate instance in a job of {len(grouped['targets'])}", per_grouped),
+                         (f"a score instance in a job of {len(scored['targets'])}", per_scored)]  # fmt: skip
+        for label, job_seconds in granularities:
             orchestration = job_seconds + shared
             print(f"orchestration per dispatched instance, {label}: {orchestration:.2f} s (under 5% of a stage of "
                   f"{20 * orchestration:.0f} s or more)")  # fmt: skip

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             check_default_remote(Path.cwd(), config.remote)
         the_plan = plan(Path.cwd(), config.coordinator)
         for index, wave in enumerate(the_plan.waves, start=1):
-            wave_jobs = jobs(wave, config.group_stages)
+            wave_jobs = jobs(wave, config.group_stages, config.batch)
             print(f"wave {index}: {len(wave)} instances in {len(wave_jobs)} jobs")
             for job in wave_jobs:
                 gpus = config.gpus_for(job.stage)

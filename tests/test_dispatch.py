@@ -307,12 +307,26 @@ def test_jobs_group_a_variants_task_groups_and_nothing_else() -> None:
     assert {job.slug for job in grouped} == {"generate-v-a+1", "generate-w-a", "observe-toy-x", "observe-toy-y"}
 
 
+def test_a_batched_stages_instances_go_out_in_jobs_of_at_most_the_batch_whatever_they_load() -> None:
+    scores = [Instance(f"score@v-{g}", "score", None, f"pipelines/scores/dvc.yaml:score@v-{g}") for g in "abcde"]
+    judge = Instance("judge@v-a", "judge", None, "pipelines/judgments/dvc.yaml:judge@v-a")
+    sent = jobs([*scores, judge], group_stages=["generate"], batch={"score": 2})
+    assert [[stage_name(target) for target in job.targets] for job in sent] == [
+        ["judge@v-a"], ["score@v-a", "score@v-b"], ["score@v-c", "score@v-d"], ["score@v-e"]
+    ]
+    assert [len(job.targets) for job in jobs(scores, group_stages=[], batch={"score": 16})] == [5]
+    assert [len(job.targets) for job in jobs(scores, group_stages=[])] == [1, 1, 1, 1, 1]  # no batch: one each
+
+
 def test_a_bad_dispatch_config_names_the_key(tmp_path: Path) -> None:
     path = tmp_path / "dispatch.yaml"
     path.write_text("executor: kubernetes\nmax_concurrent: 0\n")
     with pytest.raises(ExpertlabError) as err:
         load_config(path)
     assert "executor: Input should be 'local' or 'slurm'" in str(err.value) and "max_concurrent" in str(err.value)
+    path.write_text("batch: {score: 0}\n")
+    with pytest.raises(ExpertlabError, match="batch.score"):
+        load_config(path)
     with pytest.raises(FileNotFoundError, match="other.yaml"):
         load_config(tmp_path / "other.yaml")
     assert load_config(None) == DispatchConfig()
@@ -341,11 +355,12 @@ def test_a_slurm_config_becomes_submitits_sbatch_options(tmp_path: Path, monkeyp
 
 
 def test_the_default_config_names_only_stages_of_the_pipeline_files() -> None:
-    """gpus, group_stages and coordinator name stages of the pipeline files: a renamed stage fails here, not on a
-    cluster."""
+    """gpus, group_stages, batch and coordinator name stages of the pipeline files: a renamed stage fails here, not
+    on a cluster."""
     stages = set(pipeline_stages())
     config = DispatchConfig()
-    assert set(config.gpus) | set(config.group_stages) | set(config.coordinator) <= stages
+    assert set(config.gpus) | set(config.group_stages) | set(config.batch) | set(config.coordinator) <= stages
+    assert {stage for stage in stages if stage.startswith("score")} == set(config.batch)
 
 
 def test_a_directory_dependency_hashes_the_same_whatever_order_dvc_wrote_its_gitignores(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ compute, so changing it re-runs nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -17,6 +17,8 @@ from expertlab.params import Strict
 GENERATE_STAGES = ("generate_source", "generate", "generate_compared", "generate_quantized", "generate_finetuned")
 # the stages that load a model to generate or train: one GPU each unless the config says otherwise
 GPU_STAGES = (*GENERATE_STAGES, "finetune", "quantize")
+# the stages that score generations on a CPU, seconds an instance: sent in batches (config `batch`)
+SCORE_STAGES = ("score_source", "score", "score_compared", "score_quantized", "score_finetuned")
 
 
 class Slurm(Strict):
@@ -55,6 +57,9 @@ class DispatchConfig(Strict):
     # stages whose instances of one wave that load the same model share one job (one clone, the model checked
     # out once): by default, each variant's task groups
     group_stages: list[str] = list(GENERATE_STAGES)
+    # stages whose instances of one wave go out in jobs of at most this many (in name order, so a variant's task
+    # groups sit together): instances of seconds, where a job of its own would cost more than the work
+    batch: dict[str, Annotated[int, Field(gt=0)]] = {stage: 16 for stage in SCORE_STAGES}
     coordinator: list[str] = ["ingest", "report"]  # stages the coordinator runs itself at the end, from one process
     keep_clones: bool = False  # keep a finished job's clone (a failed job's is always kept, for its logs)
     slurm: Slurm = Field(default_factory=Slurm)

@@ -270,7 +270,7 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
         report.skipped += [instance.name for instance in wave if instance.name in finished]
         if not todo:
             continue
-        wave_jobs = jobs(todo, config.group_stages)
+        wave_jobs = jobs(todo, config.group_stages, config.batch)
         say(f"dispatch: wave {index + 1}/{len(the_plan.waves)}: {len(todo)} instances in {len(wave_jobs)} jobs")
         outcomes, failed = runner.run(wave_jobs)
         report.outcomes += outcomes

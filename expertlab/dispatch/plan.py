@@ -9,7 +9,7 @@ coordinator keeps (ingest, report) are left out, and must be downstream of every
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,17 +163,23 @@ def _model_of(stage) -> str | None:  # noqa: ANN001
     return None
 
 
-def jobs(wave: Sequence[Instance], group_stages: Collection[str]) -> list[Job]:
+def jobs(wave: Sequence[Instance], group_stages: Collection[str], batch: Mapping[str, int] | None = None) -> list[Job]:
     """One job per instance, except that a wave's instances of a stage in `group_stages` that load the same model
-    share one."""
-    grouped: dict[tuple[str, str], list[Instance]] = {}
+    share one, and those of a stage in `batch` go out in jobs of at most that many (in the wave's order)."""
+    batch = batch or {}
+    grouped: dict[tuple[str, str | None], list[Instance]] = {}
     out: list[Job] = []
     for instance in wave:
-        if instance.model is None or instance.stage not in group_stages:
+        if instance.stage in batch:
+            grouped.setdefault((instance.stage, None), []).append(instance)
+        elif instance.model is None or instance.stage not in group_stages:
             out.append(Job((instance,)))
         else:
             grouped.setdefault((instance.stage, instance.model), []).append(instance)
-    return out + [Job(tuple(group)) for group in grouped.values()]
+    for (stage, model), group in grouped.items():
+        size = batch[stage] if model is None else len(group)
+        out += [Job(tuple(group[start : start + size])) for start in range(0, len(group), size)]
+    return out
 
 
 def main(argv: Sequence[str]) -> int:
