@@ -259,7 +259,8 @@ def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None
 
     def spec_of(job: Job, attempt: int) -> JobSpec:
         return JobSpec(
-            targets=job.targets, steps=job.steps, sources=job.sources, slug=job.slug, dispatch=number, attempt=attempt, origin=str(root), commit=commit,
+            targets=job.targets, steps=job.steps, sources=job.sources, slug=job.slug, dispatch=number, attempt=attempt,
+            origin=str(root), commit=commit,
             work_dir=str(work_dir), cache_dir=str(cache_dir) if cache_dir else None, shared_dir=str(shared_dir), remote=config.remote,
             cache_shared=config.cache_shared, cache_type=config.cache_type, keep_clone=config.keep_clones,
         )  # fmt: skip

@@ -6,7 +6,7 @@ partial generations, fine-tuning checkpoints), checks out the data its targets d
 `dvc repro --single-item` over its targets' upstream instances, then the targets, in DAG order (the coordinator's
 plan lists them): an instance already computed somewhere comes from DVC's run-cache, so it is checked out, not
 run again. This is what `dvc repro <target>` would go through, without its walk of the whole DAG, which expands
-every stage of the study first (some 20 s a job at the paper grid's 8299 instances; README, "Running on a
+every stage of the study first (26-30 s a job at the paper grid's 8299 instances; README, "Running on a
 cluster"). DVC commits a stage's outputs to the cache only after its command succeeded, so a job killed
 mid-stage leaves nothing in the cache. The job's log and outcome land in the dispatch work directory; a failed
 job's clone is kept for inspection, a finished one's removed.
