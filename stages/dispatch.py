@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from expertlab.dispatch.config import DEFAULT_PATH, load_config
-    from expertlab.dispatch.coordinator import check_default_remote, committed_state, dispatch
+    from expertlab.dispatch.coordinator import dispatch, preflight
     from expertlab.dispatch.plan import jobs, plan
 
     from expertlab.study import check_study
@@ -29,9 +29,7 @@ def run(args: argparse.Namespace) -> int:
     check_study(args.params, args.queries)
     config = load_config(args.config or (DEFAULT_PATH if Path(DEFAULT_PATH).exists() else None))
     if args.dry_run:  # the checks a dispatch makes before it sends anything, then its plan
-        committed_state(Path.cwd())
-        if config.remote:
-            check_default_remote(Path.cwd(), config.remote)
+        preflight(Path.cwd().resolve(), config)
         the_plan = plan(Path.cwd(), config.coordinator)
         for index, wave in enumerate(the_plan.waves, start=1):
             wave_jobs = jobs(wave, config.group_stages, config.batch)

@@ -229,17 +229,23 @@ class Runner:
         self.say(f"dispatch: {outcome['slug']}: {status}{seconds}; ran {len(outcome['ran'])}, restored {len(outcome['restored'])}")
 
 
-def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None] = print, final: bool = True) -> DispatchReport:
-    """Send out the stale stage instances of the study at `root`, then (with `final`) run the coordinator's
-    `dvc repro`; see the module docstring."""
-    root = Path(root).resolve()
+def preflight(root: Path, config: DispatchConfig) -> str:
+    """The checks a dispatch (and its --dry-run) makes before it sends anything; the commit the jobs clone."""
     commit = committed_state(root)
-    work_dir = (root / config.work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
     if config.remote and config.cache_dir:
         raise ExpertlabError("dispatch: give cache_dir (storage every node sees) or remote (none shared), not both")
     if config.remote:
         check_default_remote(root, config.remote)
+    return commit
+
+
+def dispatch(root: str | Path, config: DispatchConfig, say: Callable[[str], None] = print, final: bool = True) -> DispatchReport:
+    """Send out the stale stage instances of the study at `root`, then (with `final`) run the coordinator's
+    `dvc repro`; see the module docstring."""
+    root = Path(root).resolve()
+    commit = preflight(root, config)
+    work_dir = (root / config.work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = None if config.remote else Path(config.cache_dir).resolve() if config.cache_dir else dvc_cache_dir(root)
     shared_dir = (root / config.shared_dir).resolve()
     started = time.time()
